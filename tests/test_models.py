@@ -1,0 +1,220 @@
+"""The model zoo: Table 1's parameter counts, shapes, BatchNorm modes, seeds, plain/residual twins."""
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from flax_resnets.models import MODELS, RESIDUAL_TWINS, count_parameters, create_model
+from flax_resnets.models.__main__ import forward_gflops
+
+# Parameter counts at 10 classes and 3 input channels, from the issue (Table 1 and He et al. 2016).
+EXPECTED_PARAMETERS = {
+    "resnet18": (11.17e6, 0.01),
+    "resnet34": (21.28e6, 0.01),
+    "resnet50": (23.52e6, 0.01),
+    "resnet20": (0.27e6, 0.01),
+    "resnet32": (0.46e6, 0.01),
+    "resnet44": (0.66e6, 0.01),
+    "resnet56": (0.85e6, 0.01),
+    "resnet110": (1.7e6, 0.03),  # He et al. print "1.7M", two significant figures.
+    "vgg19": (20.0e6, 0.01),
+    "alexnet": (57.0e6, 0.03),
+}
+
+
+def abstract_model(name, num_classes=10, input_channels=3):
+    """The model's structure with shapes only: no parameter is initialised."""
+    return nnx.eval_shape(lambda: create_model(name, num_classes=num_classes, input_channels=input_channels))
+
+
+@pytest.mark.parametrize("name", EXPECTED_PARAMETERS)
+def test_parameter_count_matches_the_paper(name):
+    expected, tolerance = EXPECTED_PARAMETERS[name]
+    assert count_parameters(abstract_model(name)) == pytest.approx(expected, rel=tolerance)
+
+
+def test_every_registered_model_is_covered_by_a_count_or_a_twin():
+    assert set(MODELS) == set(EXPECTED_PARAMETERS) | {"resnet101", "resnet152"} | set(RESIDUAL_TWINS)
+
+
+def test_deeper_bottleneck_resnets_grow_with_depth():
+    counts = [count_parameters(abstract_model(n)) for n in ("resnet50", "resnet101", "resnet152")]
+    assert counts[0] < counts[1] < counts[2]
+    assert counts[2] == pytest.approx(58.16e6, rel=0.01)  # torchvision's 60.2M less the 1000-way head
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("input_channels", [1, 3])
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_output_shape_in_both_modes(name, input_channels, num_classes):
+    model = abstract_model(name, num_classes, input_channels)
+    images = jax.ShapeDtypeStruct((2, 32, 32, input_channels), jnp.float32)
+    for train in (True, False):
+        logits = jax.eval_shape(lambda m, x, train=train: m(x, train=train), model, images)
+        assert logits.shape == (2, num_classes)
+        assert logits.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", ["resnet20", "plain20", "alexnet"])
+def test_forward_runs_and_is_finite(name):
+    model = create_model(name, num_classes=7, input_channels=1)
+    images = jax.random.normal(jax.random.key(1), (3, 32, 32, 1))
+    for train in (True, False):
+        logits = model(images, train=train)
+        assert logits.shape == (3, 7)
+        assert np.isfinite(np.asarray(logits)).all()
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(ValueError, match="Unknown model .resnet19.*vgg19.*resnet18"):
+        create_model("resnet19")
+
+
+def batch_stats(model):
+    return jax.tree.map(np.array, nnx.state(model, nnx.BatchStat))
+
+
+def test_batch_norm_updates_running_statistics_in_training_mode_only():
+    model = create_model("resnet20")
+    images = jax.random.normal(jax.random.key(0), (4, 32, 32, 3)) * 2.0 + 1.0
+    initial = batch_stats(model)
+
+    model(images, train=False)
+    after_eval = batch_stats(model)
+    jax.tree.map(np.testing.assert_array_equal, initial, after_eval)
+
+    model(images, train=True)
+    after_train = batch_stats(model)
+    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), initial, after_train)
+    assert all(jax.tree.leaves(changed))
+
+
+def test_batch_norm_uses_pytorch_momentum_and_epsilon():
+    model = create_model("resnet20")
+    images = jax.random.normal(jax.random.key(0), (8, 32, 32, 3)) * 3.0 + 2.0
+    model(images, train=True)
+    # The stem's BatchNorm sees the stem convolution's output; PyTorch: running = 0.9 * old + 0.1 * batch.
+    features = model.stem_conv(images)
+    batch_mean = np.asarray(features.mean(axis=(0, 1, 2)))
+    batch_var = np.asarray(features.var(axis=(0, 1, 2)))
+    np.testing.assert_allclose(model.stem_bn.mean[...], 0.1 * batch_mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.stem_bn.var[...], 0.9 + 0.1 * batch_var, rtol=1e-4, atol=1e-6)
+    assert model.stem_bn.epsilon == 1e-5
+
+
+def test_evaluation_mode_is_independent_of_the_rest_of_the_batch():
+    model = create_model("resnet20")
+    model(jax.random.normal(jax.random.key(0), (8, 32, 32, 3)), train=True)  # move running stats
+    images = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+    together = model(images, train=False)
+    alone = model(images[:1], train=False)
+    np.testing.assert_allclose(together[:1], alone, rtol=1e-5, atol=1e-5)
+    in_training = model(images, train=True)[:1]
+    assert not np.allclose(in_training, alone, atol=1e-3)
+
+
+def parameters(model):
+    return jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
+
+
+def test_same_seed_gives_identical_parameters_and_another_seed_does_not():
+    first, second = parameters(create_model("resnet20", seed=3)), parameters(create_model("resnet20", seed=3))
+    jax.tree.map(np.testing.assert_array_equal, first, second)
+    other = parameters(create_model("resnet20", seed=4))
+    differs = jax.tree.map(lambda a, b: not np.array_equal(a, b), first, other)
+    assert any(jax.tree.leaves(differs))
+
+
+def parameter_shapes(model):
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    return {tuple(str(k) for k in path): tuple(v.shape) for path, v in flat}
+
+
+@pytest.mark.parametrize("plain, residual", list(RESIDUAL_TWINS.items()))
+def test_plain_and_residual_twins_differ_only_by_shortcuts(plain, residual):
+    plain_shapes = parameter_shapes(abstract_model(plain))
+    residual_shapes = parameter_shapes(abstract_model(residual))
+    without_shortcuts = {path: s for path, s in residual_shapes.items() if "shortcut" not in path}
+    assert plain_shapes == without_shortcuts
+    assert graph_without_shortcuts(plain) == graph_without_shortcuts(residual)
+
+
+def graph_without_shortcuts(name):
+    """Every layer of the model in order, by path and type, shortcut branches left out."""
+    return [
+        (path, type(node).__name__)
+        for path, node in nnx.iter_graph(abstract_model(name))
+        if isinstance(node, nnx.Module) and "shortcut" not in path
+    ]
+
+
+def test_shortcut_is_what_makes_the_twins_compute_differently():
+    plain, residual = create_model("plain20"), create_model("resnet20")
+    nnx.update(residual, nnx.state(plain))  # option-A shortcuts have no parameters: same state
+    images = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+    assert not np.allclose(plain(images, train=False), residual(images, train=False), atol=1e-4)
+    # Remove the residual branch's contribution: zero the last BatchNorm scale and shift of every
+    # block, and the residual network passes its (padded, subsampled) input straight through.
+    for block in residual.blocks:
+        block.bn2.scale[...] = jnp.zeros_like(block.bn2.scale[...])
+        block.bn2.bias[...] = jnp.zeros_like(block.bn2.bias[...])
+    stem = nnx.relu(residual.stem_bn(residual.stem_conv(images), use_running_average=True))
+    x = stem
+    for block in residual.blocks:
+        x = x if block.shortcut is None else block.shortcut(x, train=False)
+    expected = residual.head(x.mean(axis=(1, 2)))
+    np.testing.assert_allclose(residual(images, train=False), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+    model = create_model("resnet20", dtype=jnp.bfloat16, seed=0)
+    reference = create_model("resnet20", seed=0)
+    assert {p.dtype for p in jax.tree.leaves(nnx.state(model, nnx.Param))} == {jnp.dtype(jnp.float32)}
+    images = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+    jaxpr = jax.make_jaxpr(lambda x: model(x, train=False))(images)
+    assert "bf16[2,32,32,16]" in str(jaxpr)  # activations really are bfloat16
+    logits = model(images, train=False)
+    assert logits.dtype == jnp.float32
+    np.testing.assert_allclose(logits, reference(images, train=False), rtol=0.1, atol=0.1)
+
+
+def test_forward_gflops_counts_every_multiply_accumulate_of_alexnet():
+    convs = [  # (output pixels, kernel taps, input channels, output channels)
+        (32 * 32, 9, 3, 64),
+        (16 * 16, 25, 64, 192),
+        (8 * 8, 9, 192, 384),
+        (8 * 8, 9, 384, 256),
+        (8 * 8, 9, 256, 256),
+    ]
+    macs = sum(p * k * i * o for p, k, i, o in convs) + 9216 * 4096 + 4096 * 4096 + 4096 * 10
+    assert forward_gflops(create_model("alexnet")) == pytest.approx(2 * macs / 1e9)
+
+
+def test_model_table_command_prints_a_row_per_model():
+    result = subprocess.run(
+        [sys.executable, "-m", "flax_resnets.models", "--models", "resnet20,plain20"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["resnet20", "plain20"]
+    assert rows[0][1] == f"{count_parameters(create_model('resnet20')):,}"
+    assert float(rows[0][2]) == pytest.approx(forward_gflops(create_model("resnet20")), abs=5e-4)
+
+
+def test_models_import_and_run_without_tensorflow():
+    script = (
+        "import sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None\n"
+        "import jax.numpy as jnp\n"
+        "from flax_resnets.models import create_model\n"
+        "print(create_model('resnet20')(jnp.zeros((1, 32, 32, 3)), train=False).shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(1, 10)"
