@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from flax_resnets.errors import InputError
 from flax_resnets.models.alexnet import AlexNet
 from flax_resnets.models.layers import Dtype
 from flax_resnets.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -69,9 +70,9 @@ def create_model(
 ) -> nnx.Module:
     """Build model ``name`` with float32 parameters computing in ``dtype``; ``rngs`` overrides ``seed``."""
     if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(MODELS)}.")
+        raise InputError(f"Unknown model {name!r}; choose one of: {', '.join(MODELS)}.")
     if num_classes < 1 or input_channels < 1:
-        raise ValueError(
+        raise InputError(
             f"num_classes and input_channels must be positive, got {num_classes} and {input_channels}."
         )
     return MODELS[name](

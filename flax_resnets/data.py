@@ -1,0 +1,276 @@
+"""Datasets as in-memory uint8 arrays, split as the paper does (section 3.1).
+
+The paper's datasets are small (CIFAR-10's 50,000 training images are 150 MB of uint8), so
+each one is read once, through TensorFlow Datasets, resized to 32x32 and held in memory; the
+input pipeline shuffles, augments and batches from there. Every process of a multi-host run
+holds the whole (small) split and yields only its share of every global batch, so a run gives
+the same batches whatever the number of hosts.
+
+* TFDS datasets by name: ``fashion_mnist``, ``cifar10``, ``cifar100`` (the 100 fine labels),
+  read from a prepared TFDS ``data_dir`` or downloaded there.
+* ``image_folder``: ``data_dir`` holds ``train/<label>/*`` and ``test/<label>/*`` images, read
+  with TFDS's ``ImageFolder``. Decoded arrays and their statistics are cached (see
+  ``cache_dir``), so only the first run pays for decoding.
+
+Splits: train = the first ``1 - validation_fraction`` of the source's training split,
+validation = the rest, test = its test split. Image folders are shuffled with ``split_seed``
+before that cut, since they are sorted by class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flax_resnets.errors import InputError
+
+IMAGE_SIZE = 32
+
+# Per-channel mean and standard deviation of each training split's pixels, scaled to [0, 1]:
+# the published figures (Fashion-MNIST: Xiao et al.'s 28x28 images; CIFAR: all 50,000 images).
+TFDS_STATISTICS = {
+    "fashion_mnist": ((0.2860406,), (0.3530242,)),
+    "cifar10": ((0.4913997, 0.4821584, 0.4465309), (0.2470322, 0.2434851, 0.2615878)),
+    "cifar100": ((0.5070751, 0.4865489, 0.4409178), (0.2673342, 0.2564384, 0.2761504)),
+}
+# Where TFDS downloads each dataset from: probed before a download, so that a machine with no
+# internet fails in seconds instead of retrying for minutes.
+DOWNLOAD_HOSTS = {
+    "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+    "cifar10": "www.cs.toronto.edu",
+    "cifar100": "www.cs.toronto.edu",
+}
+DATASET_NAMES = (*TFDS_STATISTICS, "image_folder")
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # (N, 32, 32, C) uint8
+    labels: np.ndarray  # (N,) int32
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, indices: np.ndarray) -> Split:
+        return Split(self.images[indices], self.labels[indices])
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]  # per channel, pixels scaled to [0, 1]
+    std: tuple[float, ...]
+    train: Split
+    validation: Split
+    test: Split
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return self.train.images.shape[-1]
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    download: bool = True,
+    validation_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> Dataset:
+    """Read dataset ``name`` into memory and split it into train, validation and test."""
+    if name not in DATASET_NAMES:
+        raise InputError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}.")
+    if not 0.0 <= validation_fraction < 1.0:
+        raise InputError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
+    if name == "image_folder":
+        source = read_image_folder(data_dir)
+    else:
+        source = read_tfds(name, data_dir=data_dir, download=download)
+    full_train = source["train"]
+    order = np.arange(len(full_train))
+    if name == "image_folder":
+        order = np.random.default_rng(split_seed).permutation(len(full_train))
+    num_train = len(full_train) - int(round(len(full_train) * validation_fraction))
+    return Dataset(
+        name=name,
+        class_names=source["class_names"],
+        mean=source["mean"],
+        std=source["std"],
+        train=full_train.take(order[:num_train]),
+        validation=full_train.take(order[num_train:]),
+        test=source["test"],
+    )
+
+
+@functools.cache
+def tensorflow() -> Any:
+    """Import TensorFlow for tf.data only: it must never see (and reserve memory on) a GPU."""
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    return tf
+
+
+def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, Any]:
+    tensorflow()
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if download and not builder.is_prepared():
+        require_download_host(name, builder.data_dir)
+        builder.download_and_prepare()
+    splits = {}
+    for split in ("train", "test"):
+        try:
+            ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+        except AssertionError as error:  # TFDS's way of saying "not prepared"
+            raise InputError(
+                f"Dataset {name!r} is not prepared in {builder.data_dir} and downloading is off: "
+                f"prepare it there on a machine with internet (tfds build {name} --data_dir=DIR) "
+                "and pass data_dir=DIR, or set download=True, or train from a folder of images "
+                "with dataset='image_folder'."
+            ) from error
+        splits[split] = decode_to_arrays(ds, builder.info.features["image"].shape[-1])
+    mean, std = TFDS_STATISTICS[name]
+    return {**splits, "class_names": tuple(builder.info.features["label"].names), "mean": mean, "std": std}
+
+
+def require_download_host(name: str, data_dir: str) -> None:
+    host = DOWNLOAD_HOSTS[name]
+    try:
+        socket.create_connection((host, 80), timeout=5).close()
+    except OSError as error:
+        raise InputError(
+            f"Dataset {name!r} is not prepared in {data_dir} and its download host {host} cannot be "
+            f"reached ({error.strerror or error}): prepare it with TFDS on a machine with internet "
+            "and pass its data_dir, or train from a folder of images with dataset='image_folder'."
+        ) from error
+
+
+def decode_to_arrays(ds: Any, channels: int) -> Split:
+    """A tf.data dataset of (image, label) pairs -> uint8 arrays resized to 32x32."""
+    tf = tensorflow()
+
+    def resize(image, label):
+        image = tf.ensure_shape(image, [None, None, channels])
+        if_resized = tf.image.resize(image, (IMAGE_SIZE, IMAGE_SIZE), antialias=True)
+        image = tf.cond(
+            tf.reduce_all(tf.shape(image)[:2] == IMAGE_SIZE),
+            lambda: image,
+            lambda: tf.cast(tf.clip_by_value(tf.round(if_resized), 0, 255), tf.uint8),
+        )
+        return tf.ensure_shape(image, [IMAGE_SIZE, IMAGE_SIZE, channels]), tf.cast(label, tf.int32)
+
+    ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(4096).prefetch(2)
+    images, labels = [], []
+    for image_batch, label_batch in ds.as_numpy_iterator():
+        images.append(image_batch)
+        labels.append(label_batch)
+    if not images:
+        return Split(np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, channels), np.uint8), np.zeros((0,), np.int32))
+    return Split(np.concatenate(images), np.concatenate(labels))
+
+
+def cache_dir() -> Path:
+    """Where decoded image folders are cached: $FLAX_RESNETS_CACHE, else ~/.cache/flax_resnets."""
+    return Path(os.environ.get("FLAX_RESNETS_CACHE", Path.home() / ".cache" / "flax_resnets"))
+
+
+def read_image_folder(data_dir: str | None) -> dict[str, Any]:
+    root = Path(data_dir or "")
+    if not data_dir or not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise InputError(
+            f"dataset='image_folder' needs data_dir to be a folder with train/<label>/* and "
+            f"test/<label>/* images; {str(root)!r} is not one (unzip your images there first)."
+        )
+    cached = cache_dir() / f"image_folder-{folder_fingerprint(root)}.npz"
+    if cached.exists():
+        return load_arrays(cached)
+    source = decode_image_folder(root)
+    save_arrays(cached, source)
+    return source
+
+
+def folder_fingerprint(root: Path) -> str:
+    """Hash of every file's path, size and modification time: changes whenever the images do."""
+    digest = hashlib.sha256(str(root.resolve()).encode())
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for filename in sorted(filenames):
+            stat = os.stat(os.path.join(dirpath, filename))
+            digest.update(f"{os.path.join(dirpath, filename)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:20]
+
+
+def decode_image_folder(root: Path) -> dict[str, Any]:
+    tf = tensorflow()
+    import tensorflow_datasets as tfds
+
+    labels = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    first = next((f for label in labels for f in sorted((root / "train" / label).iterdir())), None)
+    if first is None:
+        raise InputError(f"The image folder {str(root)!r} has no images under train/<label>/.")
+    channels = int(tf.io.decode_image(tf.io.read_file(str(first)), expand_animations=False).shape[-1])
+    builder = tfds.folder_dataset.ImageFolder(str(root), shape=(None, None, channels))
+    splits = {
+        split: decode_to_arrays(builder.as_dataset(split=split, as_supervised=True), channels)
+        for split in ("train", "test")
+    }
+    mean, std = pixel_statistics(splits["train"].images)
+    names = tuple(builder.info.features["label"].names)
+    return {**splits, "class_names": names, "mean": mean, "std": std}
+
+
+def pixel_statistics(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units (chunked, float64)."""
+    total = np.zeros(images.shape[-1])
+    total_sq = np.zeros(images.shape[-1])
+    for start in range(0, len(images), 4096):
+        chunk = images[start : start + 4096].reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+        total += chunk.sum(axis=0)
+        total_sq += (chunk**2).sum(axis=0)
+    count = images.size / images.shape[-1]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def save_arrays(path: Path, source: dict[str, Any]) -> None:
+    """Write splits and metadata to ``path`` atomically: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
+        np.savez(
+            tmp,
+            train_images=source["train"].images,
+            train_labels=source["train"].labels,
+            test_images=source["test"].images,
+            test_labels=source["test"].labels,
+            class_names=np.array(source["class_names"]),
+            mean=np.array(source["mean"]),
+            std=np.array(source["std"]),
+        )
+    os.replace(tmp.name, path)
+
+
+def load_arrays(path: Path) -> dict[str, Any]:
+    with np.load(path) as arrays:
+        return {
+            "train": Split(arrays["train_images"], arrays["train_labels"]),
+            "test": Split(arrays["test_images"], arrays["test_labels"]),
+            "class_names": tuple(str(name) for name in arrays["class_names"]),
+            "mean": tuple(float(m) for m in arrays["mean"]),
+            "std": tuple(float(s) for s in arrays["std"]),
+        }

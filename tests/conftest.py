@@ -1,0 +1,56 @@
+"""Shared fixtures: an isolated cache, small generated image folders, the real data when present."""
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own decoded-dataset cache, so no test sees another's files."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("FLAX_RESNETS_CACHE", str(cache))
+    return cache
+
+
+def write_image_folder(
+    root: Path, *, classes=3, train_per_class=10, test_per_class=4, size=(28, 28), mode="RGB"
+):
+    """A class-sorted folder like ../shared/data: root/{train,test}/<label>/NNNN.png, random pixels."""
+    rng = np.random.default_rng(0)
+    channels = {"RGB": 3, "L": 1}[mode]
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for label in range(classes):
+            folder = root / split / f"class_{label}"
+            folder.mkdir(parents=True)
+            for index in range(count):
+                # Class-dependent brightness, so that labels and pixels stay traceable.
+                pixels = rng.integers(0, 60, (*size, channels)) + 60 * label
+                image = Image.fromarray(pixels.astype(np.uint8).squeeze(), mode)
+                image.save(folder / f"{index:04d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_folder(tmp_path_factory):
+    """The real Fashion-MNIST PNGs unzipped from ../shared/data; skips when that is absent."""
+    archive = SHARED_DATA / "fashion_mnist_png.zip"
+    if not archive.exists():
+        pytest.skip(f"real data not available: {archive} is absent (it ships beside the CI clone only)")
+    root = tmp_path_factory.mktemp("real")
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(root)
+    return root / "fashion_mnist"

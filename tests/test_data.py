@@ -1,0 +1,118 @@
+"""Reading datasets into memory: TFDS (mocked), image folders, splits, statistics, bad input."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from flax_resnets import data
+from flax_resnets.data import load_dataset
+from flax_resnets.errors import InputError
+
+
+@pytest.mark.parametrize(
+    "name, channels, classes", [("fashion_mnist", 1, 10), ("cifar10", 3, 10), ("cifar100", 3, 100)]
+)
+def test_tfds_datasets_read_resized_uint8_arrays_with_their_info(name, channels, classes):
+    with tfds.testing.mock_data(num_examples=20):
+        dataset = load_dataset(name, download=False, validation_fraction=0.25)
+    assert dataset.num_classes == classes and dataset.channels == channels
+    assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (15, 5, 20)
+    for split in (dataset.train, dataset.validation, dataset.test):
+        assert split.images.shape[1:] == (32, 32, channels) and split.images.dtype == np.uint8
+        assert split.labels.dtype == np.int32 and 0 <= split.labels.min() <= split.labels.max() < classes
+    assert len(dataset.mean) == len(dataset.std) == channels
+
+
+def test_tfds_validation_is_the_tail_of_the_training_split():
+    with tfds.testing.mock_data(num_examples=10):
+        everything = load_dataset("cifar10", download=False, validation_fraction=0.0)
+        split = load_dataset("cifar10", download=False, validation_fraction=0.2)
+    np.testing.assert_array_equal(split.train.images, everything.train.images[:8])
+    np.testing.assert_array_equal(split.validation.images, everything.train.images[8:])
+    assert len(everything.validation) == 0
+
+
+def test_image_folder_split_is_shuffled_with_the_seed_and_keeps_every_class(image_folder):
+    dataset = load_dataset("image_folder", data_dir=str(image_folder), validation_fraction=0.2)
+    assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (24, 6, 12)
+    assert dataset.class_names == ("class_0", "class_1", "class_2")
+    assert set(dataset.validation.labels) == {0, 1, 2}
+    assert dataset.train.images.shape == (24, 32, 32, 3)  # 28x28 resized
+    again = load_dataset("image_folder", data_dir=str(image_folder), validation_fraction=0.2)
+    np.testing.assert_array_equal(again.validation.images, dataset.validation.images)
+    other = load_dataset("image_folder", data_dir=str(image_folder), validation_fraction=0.2, split_seed=1)
+    assert not np.array_equal(other.validation.images, dataset.validation.images)
+
+
+def test_image_folder_labels_follow_the_folders(image_folder):
+    dataset = load_dataset("image_folder", data_dir=str(image_folder), validation_fraction=0.0)
+    # The generator makes class k's pixels lie in [60k, 60k + 60): brightness identifies the folder.
+    brightness = dataset.train.images.reshape(len(dataset.train), -1).mean(axis=1)
+    np.testing.assert_array_equal(dataset.train.labels, (brightness // 60).astype(int))
+
+
+def test_image_folder_statistics_are_those_of_its_training_pixels(image_folder):
+    dataset = load_dataset("image_folder", data_dir=str(image_folder), validation_fraction=0.0)
+    pixels = dataset.train.images.astype(np.float64) / 255.0
+    np.testing.assert_allclose(dataset.mean, pixels.mean(axis=(0, 1, 2)), rtol=1e-9)
+    np.testing.assert_allclose(dataset.std, pixels.std(axis=(0, 1, 2)), rtol=1e-9)
+
+
+def test_image_folder_is_decoded_once_then_read_from_the_cache(image_folder, monkeypatch, isolated_cache):
+    first = load_dataset("image_folder", data_dir=str(image_folder))
+    assert len(list(isolated_cache.glob("image_folder-*.npz"))) == 1
+
+    def no_decoding(root):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(data, "decode_image_folder", no_decoding)
+    cached = load_dataset("image_folder", data_dir=str(image_folder))
+    np.testing.assert_array_equal(cached.train.images, first.train.images)
+    assert cached.mean == first.mean and cached.class_names == first.class_names
+
+    (image_folder / "train" / "class_0" / "0000.png").unlink()  # the folder changed: decode again
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_dataset("image_folder", data_dir=str(image_folder))
+
+
+def test_image_folder_of_greyscale_images_of_other_sizes(tmp_path):
+    from conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "grey", mode="L", size=(40, 36), classes=2)
+    dataset = load_dataset("image_folder", data_dir=str(root))
+    assert dataset.train.images.shape[1:] == (32, 32, 1) and dataset.num_classes == 2
+
+
+def test_unknown_dataset_and_bad_fraction_are_refused():
+    with pytest.raises(InputError, match="Unknown dataset 'cifar11'.*cifar10.*image_folder"):
+        load_dataset("cifar11")
+    with pytest.raises(InputError, match="validation_fraction"):
+        load_dataset("cifar10", validation_fraction=1.0)
+
+
+def test_image_folder_without_train_and_test_is_refused(tmp_path):
+    with pytest.raises(InputError, match="train/<label>"):
+        load_dataset("image_folder", data_dir=str(tmp_path))
+    with pytest.raises(InputError, match="train/<label>"):
+        load_dataset("image_folder", data_dir=None)
+
+
+def test_unprepared_tfds_dataset_without_download_says_how_to_provide_it(tmp_path):
+    with pytest.raises(InputError, match="not prepared.*data_dir.*image_folder"):
+        load_dataset("cifar10", data_dir=str(tmp_path), download=False)
+
+
+def test_unreachable_download_host_fails_at_once_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.DOWNLOAD_HOSTS, "cifar10", "no-such-host.invalid")  # never resolves
+    with pytest.raises(InputError, match="cannot be reached.*image_folder"):
+        load_dataset("cifar10", data_dir=str(tmp_path), download=True)
+
+
+def test_real_fashion_mnist_splits_and_statistics(fashion_mnist_folder):
+    dataset = load_dataset("image_folder", data_dir=str(fashion_mnist_folder))
+    assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (48_000, 12_000, 10_000)
+    assert set(dataset.validation.labels) == set(range(10))
+    assert np.bincount(dataset.test.labels).tolist() == [1000] * 10
+    # Xiao et al.'s figures for the 28x28 originals; resizing to 32x32 smooths the spread a little.
+    assert dataset.mean[0] == pytest.approx(0.2860406, abs=0.005)
+    assert dataset.std[0] == pytest.approx(0.3530242, abs=0.02)
