@@ -1,9 +1,51 @@
-"""flax-resnets command line. Training and evaluation arrive with the trainer (issue 4).
+"""flax-resnets: train a model of the paper, or evaluate a run's checkpoint.
 
-Until then, ``python -m flax_resnets.models`` lists the model zoo.
+python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18
+python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18 --mode=eval
 """
 
 import sys
 
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/cifar10_resnet18.py.")
+flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and eval.json.", required=True)
+flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes a run) or eval (tests a checkpoint).")
+flags.DEFINE_string("checkpoint", "best", "For --mode=eval: best, latest or a step number.")
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    if not FLAGS["verbosity"].present:  # orbax and JAX log every save and restore at INFO
+        logging.set_verbosity(logging.WARNING)
+    # Imported here so that --help answers without loading JAX and TensorFlow.
+    from flax_resnets.errors import InputError
+    from flax_resnets.evaluate import evaluate_workdir
+    from flax_resnets.train import TrainingDivergedError, train_and_evaluate
+
+    try:
+        if FLAGS.mode == "train":
+            if FLAGS.config is None:
+                raise InputError("--config is required to train: e.g. --config=configs/quickstart.py.")
+            result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        else:
+            result = evaluate_workdir(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDivergedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{result['model']} on {result['dataset']}: test accuracy {result['test_accuracy']:.2%}, "
+        f"loss {result['test_loss']:.4f} over {result['num_examples']} images "
+        f"(checkpoint at step {result['checkpoint_step']})",
+        flush=True,
+    )
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit("The trainer has not landed yet; `python -m flax_resnets.models` lists the models.")
+    app.run(main)

@@ -49,6 +49,8 @@ DOWNLOAD_HOSTS = {
     "cifar100": "www.cs.toronto.edu",
 }
 DATASET_NAMES = (*TFDS_STATISTICS, "image_folder")
+# A small real sample shipped with the package, for the offline quickstart (see its README).
+SAMPLE_FASHION_MNIST = Path(__file__).parent / "sample_data" / "fashion_mnist"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +120,7 @@ def load_dataset(
 @functools.cache
 def tensorflow() -> Any:
     """Import TensorFlow for tf.data only: it must never see (and reserve memory on) a GPU."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no banner about CPU instructions
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")

@@ -22,6 +22,9 @@ EXPECTED_PARAMETERS = {
     "resnet44": (0.66e6, 0.01),
     "resnet56": (0.85e6, 0.01),
     "resnet110": (1.7e6, 0.03),  # He et al. print "1.7M", two significant figures.
+    # n=1 of the same family, counted by hand: stem 432, stages 4,608 + 13,824 + 55,296,
+    # BatchNorm scales and shifts 480, head 650.
+    "resnet8": (75_290, 0.0),
     "vgg19": (20.0e6, 0.01),
     "alexnet": (57.0e6, 0.03),
 }

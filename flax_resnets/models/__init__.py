@@ -45,7 +45,7 @@ MODELS: dict[str, Callable[..., nnx.Module]] = {
     "resnet50": _resnet(Bottleneck, (3, 4, 6, 3), IMAGENET_WIDTHS, "projection"),
     "resnet101": _resnet(Bottleneck, (3, 4, 23, 3), IMAGENET_WIDTHS, "projection"),
     "resnet152": _resnet(Bottleneck, (3, 8, 36, 3), IMAGENET_WIDTHS, "projection"),
-    **{f"resnet{depth}": _he_cifar(depth, "pad") for depth in (20, 32, 44, 56, 110)},
+    **{f"resnet{depth}": _he_cifar(depth, "pad") for depth in (8, 20, 32, 44, 56, 110)},
     "plain18": _resnet(BasicBlock, (2, 2, 2, 2), IMAGENET_WIDTHS, "none"),
     "plain34": _resnet(BasicBlock, (3, 4, 6, 3), IMAGENET_WIDTHS, "none"),
     **{f"plain{depth}": _he_cifar(depth, "none") for depth in (20, 56)},

@@ -1,0 +1,116 @@
+"""The training state and the two compiled computations on it: a training step and an evaluation step.
+
+The model's graph is split from its arrays once (``nnx.split``); the steps are pure functions
+of arrays, merged back into a model inside the trace, so they compile with ``jax.jit`` over a
+mesh and donate the old state's buffers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx, struct
+
+from flax_resnets.models import create_model
+
+Batch = dict[str, jax.Array]
+# Sums over the current epoch's training steps, kept in the state so that an epoch resumed
+# from a mid-epoch checkpoint reports the same numbers as one never interrupted.
+EPOCH_SUMS = ("loss", "correct", "count", "nonfinite_steps")
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: nnx.State
+    batch_stats: nnx.State
+    opt_state: optax.OptState
+    epoch_sums: dict[str, jax.Array]
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> tuple[Any, Callable]:
+    """PyTorch's SGD(momentum, weight_decay) under a per-step cosine from the initial rate to 0.
+
+    Weight decay is added to every parameter's gradient before momentum, as PyTorch does.
+    """
+    schedule = optax.cosine_decay_schedule(config.learning_rate, decay_steps=max(total_steps, 1))
+    optimizer = optax.chain(
+        optax.add_decayed_weights(config.weight_decay),
+        optax.sgd(schedule, momentum=config.momentum or None),
+    )
+    return optimizer, schedule
+
+
+def zero_epoch_sums() -> dict[str, jax.Array]:
+    return {name: jnp.zeros((), jnp.float32) for name in EPOCH_SUMS}
+
+
+def create_train_state(
+    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int, optimizer: Any
+) -> tuple[nnx.GraphDef, TrainState]:
+    """A freshly initialized model (from ``config.seed``) and optimizer, split into graph and state."""
+    model = create_model(
+        config.model,
+        num_classes=num_classes,
+        input_channels=input_channels,
+        seed=config.seed,
+        dtype=jnp.dtype(config.dtype),
+    )
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=optimizer.init(params),
+        epoch_sums=zero_epoch_sums(),
+    )
+    return graphdef, state
+
+
+def train_step(graphdef: nnx.GraphDef, optimizer: Any, state: TrainState, batch: Batch) -> TrainState:
+    """One SGD step on a global batch; BatchNorm uses and updates the batch's statistics."""
+
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+
+    def loss_fn(model):
+        logits = model(batch["image"], train=True)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+        return loss, logits
+
+    # nnx.grad differentiates the parameters and carries the BatchNorm updates back to ``model``.
+    (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    batch_stats = nnx.state(model, nnx.BatchStat)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+    count = batch["label"].shape[0]
+    sums = state.epoch_sums
+    return state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+        epoch_sums={
+            "loss": sums["loss"] + loss * count,
+            "correct": sums["correct"] + jnp.sum(jnp.argmax(logits, -1) == batch["label"]),
+            "count": sums["count"] + count,
+            "nonfinite_steps": sums["nonfinite_steps"] + (1 - finite),
+        },
+    )
+
+
+def eval_step(graphdef: nnx.GraphDef, state: TrainState, batch: Batch) -> dict[str, jax.Array]:
+    """Summed loss and correct predictions over the batch's real (unmasked) examples."""
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    logits = model(batch["image"], train=False)
+    mask = batch["mask"]
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    return {
+        "loss": jnp.sum(jnp.where(mask, loss, 0.0)),
+        "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) & mask),
+        "count": jnp.sum(mask),
+    }

@@ -1,0 +1,187 @@
+"""The training loop, top to bottom: check, read data, init or resume, train, validate,
+checkpoint, test the best checkpoint.
+
+Every batch is split over all devices of the mesh; a rerun of the same command in the same
+workdir resumes from the latest checkpoint and finishes with the same metrics and parameters
+as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+from tqdm import tqdm
+
+from flax_resnets import parallel, steps
+from flax_resnets.checkpoints import Checkpoints
+from flax_resnets.config import check_same_run, config_dict, validate_config
+from flax_resnets.data import load_dataset
+from flax_resnets.errors import InputError
+from flax_resnets.evaluate import checkpoint_test_report, compile_eval_step, eval_batch_size, evaluate_split
+from flax_resnets.input_pipeline import local_batch_size, steps_per_epoch, train_batches
+from flax_resnets.reports import EpochReport, write_json
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the gradients became NaN or infinite; the last good checkpoint is kept."""
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+    """Train ``config`` in ``workdir`` (resuming what is there), then test the best checkpoint."""
+    workdir = Path(workdir)
+    # Refuse bad input before reading data or compiling anything; write nothing until then.
+    validate_config(config)
+    parallel.initialize_distributed(config.distributed)
+    local_batch_size(config.batch_size, jax.process_count(), jax.local_device_count())
+    check_same_run(config, workdir)
+    dataset = load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        download=config.download,
+        validation_fraction=config.validation_fraction,
+        split_seed=config.split_seed,
+    )
+    epoch_steps = steps_per_epoch(len(dataset.train), config.batch_size)
+    if epoch_steps == 0:
+        raise InputError(
+            f"batch_size={config.batch_size} is larger than the {len(dataset.train)} training examples "
+            f"of {config.dataset!r}: use a smaller batch_size."
+        )
+    total_steps = epoch_steps * config.num_epochs
+
+    # Model, optimizer and compiled steps, replicated over the mesh.
+    mesh = parallel.data_parallel_mesh()
+    optimizer, schedule = steps.make_optimizer(config, total_steps)
+    graphdef, state = steps.create_train_state(
+        config, num_classes=dataset.num_classes, input_channels=dataset.channels, optimizer=optimizer
+    )
+    state = parallel.replicate(state, mesh)
+    train_fn = jax.jit(
+        functools.partial(steps.train_step, graphdef, optimizer),
+        in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
+        out_shardings=parallel.replicated(mesh),
+        donate_argnums=0,
+    )
+    eval_fn = compile_eval_step(graphdef, mesh)
+    validate = functools.partial(evaluate_split, eval_fn, batch_size=eval_batch_size(config), mesh=mesh)
+
+    # Saves in flight finish, and files close, however the loop ends (a diverged loss included).
+    with contextlib.ExitStack() as exit_stack:
+        # Resume from the latest checkpoint, if any.
+        checkpoints = exit_stack.enter_context(
+            Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints)
+        )
+        template = parallel.abstract(state, mesh)
+        history: list[dict] = []
+        latest = checkpoints.latest_step()
+        if latest is not None:
+            state, history = checkpoints.restore(latest, template)
+            print(f"Resuming {workdir} from step {latest} of {total_steps}.", flush=True)
+        step = int(state.step)
+        is_main = jax.process_index() == 0
+        if is_main:
+            write_json(workdir / "config.json", config_dict(config))
+        report = exit_stack.enter_context(EpochReport(workdir, history)) if is_main else None
+
+        for epoch in range(step // epoch_steps, config.num_epochs):
+            first_step = step % epoch_steps
+            if first_step == 0:
+                state = state.replace(epoch_sums=parallel.replicate(steps.zero_epoch_sums(), mesh))
+            started = time.perf_counter()
+            batches = train_batches(
+                dataset.train,
+                dataset,
+                global_batch_size=config.batch_size,
+                seed=config.seed,
+                epoch=epoch,
+                start_step=first_step,
+                augment=config.augment,
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
+            )
+            with tqdm(
+                total=epoch_steps,
+                initial=first_step,
+                desc=f"epoch {epoch + 1}/{config.num_epochs}",
+                unit="step",
+                disable=not is_main,
+                dynamic_ncols=True,
+                mininterval=1 if sys.stderr.isatty() else 30,  # a log file gets a line now and then
+            ) as progress:
+                for batch in batches:
+                    state = train_fn(state, parallel.global_batch(batch, mesh))
+                    step += 1
+                    progress.update(1)
+                    if step % config.log_every_steps == 0:
+                        progress.set_postfix(running_means(state))
+                    if (
+                        config.checkpoint_every_steps
+                        and step % config.checkpoint_every_steps == 0
+                        and step % epoch_steps
+                    ):
+                        require_finite(state, step)
+                        checkpoints.save(step, state, history)
+            train_seconds = time.perf_counter() - started
+
+            train = running_means(require_finite(state, step))
+            val = validate(state, dataset.validation, dataset)
+            record = {
+                "epoch": epoch + 1,
+                "step": step,
+                "train_loss": train["loss"],
+                "train_accuracy": train["accuracy"],
+                "val_loss": val["loss"] if val else None,
+                "val_accuracy": val["accuracy"] if val else None,
+                "learning_rate": float(schedule(step)),
+                "seconds": time.perf_counter() - started,
+                "images_per_second": (epoch_steps - first_step) * config.batch_size / train_seconds,
+            }
+            history.append(record)
+            checkpoints.save(step, state, history, val_accuracy=record["val_accuracy"])
+            if report:
+                report.write(record)
+            print(epoch_summary(record), flush=True)
+
+        checkpoints.wait()
+        result = checkpoint_test_report(checkpoints, "best", template, eval_fn, dataset, config, mesh)
+        if is_main:
+            write_json(workdir / "eval.json", result)
+        return result
+
+
+def running_means(state: steps.TrainState) -> dict[str, float]:
+    sums = jax.device_get(state.epoch_sums)
+    count = max(float(sums["count"]), 1.0)
+    return {"loss": float(sums["loss"]) / count, "accuracy": float(sums["correct"]) / count}
+
+
+def require_finite(state: steps.TrainState, step: int) -> steps.TrainState:
+    """Stop, before anything is saved, once a step of this epoch had a non-finite loss or gradient."""
+    sums = jax.device_get(state.epoch_sums)
+    if sums["nonfinite_steps"] > 0 or not float(sums["loss"]) < float("inf"):
+        raise TrainingDivergedError(
+            f"The training loss or gradients became NaN or infinite before step {step}; training "
+            "stopped and the last good checkpoint is kept: lower the learning rate (or use float32) "
+            "and start a new workdir."
+        )
+    return state
+
+
+def epoch_summary(record: dict) -> str:
+    val = (
+        f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.2%}"
+        if record["val_accuracy"] is not None
+        else "no validation split"
+    )
+    return (
+        f"epoch {record['epoch']} step {record['step']}: train loss {record['train_loss']:.4f} "
+        f"acc {record['train_accuracy']:.2%}, {val}, lr {record['learning_rate']:.2e}, "
+        f"{record['seconds']:.1f}s, {record['images_per_second']:.0f} images/s"
+    )

@@ -1,0 +1,309 @@
+"""End to end through main.py: train, evaluate, resume after a kill, devices, refused input."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from flax_resnets.reports import TIMING_FIELDS, read_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [  # a ResNet-8 trained for a few steps: the whole product path in seconds
+    "--config=configs/default.py",
+    "--config.model=resnet8",
+    "--config.batch_size=8",
+    "--config.eval_batch_size=16",
+    "--config.num_epochs=2",
+    "--config.learning_rate=0.05",
+]
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("jax_cache")
+
+
+def main_command(args, *, mock_examples=None):
+    """``python main.py ARGS``, optionally inside ``tfds.testing.mock_data``."""
+    if mock_examples is None:
+        return [sys.executable, "main.py", *args]
+    code = (
+        "import runpy, sys\nimport tensorflow_datasets as tfds\n"
+        "sys.argv = ['main.py', *sys.argv[1:]]\n"
+        f"with tfds.testing.mock_data(num_examples={mock_examples}):\n"
+        "    runpy.run_path('main.py', run_name='__main__')\n"
+    )
+    return [sys.executable, "-c", code, *args]
+
+
+def environment(compile_cache, devices=1):
+    env = dict(os.environ)
+    env["JAX_COMPILATION_CACHE_DIR"] = str(compile_cache)
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def run_main(args, compile_cache, *, mock_examples=None, devices=1, expect=0):
+    result = subprocess.run(
+        main_command(args, mock_examples=mock_examples),
+        cwd=REPO,
+        env=environment(compile_cache, devices),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
+    return result
+
+
+def saved_state(workdir, step=None):
+    """The arrays of a checkpoint's training state on this process's first device, whatever the
+    devices that saved it."""
+    root = Path(workdir) / "checkpoints"
+    step = step if step is not None else max(int(p.name) for p in root.iterdir() if p.name.isdigit())
+    path = (root / str(step) / "state").absolute()
+    checkpointer = ocp.StandardCheckpointer()
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+        checkpointer.metadata(path).item_metadata,
+    )
+    return checkpointer.restore(path, target)
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+
+def test_train_two_epochs_then_eval_mode_reproduces_eval_json(tmp_path, compile_cache):
+    workdir = tmp_path / "run"
+    args = [*TINY, "--config.dataset=cifar10", "--config.download=False", f"--workdir={workdir}"]
+    trained = run_main(args, compile_cache, mock_examples=40)
+    assert "test accuracy" in trained.stdout.splitlines()[-1]
+
+    records = read_jsonl(workdir / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2] and [r["step"] for r in records] == [4, 8]
+    for record in records:
+        assert set(record) >= {
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "learning_rate",
+            "seconds",
+            "images_per_second",
+        }
+    assert records[1]["learning_rate"] == pytest.approx(0.0, abs=1e-9)  # cosine reaches 0 at the end
+    assert json.loads((workdir / "config.json").read_text())["model"] == "resnet8"
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+
+    at_training_end = json.loads((workdir / "eval.json").read_text())
+    assert at_training_end["num_examples"] == 40 and at_training_end["dataset"] == "cifar10"
+    best = max(records, key=lambda r: (r["val_accuracy"], r["step"]))["step"]
+    assert at_training_end["checkpoint_step"] == best
+
+    (workdir / "eval.json").unlink()
+    run_main([f"--workdir={workdir}", "--mode=eval"], compile_cache, mock_examples=40)
+    assert json.loads((workdir / "eval.json").read_text()) == at_training_end
+
+    run_main([f"--workdir={workdir}", "--mode=eval", "--checkpoint=latest"], compile_cache, mock_examples=40)
+    assert json.loads((workdir / "eval.json").read_text())["checkpoint_step"] == 8
+
+
+def test_killed_run_resumes_to_the_same_metrics_and_parameters(tmp_path, compile_cache, image_folder):
+    args = [
+        *TINY,
+        "--config.dataset=image_folder",
+        f"--config.data_dir={image_folder}",
+        "--config.checkpoint_every_steps=1",
+        "--config.num_epochs=3",
+    ]
+    run_main([*args, f"--workdir={tmp_path / 'whole'}"], compile_cache)
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        main_command([*args, f"--workdir={interrupted}"]),
+        cwd=REPO,
+        env=environment(compile_cache),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Kill it as soon as a mid-epoch checkpoint of the second epoch (steps 4-6 of 3 per epoch) is saved.
+    deadline = time.time() + 300
+    while (
+        not (interrupted / "checkpoints" / "4").exists() and process.poll() is None and time.time() < deadline
+    ):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "eval.json").exists(), "the run finished before it could be killed"
+
+    resumed = run_main([*args, f"--workdir={interrupted}"], compile_cache)
+    assert "Resuming" in resumed.stdout
+    whole_records = read_jsonl(tmp_path / "whole" / "metrics.jsonl")
+    assert without_timing(read_jsonl(interrupted / "metrics.jsonl")) == without_timing(whole_records)
+    assert len(whole_records) == 3
+    whole_state, resumed_state = saved_state(tmp_path / "whole"), saved_state(interrupted)
+    jax.tree.map(np.testing.assert_array_equal, whole_state, resumed_state)
+    assert json.loads((interrupted / "eval.json").read_text()) == json.loads(
+        (tmp_path / "whole" / "eval.json").read_text()
+    )
+
+
+def test_one_and_eight_devices_take_the_same_step(tmp_path, compile_cache, image_folder):
+    # 24 training images, a global batch of 24: exactly one step, split 1 or 8 ways.
+    args = [
+        *TINY,
+        "--config.dataset=image_folder",
+        f"--config.data_dir={image_folder}",
+        "--config.batch_size=24",
+        "--config.num_epochs=1",
+    ]
+    run_main([*args, f"--workdir={tmp_path / 'one'}"], compile_cache, devices=1)
+    eight = run_main([*args, f"--workdir={tmp_path / 'eight'}"], compile_cache, devices=8)
+    assert "step 1:" in eight.stdout
+    one_state, eight_state = saved_state(tmp_path / "one"), saved_state(tmp_path / "eight")
+    assert not np.allclose(one_state["params"]["head"]["kernel"]["value"], 0)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6), one_state, eight_state)
+
+
+def tree_fingerprint(root):
+    """Every file under ``root`` with its size, mtime and content hash."""
+    return {
+        str(p.relative_to(root)): (
+            p.stat().st_size,
+            p.stat().st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+        )
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, compile_cache):
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    run_main(
+        [
+            *TINY,
+            "--config.dataset=cifar10",
+            "--config.download=False",
+            "--config.num_epochs=1",
+            f"--workdir={workdir}",
+        ],
+        compile_cache,
+        mock_examples=20,
+    )
+    return workdir
+
+
+@pytest.mark.parametrize(
+    "overrides, devices, message",
+    [
+        (["--config.model=resnet19"], 1, "Unknown model 'resnet19'"),
+        (["--config.dataset=mnist"], 1, "Unknown dataset 'mnist'"),
+        (["--config.batch_size=12"], 8, "batch_size=12 cannot be shared by 1 process(es) with 8 device(s)"),
+        (["--config.learning_rate=0.0"], 1, "config.learning_rate must be positive"),
+        (["--config.num_epochs=0"], 1, "config.num_epochs must be positive"),
+        (["--config.num_epochs=5"], 1, "holds a run of a different config (num_epochs=1 there, 5 now)"),
+        (
+            ["--config.data_dir=/nonexistent", "--config.dataset=image_folder"],
+            1,
+            "holds a run of a different",
+        ),
+    ],
+)
+def test_refused_input_exits_2_with_one_line_and_leaves_the_workdir_alone(
+    finished_run, compile_cache, overrides, devices, message
+):
+    before = tree_fingerprint(finished_run)
+    args = [
+        *TINY,
+        "--config.dataset=cifar10",
+        "--config.download=False",
+        "--config.num_epochs=1",
+        *overrides,
+        f"--workdir={finished_run}",
+    ]
+    result = run_main(args, compile_cache, devices=devices, expect=2)
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr[-2000:]
+    assert tree_fingerprint(finished_run) == before
+
+
+def test_missing_offline_data_is_refused_before_the_workdir_is_made(tmp_path, compile_cache):
+    workdir = tmp_path / "never"
+    args = [
+        *TINY,
+        "--config.dataset=cifar10",
+        "--config.download=False",
+        f"--config.data_dir={tmp_path}",
+        f"--workdir={workdir}",
+    ]
+    result = run_main(args, compile_cache, expect=2)
+    assert "not prepared" in result.stderr.strip().splitlines()[-1]
+    assert not workdir.exists()
+
+
+def test_eval_of_a_workdir_without_a_run_is_refused(tmp_path, compile_cache):
+    result = run_main([f"--workdir={tmp_path}", "--mode=eval"], compile_cache, expect=2)
+    assert "holds no run" in result.stderr.strip().splitlines()[-1]
+
+
+def test_diverging_loss_stops_training_and_keeps_only_finite_checkpoints(tmp_path, compile_cache):
+    workdir = tmp_path / "diverged"
+    args = [
+        *TINY,
+        "--config.dataset=cifar10",
+        "--config.download=False",
+        "--config.learning_rate=1e12",
+        "--config.checkpoint_every_steps=1",
+        f"--workdir={workdir}",
+    ]
+    result = run_main(args, compile_cache, mock_examples=40, expect=1)
+    assert "NaN or infinite" in result.stderr.strip().splitlines()[-1]
+    assert not (workdir / "eval.json").exists()
+    for step_dir in (workdir / "checkpoints").iterdir():
+        if step_dir.name.isdigit():
+            leaves = jax.tree.leaves(saved_state(workdir, int(step_dir.name)))
+            assert all(np.isfinite(np.asarray(leaf)).all() for leaf in leaves)
+
+
+def test_resnet20_learns_real_fashion_mnist_from_10000_images(fashion_mnist_folder, tmp_path):
+    from configs import default
+    from flax_resnets.train import train_and_evaluate
+
+    # 1,250 training images per class: 10,000 to train on, 2,500 held out for validation.
+    subset = tmp_path / "fashion_mnist_12500"
+    for split, per_class in (("train", 1250), ("test", 200)):
+        for label in range(10):
+            folder = subset / split / str(label)
+            folder.mkdir(parents=True)
+            for image in sorted((fashion_mnist_folder / split / str(label)).iterdir())[:per_class]:
+                (folder / image.name).symlink_to(image)
+    config = default.get_config(dataset="image_folder", model="resnet20")
+    config.data_dir = str(subset)
+    config.batch_size = 32
+    config.num_epochs = 3
+    config.learning_rate = 0.05
+    config.weight_decay = 5e-4
+    config.checkpoint_every_steps = 0
+
+    started = time.perf_counter()
+    result = train_and_evaluate(config, tmp_path / "run")
+    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    seconds = time.perf_counter() - started
+    print(f"resnet20 on 10,000 Fashion-MNIST images: {seconds:.0f}s, {records[-1]}, {result}")
+    assert records[-1]["val_accuracy"] >= 0.78
+    assert result["num_examples"] == 2000 and result["test_accuracy"] >= 0.75
