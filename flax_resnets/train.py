@@ -106,28 +106,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 process_index=jax.process_index(),
                 process_count=jax.process_count(),
             )
-            with tqdm(
-                total=epoch_steps,
-                initial=first_step,
-                desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                unit="step",
-                disable=not is_main,
-                dynamic_ncols=True,
-                mininterval=1 if sys.stderr.isatty() else 30,  # a log file gets a line now and then
-            ) as progress:
+            with progress_bar(epoch, config.num_epochs, epoch_steps, first_step, enabled=is_main) as progress:
                 for batch in batches:
                     state = train_fn(state, parallel.global_batch(batch, mesh))
                     step += 1
                     progress.update(1)
                     if step % config.log_every_steps == 0:
                         progress.set_postfix(running_means(state))
-                    if (
-                        config.checkpoint_every_steps
-                        and step % config.checkpoint_every_steps == 0
-                        and step % epoch_steps
-                    ):
-                        require_finite(state, step)
-                        checkpoints.save(step, state, history)
+                    if mid_epoch_checkpoint_due(config, step, epoch_steps):
+                        checkpoints.save(step, require_finite(state, step), history)
             train_seconds = time.perf_counter() - started
 
             train = running_means(require_finite(state, step))
@@ -154,6 +141,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if is_main:
             write_json(workdir / "eval.json", result)
         return result
+
+
+def progress_bar(epoch: int, num_epochs: int, epoch_steps: int, first_step: int, *, enabled: bool) -> tqdm:
+    return tqdm(
+        total=epoch_steps,
+        initial=first_step,
+        desc=f"epoch {epoch + 1}/{num_epochs}",
+        unit="step",
+        disable=not enabled,
+        dynamic_ncols=True,
+        mininterval=1 if sys.stderr.isatty() else 30,  # a log file gets a line now and then
+    )
+
+
+def mid_epoch_checkpoint_due(config: ml_collections.ConfigDict, step: int, epoch_steps: int) -> bool:
+    """Every checkpoint_every_steps steps, except at an epoch's end, which saves with its metrics."""
+    every = config.checkpoint_every_steps
+    return bool(every) and step % every == 0 and step % epoch_steps != 0
 
 
 def running_means(state: steps.TrainState) -> dict[str, float]:
