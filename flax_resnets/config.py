@@ -18,6 +18,7 @@ from flax_resnets.models import MODELS
 # Fields that may change between the runs of one workdir without changing the results.
 MAY_CHANGE_ON_RESUME = ("data_dir", "download", "log_every_steps", "distributed")
 DTYPES = ("float32", "bfloat16")
+PIPELINE_NAMES = ("tfdata", "device")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -37,6 +38,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise InputError(f"config.validation_fraction must be in [0, 1), got {config.validation_fraction}.")
     if config.dtype not in DTYPES:
         raise InputError(f"config.dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}.")
+    if config.input_pipeline not in PIPELINE_NAMES:
+        raise InputError(
+            f"config.input_pipeline must be one of {', '.join(PIPELINE_NAMES)}, "
+            f"got {config.input_pipeline!r}."
+        )
     if config.checkpoint_every_steps < 0:
         raise InputError(
             "config.checkpoint_every_steps must be >= 0 (0: at epoch ends only), "

@@ -49,6 +49,7 @@ DOWNLOAD_HOSTS = {
     "cifar100": "www.cs.toronto.edu",
 }
 DATASET_NAMES = (*TFDS_STATISTICS, "image_folder")
+CACHE_FORMAT = 2  # bump when the array files change, so that old caches are not read
 # A small real sample shipped with the package, for the offline quickstart (see its README).
 SAMPLE_FASHION_MNIST = Path(__file__).parent / "sample_data" / "fashion_mnist"
 
@@ -97,7 +98,9 @@ def load_dataset(
         raise InputError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}.")
     if not 0.0 <= validation_fraction < 1.0:
         raise InputError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
-    if name == "image_folder":
+    if data_dir and data_dir.endswith(".npz"):
+        source = read_exported(name, Path(data_dir))
+    elif name == "image_folder":
         source = read_image_folder(data_dir)
     else:
         source = read_tfds(name, data_dir=data_dir, download=download)
@@ -114,6 +117,17 @@ def load_dataset(
         train=full_train.take(order[:num_train]),
         validation=full_train.take(order[num_train:]),
         test=source["test"],
+    )
+
+
+def load_config_dataset(config: Any) -> Dataset:
+    """``load_dataset`` with a run config's data fields."""
+    return load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        download=config.download,
+        validation_fraction=config.validation_fraction,
+        split_seed=config.split_seed,
     )
 
 
@@ -148,7 +162,8 @@ def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, A
             ) from error
         splits[split] = decode_to_arrays(ds, builder.info.features["image"].shape[-1])
     mean, std = TFDS_STATISTICS[name]
-    return {**splits, "class_names": tuple(builder.info.features["label"].names), "mean": mean, "std": std}
+    names = tuple(builder.info.features["label"].names)
+    return {**splits, "dataset": name, "class_names": names, "mean": mean, "std": std}
 
 
 def require_download_host(name: str, data_dir: str) -> None:
@@ -187,6 +202,28 @@ def decode_to_arrays(ds: Any, channels: int) -> Split:
     return Split(np.concatenate(images), np.concatenate(labels))
 
 
+def read_exported(name: str, path: Path) -> dict[str, Any]:
+    """A file written by ``python -m flax_resnets.data export``: numpy only, no TensorFlow."""
+    if not path.is_file():
+        raise InputError(
+            f"data_dir={str(path)!r} is not a file: export it first with "
+            f"python -m flax_resnets.data export --dataset={name} --out={path}."
+        )
+    try:
+        source = load_arrays(path)
+    except (OSError, KeyError, ValueError) as error:
+        raise InputError(
+            f"{str(path)!r} is not an array file written by python -m flax_resnets.data export ({error}): "
+            "export the dataset again."
+        ) from error
+    if source["dataset"] != name:
+        raise InputError(
+            f"{str(path)!r} holds {source['dataset']!r}, not {name!r}: set dataset={source['dataset']!r} "
+            "or point data_dir at the right file."
+        )
+    return source
+
+
 def cache_dir() -> Path:
     """Where decoded image folders are cached: $FLAX_RESNETS_CACHE, else ~/.cache/flax_resnets."""
     return Path(os.environ.get("FLAX_RESNETS_CACHE", Path.home() / ".cache" / "flax_resnets"))
@@ -199,7 +236,7 @@ def read_image_folder(data_dir: str | None) -> dict[str, Any]:
             f"dataset='image_folder' needs data_dir to be a folder with train/<label>/* and "
             f"test/<label>/* images; {str(root)!r} is not one (unzip your images there first)."
         )
-    cached = cache_dir() / f"image_folder-{folder_fingerprint(root)}.npz"
+    cached = cache_dir() / f"image_folder-v{CACHE_FORMAT}-{folder_fingerprint(root)}.npz"
     if cached.exists():
         return load_arrays(cached)
     source = decode_image_folder(root)
@@ -234,7 +271,7 @@ def decode_image_folder(root: Path) -> dict[str, Any]:
     }
     mean, std = pixel_statistics(splits["train"].images)
     names = tuple(builder.info.features["label"].names)
-    return {**splits, "class_names": names, "mean": mean, "std": std}
+    return {**splits, "dataset": "image_folder", "class_names": names, "mean": mean, "std": std}
 
 
 def pixel_statistics(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -264,6 +301,7 @@ def save_arrays(path: Path, source: dict[str, Any]) -> None:
             class_names=np.array(source["class_names"]),
             mean=np.array(source["mean"]),
             std=np.array(source["std"]),
+            dataset=np.array(source["dataset"]),
         )
     os.replace(tmp.name, path)
 
@@ -271,9 +309,48 @@ def save_arrays(path: Path, source: dict[str, Any]) -> None:
 def load_arrays(path: Path) -> dict[str, Any]:
     with np.load(path) as arrays:
         return {
+            "dataset": str(arrays["dataset"]),
             "train": Split(arrays["train_images"], arrays["train_labels"]),
             "test": Split(arrays["test_images"], arrays["test_labels"]),
             "class_names": tuple(str(name) for name in arrays["class_names"]),
             "mean": tuple(float(m) for m in arrays["mean"]),
             "std": tuple(float(s) for s in arrays["std"]),
         }
+
+
+def main() -> None:
+    """``python -m flax_resnets.data export``: write a dataset's splits as one uint8 array file.
+
+    The file holds the full training and test splits, labels, class names and pixel
+    statistics; training from it (data_dir=FILE.npz) needs neither TensorFlow nor TFDS.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m flax_resnets.data", description=main.__doc__.splitlines()[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write a dataset as an .npz array file")
+    export.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    export.add_argument("--data_dir", default=None, help="TFDS data_dir, or the image folder's root")
+    export.add_argument("--out", required=True, help="the .npz file to write")
+    export.add_argument("--no_download", action="store_true", help="never let TFDS download")
+    args = parser.parse_args()
+    if not args.out.endswith(".npz"):
+        parser.error(f"--out must end in .npz, got {args.out!r}")
+    try:
+        if args.dataset == "image_folder":
+            source = read_image_folder(args.data_dir)
+        else:
+            source = read_tfds(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+    except InputError as error:
+        parser.exit(2, f"error: {error}\n")
+    save_arrays(Path(args.out), source)
+    print(
+        f"wrote {args.out}: {args.dataset}, {len(source['train'])} training and {len(source['test'])} "
+        f"test images of shape {source['train'].images.shape[1:]}, {len(source['class_names'])} classes"
+    )
+
+
+if __name__ == "__main__":
+    main()

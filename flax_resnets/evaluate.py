@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,18 +14,20 @@ from jax.sharding import Mesh
 from flax_resnets import parallel, steps
 from flax_resnets.checkpoints import Checkpoints
 from flax_resnets.config import check_same_run, recorded_config, validate_config
-from flax_resnets.data import Dataset, Split, load_dataset
+from flax_resnets.data import load_config_dataset
 from flax_resnets.errors import InputError
-from flax_resnets.input_pipeline import eval_batches, steps_per_epoch
+from flax_resnets.feeds import Feed, make_feed
+from flax_resnets.input_pipeline import steps_per_epoch
 from flax_resnets.reports import write_json
 
 
-def compile_eval_step(graphdef: Any, mesh: Mesh) -> Callable:
-    return jax.jit(
-        functools.partial(steps.eval_step, graphdef),
-        in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
-        out_shardings=parallel.replicated(mesh),
-    )
+def compile_eval_step(graphdef: Any, feed: Feed, mesh: Mesh) -> Callable:
+    """The jitted evaluation step on a feed's inputs: batch sums, replicated."""
+
+    def evaluate_batch(state, inputs):
+        return steps.eval_step(graphdef, state, feed.eval_batch(inputs))
+
+    return jax.jit(evaluate_batch, out_shardings=parallel.replicated(mesh))
 
 
 def eval_batch_size(config: ml_collections.ConfigDict) -> int:
@@ -35,21 +36,13 @@ def eval_batch_size(config: ml_collections.ConfigDict) -> int:
     return -(-config.eval_batch_size // devices) * devices
 
 
-def evaluate_split(
-    eval_fn: Callable, state: Any, split: Split, dataset: Dataset, *, batch_size: int, mesh: Mesh
-) -> dict[str, float] | None:
+def evaluate_split(eval_fn: Callable, state: Any, feed: Feed, split: str) -> dict[str, float] | None:
     """Mean loss and accuracy over every example of ``split`` exactly once; None for an empty split."""
-    if len(split) == 0:
+    if len(getattr(feed.dataset, split)) == 0:
         return None
     sums = None
-    for local in eval_batches(
-        split,
-        dataset,
-        global_batch_size=batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    ):
-        out = eval_fn(state, parallel.global_batch(local, mesh))
+    for inputs in feed.eval_inputs(split):
+        out = eval_fn(state, inputs)
         sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
     count = int(sums["count"])
@@ -80,16 +73,13 @@ def checkpoint_test_report(
     which: str,
     state_template: Any,
     eval_fn: Callable,
-    dataset: Dataset,
+    feed: Feed,
     config: ml_collections.ConfigDict,
-    mesh: Mesh,
 ) -> dict[str, Any]:
     """Restore checkpoint ``which`` and measure it on the test split."""
     step = choose_step(checkpoints, which)
     state, _ = checkpoints.restore(step, state_template)
-    metrics = evaluate_split(
-        eval_fn, state, dataset.test, dataset, batch_size=eval_batch_size(config), mesh=mesh
-    )
+    metrics = evaluate_split(eval_fn, state, feed, "test")
     if metrics is None:
         raise InputError(f"The test split of {config.dataset!r} is empty: there is nothing to evaluate.")
     return {
@@ -127,20 +117,14 @@ def evaluate_workdir(
 def evaluate_run(checkpoints: Checkpoints, which: str, config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Rebuild the run's data, model and mesh, then test its checkpoint ``which``."""
     parallel.initialize_distributed(config.distributed)
-    dataset = load_dataset(
-        config.dataset,
-        data_dir=config.data_dir,
-        download=config.download,
-        validation_fraction=config.validation_fraction,
-        split_seed=config.split_seed,
-    )
+    dataset = load_config_dataset(config)
     mesh = parallel.data_parallel_mesh()
+    feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
     total_steps = steps_per_epoch(len(dataset.train), config.batch_size) * config.num_epochs
     optimizer, _ = steps.make_optimizer(config, total_steps)
     graphdef, state = steps.create_train_state(
         config, num_classes=dataset.num_classes, input_channels=dataset.channels, optimizer=optimizer
     )
     template = parallel.abstract(state, mesh)
-    return checkpoint_test_report(
-        checkpoints, which, template, compile_eval_step(graphdef, mesh), dataset, config, mesh
-    )
+    eval_fn = compile_eval_step(graphdef, feed, mesh)
+    return checkpoint_test_report(checkpoints, which, template, eval_fn, feed, config)

@@ -19,8 +19,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import jax
 import numpy as np
 
+from flax_resnets import parallel
 from flax_resnets.data import DATASET_NAMES, Dataset, Split, load_dataset, tensorflow
 from flax_resnets.errors import InputError
 
@@ -46,6 +48,16 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
     return num_examples // global_batch_size
+
+
+def eval_positions(
+    num_examples: int, global_batch_size: int, process_index: int, process_count: int
+) -> np.ndarray:
+    """(steps, local batch) example positions of this process; positions >= num_examples are padding."""
+    local = global_batch_size // process_count
+    steps = -(-num_examples // global_batch_size)
+    positions = np.arange(steps * global_batch_size).reshape(steps, global_batch_size)
+    return positions[:, process_index * local : (process_index + 1) * local]
 
 
 def train_batches(
@@ -100,10 +112,7 @@ def eval_batches(
 ) -> Iterator[Batch]:
     """Every example once, in order; the last global batch is padded and ``mask`` marks real rows."""
     tf = tensorflow()
-    local = global_batch_size // process_count
-    steps = -(-len(split) // global_batch_size)
-    positions = np.arange(steps * global_batch_size).reshape(steps, global_batch_size)
-    positions = positions[:, process_index * local : (process_index + 1) * local]
+    positions = eval_positions(len(split), global_batch_size, process_index, process_count)
     images, labels = _as_tensors(split)
     mean, std = _normalization(dataset)
 
@@ -119,6 +128,47 @@ def eval_batches(
     ds = tf.data.Dataset.from_tensor_slices(positions)
     ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     yield from ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+
+class TfDataFeed:
+    """Batches made on the host by tf.data, then split over the mesh at every step."""
+
+    def __init__(
+        self, dataset: Dataset, mesh: Any, *, batch_size: int, eval_batch_size: int, seed: int, augment: bool
+    ):
+        self.dataset, self.mesh = dataset, mesh
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.augment = seed, augment
+
+    def train_inputs(self, *, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
+        for batch in train_batches(
+            self.dataset.train,
+            self.dataset,
+            global_batch_size=self.batch_size,
+            seed=self.seed,
+            epoch=epoch,
+            start_step=start_step,
+            augment=self.augment,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        ):
+            yield parallel.global_batch(batch, self.mesh)
+
+    def eval_inputs(self, split: str) -> Iterator[dict[str, Any]]:
+        for batch in eval_batches(
+            getattr(self.dataset, split),
+            self.dataset,
+            global_batch_size=self.eval_batch_size,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        ):
+            yield parallel.global_batch(batch, self.mesh)
+
+    @staticmethod
+    def train_batch(inputs: dict[str, Any]) -> dict[str, Any]:
+        return inputs  # already the model's batch
+
+    eval_batch = train_batch
 
 
 def pad_crop_flip(images: Any, seed: Any) -> Any:

@@ -9,7 +9,6 @@ as a run that never stopped.
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
 import time
 from pathlib import Path
@@ -22,10 +21,11 @@ from tqdm import tqdm
 from flax_resnets import parallel, steps
 from flax_resnets.checkpoints import Checkpoints
 from flax_resnets.config import check_same_run, config_dict, validate_config
-from flax_resnets.data import load_dataset
+from flax_resnets.data import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.evaluate import checkpoint_test_report, compile_eval_step, eval_batch_size, evaluate_split
-from flax_resnets.input_pipeline import local_batch_size, steps_per_epoch, train_batches
+from flax_resnets.feeds import make_feed
+from flax_resnets.input_pipeline import local_batch_size, steps_per_epoch
 from flax_resnets.reports import EpochReport, write_json
 
 
@@ -41,13 +41,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     parallel.initialize_distributed(config.distributed)
     local_batch_size(config.batch_size, jax.process_count(), jax.local_device_count())
     check_same_run(config, workdir)
-    dataset = load_dataset(
-        config.dataset,
-        data_dir=config.data_dir,
-        download=config.download,
-        validation_fraction=config.validation_fraction,
-        split_seed=config.split_seed,
-    )
+    dataset = load_config_dataset(config)
     epoch_steps = steps_per_epoch(len(dataset.train), config.batch_size)
     if epoch_steps == 0:
         raise InputError(
@@ -63,14 +57,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         config, num_classes=dataset.num_classes, input_channels=dataset.channels, optimizer=optimizer
     )
     state = parallel.replicate(state, mesh)
-    train_fn = jax.jit(
-        functools.partial(steps.train_step, graphdef, optimizer),
-        in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
-        out_shardings=parallel.replicated(mesh),
-        donate_argnums=0,
-    )
-    eval_fn = compile_eval_step(graphdef, mesh)
-    validate = functools.partial(evaluate_split, eval_fn, batch_size=eval_batch_size(config), mesh=mesh)
+    feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
+
+    def train_on_batch(state, inputs):
+        return steps.train_step(graphdef, optimizer, state, feed.train_batch(inputs))
+
+    train_fn = jax.jit(train_on_batch, out_shardings=parallel.replicated(mesh), donate_argnums=0)
+    eval_fn = compile_eval_step(graphdef, feed, mesh)
 
     # Saves in flight finish, and files close, however the loop ends (a diverged loss included).
     with contextlib.ExitStack() as exit_stack:
@@ -95,20 +88,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             if first_step == 0:
                 state = state.replace(epoch_sums=parallel.replicate(steps.zero_epoch_sums(), mesh))
             started = time.perf_counter()
-            batches = train_batches(
-                dataset.train,
-                dataset,
-                global_batch_size=config.batch_size,
-                seed=config.seed,
-                epoch=epoch,
-                start_step=first_step,
-                augment=config.augment,
-                process_index=jax.process_index(),
-                process_count=jax.process_count(),
-            )
             with progress_bar(epoch, config.num_epochs, epoch_steps, first_step, enabled=is_main) as progress:
-                for batch in batches:
-                    state = train_fn(state, parallel.global_batch(batch, mesh))
+                for inputs in feed.train_inputs(epoch=epoch, start_step=first_step):
+                    state = train_fn(state, inputs)
                     step += 1
                     progress.update(1)
                     if step % config.log_every_steps == 0:
@@ -118,7 +100,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             train_seconds = time.perf_counter() - started
 
             train = running_means(require_finite(state, step))
-            val = validate(state, dataset.validation, dataset)
+            val = evaluate_split(eval_fn, state, feed, "validation")
             record = {
                 "epoch": epoch + 1,
                 "step": step,
@@ -137,7 +119,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             print(epoch_summary(record), flush=True)
 
         checkpoints.wait()
-        result = checkpoint_test_report(checkpoints, "best", template, eval_fn, dataset, config, mesh)
+        result = checkpoint_test_report(checkpoints, "best", template, eval_fn, feed, config)
         if is_main:
             write_json(workdir / "eval.json", result)
         return result

@@ -1,0 +1,112 @@
+"""The input pipeline inside the compiled step: data resident in accelerator memory.
+
+The paper's datasets are tiny for an accelerator (CIFAR-10's training images are 150 MB of
+uint8), so each split is copied once to every device as uint8, and each step gathers its
+batch, crops, flips and normalizes it in JAX, fused into the compiled training step. The host
+sends only the batch's example indices. TensorFlow is not needed (train from a file written by
+``python -m flax_resnets.data export``).
+
+Same semantics as the tf.data pipeline: the same per-epoch permutation (so the same examples
+in the same batches, for the same seed), pad-4 zero padding, a random 32x32 crop, a flip with
+probability 1/2, per-channel normalization, exact masked evaluation. The crops and flips are
+drawn from JAX's random numbers, keyed by (seed, epoch, step, row of the global batch), not
+TensorFlow's, so the augmentation of a given example differs between the two pipelines; its
+distribution does not. Each split is replicated, not sharded, over the devices so that any
+global permutation costs no communication: a few hundred MB at most per device here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from flax_resnets import parallel
+from flax_resnets.data import Dataset
+from flax_resnets.input_pipeline import PAD, epoch_permutation, eval_positions, steps_per_epoch
+
+
+class DeviceFeed:
+    def __init__(
+        self, dataset: Dataset, mesh: Mesh, *, batch_size: int, eval_batch_size: int, seed: int, augment: bool
+    ):
+        self.dataset, self.mesh = dataset, mesh
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.augment = seed, augment
+        self.mean = np.asarray(dataset.mean, np.float32)
+        self.std = np.asarray(dataset.std, np.float32)
+        self.on_device = {
+            name: parallel.replicate({"images": split.images, "labels": split.labels.astype(np.int32)}, mesh)
+            for name, split in (
+                ("train", dataset.train),
+                ("validation", dataset.validation),
+                ("test", dataset.test),
+            )
+        }
+
+    def train_inputs(self, *, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
+        """Per step: this process's rows of the global batch's indices, and their random-draw keys."""
+        num_examples, size = len(self.dataset.train), self.batch_size
+        steps = steps_per_epoch(num_examples, size)
+        order = epoch_permutation(num_examples, self.seed, epoch)[: steps * size].reshape(steps, size)
+        local = size // jax.process_count()
+        rows = np.arange(jax.process_index() * local, (jax.process_index() + 1) * local)
+        for step in range(start_step, steps):
+            draws = np.stack([np.full(local, epoch), np.full(local, step), rows], axis=1).astype(np.int32)
+            inputs = parallel.global_batch(
+                {"index": order[step, rows].astype(np.int32), "draw": draws}, self.mesh
+            )
+            yield {**inputs, **self.on_device["train"]}
+
+    def eval_inputs(self, split: str) -> Iterator[dict[str, Any]]:
+        num_examples = len(getattr(self.dataset, split))
+        positions = eval_positions(
+            num_examples, self.eval_batch_size, jax.process_index(), jax.process_count()
+        )
+        for batch_positions in positions:
+            mask = batch_positions < num_examples
+            index = np.where(mask, batch_positions, 0).astype(np.int32)
+            yield {
+                **parallel.global_batch({"index": index, "mask": mask}, self.mesh),
+                **self.on_device[split],
+            }
+
+    def train_batch(self, inputs: dict[str, Any]) -> dict[str, jax.Array]:
+        """Inside the compiled step: gather, augment and normalize one global batch."""
+        images = inputs["images"][inputs["index"]]
+        if self.augment:
+            keys = jax.vmap(lambda draw: example_key(self.seed, draw))(inputs["draw"])
+            images = jax.vmap(pad_crop_flip)(images, keys)
+        return {"image": self.normalize(images), "label": inputs["labels"][inputs["index"]]}
+
+    def eval_batch(self, inputs: dict[str, Any]) -> dict[str, jax.Array]:
+        index = inputs["index"]
+        return {
+            "image": self.normalize(inputs["images"][index]),
+            "label": inputs["labels"][index],
+            "mask": inputs["mask"],
+        }
+
+    def normalize(self, images: jax.Array) -> jax.Array:
+        return (images.astype(jnp.float32) / 255.0 - self.mean) / self.std
+
+
+def example_key(seed: int, draw: jax.Array) -> jax.Array:
+    """The random key of one example: a function of (seed, epoch, step, row of the global batch)."""
+    key = jax.random.key(seed)
+    for value in (draw[0], draw[1], draw[2]):
+        key = jax.random.fold_in(key, value)
+    return key
+
+
+def pad_crop_flip(image: jax.Array, key: jax.Array) -> jax.Array:
+    """Zero-pad one (H, W, C) image by 4, crop a random HxW window, flip it with probability 1/2."""
+    crop_key, flip_key = jax.random.split(key)
+    padded = jnp.pad(image, ((PAD, PAD), (PAD, PAD), (0, 0)))
+    offset = jax.random.randint(crop_key, (2,), 0, 2 * PAD + 1)
+    cropped = jax.lax.dynamic_slice(padded, (offset[0], offset[1], 0), image.shape)
+    return jnp.where(jax.random.bernoulli(flip_key), cropped[:, ::-1], cropped)

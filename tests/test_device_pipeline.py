@@ -1,0 +1,172 @@
+"""Data in device memory: the same batches as tf.data, exact evaluation, training without TensorFlow."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from flax_resnets import parallel
+from flax_resnets.data import SAMPLE_FASHION_MNIST, load_dataset
+from flax_resnets.device_pipeline import DeviceFeed
+from flax_resnets.errors import InputError
+from flax_resnets.input_pipeline import TfDataFeed
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_dataset("image_folder", data_dir=str(SAMPLE_FASHION_MNIST))
+
+
+def feeds(dataset, *, augment, batch_size=32, eval_batch_size=96, seed=0):
+    mesh = parallel.data_parallel_mesh()
+    kwargs = dict(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed, augment=augment)
+    return TfDataFeed(dataset, mesh, **kwargs), DeviceFeed(dataset, mesh, **kwargs)
+
+
+def train_epoch(feed, epoch=0, steps=None):
+    make_batch = jax.jit(feed.train_batch)
+    batches = []
+    for inputs in feed.train_inputs(epoch=epoch, start_step=0):
+        batches.append(jax.tree.map(np.asarray, make_batch(inputs)))
+        if steps and len(batches) == steps:
+            break
+    return batches
+
+
+def test_same_examples_in_the_same_batches_as_tf_data(sample):
+    tfdata, device = feeds(sample, augment=False)
+    for host, on_device in zip(train_epoch(tfdata, steps=5), train_epoch(device, steps=5), strict=True):
+        assert on_device["image"].shape == host["image"].shape == (32, 32, 32, 1)
+        assert on_device["image"].dtype == host["image"].dtype == np.float32
+        np.testing.assert_array_equal(on_device["label"], host["label"])
+        np.testing.assert_allclose(on_device["image"], host["image"], atol=1e-5)
+
+
+def test_augmented_batches_match_tf_data_in_distribution(sample):
+    tfdata, device = feeds(sample, augment=True)
+    host, on_device = train_epoch(tfdata, steps=20), train_epoch(device, steps=20)
+    host_pixels = np.concatenate([b["image"] for b in host])
+    device_pixels = np.concatenate([b["image"] for b in on_device])
+    assert device_pixels.mean() == pytest.approx(host_pixels.mean(), abs=0.03)
+    assert device_pixels.std() == pytest.approx(host_pixels.std(), abs=0.03)
+    host_labels = np.concatenate([b["label"] for b in host])
+    np.testing.assert_array_equal(np.concatenate([b["label"] for b in on_device]), host_labels)
+
+
+def test_augmentation_changes_pixels_never_labels_and_is_seeded(sample):
+    _, plain = feeds(sample, augment=False)
+    _, augmented = feeds(sample, augment=True)
+    for a, p in zip(train_epoch(augmented, steps=3), train_epoch(plain, steps=3), strict=True):
+        np.testing.assert_array_equal(a["label"], p["label"])
+        assert not np.allclose(a["image"], p["image"])
+    again = train_epoch(feeds(sample, augment=True)[1], steps=3)
+    other_epoch = train_epoch(augmented, epoch=1, steps=3)
+    np.testing.assert_array_equal(again[0]["image"], train_epoch(augmented, steps=1)[0]["image"])
+    assert not np.array_equal(other_epoch[0]["image"], again[0]["image"])
+
+
+def test_an_epoch_visits_every_training_example_once(sample):
+    _, device = feeds(sample, augment=False)
+    indices = np.concatenate(
+        [np.asarray(inputs["index"]) for inputs in device.train_inputs(epoch=3, start_step=0)]
+    )
+    assert len(indices) == len(sample.train) == 3200
+    assert sorted(indices.tolist()) == list(range(3200))
+
+
+def test_evaluation_covers_every_example_exactly_once(sample):
+    _, device = feeds(sample, augment=False)
+    make_batch = jax.jit(device.eval_batch)
+    batches = [jax.tree.map(np.asarray, make_batch(inputs)) for inputs in device.eval_inputs("validation")]
+    assert [int(b["mask"].sum()) for b in batches] == [96] * 8 + [32]
+    labels = np.concatenate([b["label"][b["mask"]] for b in batches])
+    np.testing.assert_array_equal(labels, sample.validation.labels)
+
+
+def run_quickstart(pipeline, workdir):
+    from configs import quickstart
+    from flax_resnets.train import train_and_evaluate
+
+    config = quickstart.get_config()
+    config.num_epochs = 3
+    config.input_pipeline = pipeline
+    return train_and_evaluate(config, workdir)
+
+
+def test_training_on_device_data_reaches_the_accuracy_of_tf_data(tmp_path):
+    on_device = run_quickstart("device", tmp_path / "device")
+    on_host = run_quickstart("tfdata", tmp_path / "tfdata")
+    assert on_device["test_accuracy"] > 0.65 and on_host["test_accuracy"] > 0.65
+    assert on_device["test_accuracy"] == pytest.approx(on_host["test_accuracy"], abs=0.08)
+
+
+@pytest.fixture(scope="module")
+def exported_sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "fashion_mnist_sample.npz"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flax_resnets.data",
+            "export",
+            "--dataset=image_folder",
+            f"--data_dir={SAMPLE_FASHION_MNIST}",
+            f"--out={out}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out
+
+
+def test_exported_file_holds_the_same_dataset(sample, exported_sample):
+    exported = load_dataset("image_folder", data_dir=str(exported_sample))
+    np.testing.assert_array_equal(exported.train.images, sample.train.images)
+    np.testing.assert_array_equal(exported.validation.labels, sample.validation.labels)
+    np.testing.assert_array_equal(exported.test.images, sample.test.images)
+    assert (exported.class_names, exported.mean, exported.std) == (
+        sample.class_names,
+        sample.mean,
+        sample.std,
+    )
+
+
+def test_exported_file_of_another_dataset_or_missing_is_refused(exported_sample, tmp_path):
+    with pytest.raises(InputError, match="holds 'image_folder', not 'cifar10'"):
+        load_dataset("cifar10", data_dir=str(exported_sample))
+    with pytest.raises(InputError, match="export it first"):
+        load_dataset("cifar10", data_dir=str(tmp_path / "missing.npz"))
+
+
+def test_train_and_evaluate_without_tensorflow_from_an_exported_file(exported_sample, tmp_path):
+    # TensorFlow and TFDS made unimportable, as on the GPU machines that lack them.
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None\n"
+        "sys.argv = ['main.py', *sys.argv[1:]]\n"
+        "runpy.run_path('main.py', run_name='__main__')\n"
+    )
+    args = [
+        "--config=configs/quickstart.py",
+        f"--config.data_dir={exported_sample}",
+        "--config.input_pipeline=device",
+        "--config.num_epochs=1",
+        f"--workdir={tmp_path / 'run'}",
+    ]
+    trained = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "test accuracy" in trained.stdout
+    evaluated = subprocess.run(
+        [sys.executable, "-c", code, f"--workdir={tmp_path / 'run'}", "--mode=eval"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert evaluated.stdout.splitlines()[-1] == trained.stdout.splitlines()[-1]
