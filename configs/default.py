@@ -34,6 +34,7 @@ def get_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_collecti
     config.weight_decay = 0.001
     config.seed = 0  # parameters, shuffling and augmentation
     config.dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
+    config.steps_per_call = 1  # training steps fused into one compiled call (same results)
 
     # Evaluation, checkpoints, logs.
     config.eval_batch_size = 256

@@ -16,7 +16,15 @@ from flax_resnets.errors import InputError
 from flax_resnets.models import MODELS
 
 # Fields that may change between the runs of one workdir without changing the results.
-MAY_CHANGE_ON_RESUME = ("data_dir", "download", "log_every_steps", "distributed")
+MAY_CHANGE_ON_RESUME = (
+    "data_dir",
+    "download",
+    "log_every_steps",
+    "distributed",
+    "steps_per_call",
+    "input_pipeline",
+    "eval_batch_size",
+)
 DTYPES = ("float32", "bfloat16")
 PIPELINE_NAMES = ("tfdata", "device")
 
@@ -26,7 +34,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise InputError(f"Unknown model {config.model!r}; choose one of: {', '.join(MODELS)}.")
     if config.dataset not in DATASET_NAMES:
         raise InputError(f"Unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASET_NAMES)}.")
-    positive = ("learning_rate", "num_epochs", "batch_size", "eval_batch_size", "keep_checkpoints")
+    positive = (
+        "learning_rate",
+        "num_epochs",
+        "batch_size",
+        "eval_batch_size",
+        "keep_checkpoints",
+        "steps_per_call",
+    )
     for field in positive:
         if not config[field] > 0:
             raise InputError(f"config.{field} must be positive, got {config[field]}.")

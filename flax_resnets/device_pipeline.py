@@ -27,7 +27,13 @@ from jax.sharding import Mesh
 
 from flax_resnets import parallel
 from flax_resnets.data import Dataset
-from flax_resnets.input_pipeline import PAD, epoch_permutation, eval_positions, steps_per_epoch
+from flax_resnets.input_pipeline import (
+    PAD,
+    epoch_permutation,
+    eval_positions,
+    stacked_on_mesh,
+    steps_per_epoch,
+)
 
 
 class DeviceFeed:
@@ -48,8 +54,14 @@ class DeviceFeed:
             )
         }
 
-    def train_inputs(self, *, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
-        """Per step: this process's rows of the global batch's indices, and their random-draw keys."""
+    def train_inputs(
+        self, *, epoch: int, start_step: int, steps_per_call: int = 1
+    ) -> Iterator[dict[str, Any]]:
+        """Per step, this process's rows of the global batch's example indices and random-draw
+        keys, ``steps_per_call`` steps at a time (fewer at the epoch's end)."""
+        yield from stacked_on_mesh(self.local_train_steps(epoch, start_step), steps_per_call, self.mesh)
+
+    def local_train_steps(self, epoch: int, start_step: int) -> Iterator[dict[str, np.ndarray]]:
         num_examples, size = len(self.dataset.train), self.batch_size
         steps = steps_per_epoch(num_examples, size)
         order = epoch_permutation(num_examples, self.seed, epoch)[: steps * size].reshape(steps, size)
@@ -57,10 +69,7 @@ class DeviceFeed:
         rows = np.arange(jax.process_index() * local, (jax.process_index() + 1) * local)
         for step in range(start_step, steps):
             draws = np.stack([np.full(local, epoch), np.full(local, step), rows], axis=1).astype(np.int32)
-            inputs = parallel.global_batch(
-                {"index": order[step, rows].astype(np.int32), "draw": draws}, self.mesh
-            )
-            yield {**inputs, **self.on_device["train"]}
+            yield {"index": order[step, rows].astype(np.int32), "draw": draws}
 
     def eval_inputs(self, split: str) -> Iterator[dict[str, Any]]:
         num_examples = len(getattr(self.dataset, split))
@@ -70,24 +79,25 @@ class DeviceFeed:
         for batch_positions in positions:
             mask = batch_positions < num_examples
             index = np.where(mask, batch_positions, 0).astype(np.int32)
-            yield {
-                **parallel.global_batch({"index": index, "mask": mask}, self.mesh),
-                **self.on_device[split],
-            }
+            yield parallel.global_batch({"index": index, "mask": mask}, self.mesh)
 
-    def train_batch(self, inputs: dict[str, Any]) -> dict[str, jax.Array]:
+    def constants(self, split: str) -> dict[str, jax.Array]:
+        """The split's images and labels, resident on every device."""
+        return self.on_device[split]
+
+    def train_batch(self, inputs: dict[str, Any], constants: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Inside the compiled step: gather, augment and normalize one global batch."""
-        images = inputs["images"][inputs["index"]]
+        images = constants["images"][inputs["index"]]
         if self.augment:
             keys = jax.vmap(lambda draw: example_key(self.seed, draw))(inputs["draw"])
             images = jax.vmap(pad_crop_flip)(images, keys)
-        return {"image": self.normalize(images), "label": inputs["labels"][inputs["index"]]}
+        return {"image": self.normalize(images), "label": constants["labels"][inputs["index"]]}
 
-    def eval_batch(self, inputs: dict[str, Any]) -> dict[str, jax.Array]:
+    def eval_batch(self, inputs: dict[str, Any], constants: dict[str, jax.Array]) -> dict[str, jax.Array]:
         index = inputs["index"]
         return {
-            "image": self.normalize(inputs["images"][index]),
-            "label": inputs["labels"][index],
+            "image": self.normalize(constants["images"][index]),
+            "label": constants["labels"][index],
             "mask": inputs["mask"],
         }
 

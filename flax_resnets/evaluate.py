@@ -24,8 +24,8 @@ from flax_resnets.reports import write_json
 def compile_eval_step(graphdef: Any, feed: Feed, mesh: Mesh) -> Callable:
     """The jitted evaluation step on a feed's inputs: batch sums, replicated."""
 
-    def evaluate_batch(state, inputs):
-        return steps.eval_step(graphdef, state, feed.eval_batch(inputs))
+    def evaluate_batch(state, inputs, constants):
+        return steps.eval_step(graphdef, state, feed.eval_batch(inputs, constants))
 
     return jax.jit(evaluate_batch, out_shardings=parallel.replicated(mesh))
 
@@ -40,9 +40,9 @@ def evaluate_split(eval_fn: Callable, state: Any, feed: Feed, split: str) -> dic
     """Mean loss and accuracy over every example of ``split`` exactly once; None for an empty split."""
     if len(getattr(feed.dataset, split)) == 0:
         return None
-    sums = None
+    sums, constants = None, feed.constants(split)
     for inputs in feed.eval_inputs(split):
-        out = eval_fn(state, inputs)
+        out = eval_fn(state, inputs, constants)
         sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
     count = int(sums["count"])

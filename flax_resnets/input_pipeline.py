@@ -15,6 +15,7 @@ ahead of the accelerator.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -130,8 +131,18 @@ def eval_batches(
     yield from ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
 
+def stacked_on_mesh(
+    local_batches: Iterator[Batch], steps_per_call: int, mesh: Any
+) -> Iterator[dict[str, jax.Array]]:
+    """Consecutive batches in groups of up to ``steps_per_call``, each field stacked on a new
+    leading (step) axis and split over the mesh along the batch axis: the inputs of one call."""
+    while group := list(itertools.islice(local_batches, steps_per_call)):
+        stacked = {key: np.stack([batch[key] for batch in group]) for key in group[0]}
+        yield parallel.global_batch(stacked, mesh, batch_axis=1)
+
+
 class TfDataFeed:
-    """Batches made on the host by tf.data, then split over the mesh at every step."""
+    """Batches made on the host by tf.data, then split over the mesh."""
 
     def __init__(
         self, dataset: Dataset, mesh: Any, *, batch_size: int, eval_batch_size: int, seed: int, augment: bool
@@ -140,8 +151,11 @@ class TfDataFeed:
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.seed, self.augment = seed, augment
 
-    def train_inputs(self, *, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
-        for batch in train_batches(
+    def train_inputs(
+        self, *, epoch: int, start_step: int, steps_per_call: int = 1
+    ) -> Iterator[dict[str, Any]]:
+        """The epoch's batches from ``start_step`` on, ``steps_per_call`` at a time (fewer at the end)."""
+        batches = train_batches(
             self.dataset.train,
             self.dataset,
             global_batch_size=self.batch_size,
@@ -151,8 +165,8 @@ class TfDataFeed:
             augment=self.augment,
             process_index=jax.process_index(),
             process_count=jax.process_count(),
-        ):
-            yield parallel.global_batch(batch, self.mesh)
+        )
+        yield from stacked_on_mesh(batches, steps_per_call, self.mesh)
 
     def eval_inputs(self, split: str) -> Iterator[dict[str, Any]]:
         for batch in eval_batches(
@@ -164,8 +178,14 @@ class TfDataFeed:
         ):
             yield parallel.global_batch(batch, self.mesh)
 
+    def constants(self, split: str) -> dict[str, Any]:
+        """Arrays every step of ``split`` reads: none, the batches carry the images."""
+        del split
+        return {}
+
     @staticmethod
-    def train_batch(inputs: dict[str, Any]) -> dict[str, Any]:
+    def train_batch(inputs: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any]:
+        del constants
         return inputs  # already the model's batch
 
     eval_batch = train_batch

@@ -33,17 +33,18 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P(DATA_AXIS))
+def batch_sharded(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
+    return NamedSharding(mesh, P(*[None] * batch_axis, DATA_AXIS))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, replicated(mesh))
 
 
-def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """This process's rows of a batch -> one global array per field, split over the mesh."""
-    sharding = batch_sharded(mesh)
+def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh, batch_axis: int = 0) -> dict[str, jax.Array]:
+    """This process's rows of a batch -> one global array per field, split over the mesh along
+    ``batch_axis`` (1 for a stack of batches)."""
+    sharding = batch_sharded(mesh, batch_axis)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
 
 

@@ -61,3 +61,59 @@ class EpochReport:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def run_summary(workdir: Path) -> dict[str, Any]:
+    """One row about a finished run: what it trained, how fast, how well."""
+    workdir = Path(workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    records = read_jsonl(workdir / "metrics.jsonl")
+    evaluation = json.loads((workdir / "eval.json").read_text()) if (workdir / "eval.json").exists() else {}
+    last = records[-1] if records else {}
+    return {
+        "run": workdir.name,
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "dtype": config["dtype"],
+        "batch": config["batch_size"],
+        "epochs": f"{len(records)}/{config['num_epochs']}",
+        # The first epoch pays for compilation: the last one shows the steady speed.
+        "images/s": last.get("images_per_second"),
+        "s/epoch": last.get("seconds"),
+        "val acc": last.get("val_accuracy"),
+        "test acc": evaluation.get("test_accuracy"),
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows of equal keys as an aligned plain-text table; columns named "... acc" as percentages."""
+
+    def cell(key: str, value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.2%}" if key.endswith("acc") else f"{value:,.1f}"
+        return str(value)
+
+    header = list(rows[0])
+    cells = [[cell(k, row[k]) for k in header] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    lines = [header, ["-" * w for w in widths], *cells]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in lines)
+
+
+def main() -> None:
+    """``python -m flax_resnets.reports WORKDIR...``: one table row per run."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m flax_resnets.reports", description=main.__doc__)
+    parser.add_argument("workdirs", nargs="+")
+    args = parser.parse_args()
+    missing = [w for w in args.workdirs if not (Path(w) / "config.json").exists()]
+    if missing:
+        parser.exit(2, f"error: no run in {', '.join(missing)} (no config.json): pass training workdirs.\n")
+    print(format_table([run_summary(Path(w)) for w in args.workdirs]))
+
+
+if __name__ == "__main__":
+    main()

@@ -103,6 +103,28 @@ def train_step(graphdef: nnx.GraphDef, optimizer: Any, state: TrainState, batch:
     )
 
 
+def train_steps(
+    graphdef: nnx.GraphDef,
+    optimizer: Any,
+    make_batch: Callable[[Any, Any], Batch],
+    state: TrainState,
+    stacked_inputs: Any,
+    constants: Any,
+) -> TrainState:
+    """Several training steps in one compiled call, one per entry of the inputs' leading axis.
+
+    ``make_batch(inputs, constants)`` turns one step's inputs into the model's batch inside
+    the compiled call. Fusing steps saves the host a dispatch per step, which dominates small
+    batches on accelerators (``config.steps_per_call``). The steps are unrolled, as in
+    ``lax.scan(..., unroll=True)``: XLA:CPU runs convolutions inside a loop several times
+    slower, and a scan keeps a one-trip loop even fully unrolled.
+    """
+    for index in range(jax.tree.leaves(stacked_inputs)[0].shape[0]):
+        inputs = jax.tree.map(lambda x, i=index: x[i], stacked_inputs)
+        state = train_step(graphdef, optimizer, state, make_batch(inputs, constants))
+    return state
+
+
 def eval_step(graphdef: nnx.GraphDef, state: TrainState, batch: Batch) -> dict[str, jax.Array]:
     """Summed loss and correct predictions over the batch's real (unmasked) examples."""
     model = nnx.merge(graphdef, state.params, state.batch_stats)

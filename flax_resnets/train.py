@@ -9,6 +9,7 @@ as a run that never stopped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import time
 from pathlib import Path
@@ -59,10 +60,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     state = parallel.replicate(state, mesh)
     feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
 
-    def train_on_batch(state, inputs):
-        return steps.train_step(graphdef, optimizer, state, feed.train_batch(inputs))
-
-    train_fn = jax.jit(train_on_batch, out_shardings=parallel.replicated(mesh), donate_argnums=0)
+    train_fn = jax.jit(
+        functools.partial(steps.train_steps, graphdef, optimizer, feed.train_batch),
+        out_shardings=parallel.replicated(mesh),
+        donate_argnums=0,
+    )
+    train_data = feed.constants("train")
     eval_fn = compile_eval_step(graphdef, feed, mesh)
 
     # Saves in flight finish, and files close, however the loop ends (a diverged loss included).
@@ -89,13 +92,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 state = state.replace(epoch_sums=parallel.replicate(steps.zero_epoch_sums(), mesh))
             started = time.perf_counter()
             with progress_bar(epoch, config.num_epochs, epoch_steps, first_step, enabled=is_main) as progress:
-                for inputs in feed.train_inputs(epoch=epoch, start_step=first_step):
-                    state = train_fn(state, inputs)
-                    step += 1
-                    progress.update(1)
-                    if step % config.log_every_steps == 0:
+                chunks = feed.train_inputs(
+                    epoch=epoch, start_step=first_step, steps_per_call=config.steps_per_call
+                )
+                for inputs in chunks:
+                    state = train_fn(state, inputs, train_data)
+                    done = jax.tree.leaves(inputs)[0].shape[0]  # steps in this call
+                    step += done
+                    progress.update(done)
+                    if passed_multiple(step, done, config.log_every_steps):
                         progress.set_postfix(running_means(state))
-                    if mid_epoch_checkpoint_due(config, step, epoch_steps):
+                    if mid_epoch_checkpoint_due(config, step, done, epoch_steps):
                         checkpoints.save(step, require_finite(state, step), history)
             train_seconds = time.perf_counter() - started
 
@@ -137,10 +144,17 @@ def progress_bar(epoch: int, num_epochs: int, epoch_steps: int, first_step: int,
     )
 
 
-def mid_epoch_checkpoint_due(config: ml_collections.ConfigDict, step: int, epoch_steps: int) -> bool:
-    """Every checkpoint_every_steps steps, except at an epoch's end, which saves with its metrics."""
-    every = config.checkpoint_every_steps
-    return bool(every) and step % every == 0 and step % epoch_steps != 0
+def passed_multiple(step: int, done: int, every: int) -> bool:
+    """Whether the last ``done`` steps, ending at ``step``, reached a multiple of ``every``."""
+    return bool(every) and step // every > (step - done) // every
+
+
+def mid_epoch_checkpoint_due(
+    config: ml_collections.ConfigDict, step: int, done: int, epoch_steps: int
+) -> bool:
+    """Every checkpoint_every_steps steps (at the end of the call that reaches it), except at an
+    epoch's end, which saves with its metrics."""
+    return passed_multiple(step, done, config.checkpoint_every_steps) and step % epoch_steps != 0
 
 
 def running_means(state: steps.TrainState) -> dict[str, float]:

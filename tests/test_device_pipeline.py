@@ -29,13 +29,13 @@ def feeds(dataset, *, augment, batch_size=32, eval_batch_size=96, seed=0):
 
 
 def train_epoch(feed, epoch=0, steps=None):
-    make_batch = jax.jit(feed.train_batch)
+    """The model's batches of one epoch (its first ``steps``), as the compiled step sees them."""
+    make_batch = jax.jit(jax.vmap(feed.train_batch, in_axes=(0, None)))  # over the step axis
     batches = []
-    for inputs in feed.train_inputs(epoch=epoch, start_step=0):
-        batches.append(jax.tree.map(np.asarray, make_batch(inputs)))
-        if steps and len(batches) == steps:
-            break
-    return batches
+    for inputs in feed.train_inputs(epoch=epoch, start_step=0, steps_per_call=4):
+        stacked = jax.tree.map(np.asarray, make_batch(inputs, feed.constants("train")))
+        batches += [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(len(stacked["label"]))]
+    return batches[:steps]
 
 
 def test_same_examples_in_the_same_batches_as_tf_data(sample):
@@ -72,9 +72,8 @@ def test_augmentation_changes_pixels_never_labels_and_is_seeded(sample):
 
 def test_an_epoch_visits_every_training_example_once(sample):
     _, device = feeds(sample, augment=False)
-    indices = np.concatenate(
-        [np.asarray(inputs["index"]) for inputs in device.train_inputs(epoch=3, start_step=0)]
-    )
+    chunks = device.train_inputs(epoch=3, start_step=0, steps_per_call=7)  # 100 steps: 14 x 7 + 2
+    indices = np.concatenate([np.asarray(inputs["index"]).ravel() for inputs in chunks])
     assert len(indices) == len(sample.train) == 3200
     assert sorted(indices.tolist()) == list(range(3200))
 
@@ -82,7 +81,10 @@ def test_an_epoch_visits_every_training_example_once(sample):
 def test_evaluation_covers_every_example_exactly_once(sample):
     _, device = feeds(sample, augment=False)
     make_batch = jax.jit(device.eval_batch)
-    batches = [jax.tree.map(np.asarray, make_batch(inputs)) for inputs in device.eval_inputs("validation")]
+    constants = device.constants("validation")
+    batches = [
+        jax.tree.map(np.asarray, make_batch(inputs, constants)) for inputs in device.eval_inputs("validation")
+    ]
     assert [int(b["mask"].sum()) for b in batches] == [96] * 8 + [32]
     labels = np.concatenate([b["label"][b["mask"]] for b in batches])
     np.testing.assert_array_equal(labels, sample.validation.labels)

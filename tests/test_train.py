@@ -307,3 +307,36 @@ def test_resnet20_learns_real_fashion_mnist_from_10000_images(fashion_mnist_fold
     print(f"resnet20 on 10,000 Fashion-MNIST images: {seconds:.0f}s, {records[-1]}, {result}")
     assert records[-1]["val_accuracy"] >= 0.78
     assert result["num_examples"] == 2000 and result["test_accuracy"] >= 0.75
+
+
+@pytest.mark.parametrize("pipeline", ["tfdata", "device"])
+def test_fused_steps_per_call_give_the_same_run_as_one_step_per_call(tmp_path, image_folder, pipeline):
+    from configs import default
+    from flax_resnets.train import train_and_evaluate
+
+    def run(steps_per_call):
+        config = default.get_config(dataset="image_folder", model="resnet8")
+        config.update(data_dir=str(image_folder), batch_size=4, num_epochs=2, learning_rate=0.05)
+        config.update(steps_per_call=steps_per_call, input_pipeline=pipeline)
+        config.update(checkpoint_every_steps=3, keep_checkpoints=10)
+        workdir = tmp_path / f"{pipeline}_{steps_per_call}"
+        return train_and_evaluate(config, workdir), workdir
+
+    # 24 training images in batches of 4: 6 steps per epoch, so calls of 4 steps leave a call of 2.
+    (one_result, one), (fused_result, fused) = run(1), run(4)
+    # Equal up to float rounding: XLA fuses the unrolled steps of one call a little differently.
+    assert fused_result == pytest.approx(one_result, rel=1e-5)
+    fused_records = without_timing(read_jsonl(fused / "metrics.jsonl"))
+    one_records = without_timing(read_jsonl(one / "metrics.jsonl"))
+    assert [pytest.approx(r, rel=1e-5) for r in one_records] == fused_records
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        saved_state(one),
+        saved_state(fused),
+    )
+    # Mid-epoch checkpoints come at the end of the call that reaches a multiple of 3 steps.
+    assert checkpoint_steps(one) == {3, 6, 9, 12} and checkpoint_steps(fused) == {4, 6, 10, 12}
+
+
+def checkpoint_steps(workdir):
+    return {int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()}

@@ -1,0 +1,167 @@
+"""``python -m flax_resnets.benchmark``: training and evaluation speed, optionally against PyTorch.
+
+For each model and batch size: compile time, training-step images/s (median over timed calls
+after warm-up, synchronized), evaluation images/s and peak memory, on random inputs, with the
+trainer's own compiled step (``steps_per_call`` steps per call). With ``--compare-torch`` the
+same architecture and optimizer (SGD, momentum, weight decay) run in PyTorch, timed in
+alternation with Flax (other jobs on a shared machine move timings by tens of percent), and
+each row gets the Flax/PyTorch ratio. PyTorch is optional: ``pip install -e ".[bench]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from flax_resnets import parallel, steps
+from flax_resnets.config import DTYPES
+from flax_resnets.models import MODELS
+from flax_resnets.reports import format_table
+
+
+def recipe(model: str, dtype: str) -> ml_collections.ConfigDict:
+    """The paper's optimizer settings for ``model``: what the trainer would compile."""
+    return ml_collections.ConfigDict(
+        {
+            "model": model,
+            "dtype": dtype,
+            "seed": 0,
+            "learning_rate": 0.001,
+            "momentum": 0.9,
+            "weight_decay": 0.001,
+        }
+    )
+
+
+def timed_calls(call: Callable[[], Any], repeats: int) -> list[float]:
+    """Wall seconds of ``repeats`` calls, each waited for."""
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        jax.block_until_ready(call())
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+class FlaxBench:
+    """The trainer's compiled training and evaluation steps on one random batch."""
+
+    def __init__(self, model: str, batch_size: int, dtype: str, steps_per_call: int, input_channels: int):
+        self.images_per_call = batch_size * steps_per_call
+        config = recipe(model, dtype)
+        optimizer, _ = steps.make_optimizer(config, total_steps=10_000)
+        graphdef, state = steps.create_train_state(
+            config, num_classes=10, input_channels=input_channels, optimizer=optimizer
+        )
+        mesh = parallel.data_parallel_mesh()
+        rng = np.random.default_rng(0)
+        images = rng.standard_normal((steps_per_call, batch_size, 32, 32, input_channels), np.float32)
+        labels = rng.integers(0, 10, (steps_per_call, batch_size)).astype(np.int32)
+        self.inputs = parallel.global_batch({"image": images, "label": labels}, mesh, batch_axis=1)
+        self.eval_inputs = parallel.global_batch(
+            {"image": images[0], "label": labels[0], "mask": np.ones(batch_size, bool)}, mesh
+        )
+        self.state = parallel.replicate(state, mesh)
+        train = jax.jit(
+            functools.partial(steps.train_steps, graphdef, optimizer, lambda inputs, constants: inputs),
+            donate_argnums=0,
+        )
+        started = time.perf_counter()
+        self.train = train.lower(self.state, self.inputs, {}).compile()
+        self.compile_seconds = time.perf_counter() - started
+        self.evaluate = jax.jit(functools.partial(steps.eval_step, graphdef))
+
+    def train_call(self) -> Any:
+        self.state = self.train(self.state, self.inputs, {})
+        return self.state
+
+    def eval_call(self) -> Any:
+        return self.evaluate(self.state, self.eval_inputs)
+
+
+def peak_memory_gb() -> float:
+    """Peak bytes in use on the first device where it tells; else the process's peak resident memory."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kilobytes on Linux
+
+
+def benchmark_row(args: argparse.Namespace, model: str, batch_size: int) -> dict[str, Any]:
+    flax = FlaxBench(model, batch_size, args.dtype, args.steps_per_call, args.input_channels)
+    timed_calls(flax.train_call, args.warmup)
+    timed_calls(flax.eval_call, args.warmup)
+    torch = None
+    if args.compare_torch:
+        from flax_resnets import torch_reference
+
+        torch = torch_reference.TorchBench(model, batch_size, args.input_channels)
+        timed_calls(torch.train_call, args.warmup)
+    flax_train, torch_train = [], []
+    for _ in range(args.rounds):  # alternate the two so that both see the same machine load
+        flax_train += timed_calls(flax.train_call, args.steps)
+        if torch:
+            torch_train += timed_calls(torch.train_call, args.steps)
+    row = {
+        "model": model,
+        "batch": batch_size,
+        "dtype": args.dtype,
+        "compile s": flax.compile_seconds,
+        "train img/s": flax.images_per_call / statistics.median(flax_train),
+        "eval img/s": batch_size / statistics.median(timed_calls(flax.eval_call, args.steps)),
+        "peak GB": peak_memory_gb(),
+    }
+    if torch:
+        row["torch img/s"] = batch_size / statistics.median(torch_train)
+        row["flax/torch"] = row["train img/s"] / row["torch img/s"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m flax_resnets.benchmark", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--models", default="resnet20,resnet18,vgg19")
+    parser.add_argument("--batch_sizes", default="16,128")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES)
+    parser.add_argument("--steps", type=int, default=5, help="timed calls per round")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds of timed calls (alternating with PyTorch)"
+    )
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compilation")
+    parser.add_argument("--steps_per_call", type=int, default=1)
+    parser.add_argument("--input_channels", type=int, default=3)
+    parser.add_argument("--compare-torch", dest="compare_torch", action="store_true")
+    parser.add_argument("--json", default="benchmark.json", help="where to write the rows")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    devices = jax.device_count()
+    if any(b % devices for b in batch_sizes):
+        parser.error(f"every batch size must be a multiple of the {devices} devices")
+    print(f"{jax.devices()[0].device_kind} x{devices}, jax {jax.__version__}", flush=True)
+    rows = []
+    for model in models:
+        for batch_size in batch_sizes:
+            rows.append(benchmark_row(args, model, batch_size))
+            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+    print(format_table(rows))
+    Path(args.json).write_text(json.dumps({"device": jax.devices()[0].device_kind, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The benchmark command, and the PyTorch twins it compares against (when PyTorch is installed)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from flax import nnx
+
+from flax_resnets.models import count_parameters, create_model
+
+
+def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flax_resnets.benchmark",
+            "--models=resnet8",
+            "--batch_sizes=4,8",
+            "--steps=2",
+            "--rounds=1",
+            "--warmup=1",
+            "--steps_per_call=2",
+            f"--json={out}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["batch"]) for r in rows] == [("resnet8", 4), ("resnet8", 8)]
+    for row in rows:
+        assert (
+            row["train img/s"] > 0 and row["eval img/s"] > 0 and row["compile s"] > 0 and row["peak GB"] > 0
+        )
+    assert "train img/s" in result.stdout
+
+
+def test_benchmark_refuses_unknown_models():
+    result = subprocess.run(
+        [sys.executable, "-m", "flax_resnets.benchmark", "--models=resnet19"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "unknown model(s) resnet19" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnet50", "plain20", "vgg19", "alexnet"])
+def test_pytorch_twins_have_the_same_parameter_count(name):
+    torch_reference = pytest.importorskip(
+        "flax_resnets.torch_reference", reason="PyTorch is optional: pip install -e '.[bench]'"
+    )
+    twin = torch_reference.torch_model(name, input_channels=1, num_classes=100)
+    flax_model = nnx.eval_shape(lambda: create_model(name, num_classes=100, input_channels=1))
+    assert sum(p.numel() for p in twin.parameters()) == count_parameters(flax_model)
