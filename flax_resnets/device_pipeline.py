@@ -17,18 +17,18 @@ global permutation costs no communication: a few hundred MB at most per device h
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
 
 from flax_resnets import parallel
-from flax_resnets.data import Dataset
 from flax_resnets.input_pipeline import (
     PAD,
+    FeedSettings,
     epoch_permutation,
     eval_positions,
     stacked_on_mesh,
@@ -36,22 +36,21 @@ from flax_resnets.input_pipeline import (
 )
 
 
-class DeviceFeed:
-    def __init__(
-        self, dataset: Dataset, mesh: Mesh, *, batch_size: int, eval_batch_size: int, seed: int, augment: bool
-    ):
-        self.dataset, self.mesh = dataset, mesh
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.seed, self.augment = seed, augment
-        self.mean = np.asarray(dataset.mean, np.float32)
-        self.std = np.asarray(dataset.std, np.float32)
+@dataclasses.dataclass(eq=False)
+class DeviceFeed(FeedSettings):
+    def __post_init__(self) -> None:
+        self.mean = np.asarray(self.dataset.mean, np.float32)
+        self.std = np.asarray(self.dataset.std, np.float32)
+        splits = {
+            "train": self.dataset.train,
+            "validation": self.dataset.validation,
+            "test": self.dataset.test,
+        }
         self.on_device = {
-            name: parallel.replicate({"images": split.images, "labels": split.labels.astype(np.int32)}, mesh)
-            for name, split in (
-                ("train", dataset.train),
-                ("validation", dataset.validation),
-                ("test", dataset.test),
+            name: parallel.replicate(
+                {"images": split.images, "labels": split.labels.astype(np.int32)}, self.mesh
             )
+            for name, split in splits.items()
         }
 
     def train_inputs(

@@ -15,6 +15,7 @@ ahead of the accelerator.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import time
 from collections.abc import Iterator
@@ -141,15 +142,20 @@ def stacked_on_mesh(
         yield parallel.global_batch(stacked, mesh, batch_axis=1)
 
 
-class TfDataFeed:
-    """Batches made on the host by tf.data, then split over the mesh."""
+@dataclasses.dataclass(eq=False)  # eq=False: feeds hash by identity, as jit needs of their methods
+class FeedSettings:
+    """What every feed needs: the data, the mesh, the batch sizes and the randomness."""
 
-    def __init__(
-        self, dataset: Dataset, mesh: Any, *, batch_size: int, eval_batch_size: int, seed: int, augment: bool
-    ):
-        self.dataset, self.mesh = dataset, mesh
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.seed, self.augment = seed, augment
+    dataset: Dataset
+    mesh: Any
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    augment: bool
+
+
+class TfDataFeed(FeedSettings):
+    """Batches made on the host by tf.data, then split over the mesh."""
 
     def train_inputs(
         self, *, epoch: int, start_step: int, steps_per_call: int = 1
