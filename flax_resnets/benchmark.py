@@ -6,12 +6,16 @@ trainer's own compiled step (``steps_per_call`` steps per call). With ``--compar
 same architecture and optimizer (SGD, momentum, weight decay) run in PyTorch, timed in
 alternation with Flax (other jobs on a shared machine move timings by tens of percent), and
 each row gets the Flax/PyTorch ratio. PyTorch is optional: ``pip install -e ".[bench]"``.
+
+With ``--data_dir`` (real images, e.g. CIFAR-10 unzipped from ../shared/data), a second table
+times the trainer's loop, input pipeline included, against its compiled step alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import resource
 import statistics
@@ -23,9 +27,13 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from tqdm import tqdm
 
-from flax_resnets import parallel, steps
+from flax_resnets import parallel, steps, xla_cpu
 from flax_resnets.config import DTYPES
+from flax_resnets.data import DATASET_NAMES, Dataset, load_dataset
+from flax_resnets.errors import InputError
+from flax_resnets.feeds import PIPELINES, make_feed
 from flax_resnets.models import MODELS
 from flax_resnets.reports import format_table
 
@@ -54,17 +62,27 @@ def timed_calls(call: Callable[[], Any], repeats: int) -> list[float]:
     return seconds
 
 
+def replicated_train_state(
+    model: str, dtype: str, *, num_classes: int, input_channels: int, mesh: Any
+) -> tuple[Any, Any, steps.TrainState]:
+    """The trainer's model, optimizer and initial state for ``model``, replicated over ``mesh``."""
+    config = recipe(model, dtype)
+    optimizer, _ = steps.make_optimizer(config, total_steps=10_000)
+    graphdef, state = steps.create_train_state(
+        config, num_classes=num_classes, input_channels=input_channels, optimizer=optimizer
+    )
+    return graphdef, optimizer, parallel.replicate(state, mesh)
+
+
 class FlaxBench:
     """The trainer's compiled training and evaluation steps on one random batch."""
 
     def __init__(self, model: str, batch_size: int, dtype: str, steps_per_call: int, input_channels: int):
         self.images_per_call = batch_size * steps_per_call
-        config = recipe(model, dtype)
-        optimizer, _ = steps.make_optimizer(config, total_steps=10_000)
-        graphdef, state = steps.create_train_state(
-            config, num_classes=10, input_channels=input_channels, optimizer=optimizer
-        )
         mesh = parallel.data_parallel_mesh()
+        graphdef, optimizer, self.state = replicated_train_state(
+            model, dtype, num_classes=10, input_channels=input_channels, mesh=mesh
+        )
         rng = np.random.default_rng(0)
         images = rng.standard_normal((steps_per_call, batch_size, 32, 32, input_channels), np.float32)
         labels = rng.integers(0, 10, (steps_per_call, batch_size)).astype(np.int32)
@@ -72,15 +90,13 @@ class FlaxBench:
         self.eval_inputs = parallel.global_batch(
             {"image": images[0], "label": labels[0], "mask": np.ones(batch_size, bool)}, mesh
         )
-        self.state = parallel.replicate(state, mesh)
-        train = jax.jit(
-            functools.partial(steps.train_steps, graphdef, optimizer, lambda inputs, constants: inputs),
-            donate_argnums=0,
-        )
+        train = steps.jit_train_steps(graphdef, optimizer, lambda inputs, constants: inputs, mesh)
         started = time.perf_counter()
         self.train = train.lower(self.state, self.inputs, {}).compile()
         self.compile_seconds = time.perf_counter() - started
-        self.evaluate = jax.jit(functools.partial(steps.eval_step, graphdef))
+        self.evaluate = jax.jit(
+            functools.partial(steps.eval_step, graphdef), compiler_options=xla_cpu.compiler_options()
+        )
 
     def train_call(self) -> Any:
         self.state = self.train(self.state, self.inputs, {})
@@ -88,6 +104,59 @@ class FlaxBench:
 
     def eval_call(self) -> Any:
         return self.evaluate(self.state, self.eval_inputs)
+
+
+def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size: int) -> dict[str, Any]:
+    """The trainer's loop on real data (its feed, augmentation, epochs) against its compiled step
+    alone on one batch: both dispatch the same number of calls and wait once at the end, as the
+    trainer does, so the difference is what the input pipeline and the host cost between steps."""
+    mesh = parallel.data_parallel_mesh()
+    graphdef, optimizer, state = replicated_train_state(
+        model, args.dtype, num_classes=dataset.num_classes, input_channels=dataset.channels, mesh=mesh
+    )
+    feed_config = ml_collections.ConfigDict(
+        {"input_pipeline": args.input_pipeline, "batch_size": batch_size, "seed": 0, "augment": True}
+    )
+    feed = make_feed(feed_config, dataset, mesh, eval_batch_size=batch_size)
+    train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh)
+    constants = feed.constants("train")
+    # Epoch after epoch; an epoch's last, shorter call would compile anew inside the timing, so
+    # it is made but not run.
+    chunks = (
+        inputs
+        for epoch in itertools.count()
+        for inputs in feed.train_inputs(epoch=epoch, start_step=0, steps_per_call=args.steps_per_call)
+        if jax.tree.leaves(inputs)[0].shape[0] == args.steps_per_call
+    )
+    first = next(chunks)
+    for _ in range(args.warmup + 1):  # the first call compiles
+        state = train(state, first, constants)
+    jax.block_until_ready(state)
+    calls = -(-args.loop_steps // args.steps_per_call)
+
+    started = time.perf_counter()
+    for _ in range(calls):
+        state = train(state, first, constants)
+    jax.block_until_ready(state)
+    step_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for inputs in tqdm(itertools.islice(chunks, calls), total=calls, desc=f"{model} loop", leave=False):
+        state = train(state, inputs, constants)
+    jax.block_until_ready(state)
+    loop_seconds = time.perf_counter() - started
+    images = calls * args.steps_per_call * batch_size
+    step_images_per_second = images / step_seconds
+    loop_images_per_second = images / loop_seconds
+    return {
+        "model": model,
+        "batch": batch_size,
+        "pipeline": args.input_pipeline,
+        "steps": calls * args.steps_per_call,
+        "step img/s": step_images_per_second,
+        "loop img/s": loop_images_per_second,
+        "loop/step": loop_images_per_second / step_images_per_second,
+    }
 
 
 def peak_memory_gb() -> float:
@@ -143,6 +212,16 @@ def main() -> None:
     parser.add_argument("--steps_per_call", type=int, default=1)
     parser.add_argument("--input_channels", type=int, default=3)
     parser.add_argument("--compare-torch", dest="compare_torch", action="store_true")
+    parser.add_argument(
+        "--data_dir",
+        help="also time the trainer's loop, input pipeline included, on this data: an image folder "
+        "(root/{train,test}/<label>/*) or a file from `python -m flax_resnets.data export`",
+    )
+    parser.add_argument(
+        "--dataset", default="image_folder", choices=DATASET_NAMES, help="what --data_dir holds"
+    )
+    parser.add_argument("--input_pipeline", default="tfdata", choices=sorted(PIPELINES))
+    parser.add_argument("--loop_steps", type=int, default=200, help="training steps timed in the loop")
     parser.add_argument("--json", default="benchmark.json", help="where to write the rows")
     args = parser.parse_args()
     models = args.models.split(",")
@@ -154,13 +233,28 @@ def main() -> None:
     if any(b % devices for b in batch_sizes):
         parser.error(f"every batch size must be a multiple of the {devices} devices")
     print(f"{jax.devices()[0].device_kind} x{devices}, jax {jax.__version__}", flush=True)
+    # Read (and check) the data before the first compilation, not after minutes of it.
+    try:
+        dataset = (
+            load_dataset(args.dataset, data_dir=args.data_dir, download=False) if args.data_dir else None
+        )
+    except InputError as error:
+        parser.error(str(error))
     rows = []
     for model in models:
         for batch_size in batch_sizes:
             rows.append(benchmark_row(args, model, batch_size))
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     print(format_table(rows))
-    Path(args.json).write_text(json.dumps({"device": jax.devices()[0].device_kind, "rows": rows}, indent=2))
+    result = {"device": jax.devices()[0].device_kind, "rows": rows}
+    if dataset:
+        result["loop_rows"] = []
+        for model in models:
+            for batch_size in batch_sizes:
+                result["loop_rows"].append(loop_row(args, dataset, model, batch_size))
+                print(format_table(result["loop_rows"][-1:]).splitlines()[-1], flush=True)
+        print(format_table(result["loop_rows"]))
+    Path(args.json).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

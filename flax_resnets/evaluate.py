@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
-from flax_resnets import parallel, steps
+from flax_resnets import parallel, steps, xla_cpu
 from flax_resnets.checkpoints import Checkpoints
 from flax_resnets.config import check_same_run, recorded_config, validate_config
 from flax_resnets.data import load_config_dataset
@@ -27,7 +27,9 @@ def compile_eval_step(graphdef: Any, feed: Feed, mesh: Mesh) -> Callable:
     def evaluate_batch(state, inputs, constants):
         return steps.eval_step(graphdef, state, feed.eval_batch(inputs, constants))
 
-    return jax.jit(evaluate_batch, out_shardings=parallel.replicated(mesh))
+    return jax.jit(
+        evaluate_batch, out_shardings=parallel.replicated(mesh), compiler_options=xla_cpu.compiler_options()
+    )
 
 
 def eval_batch_size(config: ml_collections.ConfigDict) -> int:

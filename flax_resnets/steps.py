@@ -7,6 +7,7 @@ mesh and donate the old state's buffers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx, struct
+from jax.sharding import Mesh
 
+from flax_resnets import parallel, xla_cpu
 from flax_resnets.models import create_model
 
 Batch = dict[str, jax.Array]
@@ -123,6 +126,21 @@ def train_steps(
         inputs = jax.tree.map(lambda x, i=index: x[i], stacked_inputs)
         state = train_step(graphdef, optimizer, state, make_batch(inputs, constants))
     return state
+
+
+def jit_train_steps(
+    graphdef: nnx.GraphDef, optimizer: Any, make_batch: Callable[[Any, Any], Batch], mesh: Mesh
+) -> Callable[[TrainState, Any, Any], TrainState]:
+    """``train_steps`` compiled over ``mesh``: (state, stacked inputs, constants) -> state, replicated.
+
+    The old state's buffers are donated: the caller must use only the state it returns.
+    """
+    return jax.jit(
+        functools.partial(train_steps, graphdef, optimizer, make_batch),
+        out_shardings=parallel.replicated(mesh),
+        donate_argnums=0,
+        compiler_options=xla_cpu.compiler_options(),
+    )
 
 
 def eval_step(graphdef: nnx.GraphDef, state: TrainState, batch: Batch) -> dict[str, jax.Array]:

@@ -9,7 +9,6 @@ as a run that never stopped.
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
 import time
 from pathlib import Path
@@ -60,11 +59,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     state = parallel.replicate(state, mesh)
     feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
 
-    train_fn = jax.jit(
-        functools.partial(steps.train_steps, graphdef, optimizer, feed.train_batch),
-        out_shardings=parallel.replicated(mesh),
-        donate_argnums=0,
-    )
+    train_fn = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh)
     train_data = feed.constants("train")
     eval_fn = compile_eval_step(graphdef, feed, mesh)
 

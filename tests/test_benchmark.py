@@ -10,7 +10,7 @@ from flax import nnx
 from flax_resnets.models import count_parameters, create_model
 
 
-def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path):
+def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_folder):
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [
@@ -23,19 +23,42 @@ def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path):
             "--rounds=1",
             "--warmup=1",
             "--steps_per_call=2",
+            f"--data_dir={image_folder}",
+            "--loop_steps=5",
             f"--json={out}",
         ],
         capture_output=True,
         text=True,
         check=True,
     )
-    rows = json.loads(out.read_text())["rows"]
+    written = json.loads(out.read_text())
+    rows = written["rows"]
     assert [(r["model"], r["batch"]) for r in rows] == [("resnet8", 4), ("resnet8", 8)]
     for row in rows:
         assert (
             row["train img/s"] > 0 and row["eval img/s"] > 0 and row["compile s"] > 0 and row["peak GB"] > 0
         )
     assert "train img/s" in result.stdout
+    # 5 loop steps round up to 3 calls of 2 steps; with 24 training images, batches of 8 make
+    # 3-step epochs, so the loop crosses epochs and skips their last, 1-step calls.
+    loop_rows = written["loop_rows"]
+    assert [(r["model"], r["batch"], r["pipeline"]) for r in loop_rows] == [
+        ("resnet8", 4, "tfdata"),
+        ("resnet8", 8, "tfdata"),
+    ]
+    assert [r["steps"] for r in loop_rows] == [6, 6]
+    for row in loop_rows:
+        assert row["loop img/s"] > 0 and row["loop/step"] == row["loop img/s"] / row["step img/s"]
+    assert "loop img/s" in result.stdout
+
+
+def test_benchmark_refuses_missing_loop_data_before_compiling(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "flax_resnets.benchmark", "--models=resnet8", f"--data_dir={tmp_path}/none"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "none" in result.stderr and "train img/s" not in result.stdout
 
 
 def test_benchmark_refuses_unknown_models():
