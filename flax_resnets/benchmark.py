@@ -19,6 +19,7 @@ import itertools
 import json
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -141,7 +142,13 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
     step_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    for inputs in tqdm(itertools.islice(chunks, calls), total=calls, desc=f"{model} loop", leave=False):
+    for inputs in tqdm(
+        itertools.islice(chunks, calls),
+        total=calls,
+        desc=f"{model} loop",
+        leave=False,
+        disable=not sys.stderr.isatty(),
+    ):
         state = train(state, inputs, constants)
     jax.block_until_ready(state)
     loop_seconds = time.perf_counter() - started

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_resnets.models import MODELS, RESIDUAL_TWINS, count_parameters, create_model
+from flax_resnets.models import MODELS, RESIDUAL_TWINS, count_parameters, create_model, layers
 from flax_resnets.models.__main__ import forward_gflops
 
 # Parameter counts at 10 classes and 3 input channels, from the issue (Table 1 and He et al. 2016).
@@ -184,6 +184,28 @@ def test_bfloat16_compute_keeps_float32_parameters():
     logits = model(images, train=False)
     assert logits.dtype == jnp.float32
     np.testing.assert_allclose(logits, reference(images, train=False), rtol=0.1, atol=0.1)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_convolution_of_a_map_smaller_than_its_kernel_matches_lax(size):
+    """Maps under the 3x3 kernel (1 and 2) take the patch-matmul path; 3 and 5 take lax's."""
+    numbers = ("NHWC", "HWIO", "NHWC")
+
+    def reference(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=numbers)
+
+    def ours(x, kernel):
+        return layers.conv_general_dilated(x, kernel, (1, 1), [(1, 1), (1, 1)], dimension_numbers=numbers)
+
+    layer = layers.conv(8, 6, 3, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (4, size, size, 8))
+    kernel = layer.kernel[...]
+    np.testing.assert_allclose(layer(x), reference(x, kernel), rtol=1e-5, atol=1e-5)
+    cotangent = jax.random.normal(jax.random.key(2), (4, size, size, 6))
+    got = jax.vjp(ours, x, kernel)[1](cotangent)
+    expected = jax.vjp(reference, x, kernel)[1](cotangent)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_forward_gflops_counts_every_multiply_accumulate_of_alexnet():
