@@ -1,4 +1,4 @@
-"""Compile options that make the training step faster on a CPU.
+"""Choices that make the training step faster on a CPU: a compile option and a convolution batch.
 
 By default XLA:CPU (jaxlib 0.10) hands convolutions to the YNNPACK library. On a 2-core
 machine its training step for resnet18 ran at 0.6-0.7x PyTorch's, and XLA's own (Eigen)
@@ -30,3 +30,16 @@ def compiler_options() -> dict[str, str]:
     except jax.errors.JaxRuntimeError:  # a jaxlib without the option (it is experimental)
         return {}
     return options
+
+
+# XLA:CPU's convolutions, their weight gradients most, slow down as the batch grows: a batch of
+# 128 convolved in micro-batches of 16 trained resnet20 1.23x and resnet18 1.06x faster.
+CONVOLUTION_MICRO_BATCH = 16
+
+
+def convolution_micro_batch() -> int | None:
+    """The batch size to split convolutions into, on a single CPU device only: across several
+    devices, a micro-batch would straddle their shards of the batch."""
+    if jax.default_backend() == "cpu" and jax.device_count() == 1:
+        return CONVOLUTION_MICRO_BATCH
+    return None

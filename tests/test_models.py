@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from flax_resnets import xla_cpu
 from flax_resnets.models import MODELS, RESIDUAL_TWINS, count_parameters, create_model, layers
 from flax_resnets.models.__main__ import forward_gflops
 
@@ -206,6 +207,28 @@ def test_convolution_of_a_map_smaller_than_its_kernel_matches_lax(size):
     expected = jax.vjp(reference, x, kernel)[1](cotangent)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_large_batches_convolve_in_micro_batches_with_the_same_result(monkeypatch):
+    monkeypatch.setattr(xla_cpu, "convolution_micro_batch", lambda: 16)
+    numbers = ("NHWC", "HWIO", "NHWC")
+
+    def reference(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=numbers)
+
+    def ours(x, kernel):
+        return layers.conv_general_dilated(x, kernel, (2, 2), [(1, 1), (1, 1)], dimension_numbers=numbers)
+
+    x = jax.random.normal(jax.random.key(1), (40, 8, 8, 4))
+    kernel = jax.random.normal(jax.random.key(2), (3, 3, 4, 6))
+    assert str(jax.make_jaxpr(ours)(x, kernel)).count("conv_general_dilated") == 3  # 16 + 16 + 8
+    cotangent = jax.random.normal(jax.random.key(3), (40, 4, 4, 6))
+    got_out, got_vjp = jax.vjp(ours, x, kernel)
+    expected_out, expected_vjp = jax.vjp(reference, x, kernel)
+    np.testing.assert_allclose(got_out, expected_out, rtol=1e-5, atol=1e-5)
+    # The weight gradient sums the micro-batches' parts: float32 rounding, relative to its scale.
+    for a, b in zip(got_vjp(cotangent), expected_vjp(cotangent), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
 
 
 def test_forward_gflops_counts_every_multiply_accumulate_of_alexnet():

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
+from flax_resnets import xla_cpu
+
 Dtype = Any
 
 # PyTorch's BatchNorm updates running = (1 - 0.1) * running + 0.1 * batch; Flax keeps the first factor.
@@ -27,9 +29,23 @@ linear_kernel_init = jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "
 def conv_general_dilated(
     lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, **kwargs: Any
 ) -> jax.Array:
-    """``lax.conv_general_dilated`` for NHWC inputs and HWIO kernels, except on a map smaller than
-    the kernel (VGG19's last stage: 2x2 under 3x3), which is one matrix product of its padded
-    patches. XLA:CPU's convolution takes ~50x longer there; a small matmul is fast anywhere."""
+    """``lax.conv_general_dilated`` for NHWC inputs and HWIO kernels, in micro-batches where
+    ``xla_cpu.convolution_micro_batch`` asks for them (the results are the same)."""
+    micro_batch = xla_cpu.convolution_micro_batch()
+    if micro_batch is None or lhs.shape[0] <= micro_batch:
+        return convolve(lhs, rhs, window_strides, padding, **kwargs)
+    return jnp.concatenate(
+        [
+            convolve(lhs[start : start + micro_batch], rhs, window_strides, padding, **kwargs)
+            for start in range(0, lhs.shape[0], micro_batch)
+        ]
+    )
+
+
+def convolve(lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, **kwargs: Any) -> jax.Array:
+    """``lax.conv_general_dilated``, except on a map smaller than the kernel (VGG19's last stage:
+    2x2 under 3x3), which is one matrix product of its padded patches. XLA:CPU's convolution
+    takes ~50x longer there; a small matmul is fast anywhere."""
     plain = (
         isinstance(padding, str)
         or tuple(window_strides) != (1, 1)
