@@ -86,13 +86,16 @@ def run_summary(workdir: Path) -> dict[str, Any]:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """Rows of equal keys as an aligned plain-text table; columns named "... acc" as percentages."""
+    """Rows of equal keys as an aligned plain-text table; columns named "... acc" as percentages,
+    other numbers under 10 (ratios, seconds, gigabytes) with two decimals, larger ones with one."""
 
     def cell(key: str, value: Any) -> str:
         if value is None:
             return "-"
         if isinstance(value, float):
-            return f"{value:.2%}" if key.endswith("acc") else f"{value:,.1f}"
+            if key.endswith("acc"):
+                return f"{value:.2%}"
+            return f"{value:.2f}" if abs(value) < 10 else f"{value:,.1f}"
         return str(value)
 
     header = list(rows[0])

@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from flax_resnets.models import count_parameters, create_model
+from flax_resnets.reports import format_table
 
 
 def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_folder):
@@ -76,3 +77,16 @@ def test_pytorch_twins_have_the_same_parameter_count(name):
     twin = torch_reference.torch_model(name, input_channels=1, num_classes=100)
     flax_model = nnx.eval_shape(lambda: create_model(name, num_classes=100, input_channels=1))
     assert sum(p.numel() for p in twin.parameters()) == count_parameters(flax_model)
+
+
+def test_table_cells_show_accuracies_as_percentages_and_small_numbers_with_two_decimals():
+    table = format_table(
+        [
+            {"model": "resnet8", "test acc": 0.91234, "flax/torch": 0.6666, "img/s": 1234.56, "GB": None},
+            {"model": "vgg19", "test acc": 0.5, "flax/torch": 1.0, "img/s": 2.0, "GB": 1.5},
+        ]
+    )
+    header, rule, first, second = table.splitlines()
+    assert header.split() == ["model", "test", "acc", "flax/torch", "img/s", "GB"]
+    assert first.split() == ["resnet8", "91.23%", "0.67", "1,234.6", "-"]
+    assert second.split() == ["vgg19", "50.00%", "1.00", "2.00", "1.50"]
