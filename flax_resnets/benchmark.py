@@ -247,21 +247,24 @@ def main() -> None:
         )
     except InputError as error:
         parser.error(str(error))
+    result = {
+        "device": jax.devices()[0].device_kind,
+        "rows": table(models, batch_sizes, functools.partial(benchmark_row, args)),
+    }
+    if dataset:
+        result["loop_rows"] = table(models, batch_sizes, functools.partial(loop_row, args, dataset))
+    Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def table(models: list[str], batch_sizes: list[int], row: Callable[[str, int], dict]) -> list[dict]:
+    """``row(model, batch_size)`` for each pair, printed as it comes, then as one table."""
     rows = []
     for model in models:
         for batch_size in batch_sizes:
-            rows.append(benchmark_row(args, model, batch_size))
+            rows.append(row(model, batch_size))
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     print(format_table(rows))
-    result = {"device": jax.devices()[0].device_kind, "rows": rows}
-    if dataset:
-        result["loop_rows"] = []
-        for model in models:
-            for batch_size in batch_sizes:
-                result["loop_rows"].append(loop_row(args, dataset, model, batch_size))
-                print(format_table(result["loop_rows"][-1:]).splitlines()[-1], flush=True)
-        print(format_table(result["loop_rows"]))
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    return rows
 
 
 if __name__ == "__main__":

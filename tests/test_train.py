@@ -281,7 +281,7 @@ def test_diverging_loss_stops_training_and_keeps_only_finite_checkpoints(tmp_pat
 
 
 def test_resnet20_learns_real_fashion_mnist_from_10000_images(fashion_mnist_folder, tmp_path):
-    from configs import default
+    from configs import quickstart
     from flax_resnets.train import train_and_evaluate
 
     # 1,250 training images per class: 10,000 to train on, 2,500 held out for validation.
@@ -292,13 +292,11 @@ def test_resnet20_learns_real_fashion_mnist_from_10000_images(fashion_mnist_fold
             folder.mkdir(parents=True)
             for image in sorted((fashion_mnist_folder / split / str(label)).iterdir())[:per_class]:
                 (folder / image.name).symlink_to(image)
-    config = default.get_config(dataset="image_folder", model="resnet20")
+    # The quickstart's recipe (batch 32, lr 0.05, wd 5e-4), on resnet20 for 3 epochs.
+    config = quickstart.get_config()
+    config.model = "resnet20"
     config.data_dir = str(subset)
-    config.batch_size = 32
     config.num_epochs = 3
-    config.learning_rate = 0.05
-    config.weight_decay = 5e-4
-    config.checkpoint_every_steps = 0
 
     started = time.perf_counter()
     result = train_and_evaluate(config, tmp_path / "run")

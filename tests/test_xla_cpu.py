@@ -6,27 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from flax_resnets import parallel, steps, xla_cpu
-from flax_resnets.benchmark import replicated_train_state
-
-
-def compiled_step(batch_size=4):
-    """resnet8's training step compiled with the current options, and its inputs."""
-    mesh = parallel.data_parallel_mesh()
-    graphdef, optimizer, state = replicated_train_state(
-        "resnet8", "float32", num_classes=10, input_channels=3, mesh=mesh
-    )
-    rng = np.random.default_rng(0)
-    inputs = parallel.global_batch(
-        {
-            "image": rng.standard_normal((1, batch_size, 32, 32, 3), np.float32),
-            "label": rng.integers(0, 10, (1, batch_size)).astype(np.int32),
-        },
-        mesh,
-        batch_axis=1,
-    )
-    train = steps.jit_train_steps(graphdef, optimizer, lambda inputs, constants: inputs, mesh)
-    return train.lower(state, inputs, {}).compile(), state, inputs
+from flax_resnets import xla_cpu
+from flax_resnets.benchmark import FlaxBench
 
 
 def library_fusion_bodies(hlo_text: str) -> list[str]:
@@ -39,18 +20,17 @@ def test_cpu_step_keeps_convolutions_out_of_ynnpack_and_its_results(monkeypatch)
     options = xla_cpu.compiler_options()
     if not options:
         pytest.skip("this jaxlib or backend takes no library-fusion option")
-    tuned, state, inputs = compiled_step()
-    bodies = library_fusion_bodies(tuned.as_text())
+    # resnet8's training step on a random batch of 4, compiled with the options.
+    tuned = FlaxBench("resnet8", batch_size=4, dtype="float32", steps_per_call=1, input_channels=3)
+    bodies = library_fusion_bodies(tuned.train.as_text())
     # YNNPACK still gets BatchNorm's reductions, but no convolution.
     assert any("reduce(" in body for body in bodies)
     assert not any("convolution(" in body for body in bodies)
 
     monkeypatch.setattr(xla_cpu, "compiler_options", lambda: {})
-    default, _, _ = compiled_step()
-    # Donation consumes the state: each compiled step gets its own copy.
-    copy = jax.tree.map(lambda x: x.copy(), state)
-    expected = jax.device_get(default(copy, inputs, {}).params)
-    got = jax.device_get(tuned(state, inputs, {}).params)
+    default = FlaxBench("resnet8", batch_size=4, dtype="float32", steps_per_call=1, input_channels=3)
+    expected = jax.device_get(default.train_call().params)
+    got = jax.device_get(tuned.train_call().params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, expected)
 
 
