@@ -9,6 +9,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from flax_resnets.cli import EXIT_REFUSED, main_flags_parser
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/cifar10_resnet18.py.")
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and eval.json.", required=True)
@@ -18,12 +20,12 @@ flags.DEFINE_string("checkpoint", "best", "For --mode=eval: best, latest or a st
 
 def main(argv: list[str]) -> int:
     del argv
-    if not FLAGS["verbosity"].present:  # orbax and JAX log every save and restore at INFO
-        logging.set_verbosity(logging.WARNING)
+    if not FLAGS["verbosity"].present:  # the libraries' logs are for debugging: --verbosity=0 shows them
+        logging.set_verbosity(logging.ERROR)
     # Imported here so that --help answers without loading JAX and TensorFlow.
     from flax_resnets.errors import InputError
     from flax_resnets.evaluate import evaluate_workdir
-    from flax_resnets.train import TrainingDivergedError, train_and_evaluate
+    from flax_resnets.train import TrainingDivergedError, TrainingStoppedError, train_and_evaluate
 
     try:
         if FLAGS.mode == "train":
@@ -34,10 +36,13 @@ def main(argv: list[str]) -> int:
             result = evaluate_workdir(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_REFUSED
     except TrainingDivergedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except TrainingStoppedError as error:
+        print(str(error), file=sys.stderr)
+        return error.exit_status
     print(
         f"{result['model']} on {result['dataset']}: test accuracy {result['test_accuracy']:.2%}, "
         f"loss {result['test_loss']:.4f} over {result['num_examples']} images "
@@ -48,4 +53,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=main_flags_parser)

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from flax_resnets import parallel, steps, xla_cpu
-from flax_resnets.config import DTYPES
+from flax_resnets.config import DTYPES, default_config
 from flax_resnets.data import DATASET_NAMES, Dataset, load_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.feeds import PIPELINES, make_feed
@@ -40,17 +40,10 @@ from flax_resnets.reports import format_table
 
 
 def recipe(model: str, dtype: str) -> ml_collections.ConfigDict:
-    """The paper's optimizer settings for ``model``: what the trainer would compile."""
-    return ml_collections.ConfigDict(
-        {
-            "model": model,
-            "dtype": dtype,
-            "seed": 0,
-            "learning_rate": 0.001,
-            "momentum": 0.9,
-            "weight_decay": 0.001,
-        }
-    )
+    """The paper's recipe for ``model`` in ``dtype``: what the trainer would compile."""
+    config = default_config(model=model)
+    config.dtype = dtype
+    return config
 
 
 def timed_calls(call: Callable[[], Any], repeats: int) -> list[float]:
@@ -104,7 +97,7 @@ class FlaxBench:
         return self.state
 
     def eval_call(self) -> Any:
-        return self.evaluate(self.state, self.eval_inputs)
+        return self.evaluate(self.state.model_state(), self.eval_inputs)
 
 
 def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size: int) -> dict[str, Any]:
@@ -182,7 +175,7 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int) -> dict
     if args.compare_torch:
         from flax_resnets import torch_reference
 
-        torch = torch_reference.TorchBench(model, batch_size, args.input_channels)
+        torch = torch_reference.TorchBench(model, batch_size, args.input_channels, args.dtype)
         timed_calls(torch.train_call, args.warmup)
     flax_train, torch_train = [], []
     for _ in range(args.rounds):  # alternate the two so that both see the same machine load

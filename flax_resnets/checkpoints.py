@@ -6,19 +6,35 @@ validation accuracy (saved at epoch ends, with that metric). Neither policy can 
 checkpoint the other keeps. Each checkpoint holds the training state and the run's history
 (one record per finished epoch), which is everything needed to continue exactly: the data
 position and all randomness derive from the step and the config's seeds.
+
+The state is saved as a PyTree, so that evaluation can read the model's fields alone. Orbax
+writes each checkpoint under a temporary name and renames it when complete, so a crash
+mid-save leaves no half checkpoint. A checkpoint damaged later (a truncated or missing file: a
+full disk, an interrupted copy) is moved to ``workdir/damaged_checkpoints/`` when a run resumes,
+with a warning, and the run resumes from the newest readable one.
 """
 
 from __future__ import annotations
 
+import copy
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from flax_resnets.errors import InputError
 
 VALIDATION_METRIC = "val_accuracy"
+DAMAGED = "damaged_checkpoints"
+
+
+class UnreadableCheckpointError(InputError):
+    """A checkpoint's files cannot be read back."""
 
 
 class Checkpoints:
@@ -52,40 +68,66 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, history: list[dict], *, val_accuracy: float | None = None) -> None:
-        """Save asynchronously; ``val_accuracy`` makes it a candidate for the best checkpoint."""
+        """Save asynchronously; ``val_accuracy`` makes it a candidate for the best checkpoint.
+
+        The history is copied now: orbax writes it in a background thread while the caller
+        goes on appending to its list."""
         metrics = None if val_accuracy is None else {VALIDATION_METRIC: val_accuracy}
         self.manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), history=ocp.args.JsonSave(history)),
+            args=ocp.args.Composite(
+                state=ocp.args.PyTreeSave(state), history=ocp.args.JsonSave(copy.deepcopy(history))
+            ),
             metrics=metrics,
         )
 
-    def restore(self, step: int, abstract_state: Any) -> tuple[Any, list[dict]]:
-        """The state (laid out like ``abstract_state``) and history saved at ``step``."""
+    def _restore(self, step: int, **items: Any) -> Any:
         if step not in self.steps():
             raise InputError(
                 f"There is no checkpoint at step {step} in {self.directory}; "
                 f"saved steps: {', '.join(map(str, self.steps())) or 'none'}."
             )
         try:
-            restored = self.manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state), history=ocp.args.JsonRestore()
-                ),
-            )
+            return self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # orbax raises many types for unreadable files
-            raise InputError(
+            ignore_reads_after_a_failed_restore()
+            raise UnreadableCheckpointError(
                 f"The checkpoint at step {step} in {self.directory} cannot be read ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else 'no details'}); move that step's folder "
-                "away to use an earlier checkpoint, or start a new workdir."
+                f"{short_reason(error)}); move that step's folder away to use an earlier checkpoint, "
+                "or start a new workdir."
             ) from error
+
+    def restore(self, step: int, abstract_state: Any) -> tuple[Any, list[dict]]:
+        """The state (laid out like ``abstract_state``) and history saved at ``step``."""
+        restored = self._restore(step, state=pytree_restore(abstract_state), history=ocp.args.JsonRestore())
         return restored["state"], list(restored["history"])
+
+    def restore_fields(self, step: int, abstract_fields: dict[str, Any]) -> dict[str, Any]:
+        """Only some fields of the saved state (e.g. the model's, to evaluate it), laid out like
+        ``abstract_fields``: the optimizer state is never read."""
+        return self._restore(step, state=pytree_restore(abstract_fields, partial=True))["state"]
 
     def history(self, step: int) -> list[dict]:
         """The epoch records saved with the checkpoint at ``step``."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(history=ocp.args.JsonRestore()))
-        return list(restored["history"])
+        return list(self._restore(step, history=ocp.args.JsonRestore())["history"])
+
+    def restore_latest_readable(self, abstract_state: Any) -> tuple[Any, list[dict]] | None:
+        """The newest checkpoint that reads back, or None if there is none. Unreadable newer ones
+        are moved to ``damaged_checkpoints/`` beside the checkpoints (so that the run can save
+        those steps again), each with a warning on stderr."""
+        for step in reversed(self.steps()):
+            try:
+                return self.restore(step, abstract_state)
+            except UnreadableCheckpointError as error:
+                moved = unused_path(self.directory.parent / DAMAGED / str(step))
+                if jax.process_index() == 0:
+                    moved.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(self.directory / str(step)), str(moved))
+                    print(f"warning: {str(error).split('; move')[0]}; moved it to {moved}.", file=sys.stderr)
+                if jax.process_count() > 1:  # every host sees the move before it looks again
+                    multihost_utils.sync_global_devices(f"moved damaged checkpoint {step}")
+                self.manager.reload()
+        return None
 
     def best_step(self, history: list[dict]) -> int | None:
         """The kept checkpoint with the highest validation accuracy (the latest among ties)."""
@@ -106,3 +148,41 @@ class Checkpoints:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def short_reason(error: BaseException, limit: int = 160) -> str:
+    """The first line of an error, without tensorstore's spec, at most ``limit`` characters."""
+    text = (str(error).splitlines() or ["no details"])[0].split(" [tensorstore_spec")[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def ignore_reads_after_a_failed_restore() -> None:
+    """After a restore fails, tensorstore's reads still in flight call back into orbax's event loop,
+    which is closed by then; Python would print a traceback for each. Drop exactly those."""
+    previous = sys.unraisablehook
+    if getattr(previous, "ignores_closed_loop", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.ignores_closed_loop = True
+    sys.unraisablehook = hook
+
+
+def pytree_restore(abstract: Any, *, partial: bool = False) -> ocp.args.PyTreeRestore:
+    """Restore arguments that lay arrays out like ``abstract`` (shapes, dtypes, shardings);
+    ``partial``: only the fields ``abstract`` has."""
+    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+    return ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=partial)
+
+
+def unused_path(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2``... if it exists: nothing damaged is ever overwritten."""
+    candidate, index = path, 0
+    while candidate.exists():
+        index += 1
+        candidate = path.with_name(f"{path.name}.{index}")
+    return candidate

@@ -1,4 +1,5 @@
-"""Checks on a run's config, made before any data is read or anything compiled.
+"""A run's config: the paper's recipe (every field's default, in one place) and the checks made
+on a config before any data is read or anything compiled.
 
 Each problem is reported as one sentence naming the field, the value and the fix.
 """
@@ -6,27 +7,74 @@ Each problem is reported as one sentence naming the field, the value and the fix
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import ml_collections
+from ml_collections import config_dict as config_dicts
 
 from flax_resnets.data import DATASET_NAMES
 from flax_resnets.errors import InputError
-from flax_resnets.models import MODELS
+from flax_resnets.models import INITS, MODELS
 
-# Fields that may change between the runs of one workdir without changing the results.
+# Fields that may change between the runs of one workdir without changing the results. Not
+# input_pipeline: the two pipelines draw different crops and flips, so a run resumed with the
+# other one would no longer be the run it continues.
 MAY_CHANGE_ON_RESUME = (
     "data_dir",
     "download",
     "log_every_steps",
     "distributed",
     "steps_per_call",
-    "input_pipeline",
     "eval_batch_size",
 )
 DTYPES = ("float32", "bfloat16")
 PIPELINE_NAMES = ("tfdata", "device")
+
+
+def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_collections.ConfigDict:
+    """The paper's recipe (section 3.3) for ``model`` on ``dataset``: every config starts here.
+
+    SGD with momentum 0.9, learning rate 0.001 annealed to 0 by a cosine over the whole run, L2
+    weight decay 0.001 added to every parameter's gradient (PyTorch's ``weight_decay``), batch
+    size 16, 20 epochs, 20% of the training images held out for validation, PyTorch's default
+    initialisation, seed 0.
+    """
+    config = ml_collections.ConfigDict()
+
+    # What to train on, and how the data is read.
+    config.model = model
+    config.dataset = dataset  # fashion_mnist, cifar10, cifar100 (TFDS) or image_folder
+    config.data_dir = config_dicts.placeholder(str)  # TFDS data_dir, the image folder's root, or a .npz
+    config.download = True  # let TFDS download a dataset missing from data_dir
+    config.validation_fraction = 0.2
+    config.split_seed = 0  # shuffles an image folder before the validation cut
+    config.augment = True  # pad-4 random crop and horizontal flip
+    # tfdata: batches made by tf.data on the host; device: the dataset in accelerator memory,
+    # batches made inside the compiled step (no TensorFlow needed with an exported .npz file).
+    config.input_pipeline = "tfdata"
+
+    # The model, the optimizer and the schedule.
+    config.init = "pytorch"  # pytorch: the layers' PyTorch defaults, as the paper's code; he: He et al.
+    config.batch_size = 16  # global, over all devices and hosts
+    config.num_epochs = 20
+    config.learning_rate = 0.001
+    config.momentum = 0.9
+    config.weight_decay = 0.001
+    config.seed = 0  # parameters, shuffling and augmentation
+    config.dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
+    config.steps_per_call = 1  # training steps fused into one compiled call (same results)
+
+    # Evaluation, checkpoints, logs.
+    config.eval_batch_size = 256
+    config.checkpoint_every_steps = 1000  # and at the end of every epoch
+    config.keep_checkpoints = 3  # latest ones kept, besides the best by validation accuracy
+    config.log_every_steps = 50  # progress-bar refresh of the running loss and accuracy
+
+    # Multi-host: call jax.distributed.initialize() (also done when JAX_COORDINATOR_ADDRESS is set).
+    config.distributed = False
+    return config
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -51,6 +99,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise InputError(f"config.weight_decay must not be negative, got {config.weight_decay}.")
     if not 0 <= config.validation_fraction < 1:
         raise InputError(f"config.validation_fraction must be in [0, 1), got {config.validation_fraction}.")
+    if config.init not in INITS:
+        raise InputError(f"config.init must be one of {', '.join(INITS)}, got {config.init!r}.")
     if config.dtype not in DTYPES:
         raise InputError(f"config.dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}.")
     if config.input_pipeline not in PIPELINE_NAMES:
@@ -72,7 +122,24 @@ def config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def recorded_config(workdir: Path) -> dict[str, Any] | None:
     """The config a workdir's run was started with, if any."""
     path = Path(workdir) / "config.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(
+            f"{path} cannot be read ({error}): restore it from a backup, or use a new --workdir."
+        ) from error
+
+
+def check_workdir(workdir: Path) -> None:
+    """Refuse a workdir that is a file, or that cannot be created or written, before any work."""
+    workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise InputError(f"--workdir={workdir} is a file, not a folder: pass a folder for the run.")
+    existing = next(p for p in (workdir, *workdir.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--workdir={workdir}: {existing} is not writable; pass a folder you can write to.")
 
 
 def check_same_run(config: ml_collections.ConfigDict, workdir: Path) -> None:

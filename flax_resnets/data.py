@@ -19,18 +19,21 @@ before that cut, since they are sorted by class.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
+import logging
 import os
 import socket
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flax_resnets.errors import InputError
+from flax_resnets.files import atomic_write
 
 IMAGE_SIZE = 32
 
@@ -135,6 +138,7 @@ def load_config_dataset(config: Any) -> Dataset:
 def tensorflow() -> Any:
     """Import TensorFlow for tf.data only: it must never see (and reserve memory on) a GPU."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no banner about CPU instructions
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # no notice about oneDNN's rounding
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")
@@ -145,9 +149,12 @@ def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, A
     tensorflow()
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
-    if download and not builder.is_prepared():
-        require_download_host(name, builder.data_dir)
+    with only_logged_errors():  # TFDS warns of a half-made folder left by a failed download
+        builder = tfds.builder(name, data_dir=data_dir)
+        prepared = builder.is_prepared()
+        builder_dir = builder.data_dir
+    if download and not prepared:
+        require_download_host(name, builder_dir)
         builder.download_and_prepare()
     splits = {}
     for split in ("train", "test"):
@@ -164,6 +171,16 @@ def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, A
     mean, std = TFDS_STATISTICS[name]
     names = tuple(builder.info.features["label"].names)
     return {**splits, "dataset": name, "class_names": names, "mean": mean, "std": std}
+
+
+@contextlib.contextmanager
+def only_logged_errors() -> Iterator[None]:
+    """Inside, log records below ERROR are dropped (TFDS's warnings are not the user's problem)."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def require_download_host(name: str, data_dir: str) -> None:
@@ -288,22 +305,21 @@ def pixel_statistics(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
-def save_arrays(path: Path, source: dict[str, Any]) -> None:
-    """Write splits and metadata to ``path`` atomically: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-        np.savez(
-            tmp,
-            train_images=source["train"].images,
-            train_labels=source["train"].labels,
-            test_images=source["test"].images,
-            test_labels=source["test"].labels,
-            class_names=np.array(source["class_names"]),
-            mean=np.array(source["mean"]),
-            std=np.array(source["std"]),
-            dataset=np.array(source["dataset"]),
-        )
-    os.replace(tmp.name, path)
+def save_arrays(path: Path, source: dict[str, Any], *, compressed: bool = False) -> None:
+    """Write splits and metadata to ``path`` atomically: a crash never leaves half a file.
+    Compressed files are for moving (Fashion-MNIST: 55 MB -> ~30 MB); the cache loads faster without."""
+    arrays = {
+        "train_images": source["train"].images,
+        "train_labels": source["train"].labels,
+        "test_images": source["test"].images,
+        "test_labels": source["test"].labels,
+        "class_names": np.array(source["class_names"]),
+        "mean": np.array(source["mean"]),
+        "std": np.array(source["std"]),
+        "dataset": np.array(source["dataset"]),
+    }
+    save = np.savez_compressed if compressed else np.savez
+    atomic_write(path, lambda f: save(f, **arrays), binary=True)
 
 
 def load_arrays(path: Path) -> dict[str, Any]:
@@ -345,7 +361,7 @@ def main() -> None:
             source = read_tfds(args.dataset, data_dir=args.data_dir, download=not args.no_download)
     except InputError as error:
         parser.exit(2, f"error: {error}\n")
-    save_arrays(Path(args.out), source)
+    save_arrays(Path(args.out), source, compressed=True)
     print(
         f"wrote {args.out}: {args.dataset}, {len(source['train'])} training and {len(source['test'])} "
         f"test images of shape {source['train'].images.shape[1:]}, {len(source['class_names'])} classes"

@@ -13,19 +13,19 @@ from jax.sharding import Mesh
 
 from flax_resnets import parallel, steps, xla_cpu
 from flax_resnets.checkpoints import Checkpoints
-from flax_resnets.config import check_same_run, recorded_config, validate_config
+from flax_resnets.config import check_same_run, default_config, recorded_config, validate_config
 from flax_resnets.data import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.feeds import Feed, make_feed
-from flax_resnets.input_pipeline import steps_per_epoch
-from flax_resnets.reports import write_json
+from flax_resnets.files import write_json
+from flax_resnets.plots import write_plots
 
 
 def compile_eval_step(graphdef: Any, feed: Feed, mesh: Mesh) -> Callable:
     """The jitted evaluation step on a feed's inputs: batch sums, replicated."""
 
-    def evaluate_batch(state, inputs, constants):
-        return steps.eval_step(graphdef, state, feed.eval_batch(inputs, constants))
+    def evaluate_batch(model_state, inputs, constants):
+        return steps.eval_step(graphdef, model_state, feed.eval_batch(inputs, constants))
 
     return jax.jit(
         evaluate_batch, out_shardings=parallel.replicated(mesh), compiler_options=xla_cpu.compiler_options()
@@ -38,13 +38,16 @@ def eval_batch_size(config: ml_collections.ConfigDict) -> int:
     return -(-config.eval_batch_size // devices) * devices
 
 
-def evaluate_split(eval_fn: Callable, state: Any, feed: Feed, split: str) -> dict[str, float] | None:
-    """Mean loss and accuracy over every example of ``split`` exactly once; None for an empty split."""
+def evaluate_split(
+    eval_fn: Callable, model_state: steps.ModelState, feed: Feed, split: str
+) -> dict[str, Any] | None:
+    """Mean loss, accuracy and the confusion matrix (rows: labels, columns: predictions) over every
+    example of ``split`` exactly once; None for an empty split."""
     if len(getattr(feed.dataset, split)) == 0:
         return None
     sums, constants = None, feed.constants(split)
     for inputs in feed.eval_inputs(split):
-        out = eval_fn(state, inputs, constants)
+        out = eval_fn(model_state, inputs, constants)
         sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
     count = int(sums["count"])
@@ -52,6 +55,7 @@ def evaluate_split(eval_fn: Callable, state: Any, feed: Feed, split: str) -> dic
         "loss": float(sums["loss"]) / count,
         "accuracy": float(sums["correct"]) / count,
         "num_examples": count,
+        "confusion": sums["confusion"].tolist(),
     }
 
 
@@ -67,21 +71,19 @@ def choose_step(checkpoints: Checkpoints, which: str) -> int:
         return latest if best is None else best
     if not which.isdigit():
         raise InputError(f"--checkpoint must be 'best', 'latest' or a step number, got {which!r}.")
+    if int(which) not in checkpoints.steps():
+        raise InputError(
+            f"There is no checkpoint at step {which} in {checkpoints.directory}; "
+            f"saved steps: {', '.join(map(str, checkpoints.steps()))}."
+        )
     return int(which)
 
 
-def checkpoint_test_report(
-    checkpoints: Checkpoints,
-    which: str,
-    state_template: Any,
-    eval_fn: Callable,
-    feed: Feed,
-    config: ml_collections.ConfigDict,
+def test_report(
+    step: int, model_state: steps.ModelState, eval_fn: Callable, feed: Feed, config: ml_collections.ConfigDict
 ) -> dict[str, Any]:
-    """Restore checkpoint ``which`` and measure it on the test split."""
-    step = choose_step(checkpoints, which)
-    state, _ = checkpoints.restore(step, state_template)
-    metrics = evaluate_split(eval_fn, state, feed, "test")
+    """The test split's metrics of the checkpoint at ``step`` (its model state given): eval.json."""
+    metrics = evaluate_split(eval_fn, model_state, feed, "test")
     if metrics is None:
         raise InputError(f"The test split of {config.dataset!r} is empty: there is nothing to evaluate.")
     return {
@@ -91,13 +93,17 @@ def checkpoint_test_report(
         "checkpoint_step": step,
         "dataset": config.dataset,
         "model": config.model,
+        "class_names": list(feed.dataset.class_names),
+        "confusion": metrics["confusion"],
     }
 
 
 def evaluate_workdir(
     config: ml_collections.ConfigDict | None, workdir: Path, which: str = "best"
 ) -> dict[str, Any]:
-    """``--mode=eval``: test a checkpoint of an existing run and write ``workdir/eval.json``."""
+    """``--mode=eval``: test a checkpoint of an existing run and write ``workdir/eval.json``.
+
+    Only the model's parameters and BatchNorm statistics are read from the checkpoint."""
     workdir = Path(workdir)
     recorded = recorded_config(workdir)
     if recorded is None:
@@ -105,28 +111,22 @@ def evaluate_workdir(
             f"{workdir} holds no run (no config.json): train there first, or pass its --workdir."
         )
     if config is None:
-        config = ml_collections.ConfigDict(recorded)
+        config = default_config()  # fields newer than the run take their defaults
+        config.update(recorded)
     validate_config(config)
     check_same_run(config, workdir)
     with Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints, read_only=True) as checkpoints:
-        choose_step(checkpoints, which)  # fail on a missing checkpoint before reading any data
-        report = evaluate_run(checkpoints, which, config)
+        step = choose_step(checkpoints, which)  # a missing checkpoint fails before any data is read
+        parallel.initialize_distributed(config.distributed)
+        dataset = load_config_dataset(config)
+        mesh = parallel.data_parallel_mesh()
+        feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
+        graphdef, abstract = steps.abstract_model_state(
+            config, num_classes=dataset.num_classes, input_channels=dataset.channels
+        )
+        model_state = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh))
+        report = test_report(step, model_state, compile_eval_step(graphdef, feed, mesh), feed, config)
     if jax.process_index() == 0:
         write_json(workdir / "eval.json", report)
+        write_plots(workdir)
     return report
-
-
-def evaluate_run(checkpoints: Checkpoints, which: str, config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Rebuild the run's data, model and mesh, then test its checkpoint ``which``."""
-    parallel.initialize_distributed(config.distributed)
-    dataset = load_config_dataset(config)
-    mesh = parallel.data_parallel_mesh()
-    feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
-    total_steps = steps_per_epoch(len(dataset.train), config.batch_size) * config.num_epochs
-    optimizer, _ = steps.make_optimizer(config, total_steps)
-    graphdef, state = steps.create_train_state(
-        config, num_classes=dataset.num_classes, input_channels=dataset.channels, optimizer=optimizer
-    )
-    template = parallel.abstract(state, mesh)
-    eval_fn = compile_eval_step(graphdef, feed, mesh)
-    return checkpoint_test_report(checkpoints, which, template, eval_fn, feed, config)

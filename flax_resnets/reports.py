@@ -1,32 +1,26 @@
-"""What a run leaves for people and tools: metrics.jsonl, TensorBoard summaries, JSON files.
+"""What a run leaves for people and tools: metrics.jsonl, TensorBoard summaries, run.json, plots.
 
 ``metrics.jsonl`` is rewritten from the checkpointed history when a run resumes, so after a
 crash it holds exactly one line per finished epoch, as if the run had never stopped.
+``run.json`` says where and how a finished run was made (device, versions, commit, data, time),
+so that its numbers can be trusted and compared (``flax_resnets.table1``).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
-import tempfile
+import platform
+import subprocess
 from pathlib import Path
 from typing import Any
+
+from flax_resnets.files import write_text
 
 # Fields of an epoch record that measure the machine, not the training: they differ between
 # two runs of the same config, everything else must not.
 TIMING_FIELDS = ("seconds", "images_per_second")
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as JSON atomically: readers never see half a file."""
-    write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
-
-
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -61,6 +55,75 @@ class EpochReport:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def source_commit() -> str:
+    """The project's git commit ("-dirty" with uncommitted changes), $FLAX_RESNETS_COMMIT where
+    the source travelled without its .git (a lent GPU machine), else "unknown"."""
+    if os.environ.get("FLAX_RESNETS_COMMIT"):
+        return os.environ["FLAX_RESNETS_COMMIT"]
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if changes else "")
+
+
+def provenance() -> dict[str, Any]:
+    """The machine, the library versions and the commit that produced a result."""
+    import flax
+    import jax
+    import jaxlib
+    import optax
+    import orbax.checkpoint
+
+    return {
+        "device": jax.devices()[0].device_kind,
+        "platform": jax.default_backend(),
+        "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "flax": flax.__version__,
+            "optax": optax.__version__,
+            "orbax-checkpoint": orbax.checkpoint.__version__,
+        },
+        "commit": source_commit(),
+    }
+
+
+def run_record(config: Any, dataset: Any, history: list[dict]) -> dict[str, Any]:
+    """``run.json`` of a finished run: provenance, the data it read, how long it trained."""
+    return {
+        **provenance(),
+        "model": config.model,
+        "dtype": config.dtype,
+        "epochs": len(history),
+        "wall_seconds": sum(record["seconds"] for record in history),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data": {
+            "dataset": config.dataset,
+            "data_dir": config.data_dir,
+            "class_names": list(dataset.class_names),
+            "channels": dataset.channels,
+            "mean": list(dataset.mean),
+            "std": list(dataset.std),
+            "train": len(dataset.train),
+            "validation": len(dataset.validation),
+            "test": len(dataset.test),
+        },
+    }
 
 
 def run_summary(workdir: Path) -> dict[str, Any]:
@@ -106,15 +169,24 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    """``python -m flax_resnets.reports WORKDIR...``: one table row per run."""
+    """``python -m flax_resnets.reports WORKDIR...``: one table row per run; with ``--plots``,
+    redraw each run's curves.png and confusion.png."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m flax_resnets.reports", description=main.__doc__)
     parser.add_argument("workdirs", nargs="+")
+    parser.add_argument("--plots", action="store_true", help="redraw curves.png and confusion.png")
     args = parser.parse_args()
     missing = [w for w in args.workdirs if not (Path(w) / "config.json").exists()]
     if missing:
         parser.exit(2, f"error: no run in {', '.join(missing)} (no config.json): pass training workdirs.\n")
+    if args.plots:
+        from flax_resnets.plots import write_plots
+
+        for workdir in args.workdirs:
+            for path in write_plots(Path(workdir)):
+                print(f"wrote {path}")
+        return
     print(format_table([run_summary(Path(w)) for w in args.workdirs]))
 
 

@@ -22,6 +22,8 @@ from flax_resnets import parallel, xla_cpu
 from flax_resnets.models import create_model
 
 Batch = dict[str, jax.Array]
+# What evaluation needs of a training state: {"params": ..., "batch_stats": ...}.
+ModelState = dict[str, nnx.State]
 # Sums over the current epoch's training steps, kept in the state so that an epoch resumed
 # from a mid-epoch checkpoint reports the same numbers as one never interrupted.
 EPOCH_SUMS = ("loss", "correct", "count", "nonfinite_steps")
@@ -34,6 +36,9 @@ class TrainState:
     batch_stats: nnx.State
     opt_state: optax.OptState
     epoch_sums: dict[str, jax.Array]
+
+    def model_state(self) -> ModelState:
+        return {"params": self.params, "batch_stats": self.batch_stats}
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> tuple[Any, Callable]:
@@ -53,17 +58,37 @@ def zero_epoch_sums() -> dict[str, jax.Array]:
     return {name: jnp.zeros((), jnp.float32) for name in EPOCH_SUMS}
 
 
-def create_train_state(
-    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int, optimizer: Any
-) -> tuple[nnx.GraphDef, TrainState]:
-    """A freshly initialized model (from ``config.seed``) and optimizer, split into graph and state."""
-    model = create_model(
+def config_model(config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int) -> nnx.Module:
+    """The config's model, freshly initialized from ``config.seed``. It convolves with this
+    backend's fastest equivalent of ``lax.conv_general_dilated``."""
+    return create_model(
         config.model,
         num_classes=num_classes,
         input_channels=input_channels,
         seed=config.seed,
         dtype=jnp.dtype(config.dtype),
+        init=config.init,
+        convolution=xla_cpu.convolution(),
     )
+
+
+def abstract_model_state(
+    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int
+) -> tuple[nnx.GraphDef, ModelState]:
+    """The model's graph, and its parameters and BatchNorm statistics as shapes only (nothing is
+    initialized): what evaluating a checkpoint needs."""
+    model = nnx.eval_shape(
+        lambda: config_model(config, num_classes=num_classes, input_channels=input_channels)
+    )
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    return graphdef, {"params": params, "batch_stats": batch_stats}
+
+
+def create_train_state(
+    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int, optimizer: Any
+) -> tuple[nnx.GraphDef, TrainState]:
+    """A freshly initialized model and optimizer, split into graph and state."""
+    model = config_model(config, num_classes=num_classes, input_channels=input_channels)
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     state = TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -143,14 +168,20 @@ def jit_train_steps(
     )
 
 
-def eval_step(graphdef: nnx.GraphDef, state: TrainState, batch: Batch) -> dict[str, jax.Array]:
-    """Summed loss and correct predictions over the batch's real (unmasked) examples."""
-    model = nnx.merge(graphdef, state.params, state.batch_stats)
+def eval_step(graphdef: nnx.GraphDef, model_state: ModelState, batch: Batch) -> dict[str, jax.Array]:
+    """Summed loss, correct predictions and the confusion matrix (rows: labels, columns:
+    predictions) over the batch's real (unmasked) examples."""
+    model = nnx.merge(graphdef, model_state["params"], model_state["batch_stats"])
     logits = model(batch["image"], train=False)
     mask = batch["mask"]
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    labels = batch["label"]
+    predictions = jnp.argmax(logits, -1)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    num_classes = logits.shape[-1]
+    confusion = jnp.zeros((num_classes, num_classes), jnp.int32)
     return {
         "loss": jnp.sum(jnp.where(mask, loss, 0.0)),
-        "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) & mask),
+        "correct": jnp.sum((predictions == labels) & mask),
         "count": jnp.sum(mask),
+        "confusion": confusion.at[labels, predictions].add(mask.astype(jnp.int32)),
     }

@@ -1,24 +1,44 @@
-"""PyTorch twins of the zoo's models and training step, for ``benchmark --compare-torch`` only.
+"""PyTorch twins of the zoo's models, for the parity check (``flax_resnets.parity``) and
+``benchmark --compare-torch``.
 
-Same layers, widths, shortcuts and parameter counts as ``flax_resnets.models``; SGD with the
-same momentum and weight decay. PyTorch is an optional extra, imported only here.
+Each twin is what the PyTorch CIFAR zoo the paper used (kuangliu/pytorch-cifar) computes, with
+PyTorch's default initialisation, and names its layers as the Flax model does
+(``blocks.3.conv1.weight`` is Flax's ``blocks/3/conv1/kernel``), so one set of weights can be
+copied across (``load_flax_weights``). One liberty: the AlexNet twin flattens its 256x6x6 map
+in (height, width, channel) order, as an NHWC Flax model does, so that both use one weight
+layout. PyTorch is imported only here (``pip install -e ".[test]"`` or ``".[bench]"``).
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from flax_resnets.config import default_config
 from flax_resnets.models import MODELS
+from flax_resnets.models.alexnet import FEATURE_MAP_SIZE
 from flax_resnets.models.resnet import BasicBlock as FlaxBasicBlock
 from flax_resnets.models.vgg import VGG19_STAGES
 
 
+class ProjectionShortcut(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
 class Block(nn.Module):
+    """A basic block (two 3x3 convolutions) or a bottleneck (1x1, strided 3x3, 1x1 x4)."""
+
     def __init__(self, in_channels: int, width: int, stride: int, shortcut: str, bottleneck: bool):
         super().__init__()
         out_channels = width * (4 if bottleneck else 1)
@@ -26,23 +46,25 @@ class Block(nn.Module):
             shapes = [(in_channels, width, 1, 1), (width, width, 3, stride), (width, out_channels, 1, 1)]
         else:
             shapes = [(in_channels, width, 3, stride), (width, out_channels, 3, 1)]
-        self.convs = nn.ModuleList(nn.Conv2d(i, o, k, s, k // 2, bias=False) for i, o, k, s in shapes)
-        self.bns = nn.ModuleList(nn.BatchNorm2d(o) for _, o, _, _ in shapes)
-        self.shortcut_kind = shortcut if (stride != 1 or in_channels != out_channels) else "identity"
+        for index, (i, o, k, s) in enumerate(shapes, start=1):
+            setattr(self, f"conv{index}", nn.Conv2d(i, o, k, s, k // 2, bias=False))
+            setattr(self, f"bn{index}", nn.BatchNorm2d(o))
+        self.depth = len(shapes)
+        same_shape = stride == 1 and in_channels == out_channels
+        # "none": a plain network's block, no shortcut at all, whatever the shapes.
+        self.shortcut_kind = "identity" if shortcut != "none" and same_shape else shortcut
         self.stride, self.extra = stride, out_channels - in_channels
         if self.shortcut_kind == "projection":
-            self.projection = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
-            )
+            self.shortcut = ProjectionShortcut(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x
-        for index, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
-            y = bn(conv(y))
-            if index < len(self.convs) - 1:
+        for index in range(1, self.depth + 1):
+            y = getattr(self, f"bn{index}")(getattr(self, f"conv{index}")(y))
+            if index < self.depth:
                 y = torch.relu(y)
         if self.shortcut_kind == "projection":
-            y = y + self.projection(x)
+            y = y + self.shortcut(x)
         elif self.shortcut_kind == "pad":
             before = self.extra // 2
             y = y + nn.functional.pad(
@@ -59,9 +81,8 @@ class ResNet(nn.Module):
         kwargs = spec.keywords
         widths, sizes, shortcut = kwargs["stage_widths"], kwargs["stage_sizes"], kwargs["shortcut"]
         bottleneck = kwargs["block"] is not FlaxBasicBlock
-        self.stem = nn.Sequential(
-            nn.Conv2d(input_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
-        )
+        self.stem_conv = nn.Conv2d(input_channels, widths[0], 3, 1, 1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(widths[0])
         blocks, channels = [], widths[0]
         for stage, (count, width) in enumerate(zip(sizes, widths, strict=True)):
             for index in range(count):
@@ -69,68 +90,177 @@ class ResNet(nn.Module):
                     Block(channels, width, 2 if stage > 0 and index == 0 else 1, shortcut, bottleneck)
                 )
                 channels = width * (4 if bottleneck else 1)
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.ModuleList(blocks)
         self.head = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+        x = torch.relu(self.stem_bn(self.stem_conv(x)))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x.mean(dim=(2, 3)))
 
 
-def vgg19(input_channels: int, num_classes: int) -> nn.Module:
-    layers, channels = [], input_channels
-    for stage in VGG19_STAGES:
-        for width in stage:
-            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
-            channels = width
-        layers.append(nn.MaxPool2d(2))
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels, num_classes))
+class ConvBNReLU(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)))
 
 
-def alexnet(input_channels: int, num_classes: int) -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(input_channels, 64, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(64, 192, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(192, 384, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(384, 256, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(256, 256, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(3, 1),
-        nn.Flatten(),
-        nn.Linear(256 * 36, 4096),
-        nn.ReLU(),
-        nn.Linear(4096, 4096),
-        nn.ReLU(),
-        nn.Linear(4096, num_classes),
-    )
+class VGG(nn.Module):
+    def __init__(self, input_channels: int, num_classes: int):
+        super().__init__()
+        stages, channels = [], input_channels
+        for widths in VGG19_STAGES:
+            stage = []
+            for width in widths:
+                stage.append(ConvBNReLU(channels, width))
+                channels = width
+            stages.append(nn.ModuleList(stage))
+        self.stages = nn.ModuleList(stages)
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            for layer in stage:
+                x = layer(x)
+            x = nn.functional.max_pool2d(x, 2)
+        return self.head(x.flatten(1))
+
+
+class AlexNet(nn.Module):
+    def __init__(self, input_channels: int, num_classes: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(input_channels, 64, 3, padding=1)
+        self.conv2 = nn.Conv2d(64, 192, 5, padding=2)
+        self.conv3 = nn.Conv2d(192, 384, 3, padding=1)
+        self.conv4 = nn.Conv2d(384, 256, 3, padding=1)
+        self.conv5 = nn.Conv2d(256, 256, 3, padding=1)
+        self.fc1 = nn.Linear(256 * FEATURE_MAP_SIZE**2, 4096)
+        self.fc2 = nn.Linear(4096, 4096)
+        self.head = nn.Linear(4096, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool = nn.functional.max_pool2d
+        x = pool(torch.relu(self.conv1(x)), 2)
+        x = pool(torch.relu(self.conv2(x)), 2)
+        x = torch.relu(self.conv3(x))
+        x = torch.relu(self.conv4(x))
+        x = pool(torch.relu(self.conv5(x)), 3, 1)
+        x = x.permute(0, 2, 3, 1).flatten(1)  # (H, W, C) order, as Flax flattens NHWC
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.head(x)
 
 
 def torch_model(name: str, input_channels: int = 3, num_classes: int = 10) -> nn.Module:
+    """The PyTorch twin of zoo model ``name``, freshly initialised with PyTorch's defaults."""
     if name == "alexnet":
-        return alexnet(input_channels, num_classes)
+        return AlexNet(input_channels, num_classes)
     if name == "vgg19":
-        return vgg19(input_channels, num_classes)
+        return VGG(input_channels, num_classes)
     return ResNet(MODELS[name], input_channels, num_classes)
 
 
-class TorchBench:
-    """One PyTorch SGD step (momentum 0.9, weight decay 0.001) on a fixed random batch."""
+# OIHW kernels <-> HWIO, (out, in) matrices <-> (in, out): PyTorch's layouts and Flax's.
+TO_FLAX_LAYOUT = {4: (2, 3, 1, 0), 2: (1, 0)}
+TO_TORCH_LAYOUT = {4: (3, 2, 0, 1), 2: (1, 0)}
+FLAX_LEAVES = {"bias": "bias", "running_mean": "mean", "running_var": "var"}
 
-    def __init__(self, name: str, batch_size: int, input_channels: int):
+
+def flax_path(torch_name: str, ndim: int) -> tuple[str, ...]:
+    """Flax's path of a twin's tensor: ``blocks.0.bn1.weight`` -> ("blocks", "0", "bn1", "scale")."""
+    *prefix, leaf = torch_name.split(".")
+    if leaf == "weight":
+        return (*prefix, "kernel" if ndim > 1 else "scale")
+    return (*prefix, FLAX_LEAVES[leaf])
+
+
+def torch_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every parameter and BatchNorm running statistic, by dotted name (the batch counters left out)."""
+    yield from model.named_parameters()
+    for name, buffer in model.named_buffers():
+        if not name.endswith("num_batches_tracked"):
+            yield name, buffer
+
+
+def flax_layout_arrays(model: nn.Module, dtype: Any = np.float32) -> dict[tuple[str, ...], np.ndarray]:
+    """The twin's parameters and running statistics as ``dtype`` arrays, keyed and laid out as Flax's."""
+    arrays = {}
+    for name, tensor in torch_tensors(model):
+        array = tensor.detach().cpu().double().numpy().astype(dtype)
+        arrays[flax_path(name, array.ndim)] = array.transpose(TO_FLAX_LAYOUT.get(array.ndim, (0,)))
+    return arrays
+
+
+def load_flax_weights(model: nn.Module, flax_arrays: Mapping[tuple[str, ...], np.ndarray]) -> None:
+    """Copy Flax arrays, keyed by path (``("blocks", "3", "conv1", "kernel")``), into the twin.
+
+    Every tensor of the twin must be matched by an array of its shape, and every array used: a
+    twin that differs from its Flax model fails here, not silently.
+    """
+    unused = set(flax_arrays)
+    with torch.no_grad():
+        for name, tensor in torch_tensors(model):
+            path = flax_path(name, tensor.ndim)
+            if path not in flax_arrays:
+                raise ValueError(f"The PyTorch tensor {name} has no Flax counterpart {'/'.join(path)}.")
+            array = np.asarray(flax_arrays[path]).transpose(TO_TORCH_LAYOUT.get(tensor.ndim, (0,)))
+            if tuple(array.shape) != tuple(tensor.shape):
+                raise ValueError(f"{name}: PyTorch shape {tuple(tensor.shape)}, Flax {array.shape}.")
+            tensor.copy_(torch.tensor(array))
+            unused.discard(path)
+    if unused:
+        raise ValueError(f"Flax arrays without a PyTorch counterpart: {sorted(unused)[:5]}.")
+
+
+def paper_sgd(model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """The paper's optimizer in PyTorch, from the same recipe as training: SGD with momentum and
+    weight decay on every parameter, CosineAnnealingLR from the initial rate to 0 over
+    ``total_steps`` scheduler steps."""
+    recipe = default_config()
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.learning_rate,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+    )
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+
+class TorchBench:
+    """One PyTorch training step (the paper's SGD) on a fixed random batch, on CUDA when present.
+
+    On a GPU: channels_last memory, cuDNN's autotuner, bfloat16 autocast for ``dtype="bfloat16"``,
+    and each call waits for the GPU, so that timing it measures the step.
+    """
+
+    def __init__(self, name: str, batch_size: int, input_channels: int, dtype: str = "float32"):
         torch.manual_seed(0)
-        self.model = torch_model(name, input_channels)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.001, momentum=0.9, weight_decay=0.001)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.cuda = self.device.type == "cuda"
+        memory_format = torch.channels_last if self.cuda else torch.contiguous_format
+        torch.backends.cudnn.benchmark = True
+        self.model = torch_model(name, input_channels).to(self.device, memory_format=memory_format)
+        self.optimizer, _ = paper_sgd(self.model, total_steps=10_000)
         rng = np.random.default_rng(0)
-        self.images = torch.from_numpy(rng.standard_normal((batch_size, input_channels, 32, 32), np.float32))
-        self.labels = torch.from_numpy(rng.integers(0, 10, batch_size))
-        self.loss = functools.partial(nn.functional.cross_entropy, target=self.labels)
+        images = torch.from_numpy(rng.standard_normal((batch_size, input_channels, 32, 32), np.float32))
+        self.images = images.to(self.device, memory_format=memory_format)
+        self.labels = torch.from_numpy(rng.integers(0, 10, batch_size)).to(self.device)
+        self.autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if dtype == "bfloat16"
+            else contextlib.nullcontext()
+        )
 
     def train_call(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        self.loss(self.model(self.images)).backward()
+        with self.autocast:
+            loss = nn.functional.cross_entropy(self.model(self.images), self.labels)
+        loss.backward()
         self.optimizer.step()
+        if self.cuda:
+            torch.cuda.synchronize()

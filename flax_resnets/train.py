@@ -9,7 +9,9 @@ as a run that never stopped.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,17 +22,64 @@ from tqdm import tqdm
 
 from flax_resnets import parallel, steps
 from flax_resnets.checkpoints import Checkpoints
-from flax_resnets.config import check_same_run, config_dict, validate_config
+from flax_resnets.config import check_same_run, check_workdir, config_dict, validate_config
 from flax_resnets.data import load_config_dataset
 from flax_resnets.errors import InputError
-from flax_resnets.evaluate import checkpoint_test_report, compile_eval_step, eval_batch_size, evaluate_split
+from flax_resnets.evaluate import choose_step, compile_eval_step, eval_batch_size, evaluate_split, test_report
 from flax_resnets.feeds import make_feed
+from flax_resnets.files import write_json
 from flax_resnets.input_pipeline import local_batch_size, steps_per_epoch
-from flax_resnets.reports import EpochReport, write_json
+from flax_resnets.plots import write_plots
+from flax_resnets.reports import EpochReport, run_record
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss or the gradients became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingStoppedError(RuntimeError):
+    """Training was asked to stop (SIGTERM, SIGINT) and saved a checkpoint it can resume from."""
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+class StopSignals:
+    """SIGTERM (a scheduler's preemption, a sweep's time budget) and SIGINT (Ctrl-C) become a
+    request that the loop answers after the call in flight: save a checkpoint, then stop. A
+    second signal stops at once. On several hosts, JAX's preemption sync point makes all of them
+    stop at the same step (jax.distributed listens for SIGTERM itself)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {number: signal.signal(number, self.handle) for number in self.SIGNALS}
+        return self
+
+    def handle(self, number: int, frame: object) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = number
+
+    def requested(self, step: int) -> bool:
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.received is not None
+
+    def exit_status(self) -> int:
+        return 128 + (self.received or signal.SIGTERM)
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
@@ -38,6 +87,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     workdir = Path(workdir)
     # Refuse bad input before reading data or compiling anything; write nothing until then.
     validate_config(config)
+    check_workdir(workdir)
     parallel.initialize_distributed(config.distributed)
     local_batch_size(config.batch_size, jax.process_count(), jax.local_device_count())
     check_same_run(config, workdir)
@@ -65,21 +115,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     # Saves in flight finish, and files close, however the loop ends (a diverged loss included).
     with contextlib.ExitStack() as exit_stack:
-        # Resume from the latest checkpoint, if any.
+        # Resume from the latest readable checkpoint, if any.
         checkpoints = exit_stack.enter_context(
             Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints)
         )
-        template = parallel.abstract(state, mesh)
         history: list[dict] = []
-        latest = checkpoints.latest_step()
-        if latest is not None:
-            state, history = checkpoints.restore(latest, template)
-            print(f"Resuming {workdir} from step {latest} of {total_steps}.", flush=True)
+        restored = checkpoints.restore_latest_readable(parallel.abstract(state, mesh))
+        if restored is not None:
+            state, history = restored
+            print(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.", flush=True)
         step = int(state.step)
         is_main = jax.process_index() == 0
         if is_main:
             write_json(workdir / "config.json", config_dict(config))
         report = exit_stack.enter_context(EpochReport(workdir, history)) if is_main else None
+        stop = exit_stack.enter_context(StopSignals())
+
+        def stop_if_requested(step: int) -> None:
+            if stop.requested(step):
+                if checkpoints.latest_step() != step:
+                    checkpoints.save(step, require_finite(state, step), history)
+                checkpoints.wait()
+                raise TrainingStoppedError(
+                    f"Stopped at step {step} of {total_steps} on request; the checkpoint is saved: "
+                    "run the same command to resume.",
+                    stop.exit_status(),
+                )
 
         for epoch in range(step // epoch_steps, config.num_epochs):
             first_step = step % epoch_steps
@@ -99,10 +160,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                         progress.set_postfix(running_means(state))
                     if mid_epoch_checkpoint_due(config, step, done, epoch_steps):
                         checkpoints.save(step, require_finite(state, step), history)
+                    stop_if_requested(step)
             train_seconds = time.perf_counter() - started
 
             train = running_means(require_finite(state, step))
-            val = evaluate_split(eval_fn, state, feed, "validation")
+            val = evaluate_split(eval_fn, state.model_state(), feed, "validation")
             record = {
                 "epoch": epoch + 1,
                 "step": step,
@@ -119,11 +181,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             if report:
                 report.write(record)
             print(epoch_summary(record), flush=True)
+            stop_if_requested(step)
 
         checkpoints.wait()
-        result = checkpoint_test_report(checkpoints, "best", template, eval_fn, feed, config)
+        best = choose_step(checkpoints, "best")
+        model_state = checkpoints.restore_fields(best, parallel.abstract(state.model_state(), mesh))
+        result = test_report(best, model_state, eval_fn, feed, config)
         if is_main:
             write_json(workdir / "eval.json", result)
+            write_json(workdir / "run.json", run_record(config, dataset, history))
+            write_plots(workdir)
         return result
 
 

@@ -13,6 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+    """One persistent JAX compilation cache for the tests' main.py processes."""
+    return tmp_path_factory.mktemp("jax_cache")
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own decoded-dataset cache, so no test sees another's files."""

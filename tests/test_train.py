@@ -1,94 +1,25 @@
 """End to end through main.py: train, evaluate, resume after a kill, devices, refused input."""
 
-import hashlib
 import json
 import os
-import signal
+import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
+from run_helpers import (
+    TINY,
+    approx_numbers,
+    run_main,
+    saved_state,
+    tree_fingerprint,
+    without_timing,
+)
 
-from flax_resnets.reports import TIMING_FIELDS, read_jsonl
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = [  # a ResNet-8 trained for a few steps: the whole product path in seconds
-    "--config=configs/default.py",
-    "--config.model=resnet8",
-    "--config.batch_size=8",
-    "--config.eval_batch_size=16",
-    "--config.num_epochs=2",
-    "--config.learning_rate=0.05",
-]
-
-
-@pytest.fixture(scope="session")
-def compile_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("jax_cache")
-
-
-def main_command(args, *, mock_examples=None):
-    """``python main.py ARGS``, optionally inside ``tfds.testing.mock_data``."""
-    if mock_examples is None:
-        return [sys.executable, "main.py", *args]
-    code = (
-        "import runpy, sys\nimport tensorflow_datasets as tfds\n"
-        "sys.argv = ['main.py', *sys.argv[1:]]\n"
-        f"with tfds.testing.mock_data(num_examples={mock_examples}):\n"
-        "    runpy.run_path('main.py', run_name='__main__')\n"
-    )
-    return [sys.executable, "-c", code, *args]
-
-
-def environment(compile_cache, devices=1):
-    env = dict(os.environ)
-    env["JAX_COMPILATION_CACHE_DIR"] = str(compile_cache)
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
-
-
-def run_main(args, compile_cache, *, mock_examples=None, devices=1, expect=0):
-    result = subprocess.run(
-        main_command(args, mock_examples=mock_examples),
-        cwd=REPO,
-        env=environment(compile_cache, devices),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
-    return result
-
-
-def saved_state(workdir, step=None):
-    """The arrays of a checkpoint's training state on this process's first device, whatever the
-    devices that saved it."""
-    root = Path(workdir) / "checkpoints"
-    step = step if step is not None else max(int(p.name) for p in root.iterdir() if p.name.isdigit())
-    path = (root / str(step) / "state").absolute()
-    checkpointer = ocp.StandardCheckpointer()
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-        checkpointer.metadata(path).item_metadata,
-    )
-    return checkpointer.restore(path, target)
-
-
-def approx_numbers(record, *, rel):
-    """``record`` with its floats compared up to ``rel`` and everything else (names, counts) exactly."""
-    return {k: pytest.approx(v, rel=rel) if isinstance(v, float) else v for k, v in record.items()}
-
-
-def without_timing(records):
-    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+from flax_resnets.reports import read_jsonl
 
 
 def test_train_two_epochs_then_eval_mode_reproduces_eval_json(tmp_path, compile_cache):
@@ -112,58 +43,38 @@ def test_train_two_epochs_then_eval_mode_reproduces_eval_json(tmp_path, compile_
     assert records[1]["learning_rate"] == pytest.approx(0.0, abs=1e-9)  # cosine reaches 0 at the end
     assert json.loads((workdir / "config.json").read_text())["model"] == "resnet8"
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    run_record = json.loads((workdir / "run.json").read_text())
+    assert run_record["epochs"] == 2 and run_record["data"]["test"] == 40 and run_record["device"]
+    assert run_record["wall_seconds"] == pytest.approx(sum(r["seconds"] for r in records))
+    for plot in ("curves.png", "confusion.png"):
+        assert (workdir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Files of a run are readable by the others who share its folder, as open() would make them.
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "metrics.jsonl", "eval.json", "run.json", "curves.png"):
+        assert stat.S_IMODE((workdir / name).stat().st_mode) == 0o666 & ~umask, name
 
     at_training_end = json.loads((workdir / "eval.json").read_text())
     assert at_training_end["num_examples"] == 40 and at_training_end["dataset"] == "cifar10"
+    confusion = np.array(at_training_end["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 40
+    assert np.trace(confusion) == round(at_training_end["test_accuracy"] * 40)
     best = max(records, key=lambda r: (r["val_accuracy"], r["step"]))["step"]
     assert at_training_end["checkpoint_step"] == best
 
-    (workdir / "eval.json").unlink()
+    for stale in ("eval.json", "confusion.png"):
+        (workdir / stale).unlink()
     run_main([f"--workdir={workdir}", "--mode=eval"], compile_cache, mock_examples=40)
     assert json.loads((workdir / "eval.json").read_text()) == at_training_end
+    assert (workdir / "confusion.png").exists()
 
     run_main([f"--workdir={workdir}", "--mode=eval", "--checkpoint=latest"], compile_cache, mock_examples=40)
     assert json.loads((workdir / "eval.json").read_text())["checkpoint_step"] == 8
 
-
-def test_killed_run_resumes_to_the_same_metrics_and_parameters(tmp_path, compile_cache, image_folder):
-    args = [
-        *TINY,
-        "--config.dataset=image_folder",
-        f"--config.data_dir={image_folder}",
-        "--config.checkpoint_every_steps=1",
-        "--config.num_epochs=3",
-    ]
-    run_main([*args, f"--workdir={tmp_path / 'whole'}"], compile_cache)
-
-    interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(
-        main_command([*args, f"--workdir={interrupted}"]),
-        cwd=REPO,
-        env=environment(compile_cache),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    # Kill it as soon as a mid-epoch checkpoint of the second epoch (steps 4-6 of 3 per epoch) is saved.
-    deadline = time.time() + 300
-    while (
-        not (interrupted / "checkpoints" / "4").exists() and process.poll() is None and time.time() < deadline
-    ):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (interrupted / "eval.json").exists(), "the run finished before it could be killed"
-
-    resumed = run_main([*args, f"--workdir={interrupted}"], compile_cache)
-    assert "Resuming" in resumed.stdout
-    whole_records = read_jsonl(tmp_path / "whole" / "metrics.jsonl")
-    assert without_timing(read_jsonl(interrupted / "metrics.jsonl")) == without_timing(whole_records)
-    assert len(whole_records) == 3
-    whole_state, resumed_state = saved_state(tmp_path / "whole"), saved_state(interrupted)
-    jax.tree.map(np.testing.assert_array_equal, whole_state, resumed_state)
-    assert json.loads((interrupted / "eval.json").read_text()) == json.loads(
-        (tmp_path / "whole" / "eval.json").read_text()
-    )
+    (workdir / "curves.png").unlink()
+    command = [sys.executable, "-m", "flax_resnets.reports", "--plots", str(workdir)]
+    redrawn = subprocess.run(command, capture_output=True, text=True)
+    assert redrawn.returncode == 0 and (workdir / "curves.png").exists(), redrawn.stderr
 
 
 def test_one_and_eight_devices_take_the_same_step(tmp_path, compile_cache, image_folder):
@@ -181,19 +92,6 @@ def test_one_and_eight_devices_take_the_same_step(tmp_path, compile_cache, image
     one_state, eight_state = saved_state(tmp_path / "one"), saved_state(tmp_path / "eight")
     assert not np.allclose(one_state["params"]["head"]["kernel"]["value"], 0)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6), one_state, eight_state)
-
-
-def tree_fingerprint(root):
-    """Every file under ``root`` with its size, mtime and content hash."""
-    return {
-        str(p.relative_to(root)): (
-            p.stat().st_size,
-            p.stat().st_mtime_ns,
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-        )
-        for p in sorted(Path(root).rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +125,14 @@ def finished_run(tmp_path_factory, compile_cache):
             1,
             "holds a run of a different",
         ),
+        (["--config.input_pipeline=device"], 1, "(input_pipeline='tfdata' there, 'device' now)"),
+        (["--config.learnig_rate=0.1"], 1, "no field 'learnig_rate'; did you mean learning_rate?"),
+        (["--config.batch_size=abc"], 1, "--config.batch_size=abc: invalid literal for int()"),
+        (["--config=configs/nope.py"], 1, "--config=configs/nope.py: there is no such file"),
+        (["--config=README.md"], 1, "--config=README.md is not a config file"),
+        (["--bogus=1"], 1, "Unknown command line flag 'bogus'"),
+        (["--mode=eval", "--checkpoint=soon"], 1, "--checkpoint must be 'best', 'latest' or a step number"),
+        (["--mode=eval", "--checkpoint=7"], 1, "There is no checkpoint at step 7"),
     ],
 )
 def test_refused_input_exits_2_with_one_line_and_leaves_the_workdir_alone(
@@ -259,6 +165,18 @@ def test_missing_offline_data_is_refused_before_the_workdir_is_made(tmp_path, co
     result = run_main(args, compile_cache, expect=2)
     assert "not prepared" in result.stderr.strip().splitlines()[-1]
     assert not workdir.exists()
+
+
+def test_a_workdir_that_is_a_file_or_missing_is_refused(tmp_path, compile_cache):
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("mine")
+    result = run_main([*TINY, f"--workdir={not_a_folder}"], compile_cache, expect=2)
+    assert result.stderr.strip().splitlines() == [
+        f"error: --workdir={not_a_folder} is a file, not a folder: pass a folder for the run."
+    ]
+    assert not_a_folder.read_text() == "mine"
+    result = run_main(TINY, compile_cache, expect=2)
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --workdir is required")
 
 
 def test_eval_of_a_workdir_without_a_run_is_refused(tmp_path, compile_cache):

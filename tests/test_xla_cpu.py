@@ -5,9 +5,13 @@ import re
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from flax_resnets import xla_cpu
 from flax_resnets.benchmark import FlaxBench
+from flax_resnets.config import default_config
+from flax_resnets.models.layers import Layers
+from flax_resnets.steps import create_train_state, make_optimizer
 
 
 def library_fusion_bodies(hlo_text: str) -> list[str]:
@@ -42,3 +46,61 @@ def test_a_users_xla_flags_win_over_the_options(monkeypatch):
     finally:
         monkeypatch.undo()
         xla_cpu.compiler_options.cache_clear()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_convolution_of_a_map_smaller_than_its_kernel_matches_lax(size):
+    """Maps under the 3x3 kernel (1 and 2) take the patch-matmul path; 3 and 5 take lax's."""
+    numbers = ("NHWC", "HWIO", "NHWC")
+
+    def reference(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=numbers)
+
+    def ours(x, kernel):
+        return xla_cpu.small_map_convolution(x, kernel, (1, 1), [(1, 1), (1, 1)], dimension_numbers=numbers)
+
+    layer = Layers(convolution=xla_cpu.small_map_convolution).conv(8, 6, 3, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (4, size, size, 8))
+    kernel = layer.kernel[...]
+    np.testing.assert_allclose(layer(x), reference(x, kernel), rtol=1e-5, atol=1e-5)
+    assert ("conv_general_dilated" in str(jax.make_jaxpr(ours)(x, kernel))) == (size >= 3)
+    cotangent = jax.random.normal(jax.random.key(2), (4, size, size, 6))
+    got = jax.vjp(ours, x, kernel)[1](cotangent)
+    expected = jax.vjp(reference, x, kernel)[1](cotangent)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_large_batches_convolve_in_micro_batches_with_the_same_result():
+    numbers = ("NHWC", "HWIO", "NHWC")
+
+    def reference(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=numbers)
+
+    def ours(x, kernel):
+        return xla_cpu.micro_batched_convolution(
+            x, kernel, (2, 2), [(1, 1), (1, 1)], micro_batch=16, dimension_numbers=numbers
+        )
+
+    x = jax.random.normal(jax.random.key(1), (40, 8, 8, 4))
+    kernel = jax.random.normal(jax.random.key(2), (3, 3, 4, 6))
+    assert str(jax.make_jaxpr(ours)(x, kernel)).count("conv_general_dilated") == 3  # 16 + 16 + 8
+    cotangent = jax.random.normal(jax.random.key(3), (40, 4, 4, 6))
+    got_out, got_vjp = jax.vjp(ours, x, kernel)
+    expected_out, expected_vjp = jax.vjp(reference, x, kernel)
+    np.testing.assert_allclose(got_out, expected_out, rtol=1e-5, atol=1e-5)
+    # The weight gradient sums the micro-batches' parts: float32 rounding, relative to its scale.
+    for a, b in zip(got_vjp(cotangent), expected_vjp(cotangent), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+def test_the_trainer_builds_models_with_this_backends_convolution():
+    config = default_config(model="resnet8")
+    optimizer, _ = make_optimizer(config, total_steps=1)
+    graphdef, state = create_train_state(config, num_classes=10, input_channels=3, optimizer=optimizer)
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    convolutions = {
+        id(conv.conv_general_dilated) for _, conv in nnx.iter_graph(model) if isinstance(conv, nnx.Conv)
+    }
+    assert convolutions == {id(xla_cpu.convolution())}
+    assert xla_cpu.convolution().func is xla_cpu.micro_batched_convolution  # one CPU device here

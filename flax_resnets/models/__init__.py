@@ -5,6 +5,8 @@
 
 Every model takes ``train`` at call time: True normalises with batch statistics and updates
 the BatchNorm running averages, False uses the running averages and changes nothing.
+Models are initialised as the paper's PyTorch code initialised them (``init="pytorch"``) unless
+asked for He et al.'s initialisation (``init="he"``); see ``layers``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax import lax
 
 from flax_resnets.errors import InputError
 from flax_resnets.models.alexnet import AlexNet
-from flax_resnets.models.layers import Dtype
+from flax_resnets.models.layers import INITS, Dtype, Layers
 from flax_resnets.models.resnet import BasicBlock, Bottleneck, ResNet
 from flax_resnets.models.vgg import VGG
 
@@ -67,10 +70,18 @@ def create_model(
     seed: int = 0,
     rngs: nnx.Rngs | None = None,
     dtype: Dtype = jnp.float32,
+    init: str = "pytorch",
+    convolution: Callable[..., jax.Array] | None = None,
 ) -> nnx.Module:
-    """Build model ``name`` with float32 parameters computing in ``dtype``; ``rngs`` overrides ``seed``."""
+    """Build model ``name`` with float32 parameters computing in ``dtype``; ``rngs`` overrides ``seed``.
+
+    ``convolution`` replaces ``lax.conv_general_dilated`` (same signature and results), e.g. with
+    ``xla_cpu.convolution()``; it changes how the model runs, never its parameters.
+    """
     if name not in MODELS:
         raise InputError(f"Unknown model {name!r}; choose one of: {', '.join(MODELS)}.")
+    if init not in INITS:
+        raise InputError(f"Unknown init {init!r}; choose one of: {', '.join(INITS)}.")
     if num_classes < 1 or input_channels < 1:
         raise InputError(
             f"num_classes and input_channels must be positive, got {num_classes} and {input_channels}."
@@ -78,7 +89,7 @@ def create_model(
     return MODELS[name](
         num_classes=num_classes,
         input_channels=input_channels,
-        dtype=jnp.dtype(dtype),
+        layers=Layers(init=init, dtype=jnp.dtype(dtype), convolution=convolution or lax.conv_general_dilated),
         rngs=rngs if rngs is not None else nnx.Rngs(seed),
     )
 
@@ -88,4 +99,4 @@ def count_parameters(model: nnx.Module) -> int:
     return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-__all__ = ["MODELS", "RESIDUAL_TWINS", "count_parameters", "create_model", "model_names"]
+__all__ = ["INITS", "MODELS", "RESIDUAL_TWINS", "count_parameters", "create_model", "model_names"]

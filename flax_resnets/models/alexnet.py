@@ -11,24 +11,23 @@ at 10 classes, the 56M of Table 1.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from flax_resnets.models.layers import Dtype, conv, linear, max_pool
+from flax_resnets.models.layers import Layers, at_least_float32, max_pool
 
 FEATURE_MAP_SIZE = 6
 
 
 class AlexNet(nnx.Module):
-    def __init__(self, *, num_classes: int, input_channels: int, dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
-        self.conv1 = conv(input_channels, 64, 3, use_bias=True, dtype=dtype, rngs=rngs)
-        self.conv2 = conv(64, 192, 5, use_bias=True, dtype=dtype, rngs=rngs)
-        self.conv3 = conv(192, 384, 3, use_bias=True, dtype=dtype, rngs=rngs)
-        self.conv4 = conv(384, 256, 3, use_bias=True, dtype=dtype, rngs=rngs)
-        self.conv5 = conv(256, 256, 3, use_bias=True, dtype=dtype, rngs=rngs)
-        self.fc1 = linear(256 * FEATURE_MAP_SIZE**2, 4096, dtype=dtype, rngs=rngs)
-        self.fc2 = linear(4096, 4096, dtype=dtype, rngs=rngs)
-        self.head = linear(4096, num_classes, dtype=dtype, rngs=rngs)
+    def __init__(self, *, num_classes: int, input_channels: int, layers: Layers, rngs: nnx.Rngs):
+        self.conv1 = layers.conv(input_channels, 64, 3, use_bias=True, rngs=rngs)
+        self.conv2 = layers.conv(64, 192, 5, use_bias=True, rngs=rngs)
+        self.conv3 = layers.conv(192, 384, 3, use_bias=True, rngs=rngs)
+        self.conv4 = layers.conv(384, 256, 3, use_bias=True, rngs=rngs)
+        self.conv5 = layers.conv(256, 256, 3, use_bias=True, rngs=rngs)
+        self.fc1 = layers.linear(256 * FEATURE_MAP_SIZE**2, 4096, rngs=rngs)
+        self.fc2 = layers.linear(4096, 4096, rngs=rngs)
+        self.head = layers.linear(4096, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         del train  # Same computation in training and evaluation: no BatchNorm, no dropout.
@@ -40,4 +39,4 @@ class AlexNet(nnx.Module):
         x = x.reshape(x.shape[0], -1)
         x = nnx.relu(self.fc1(x))
         x = nnx.relu(self.fc2(x))
-        return self.head(x).astype(jnp.float32)
+        return at_least_float32(self.head(x))

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flax_resnets.models.layers import Dtype, batch_norm, conv, global_average_pool, linear
+from flax_resnets.models.layers import Layers, at_least_float32, global_average_pool
 
 ShortcutKind = Literal["projection", "pad", "none"]
 
@@ -29,9 +29,9 @@ ShortcutKind = Literal["projection", "pad", "none"]
 class ProjectionShortcut(nnx.Module):
     """1x1 strided convolution and BatchNorm (He et al.'s option B)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, *, dtype: Dtype, rngs: nnx.Rngs):
-        self.conv = conv(in_channels, out_channels, 1, stride=stride, dtype=dtype, rngs=rngs)
-        self.bn = batch_norm(out_channels, dtype=dtype, rngs=rngs)
+    def __init__(self, in_channels: int, out_channels: int, stride: int, *, layers: Layers, rngs: nnx.Rngs):
+        self.conv = layers.conv(in_channels, out_channels, 1, stride=stride, rngs=rngs)
+        self.bn = layers.batch_norm(out_channels, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         return self.bn(self.conv(x), use_running_average=not train)
@@ -52,13 +52,13 @@ class PadShortcut(nnx.Module):
 
 
 def make_shortcut(
-    kind: ShortcutKind, in_channels: int, out_channels: int, stride: int, *, dtype: Dtype, rngs: nnx.Rngs
+    kind: ShortcutKind, in_channels: int, out_channels: int, stride: int, *, layers: Layers, rngs: nnx.Rngs
 ) -> nnx.Module | None:
     """The shortcut module for a block, or None for the identity (or for no shortcut at all)."""
     if kind == "none" or (stride == 1 and in_channels == out_channels):
         return None
     if kind == "projection":
-        return ProjectionShortcut(in_channels, out_channels, stride, dtype=dtype, rngs=rngs)
+        return ProjectionShortcut(in_channels, out_channels, stride, layers=layers, rngs=rngs)
     if kind == "pad":
         return PadShortcut(in_channels, out_channels, stride)
     raise ValueError(f"Unknown shortcut kind {kind!r}; expected 'projection', 'pad' or 'none'.")
@@ -76,16 +76,16 @@ class BasicBlock(nnx.Module):
         stride: int,
         *,
         shortcut: ShortcutKind,
-        dtype: Dtype,
+        layers: Layers,
         rngs: nnx.Rngs,
     ):
         out_channels = width * self.expansion
-        self.conv1 = conv(in_channels, width, 3, stride=stride, dtype=dtype, rngs=rngs)
-        self.bn1 = batch_norm(width, dtype=dtype, rngs=rngs)
-        self.conv2 = conv(width, out_channels, 3, dtype=dtype, rngs=rngs)
-        self.bn2 = batch_norm(out_channels, dtype=dtype, rngs=rngs)
+        self.conv1 = layers.conv(in_channels, width, 3, stride=stride, rngs=rngs)
+        self.bn1 = layers.batch_norm(width, rngs=rngs)
+        self.conv2 = layers.conv(width, out_channels, 3, rngs=rngs)
+        self.bn2 = layers.batch_norm(out_channels, rngs=rngs)
         self.residual = shortcut != "none"
-        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, dtype=dtype, rngs=rngs)
+        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, layers=layers, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         y = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
@@ -105,18 +105,18 @@ class Bottleneck(nnx.Module):
         stride: int,
         *,
         shortcut: ShortcutKind,
-        dtype: Dtype,
+        layers: Layers,
         rngs: nnx.Rngs,
     ):
         out_channels = width * self.expansion
-        self.conv1 = conv(in_channels, width, 1, dtype=dtype, rngs=rngs)
-        self.bn1 = batch_norm(width, dtype=dtype, rngs=rngs)
-        self.conv2 = conv(width, width, 3, stride=stride, dtype=dtype, rngs=rngs)
-        self.bn2 = batch_norm(width, dtype=dtype, rngs=rngs)
-        self.conv3 = conv(width, out_channels, 1, dtype=dtype, rngs=rngs)
-        self.bn3 = batch_norm(out_channels, dtype=dtype, rngs=rngs)
+        self.conv1 = layers.conv(in_channels, width, 1, rngs=rngs)
+        self.bn1 = layers.batch_norm(width, rngs=rngs)
+        self.conv2 = layers.conv(width, width, 3, stride=stride, rngs=rngs)
+        self.bn2 = layers.batch_norm(width, rngs=rngs)
+        self.conv3 = layers.conv(width, out_channels, 1, rngs=rngs)
+        self.bn3 = layers.batch_norm(out_channels, rngs=rngs)
         self.residual = shortcut != "none"
-        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, dtype=dtype, rngs=rngs)
+        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, layers=layers, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         y = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
@@ -145,24 +145,24 @@ class ResNet(nnx.Module):
         shortcut: ShortcutKind,
         num_classes: int,
         input_channels: int,
-        dtype: Dtype = jnp.float32,
+        layers: Layers,
         rngs: nnx.Rngs,
     ):
         stem_width = stage_widths[0]
-        self.stem_conv = conv(input_channels, stem_width, 3, dtype=dtype, rngs=rngs)
-        self.stem_bn = batch_norm(stem_width, dtype=dtype, rngs=rngs)
+        self.stem_conv = layers.conv(input_channels, stem_width, 3, rngs=rngs)
+        self.stem_bn = layers.batch_norm(stem_width, rngs=rngs)
         blocks = []
         channels = stem_width
         for stage, (num_blocks, width) in enumerate(zip(stage_sizes, stage_widths, strict=True)):
             for index in range(num_blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(block(channels, width, stride, shortcut=shortcut, dtype=dtype, rngs=rngs))
+                blocks.append(block(channels, width, stride, shortcut=shortcut, layers=layers, rngs=rngs))
                 channels = width * block.expansion
         self.blocks = nnx.List(blocks)
-        self.head = linear(channels, num_classes, dtype=dtype, rngs=rngs)
+        self.head = layers.linear(channels, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         x = nnx.relu(self.stem_bn(self.stem_conv(x), use_running_average=not train))
         for block in self.blocks:
             x = block(x, train=train)
-        return self.head(global_average_pool(x)).astype(jnp.float32)
+        return at_least_float32(self.head(global_average_pool(x)))

@@ -10,18 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from flax_resnets.models.layers import Dtype, batch_norm, conv, global_average_pool, linear, max_pool
+from flax_resnets.models.layers import Layers, at_least_float32, global_average_pool, max_pool
 
 VGG19_STAGES = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
 
 
 class ConvBNReLU(nnx.Module):
-    def __init__(self, in_channels: int, out_channels: int, *, dtype: Dtype, rngs: nnx.Rngs):
-        self.conv = conv(in_channels, out_channels, 3, use_bias=True, dtype=dtype, rngs=rngs)
-        self.bn = batch_norm(out_channels, dtype=dtype, rngs=rngs)
+    def __init__(self, in_channels: int, out_channels: int, *, layers: Layers, rngs: nnx.Rngs):
+        self.conv = layers.conv(in_channels, out_channels, 3, use_bias=True, rngs=rngs)
+        self.bn = layers.batch_norm(out_channels, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         return nnx.relu(self.bn(self.conv(x), use_running_average=not train))
@@ -34,23 +33,23 @@ class VGG(nnx.Module):
         stages: Sequence[Sequence[int]] = VGG19_STAGES,
         num_classes: int,
         input_channels: int,
-        dtype: Dtype = jnp.float32,
+        layers: Layers,
         rngs: nnx.Rngs,
     ):
         stage_layers = []
         channels = input_channels
         for widths in stages:
-            layers = []
+            stage = []
             for width in widths:
-                layers.append(ConvBNReLU(channels, width, dtype=dtype, rngs=rngs))
+                stage.append(ConvBNReLU(channels, width, layers=layers, rngs=rngs))
                 channels = width
-            stage_layers.append(nnx.List(layers))
+            stage_layers.append(nnx.List(stage))
         self.stages = nnx.List(stage_layers)
-        self.head = linear(channels, num_classes, dtype=dtype, rngs=rngs)
+        self.head = layers.linear(channels, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         for stage in self.stages:
             for layer in stage:
                 x = layer(x, train=train)
             x = max_pool(x, 2, 2)
-        return self.head(global_average_pool(x)).astype(jnp.float32)
+        return at_least_float32(self.head(global_average_pool(x)))

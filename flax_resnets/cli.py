@@ -1,0 +1,110 @@
+"""``main.py``'s command line: every mistake answered in one line on stderr, exit status 2.
+
+absl parses the flags and ml_collections loads the config file; left alone, a misspelled field,
+a missing config file or a file that is not a config each end in a traceback of 30-50 lines.
+Here the config file is loaded first with its own checks, the ``--config.FIELD`` names are
+checked against it (the closest field names suggested), and any other parsing error is reduced
+to its first line and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from absl import flags
+
+EXIT_REFUSED = 2
+
+
+def refuse(message: str) -> NoReturn:
+    """The one way a command refuses its input: one line on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_REFUSED)
+
+
+def flag_value(argv: list[str], name: str) -> str | None:
+    """The last value given to ``--name=VALUE`` or ``--name VALUE`` in ``argv``."""
+    value = None
+    for index, arg in enumerate(argv):
+        if arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == f"--{name}" and index + 1 < len(argv):
+            value = argv[index + 1]
+    return value
+
+
+def load_config_file(spec: str) -> Any:
+    """The ConfigDict of ``--config=PATH[:ARG]``, or a refusal that says what is wrong with it."""
+    path_text, _, argument = spec.partition(":")
+    path = Path(path_text)
+    example = "e.g. --config=configs/quickstart.py (the files in configs/)"
+    if not path.is_file():
+        refuse(f"--config={spec}: there is no such file; pass a config file, {example}.")
+    module_spec = importlib.util.spec_from_file_location(f"config_{path.stem}", path)
+    if path.suffix != ".py" or module_spec is None:
+        refuse(f"--config={spec} is not a config file (a Python file with get_config()); {example}.")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as error:
+        refuse(f"--config={spec} is not Python (line {error.lineno}: {error.msg}); {example}.")
+    except flags.Error:  # it defines command-line flags: a program such as main.py
+        refuse(f"--config={spec} is a program, not a config file; {example}.")
+    except Exception as error:  # the file's own code failed: name the first line of its error
+        refuse(
+            f"--config={spec} could not be loaded ({type(error).__name__}: {first_line(error)}); {example}."
+        )
+    if not callable(getattr(module, "get_config", None)):
+        refuse(f"--config={spec} defines no get_config(), so it is not a config file; {example}.")
+    try:
+        return module.get_config(argument) if argument else module.get_config()
+    except Exception as error:
+        refuse(f"--config={spec}: get_config() failed ({type(error).__name__}: {first_line(error)}).")
+
+
+def check_fields(config: Any, argv: list[str]) -> None:
+    """Refuse ``--config.FIELD=...`` for a FIELD the config does not have, naming the closest ones."""
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        field = arg[len("--config.") :].split("=", 1)[0]
+        if field.split(".")[0] not in config:
+            close = difflib.get_close_matches(field, list(config.keys()), n=3, cutoff=0.6)
+            hint = (
+                f"did you mean {' or '.join(close)}?"
+                if close
+                else f"its fields are: {', '.join(config.keys())}."
+            )
+            refuse(f"--config.{field}: the config has no field {field!r}; {hint}")
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (a KeyError's quotes removed)."""
+    text = str(error).strip()
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def main_flags_parser(argv: list[str]) -> list[str]:
+    """``app.run``'s flags parser for main.py: the config file and fields first, then absl's flags."""
+    spec = flag_value(argv[1:], "config")
+    if spec is not None:
+        check_fields(load_config_file(spec), argv[1:])
+    elif any(arg.startswith("--config.") for arg in argv[1:]):
+        refuse("--config.FIELD flags change a config file: add one, e.g. --config=configs/quickstart.py.")
+    try:
+        return flags.FLAGS(argv)
+    except flags.IllegalFlagValueError as error:
+        message = first_line(error)
+        if "--workdir" in message:
+            refuse("--workdir is required: the folder for the run's checkpoints and results, e.g. runs/qs.")
+        refuse(f"{message.removeprefix('flag ')}: give a value of the field's type (python main.py --help).")
+    except flags.Error as error:
+        refuse(f"{first_line(error)}: see python main.py --help for the flags.")
+    except Exception as error:  # ml_collections applying a --config.FIELD value
+        refuse(f"{first_line(error)} (in the --config flags): see the README's config fields.")

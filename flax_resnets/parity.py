@@ -1,0 +1,302 @@
+"""``python -m flax_resnets.parity``: show that each Flax model computes what its PyTorch twin computes.
+
+For each model, one set of weights (the Flax model's fresh PyTorch-style initialisation) is
+copied into the PyTorch twin, and on the same random batches both are run:
+
+* logits in training mode (batch statistics) and the cross-entropy loss, at the start;
+* ``--steps`` steps of the paper's optimizer (SGD, momentum 0.9, weight decay 0.001 on every
+  parameter, per-step cosine schedule): the trainer's own compiled step on the Flax side,
+  ``torch.optim.SGD`` + ``CosineAnnealingLR`` on the other; then every parameter, every update
+  (after - before: the gradients and the optimizer, without the shared starting point), every
+  BatchNorm running statistic, and the logits in evaluation mode (running statistics).
+
+Each difference is relative to the tensor's scale, max |flax - torch| / max |torch|, and the
+worst tensor is reported. The fresh initialisations (independent draws) are compared per layer
+kind as the ratio of the tensors' root-mean-square values, Flax over PyTorch.
+
+The float32 tolerance is measured, not assumed: the twin also runs in float64, and PyTorch's own
+float32 error against it (its "noise") says how far two correct float32 implementations can
+drift apart on this quantity. Most quantities agree to 1e-7 - 1e-5, but some are mostly rounding:
+the updates of a plain (shortcut-free) network's early layers are tiny differences of large
+BatchNorm gradient terms, where PyTorch's float32 is itself ~10% off its float64 result. A
+quantity passes when the Flax-PyTorch difference is at most ``NOISE_FACTOR`` x that noise plus
+``FLOOR`` (8 float32 ulps). A real mismatch (initialisation scale, BatchNorm momentum or variance
+estimator, weight decay, schedule) moves these numbers by 1e-3 to 1 where the noise is 1e-6.
+
+An initialisation fails when a tensor's RMS ratio is beyond sampling noise: the RMS of n uniform
+draws has a relative standard deviation of sqrt(0.2 / n), so 6 of those (at least 5%).
+
+Exit status 0 when every model is within tolerance, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from flax_resnets import parallel, steps
+from flax_resnets.config import default_config
+from flax_resnets.models import MODELS
+from flax_resnets.reports import format_table
+
+QUANTITIES = ("logits train", "loss", "params", "updates", "running stats", "logits eval")
+FORWARD_QUANTITIES = ("logits train", "loss")  # before any step: no rounding has been trained in yet
+FLOAT64_TOLERANCE = 1e-8
+NOISE_FACTOR = 10.0
+FLOOR = 1e-6
+Arrays = dict[tuple[str, ...], np.ndarray]
+
+
+def flax_arrays(state: Any) -> Arrays:
+    """Every array of an ``nnx.State`` by its path of strings: ("blocks", "0", "conv1", "kernel")."""
+    return {tuple(str(k) for k in path): np.asarray(v[...]) for path, v in nnx.to_flat_state(state)}
+
+
+def relative_difference(ours: Mapping, theirs: Mapping) -> float:
+    """The worst tensor's max |ours - theirs| / max |theirs| (the plain difference where theirs is 0)."""
+    worst = 0.0
+    for key, reference in theirs.items():
+        reference = np.asarray(reference, np.float64)
+        scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+        diff = float(np.max(np.abs(np.asarray(ours[key], np.float64) - reference))) if reference.size else 0.0
+        worst = max(worst, diff / scale if scale else diff)
+    return worst
+
+
+def compare_outcomes(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float]:
+    """Relative differences of two runs' results, quantity by quantity (see ``QUANTITIES``)."""
+    return {
+        "logits train": relative_difference({0: ours["logits train"]}, {0: theirs["logits train"]}),
+        "loss": abs(ours["loss"] - theirs["loss"]) / abs(theirs["loss"]),
+        "params": relative_difference(ours["params"], theirs["params"]),
+        "updates": relative_difference(ours["updates"], theirs["updates"]),
+        "running stats": relative_difference(ours["running stats"], theirs["running stats"]),
+        "logits eval": relative_difference({0: ours["logits eval"]}, {0: theirs["logits eval"]}),
+    }
+
+
+def layer_kind(path: tuple[str, ...], arrays: Arrays) -> str:
+    """'conv kernel', 'conv bias', 'linear kernel', 'linear bias', 'batchnorm scale' or 'batchnorm bias'."""
+    *prefix, leaf = path
+    if leaf == "scale" or (leaf == "bias" and (*prefix, "scale") in arrays):
+        return f"batchnorm {leaf}"
+    kernel = arrays[(*prefix, "kernel")]
+    return f"{'conv' if kernel.ndim == 4 else 'linear'} {leaf}"
+
+
+def rms(array: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(array, dtype=np.float64))))
+
+
+def init_ratios(
+    flax_params: Arrays, torch_params: Arrays
+) -> tuple[dict[str, tuple[float, float]], list[str]]:
+    """Per layer kind, the (lowest, highest) RMS ratio of Flax's fresh tensors over PyTorch's, and
+    the tensors whose ratio is beyond sampling noise (constants must be equal)."""
+    ratios: dict[str, list[float]] = {}
+    failures = []
+    for path, ours in flax_params.items():
+        theirs = torch_params[path]
+        ratio = rms(ours) / rms(theirs) if rms(theirs) else (1.0 if not rms(ours) else np.inf)
+        ratios.setdefault(layer_kind(path, flax_params), []).append(ratio)
+        tolerance = 1e-6 if np.ptp(theirs) == 0 else max(0.05, 6 * np.sqrt(0.2 / ours.size))
+        if abs(ratio - 1) > tolerance:
+            failures.append(f"{'/'.join(path)} ({ratio:.3f})")
+    return {kind: (min(r), max(r)) for kind, r in sorted(ratios.items())}, failures
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+
+def split_arrays(after: Arrays, start: Arrays) -> dict[str, Arrays]:
+    stats = {k: v for k, v in after.items() if k[-1] in ("mean", "var")}
+    params = {k: v for k, v in after.items() if k not in stats}
+    return {
+        "params": params,
+        "updates": {k: np.asarray(v, np.float64) - start[k] for k, v in params.items()},
+        "running stats": stats,
+    }
+
+
+def run_flax(
+    config: Any,
+    total_steps: int,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    float64: bool = False,
+) -> tuple[dict[str, Any], Arrays]:
+    """The trainer's model and compiled training step on the batches, in float32 (as the trainer
+    runs) or float64 (JAX's x64 mode, state cast up after the float32 initialisation); also the
+    starting arrays."""
+    with jax.enable_x64(float64):
+        config = config.copy_and_resolve_references()
+        config.dtype = "float64" if float64 else "float32"
+        optimizer, _ = steps.make_optimizer(config, total_steps)
+        graphdef, state = steps.create_train_state(
+            config, num_classes=num_classes, input_channels=images.shape[-1], optimizer=optimizer
+        )
+        start = {**flax_arrays(state.params), **flax_arrays(state.batch_stats)}
+        if float64:
+            state = jax.tree.map(lambda x: x.astype(np.float64) if x.dtype == np.float32 else x, state)
+            images = images.astype(np.float64)
+
+        def logits(state: steps.TrainState, train: bool) -> np.ndarray:
+            # Merged from copies: a training-mode call updates the running statistics it is given.
+            model = nnx.merge(graphdef, *jax.tree.map(np.array, (state.params, state.batch_stats)))
+            return np.asarray(model(images[0], train=train))
+
+        outcome: dict[str, Any] = {"logits train": logits(state, True)}
+        outcome["loss"] = cross_entropy(outcome["logits train"], labels[0])
+        mesh = parallel.data_parallel_mesh()
+        train = steps.jit_train_steps(graphdef, optimizer, lambda inputs, constants: inputs, mesh)
+        inputs = parallel.global_batch({"image": images, "label": labels}, mesh, batch_axis=1)
+        state = train(parallel.replicate(state, mesh), inputs, {})
+        after = {**flax_arrays(state.params), **flax_arrays(state.batch_stats)}
+        outcome.update(split_arrays(after, start))
+        outcome["logits eval"] = logits(state, False)
+    return outcome, start
+
+
+def run_twin(
+    name: str,
+    start: Arrays,
+    total_steps: int,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    dtype: Any,
+) -> dict[str, Any]:
+    """The PyTorch twin from the same starting arrays, in ``dtype``, on the same batches."""
+    import torch
+
+    from flax_resnets.torch_reference import flax_layout_arrays, load_flax_weights, paper_sgd, torch_model
+
+    twin = torch_model(name, images.shape[-1], num_classes)
+    load_flax_weights(twin, start)
+    twin = twin.to(dtype)
+    batches = torch.from_numpy(images.transpose(0, 1, 4, 2, 3).copy()).to(dtype)
+    targets = torch.from_numpy(labels.astype(np.int64))
+    optimizer, schedule = paper_sgd(twin, total_steps)
+    outcome: dict[str, Any] = {}
+    for step in range(len(images)):
+        optimizer.zero_grad()
+        logits = twin.train()(batches[step])
+        torch.nn.functional.cross_entropy(logits, targets[step]).backward()
+        if step == 0:
+            outcome["logits train"] = logits.detach().double().numpy()
+            outcome["loss"] = cross_entropy(outcome["logits train"], labels[0])
+        optimizer.step()
+        schedule.step()
+    outcome.update(split_arrays(flax_layout_arrays(twin, dtype=np.float64), start))
+    with torch.no_grad():
+        outcome["logits eval"] = twin.eval()(batches[0]).double().numpy()
+    return outcome
+
+
+def compare_model(
+    name: str, *, batch_size: int, num_steps: int, input_channels: int, num_classes: int, seed: int
+) -> dict[str, Any]:
+    """Run ``name`` in Flax and PyTorch, each in float32 and float64, from one set of weights."""
+    import torch
+
+    from flax_resnets.torch_reference import flax_layout_arrays, torch_model
+
+    config = default_config(model=name)
+    config.seed = seed
+    total_steps = 2 * num_steps  # the schedule is still far from 0 when the check ends
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((num_steps, batch_size, 32, 32, input_channels)).astype(np.float32)
+    labels = rng.integers(0, num_classes, (num_steps, batch_size)).astype(np.int32)
+
+    flax32, start = run_flax(config, total_steps, images, labels, num_classes=num_classes)
+    flax64, _ = run_flax(config, total_steps, images, labels, num_classes=num_classes, float64=True)
+    torch32, torch64 = (
+        run_twin(name, start, total_steps, images, labels, num_classes=num_classes, dtype=dtype)
+        for dtype in (torch.float32, torch.float64)
+    )
+    float32 = compare_outcomes(flax32, torch32)
+    noise = compare_outcomes(torch32, torch64)
+    float64 = compare_outcomes(flax64, torch64)
+
+    torch.manual_seed(seed)
+    fresh_twin = flax_layout_arrays(torch_model(name, input_channels, num_classes))
+    fresh_flax = {k: v for k, v in start.items() if k[-1] not in ("mean", "var")}
+    ratios, init_failures = init_ratios(fresh_flax, fresh_twin)
+
+    row: dict[str, Any] = {"model": name}
+    failures = []
+    for quantity in QUANTITIES:
+        row[quantity] = f"{float32[quantity]:.1e} ({noise[quantity]:.0e}) {float64[quantity]:.0e}"
+        if not float64[quantity] <= FLOAT64_TOLERANCE:
+            failures.append(f"{quantity} differs by {float64[quantity]:.1e} in float64")
+        limit = NOISE_FACTOR * noise[quantity] + FLOOR
+        if quantity in FORWARD_QUANTITIES and not float32[quantity] <= limit:
+            failures.append(f"{quantity} differs by {float32[quantity]:.1e} > {limit:.1e} in float32")
+    # BatchNorm's constants (scale 1, shift 0) are checked for equality, not shown.
+    row["init rms ratio"] = ", ".join(
+        f"{kind} {lo:.2f}-{hi:.2f}" for kind, (lo, hi) in ratios.items() if not kind.startswith("batchnorm")
+    )
+    if init_failures:
+        failures.append(f"initialisation differs from PyTorch's: {', '.join(init_failures[:3])}")
+    row["verdict"] = "FAIL" if failures else "ok"
+    return {"row": row, "failures": failures, "float32": float32, "noise": noise, "float64": float64}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flax_resnets.parity", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--models", default="resnet20,plain20,vgg19", help="comma-separated model names")
+    parser.add_argument("--batch_size", type=int, default=16, help="the paper's batch size")
+    parser.add_argument("--steps", type=int, default=3, help="optimizer steps compared")
+    parser.add_argument("--input_channels", type=int, default=3)
+    parser.add_argument("--num_classes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    names = args.models.split(",")
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}")
+    if args.batch_size < 2 or args.steps < 1:
+        parser.error("--batch_size must be at least 2 (BatchNorm needs two examples) and --steps at least 1")
+    print(
+        f"Flax vs PyTorch on {jax.devices()[0].device_kind}, max relative difference per cell: float32 "
+        f"(PyTorch's own float32 error, against its float64) float64. Passes: float64 <= "
+        f"{FLOAT64_TOLERANCE:g}; float32 before training <= {NOISE_FACTOR:g} x bracket + {FLOOR:g}.",
+        flush=True,
+    )
+    results = []
+    for name in names:
+        results.append(
+            compare_model(
+                name,
+                batch_size=args.batch_size,
+                num_steps=args.steps,
+                input_channels=args.input_channels,
+                num_classes=args.num_classes,
+                seed=args.seed,
+            )
+        )
+        print(format_table([results[-1]["row"]]).splitlines()[-1], flush=True)
+    print(format_table([result["row"] for result in results]))
+    for result in results:
+        if result["failures"]:
+            print(f"{result['row']['model']}: {'; '.join(result['failures'])}", file=sys.stderr)
+    return 1 if any(result["failures"] for result in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

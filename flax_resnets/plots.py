@@ -1,0 +1,97 @@
+"""The two pictures a run leaves in its workdir: learning curves and the test confusion matrix.
+
+``curves.png`` draws ``metrics.jsonl`` (training and validation loss and accuracy per epoch);
+``confusion.png`` draws the confusion matrix in ``eval.json``, each row (true class) as fractions
+of its examples. Matplotlib draws off screen (no display needed) and only here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from flax_resnets.files import atomic_write
+from flax_resnets.reports import read_jsonl
+
+CURVES = "curves.png"
+CONFUSION = "confusion.png"
+
+
+def new_figure(width: float, height: float):
+    from matplotlib.figure import Figure  # no pyplot: no display, no global state
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save(figure, path: Path) -> Path:
+    atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=110), binary=True)
+    return path
+
+
+def plot_curves(records: list[dict], title: str, path: Path) -> Path:
+    """Loss and accuracy per epoch, training and validation, side by side."""
+    from matplotlib.ticker import MaxNLocator
+
+    figure = new_figure(9, 3.6)
+    epochs = [r["epoch"] for r in records]
+    for axes, metric, label in zip(
+        figure.subplots(1, 2), ("loss", "accuracy"), ("loss", "accuracy"), strict=True
+    ):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            values = [r.get(f"{split}_{metric}") for r in records]
+            if any(v is not None for v in values):
+                name = "training" if split == "train" else "validation"
+                axes.plot(
+                    epochs, [np.nan if v is None else v for v in values], style, markersize=3, label=name
+                )
+        axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.suptitle(title)
+    return save(figure, path)
+
+
+def plot_confusion(confusion: list[list[int]], class_names: list[str], title: str, path: Path) -> Path:
+    """Rows: true classes, columns: predictions, as fractions of each row; counts written in the
+    cells of small matrices, class names on the axes up to 20 classes."""
+    counts = np.asarray(confusion, np.int64)
+    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = min(4 + 0.45 * len(counts), 14)
+    figure = new_figure(size + 1, size)
+    axes = figure.subplots()
+    image = axes.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, fraction=0.046, label="fraction of the true class")
+    if len(counts) <= 20:
+        ticks = np.arange(len(counts))
+        axes.set_xticks(ticks, class_names, rotation=60, ha="right")
+        axes.set_yticks(ticks, class_names)
+        for (row, column), count in np.ndenumerate(counts):
+            color = "white" if fractions[row, column] > 0.5 else "black"
+            axes.text(column, row, str(count), ha="center", va="center", fontsize=7, color=color)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    return save(figure, path)
+
+
+def write_plots(workdir: Path) -> list[Path]:
+    """Draw whichever of the two pictures the workdir's files allow; return their paths."""
+    workdir = Path(workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    name = f"{config['model']} on {config['dataset']}"
+    written = []
+    metrics = workdir / "metrics.jsonl"
+    records = read_jsonl(metrics) if metrics.exists() else []
+    if records:
+        written.append(plot_curves(records, name, workdir / CURVES))
+    evaluation = workdir / "eval.json"
+    report = json.loads(evaluation.read_text()) if evaluation.exists() else {}
+    if "confusion" in report:
+        accuracy, step = report["test_accuracy"], report["checkpoint_step"]
+        title = f"{name}: test accuracy {accuracy:.2%} (checkpoint at step {step})"
+        written.append(plot_confusion(report["confusion"], report["class_names"], title, workdir / CONFUSION))
+    return written

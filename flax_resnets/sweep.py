@@ -1,0 +1,158 @@
+"""``python -m flax_resnets.sweep``: train a list of Table 1 cells within a time budget, keep what finished.
+
+    python -m flax_resnets.sweep --cells=cifar10_resnet18,fashion_mnist_alexnet \\
+        --data cifar10=/tmp/cifar10.npz fashion_mnist=/tmp/fashion_mnist.npz \\
+        --workdir_root=/tmp/sweep --budget_seconds=500 --tar=$OUT/table1_runs.tar.gz \\
+        -- --config.input_pipeline=device
+
+Each cell runs ``main.py`` with its config file (``configs/<cell>.py``, the paper's recipe), the
+data given for its dataset (an exported ``.npz`` or an image folder; TFDS otherwise), and the
+``--config.*`` flags after ``--``, in its own process with a log in the workdir root. A cell
+still running when the budget ends is stopped with SIGTERM, which makes the trainer save a
+checkpoint and exit: the same sweep command later resumes it. Finished cells are kept as small
+files in ``RESULTS/runs/<dataset>_<model>/`` with the Table 1 they fill (``flax_resnets.table1``),
+and ``--tar`` packs them, the table and the logs into one file (a lent GPU machine returns at
+most 8 files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from flax_resnets import table1
+
+REPO = Path(__file__).resolve().parents[1]
+STOP_GRACE_SECONDS = 60  # for the trainer to save its checkpoint after SIGTERM
+
+
+def data_flags(path: Path) -> list[str]:
+    """The config flags that read ``path``: an exported file names its dataset, a folder is one."""
+    if path.suffix == ".npz":
+        with np.load(path) as arrays:
+            dataset = str(arrays["dataset"])
+    else:
+        dataset = "image_folder"
+    return [f"--config.dataset={dataset}", f"--config.data_dir={path}"]
+
+
+def run_cell(command: list[str], log: Path, seconds: float) -> tuple[int | None, float]:
+    """Run ``command`` with its output in ``log`` for at most ``seconds``; (exit status or None
+    when the budget stopped it, wall seconds)."""
+    started = time.monotonic()
+    with open(log, "a") as output:
+        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            return process.wait(timeout=max(seconds, 0)), time.monotonic() - started
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            return None, time.monotonic() - started
+
+
+def last_line(log: Path) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1].split("\r")[-1] if lines else "(no output)"
+
+
+def pack(tar_path: Path, results: Path, logs: list[Path]) -> None:
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tar_path, "w:gz") as tar:
+        tar.add(results, arcname=results.name)
+        for log in logs:
+            tar.add(log, arcname=f"logs/{log.name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flax_resnets.sweep", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--cells", required=True, help="comma-separated <dataset>_<model>, e.g. cifar10_resnet18"
+    )
+    parser.add_argument(
+        "--data", nargs="*", default=[], help="DATASET=PATH (.npz or image folder) per dataset"
+    )
+    parser.add_argument("--workdir_root", type=Path, required=True, help="one workdir per cell inside it")
+    parser.add_argument(
+        "--budget_seconds", type=float, required=True, help="stop cells still running after it"
+    )
+    parser.add_argument("--results", type=Path, default=Path("results"), help="where finished cells are kept")
+    parser.add_argument("--tar", type=Path, help="also pack the kept runs, the table and the logs here")
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    overrides = argv[split + 1 :]
+    deadline = time.monotonic() + args.budget_seconds
+
+    cells = args.cells.split(",")
+    unknown = [cell for cell in cells if not (REPO / "configs" / f"{cell}.py").is_file()]
+    if unknown:
+        parser.error(f"no config file for cell(s) {', '.join(unknown)}: use names of configs/*.py")
+    data = {}
+    for item in args.data:
+        dataset, _, path = item.partition("=")
+        if dataset not in table1.DATASETS or not Path(path).exists():
+            parser.error(
+                f"--data {item!r}: expected DATASET=PATH with DATASET in {', '.join(table1.DATASETS)} "
+                "and PATH an existing .npz file or image folder"
+            )
+        data[dataset] = data_flags(Path(path).absolute())
+    bad = [flag for flag in overrides if not flag.startswith("--config.")]
+    if bad:
+        parser.error(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}")
+
+    args.workdir_root.mkdir(parents=True, exist_ok=True)
+    logs, failed = [], []
+    for cell in cells:
+        dataset = next((d for d in table1.DATASETS if cell.startswith(f"{d}_")), None)
+        workdir, log = args.workdir_root / cell, args.workdir_root / f"{cell}.log"
+        command = [
+            sys.executable,
+            "main.py",
+            f"--config=configs/{cell}.py",
+            f"--workdir={workdir.absolute()}",
+            *data.get(dataset, []),
+            *overrides,
+        ]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            print(f"{cell}: not started, the budget is spent", flush=True)
+            continue
+        logs.append(log)
+        status, seconds = run_cell(command, log, remaining)
+        if status is None:
+            print(
+                f"{cell}: stopped by the budget after {seconds:.0f} s; the same command resumes it",
+                flush=True,
+            )
+            continue
+        try:
+            if status != 0:
+                raise RuntimeError(f"exit {status}")
+            print(
+                f"{cell}: finished in {seconds:.0f} s, kept in {table1.keep(workdir, args.results)}",
+                flush=True,
+            )
+        except (RuntimeError, ValueError) as error:
+            failed.append(cell)
+            print(f"{cell}: {error} after {seconds:.0f} s: {last_line(log)}", flush=True)
+
+    table1.main([f"--results={args.results}"])
+    if args.tar:
+        pack(args.tar, args.results, logs)
+        print(f"packed {args.results} and {len(logs)} log(s) into {args.tar}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

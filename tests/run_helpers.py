@@ -1,0 +1,95 @@
+"""Running main.py as a user does, and reading back what a run left behind."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+import pytest
+
+from flax_resnets.reports import TIMING_FIELDS
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [  # a ResNet-8 trained for a few steps: the whole product path in seconds
+    "--config=configs/default.py",
+    "--config.model=resnet8",
+    "--config.batch_size=8",
+    "--config.eval_batch_size=16",
+    "--config.num_epochs=2",
+    "--config.learning_rate=0.05",
+]
+
+
+def main_command(args, *, mock_examples=None):
+    """``python main.py ARGS``, optionally inside ``tfds.testing.mock_data``."""
+    if mock_examples is None:
+        return [sys.executable, "main.py", *args]
+    code = (
+        "import runpy, sys\nimport tensorflow_datasets as tfds\n"
+        "sys.argv = ['main.py', *sys.argv[1:]]\n"
+        f"with tfds.testing.mock_data(num_examples={mock_examples}):\n"
+        "    runpy.run_path('main.py', run_name='__main__')\n"
+    )
+    return [sys.executable, "-c", code, *args]
+
+
+def environment(compile_cache, devices=1):
+    env = dict(os.environ)
+    env["JAX_COMPILATION_CACHE_DIR"] = str(compile_cache)
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def run_main(args, compile_cache, *, mock_examples=None, devices=1, expect=0):
+    result = subprocess.run(
+        main_command(args, mock_examples=mock_examples),
+        cwd=REPO,
+        env=environment(compile_cache, devices),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
+    return result
+
+
+def saved_state(workdir, step=None):
+    """The arrays of a checkpoint's training state on this process's first device, whatever the
+    devices that saved it."""
+    root = Path(workdir) / "checkpoints"
+    step = step if step is not None else max(int(p.name) for p in root.iterdir() if p.name.isdigit())
+    path = (root / str(step) / "state").absolute()
+    checkpointer = ocp.StandardCheckpointer()
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+        checkpointer.metadata(path).item_metadata,
+    )
+    return checkpointer.restore(path, target)
+
+
+def approx_numbers(record, *, rel):
+    """``record`` with its floats compared up to ``rel`` and everything else (names, counts) exactly."""
+    return {k: pytest.approx(v, rel=rel) if isinstance(v, float) else v for k, v in record.items()}
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+
+def tree_fingerprint(root):
+    """Every file under ``root`` with its size, mtime and content hash."""
+    return {
+        str(p.relative_to(root)): (
+            p.stat().st_size,
+            p.stat().st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+        )
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file()
+    }

@@ -1,0 +1,36 @@
+"""Checkpoints: what a save holds, and what an unreadable one does to a resume or an evaluation."""
+
+import jax.numpy as jnp
+import pytest
+
+from flax_resnets.checkpoints import Checkpoints, short_reason, unused_path
+from flax_resnets.errors import InputError
+
+
+def test_the_history_saved_with_a_step_is_the_history_at_that_step(tmp_path):
+    with Checkpoints(tmp_path / "checkpoints") as checkpoints:
+        history = [{"epoch": 1, "step": 1}]
+        checkpoints.save(1, {"x": jnp.ones(3)}, history)
+        history.append({"epoch": 2, "step": 2})  # the loop goes on while orbax writes in the background
+        checkpoints.wait()
+        assert checkpoints.history(1) == [{"epoch": 1, "step": 1}]
+
+
+def test_a_missing_step_is_refused_with_the_saved_ones(tmp_path):
+    with Checkpoints(tmp_path / "checkpoints") as checkpoints:
+        checkpoints.save(3, {"x": jnp.ones(3)}, [])
+        checkpoints.wait()
+        with pytest.raises(InputError, match="no checkpoint at step 4 .*saved steps: 3"):
+            checkpoints.history(4)
+
+
+def test_damaged_folders_never_overwrite_each_other(tmp_path):
+    (tmp_path / "9").mkdir()
+    (tmp_path / "9.1").mkdir()
+    assert unused_path(tmp_path / "9") == tmp_path / "9.2"
+
+
+def test_reasons_are_one_short_line():
+    error = ValueError("OUT_OF_RANGE: bad read [tensorstore_spec='{\"a\": 1}']\nmore")
+    assert short_reason(error) == "OUT_OF_RANGE: bad read"
+    assert len(short_reason(ValueError("x" * 500))) == 160

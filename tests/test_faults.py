@@ -1,0 +1,172 @@
+"""Faults a long run meets: killed anywhere, stopped by a scheduler, checkpoints damaged on disk.
+
+Each interrupted run is resumed by the same command and must end with the parameters, metrics
+and test report of a run that was never interrupted, bit for bit.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from run_helpers import REPO, TINY, environment, run_main, saved_state, without_timing
+
+from flax_resnets.reports import read_jsonl
+
+# main.py with a fault injected: FAULT=POINT:N:SIGNAL sends the process SIGNAL (KILL: no cleanup
+# at all; TERM: what a scheduler sends before preempting) the N-th time the run reaches POINT.
+FAULTY_MAIN = """
+import functools, os, runpy, signal, sys
+point, count, name = os.environ["FAULT"].split(":")
+reached = [0]
+
+def kill_at_count():
+    reached[0] += 1
+    if reached[0] == int(count):
+        os.kill(os.getpid(), getattr(signal, "SIG" + name))
+
+def before(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        kill_at_count()
+        return function(*args, **kwargs)
+    return wrapper
+
+def after(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        result = function(*args, **kwargs)
+        kill_at_count()
+        return result
+    return wrapper
+
+if point == "commit":  # a checkpoint's files are written, its step folder not yet committed
+    from orbax.checkpoint._src.path import atomicity
+    for cls in (atomicity.AtomicRenameTemporaryPath, atomicity.CommitFileTemporaryPath):
+        original = cls.finalize
+        async def finalize(self, *args, _original=original, **kwargs):
+            if self.get_final().name.isdigit():  # a step, not one of its items
+                kill_at_count()
+            return await _original(self, *args, **kwargs)
+        cls.finalize = finalize
+else:
+    import flax_resnets.checkpoints, flax_resnets.train
+    if point == "save":  # a save was started and is being written in the background
+        flax_resnets.checkpoints.Checkpoints.save = after(flax_resnets.checkpoints.Checkpoints.save)
+    elif point == "validation":  # an epoch is trained, its validation runs, nothing saved yet
+        flax_resnets.train.evaluate_split = before(flax_resnets.train.evaluate_split)
+    elif point == "test":  # training is over; the best checkpoint is being tested
+        flax_resnets.train.test_report = before(flax_resnets.train.test_report)
+sys.argv = ["main.py", *sys.argv[1:]]
+runpy.run_path("main.py", run_name="__main__")
+"""
+
+# 24 images in batches of 8: 3 steps per epoch, 9 in all; a checkpoint after every step.
+RUN = [*TINY, "--config.num_epochs=3", "--config.checkpoint_every_steps=1", "--config.keep_checkpoints=20"]
+
+
+def run_args(image_folder, workdir):
+    return [
+        *RUN,
+        "--config.dataset=image_folder",
+        f"--config.data_dir={image_folder}",
+        f"--workdir={workdir}",
+    ]
+
+
+def run_with_fault(args, compile_cache, fault, signal_name="KILL"):
+    """Run main.py with ``fault`` ("POINT:N"); it must have been stopped by the signal."""
+    env = {**environment(compile_cache), "FAULT": f"{fault}:{signal_name}"}
+    result = subprocess.run(
+        [sys.executable, "-c", FAULTY_MAIN, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    expected = -signal.SIGKILL if signal_name == "KILL" else 128 + signal.SIGTERM
+    assert result.returncode == expected, f"{fault} did not stop the run:\n{result.stderr[-2000:]}"
+    return result
+
+
+def assert_same_run(workdir, reference):
+    assert without_timing(read_jsonl(workdir / "metrics.jsonl")) == without_timing(
+        read_jsonl(reference / "metrics.jsonl")
+    )
+    jax.tree.map(np.testing.assert_array_equal, saved_state(workdir, 9), saved_state(reference, 9))
+    assert json.loads((workdir / "eval.json").read_text()) == json.loads(
+        (reference / "eval.json").read_text()
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, compile_cache):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    from conftest import write_image_folder
+
+    images = write_image_folder(root / "images")
+    run_main(run_args(images, root / "run"), compile_cache)
+    return images, root / "run"
+
+
+def test_a_run_killed_at_every_kind_of_point_resumes_to_the_same_result(
+    tmp_path, compile_cache, uninterrupted
+):
+    images, reference = uninterrupted
+    workdir = tmp_path / "run"
+    args = run_args(images, workdir)
+
+    run_with_fault(args, compile_cache, "commit:2")  # while committing step 2's checkpoint
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
+    run_with_fault(args, compile_cache, "save:2")  # step 3's save in flight (this run saves 2, 3...)
+    run_with_fault(args, compile_cache, "validation:1")  # validating an epoch, before its checkpoint
+    stopped = run_with_fault(args, compile_cache, "save:2", "TERM")  # a scheduler's notice: save, stop
+    assert "Stopped at step" in stopped.stderr.strip().splitlines()[-1]
+    run_with_fault(args, compile_cache, "test:1")  # trained to the end, testing the best checkpoint
+    assert not (workdir / "eval.json").exists()
+
+    resumed = run_main(args, compile_cache)
+    assert "Resuming" in resumed.stdout
+    assert_same_run(workdir, reference)
+
+
+def damage(step_dir: Path, kind: str) -> None:
+    if kind == "truncated array files":  # a disk that filled up while they were written
+        for data in (step_dir / "state").rglob("d/*"):
+            os.truncate(data, 16)
+    elif kind == "missing state metadata":  # an interrupted copy
+        (step_dir / "state" / "_METADATA").unlink()
+    elif kind == "corrupt history":
+        (step_dir / "history" / "metadata").write_text("{not json")
+    else:
+        raise ValueError(kind)
+
+
+def test_damaged_latest_checkpoints_are_moved_aside_and_the_run_resumes(
+    tmp_path, compile_cache, uninterrupted
+):
+    images, reference = uninterrupted
+    workdir = tmp_path / "run"
+    args = run_args(images, workdir)
+    run_with_fault(args, compile_cache, "test:1")
+    kinds = ("truncated array files", "missing state metadata", "corrupt history")
+    for step, kind in zip((9, 8, 7), kinds, strict=True):
+        damage(workdir / "checkpoints" / str(step), kind)
+
+    refused = run_main(
+        [f"--workdir={workdir}", "--mode=eval", "--checkpoint=latest"], compile_cache, expect=2
+    )
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: The checkpoint at step 9")
+
+    resumed = run_main(args, compile_cache)
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3 and all("cannot be read" in w for w in warnings), resumed.stderr[-3000:]
+    assert "Resuming" in resumed.stdout and "from step 6" in resumed.stdout
+    assert sorted(p.name for p in (workdir / "damaged_checkpoints").iterdir()) == ["7", "8", "9"]
+    assert_same_run(workdir, reference)

@@ -1,0 +1,96 @@
+"""The Flax models compute what their PyTorch twins compute, and start where PyTorch starts."""
+
+import re
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from flax_resnets import parity
+from flax_resnets.models import MODELS, create_model, layers
+
+torch_reference = pytest.importorskip("flax_resnets.torch_reference", reason="PyTorch is a test dependency")
+
+
+def fresh_init_failures(name, init="pytorch"):
+    """Tensors of ``name`` whose fresh initialisation is off PyTorch's beyond sampling noise."""
+    import torch
+
+    flax_params = parity.flax_arrays(nnx.state(create_model(name, seed=1, init=init), nnx.Param))
+    torch.manual_seed(1)
+    twin = torch_reference.flax_layout_arrays(torch_reference.torch_model(name))
+    return parity.init_ratios(flax_params, {k: twin[k] for k in flax_params})[1]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_default_initialisation_is_pytorchs_layer_by_layer(name):
+    assert fresh_init_failures(name) == []
+
+
+def test_the_initialisation_check_tells_he_from_pytorch():
+    failures = fresh_init_failures("resnet20", init="he")
+    assert failures and all(re.search(r"conv\d?/kernel ", failure) for failure in failures)
+
+
+def test_he_initialisation_draws_convolutions_from_fan_out_normals():
+    kernel = np.asarray(create_model("resnet18", init="he").blocks[2].conv2.kernel[...])  # 3x3, 128 -> 128
+    assert kernel.std() == pytest.approx(np.sqrt(2 / (9 * 128)), rel=0.02)
+    pytorch = np.asarray(create_model("resnet18").blocks[2].conv2.kernel[...])
+    assert np.abs(pytorch).max() <= (9 * 128) ** -0.5 and pytorch.std() == pytest.approx(
+        (3 * 9 * 128) ** -0.5, rel=0.02
+    )
+
+
+@pytest.mark.parametrize("name, batch_size", [("resnet20", 8), ("plain20", 8), ("vgg19", 4)])
+def test_flax_and_pytorch_take_the_same_training_steps(name, batch_size):
+    result = parity.compare_model(
+        name, batch_size=batch_size, num_steps=2, input_channels=3, num_classes=10, seed=0
+    )
+    assert result["failures"] == []
+    # In float64 the two frameworks agree to rounding: the same computation, step for step.
+    assert max(result["float64"].values()) < 1e-9
+    assert result["float32"]["logits train"] < 1e-4
+
+
+def test_parity_catches_a_batch_norm_that_keeps_the_biased_variance(monkeypatch):
+    """The check can fail: running statistics that follow the biased batch variance (Flax's own
+    BatchNorm) are 1/(n-1) off PyTorch's."""
+
+    def biased(self, x, use_running_average=None, **kwargs):
+        return nnx.BatchNorm.__call__(self, x, use_running_average=use_running_average)
+
+    monkeypatch.setattr(layers.BatchNorm, "__call__", biased)
+    result = parity.compare_model(
+        "resnet8", batch_size=4, num_steps=1, input_channels=1, num_classes=3, seed=0
+    )
+    assert any("running stats" in failure for failure in result["failures"])
+    assert result["float64"]["running stats"] > 1e-4
+
+
+def test_load_refuses_weights_that_do_not_fit_the_twin():
+    twin = torch_reference.torch_model("resnet8")
+    arrays = parity.flax_arrays(nnx.state(create_model("plain20"), (nnx.Param, nnx.BatchStat)))
+    with pytest.raises(ValueError, match="no Flax counterpart|shape"):
+        torch_reference.load_flax_weights(twin, arrays)
+
+
+def test_plain_twins_have_no_shortcuts():
+    import torch
+
+    plain, residual = torch_reference.torch_model("plain20"), torch_reference.torch_model("resnet20")
+    arrays = parity.flax_arrays(nnx.state(create_model("plain20"), (nnx.Param, nnx.BatchStat)))
+    for twin in (plain, residual):
+        torch_reference.load_flax_weights(twin, arrays)  # option-A shortcuts: the same tensors
+    # Training mode: batch statistics keep the plain network's signal from vanishing.
+    images = torch.randn(4, 3, 32, 32)
+    flax_logits = create_model("plain20")(jnp.asarray(images.numpy().transpose(0, 2, 3, 1)), train=True)
+    with torch.no_grad():
+        np.testing.assert_allclose(plain(images).numpy(), flax_logits, rtol=1e-4, atol=1e-5)
+        assert not np.allclose(plain(images).numpy(), residual(images).numpy(), atol=1e-2)
+
+
+def test_parity_command_refuses_unknown_models(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parity.main(["--models=resnet19"])
+    assert exit_info.value.code == 2 and "unknown model(s) resnet19" in capsys.readouterr().err

@@ -1,0 +1,174 @@
+"""Table 1 from kept runs, and the sweep that trains cells within a time budget."""
+
+import json
+import signal
+import subprocess
+import sys
+import tarfile
+
+import pytest
+from run_helpers import REPO, environment
+
+from flax_resnets import sweep, table1
+from flax_resnets.config import default_config, recorded_config
+from flax_resnets.data import TFDS_STATISTICS
+
+
+def fake_run(
+    folder, dataset, model, accuracy, *, source=None, finished="2026-11-27T10:00:00+00:00", **changes
+):
+    """The four small files of a finished run on the whole of ``dataset``."""
+    classes, channels, images, test = table1.SIGNATURES[dataset]
+    config = default_config(dataset=source or dataset, model=model)
+    config.update(changes)
+    mean, std = TFDS_STATISTICS[dataset]
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(config.to_json())
+    (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 20, "val_accuracy": accuracy}) + "\n")
+    (folder / "eval.json").write_text(json.dumps({"test_accuracy": accuracy, "checkpoint_step": 60000}))
+    data = {
+        "dataset": source or dataset,
+        "data_dir": "/tmp/cifar10.npz" if source else None,
+        "class_names": [str(i) for i in range(classes)],
+        "channels": channels,
+        "mean": list(mean),
+        "std": list(std),
+        "train": images * 4 // 5,
+        "validation": images // 5,
+        "test": test,
+    }
+    run = {"device": "NVIDIA H100", "device_count": 1, "dtype": config.dtype, "epochs": 20}
+    run.update(wall_seconds=600.0, commit="0123456789abcdef", finished=finished, data=data)
+    (folder / "run.json").write_text(json.dumps(run))
+    return folder
+
+
+def table_lines(tmp_path, capsys, folders):
+    assert table1.main([*map(str, folders), f"--out={tmp_path / 'table1.md'}"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (tmp_path / "table1.md").read_text()
+    return printed.splitlines()
+
+
+def row(lines, title):
+    return [
+        cell.strip()
+        for cell in next(line for line in lines if line.startswith(f"| {title} |")).split("|")[2:-1]
+    ]
+
+
+def test_cells_show_ours_beside_the_papers_with_the_difference(tmp_path, capsys):
+    runs = [
+        fake_run(tmp_path / "a", "cifar10", "resnet18", 0.8841, source="image_folder"),
+        fake_run(tmp_path / "b", "fashion_mnist", "vgg19", 0.9012),
+        fake_run(tmp_path / "c", "cifar100", "alexnet", 0.4, num_epochs=5),
+    ]
+    lines = table_lines(tmp_path, capsys, runs)
+    assert row(lines, "CIFAR-10") == [
+        "- / 77.6",
+        "- / 74.7",
+        "**88.4** / 89.3 (-0.9)†",
+        "- / 89.6",
+        "- / 89.2",
+    ]
+    assert row(lines, "Fashion-MNIST")[1] == "**90.1** / 89.6 (+0.5)"
+    assert row(lines, "CIFAR-100")[0] == "**40.0** / 40.0 (+0.0)*"
+    assert row(lines, "parameters, ours (10 classes)") == ["57.0M", "20.0M", "11.2M", "21.3M", "23.5M"]
+    runs_shown = [line for line in lines if line.startswith("| CIFAR-100 AlexNet |")]
+    assert "num_epochs=5" in runs_shown[0] and "NVIDIA H100 x1" in runs_shown[0]
+
+
+def test_every_cell_is_printed_when_nothing_has_run(tmp_path, capsys):
+    lines = table_lines(tmp_path, capsys, [tmp_path / "nothing"])
+    for title in table1.DATASETS.values():
+        assert len(row(lines, title)) == 5 and all(cell.startswith("- / ") for cell in row(lines, title))
+    assert "is not a finished run" in "\n".join(lines)
+
+
+def test_a_cell_shows_the_papers_recipe_before_a_changed_one_then_the_latest(tmp_path, capsys):
+    runs = [
+        fake_run(tmp_path / "old", "cifar10", "resnet34", 0.85, finished="2026-11-01T00:00:00+00:00"),
+        fake_run(tmp_path / "new", "cifar10", "resnet34", 0.86, finished="2026-11-02T00:00:00+00:00"),
+        fake_run(tmp_path / "bf16", "cifar10", "resnet34", 0.90, dtype="bfloat16"),
+    ]
+    assert row(table_lines(tmp_path, capsys, runs), "CIFAR-10")[3] == "**86.0** / 89.6 (-3.6)"
+
+
+def test_runs_on_part_of_a_dataset_are_left_out_with_the_reason(tmp_path, capsys):
+    folder = fake_run(tmp_path / "subset", "fashion_mnist", "resnet18", 0.87)
+    record = json.loads((folder / "run.json").read_text())
+    record["data"]["train"] = 3200  # the quickstart's sample
+    (folder / "run.json").write_text(json.dumps(record))
+    lines = table_lines(tmp_path, capsys, [folder])
+    assert row(lines, "Fashion-MNIST")[2] == "- / 93.4"
+    assert any("not a whole dataset of the paper" in line for line in lines)
+
+
+def test_keep_copies_the_small_files_into_the_cells_folder(tmp_path):
+    workdir = fake_run(tmp_path / "workdir", "cifar10", "vgg19", 0.8)
+    (workdir / "checkpoints").mkdir()
+    kept = table1.keep(workdir, tmp_path / "results")
+    assert kept == tmp_path / "results" / "runs" / "cifar10_vgg19"
+    assert sorted(p.name for p in kept.iterdir()) == sorted(table1.RUN_FILES)
+
+
+def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(tmp_path, image_folder, monkeypatch):
+    """A rehearsal of a GPU sweep on this CPU: a tiny model on a tiny folder stands in for a cell."""
+    monkeypatch.setattr(table1, "paper_dataset", lambda run: "fashion_mnist")  # the folder is no dataset
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    tiny = ["--config.model=resnet8", "--config.batch_size=8", "--config.eval_batch_size=16"]
+    args = [
+        "--cells=fashion_mnist_resnet18",
+        "--data",
+        f"fashion_mnist={image_folder}",
+        f"--workdir_root={tmp_path / 'sweep'}",
+        "--budget_seconds=300",
+        f"--results={tmp_path / 'results'}",
+        f"--tar={tmp_path / 'out' / 'table1_runs.tar.gz'}",
+        "--",
+        *tiny,
+        "--config.num_epochs=1",
+    ]
+    assert sweep.main(args) == 0
+    kept = tmp_path / "results" / "runs" / "fashion_mnist_resnet8"
+    assert json.loads((kept / "eval.json").read_text())["num_examples"] == 12
+    with tarfile.open(tmp_path / "out" / "table1_runs.tar.gz") as tar:
+        names = tar.getnames()
+    assert "results/table1.md" in names and "results/runs/fashion_mnist_resnet8/run.json" in names
+    assert "logs/fashion_mnist_resnet18.log" in names
+
+
+def test_a_budget_stops_a_cell_with_a_checkpoint_it_resumes_from(tmp_path, image_folder, compile_cache):
+    command = [
+        sys.executable,
+        "-m",
+        "flax_resnets.sweep",
+        "--cells=cifar10_resnet18",
+        "--data",
+        f"cifar10={image_folder}",
+        f"--workdir_root={tmp_path / 'sweep'}",
+        "--budget_seconds=30",
+        f"--results={tmp_path / 'results'}",
+        "--",
+        "--config.model=resnet8",
+        "--config.batch_size=8",
+        "--config.num_epochs=1000",
+    ]
+    result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cifar10_resnet18: stopped by the budget" in result.stdout
+    workdir = tmp_path / "sweep" / "cifar10_resnet18"
+    assert recorded_config(workdir)["num_epochs"] == 1000
+    assert any(p.name.isdigit() for p in (workdir / "checkpoints").iterdir())
+    log = (tmp_path / "sweep" / "cifar10_resnet18.log").read_text()
+    assert "Stopped at step" in log and f"exit {128 + signal.SIGTERM}" not in result.stdout
+
+
+def test_the_sweep_refuses_unknown_cells_and_missing_data(tmp_path, capsys):
+    for args, message in (
+        (["--cells=cifar10_resnet19"], "no config file for cell(s) cifar10_resnet19"),
+        (["--cells=cifar10_resnet18", "--data", "cifar10=/nowhere"], "--data 'cifar10=/nowhere'"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            sweep.main([*args, f"--workdir_root={tmp_path}", "--budget_seconds=10"])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
