@@ -34,7 +34,7 @@ from flax_resnets import parallel, steps, xla_cpu
 from flax_resnets.config import DTYPES, default_config
 from flax_resnets.data import DATASET_NAMES, Dataset, load_dataset
 from flax_resnets.errors import InputError
-from flax_resnets.feeds import PIPELINES, make_feed
+from flax_resnets.feeds import PIPELINES, make_feed, stacked_step
 from flax_resnets.models import MODELS
 from flax_resnets.reports import format_table
 
@@ -84,9 +84,9 @@ class FlaxBench:
         self.eval_inputs = parallel.global_batch(
             {"image": images[0], "label": labels[0], "mask": np.ones(batch_size, bool)}, mesh
         )
-        train = steps.jit_train_steps(graphdef, optimizer, lambda inputs, constants: inputs, mesh)
+        train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh)
         started = time.perf_counter()
-        self.train = train.lower(self.state, self.inputs, {}).compile()
+        self.train = train.lower(self.state, self.inputs, {}, steps_per_call).compile()  # called without it
         self.compile_seconds = time.perf_counter() - started
         self.evaluate = jax.jit(
             functools.partial(steps.eval_step, graphdef), compiler_options=xla_cpu.compiler_options()
@@ -116,21 +116,22 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
     constants = feed.constants("train")
     # Epoch after epoch; an epoch's last, shorter call would compile anew inside the timing, so
     # it is made but not run.
+    size = args.steps_per_call
     chunks = (
         inputs
         for epoch in itertools.count()
-        for inputs in feed.train_inputs(epoch=epoch, start_step=0, steps_per_call=args.steps_per_call)
-        if jax.tree.leaves(inputs)[0].shape[0] == args.steps_per_call
+        for inputs, num_steps in feed.train_calls(epoch=epoch, start_step=0, steps_per_call=size)
+        if num_steps == size
     )
     first = next(chunks)
     for _ in range(args.warmup + 1):  # the first call compiles
-        state = train(state, first, constants)
+        state = train(state, first, constants, size)
     jax.block_until_ready(state)
-    calls = -(-args.loop_steps // args.steps_per_call)
+    calls = -(-args.loop_steps // size)
 
     started = time.perf_counter()
     for _ in range(calls):
-        state = train(state, first, constants)
+        state = train(state, first, constants, size)
     jax.block_until_ready(state)
     step_seconds = time.perf_counter() - started
 
@@ -142,7 +143,7 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
         leave=False,
         disable=not sys.stderr.isatty(),
     ):
-        state = train(state, inputs, constants)
+        state = train(state, inputs, constants, size)
     jax.block_until_ready(state)
     loop_seconds = time.perf_counter() - started
     images = calls * args.steps_per_call * batch_size

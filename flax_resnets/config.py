@@ -16,6 +16,7 @@ from ml_collections import config_dict as config_dicts
 
 from flax_resnets.data import DATASET_NAMES
 from flax_resnets.errors import InputError
+from flax_resnets.feeds import PIPELINES
 from flax_resnets.models import INITS, MODELS
 
 # Fields that may change between the runs of one workdir without changing the results. Not
@@ -30,7 +31,6 @@ MAY_CHANGE_ON_RESUME = (
     "eval_batch_size",
 )
 DTYPES = ("float32", "bfloat16")
-PIPELINE_NAMES = ("tfdata", "device")
 
 
 def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_collections.ConfigDict:
@@ -103,9 +103,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise InputError(f"config.init must be one of {', '.join(INITS)}, got {config.init!r}.")
     if config.dtype not in DTYPES:
         raise InputError(f"config.dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}.")
-    if config.input_pipeline not in PIPELINE_NAMES:
+    if config.input_pipeline not in PIPELINES:
         raise InputError(
-            f"config.input_pipeline must be one of {', '.join(PIPELINE_NAMES)}, "
+            f"config.input_pipeline must be one of {', '.join(PIPELINES)}, "
             f"got {config.input_pipeline!r}."
         )
     if config.checkpoint_every_steps < 0:

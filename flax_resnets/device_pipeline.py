@@ -3,8 +3,9 @@
 The paper's datasets are tiny for an accelerator (CIFAR-10's training images are 150 MB of
 uint8), so each split is copied once to every device as uint8, and each step gathers its
 batch, crops, flips and normalizes it in JAX, fused into the compiled training step. The host
-sends only the batch's example indices. TensorFlow is not needed (train from a file written by
-``python -m flax_resnets.data export``).
+sends each epoch's order of examples once; a step finds its batch in it from the state's step
+number, so the host does nothing per step but dispatch. TensorFlow is not needed (train from a
+file written by ``python -m flax_resnets.data export``).
 
 Same semantics as the tf.data pipeline: the same per-epoch permutation (so the same examples
 in the same batches, for the same seed), pad-4 zero padding, a random 32x32 crop, a flip with
@@ -26,14 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from flax_resnets import parallel
-from flax_resnets.input_pipeline import (
-    PAD,
-    FeedSettings,
-    epoch_permutation,
-    eval_positions,
-    stacked_on_mesh,
-    steps_per_epoch,
-)
+from flax_resnets.feeds import FeedSettings
+from flax_resnets.input_pipeline import PAD, epoch_permutation, eval_positions, steps_per_epoch
 
 
 @dataclasses.dataclass(eq=False)
@@ -41,6 +36,7 @@ class DeviceFeed(FeedSettings):
     def __post_init__(self) -> None:
         self.mean = np.asarray(self.dataset.mean, np.float32)
         self.std = np.asarray(self.dataset.std, np.float32)
+        self.epoch_steps = steps_per_epoch(len(self.dataset.train), self.batch_size)
         splits = {
             "train": self.dataset.train,
             "validation": self.dataset.validation,
@@ -53,22 +49,37 @@ class DeviceFeed(FeedSettings):
             for name, split in splits.items()
         }
 
-    def train_inputs(
-        self, *, epoch: int, start_step: int, steps_per_call: int = 1
-    ) -> Iterator[dict[str, Any]]:
-        """Per step, this process's rows of the global batch's example indices and random-draw
-        keys, ``steps_per_call`` steps at a time (fewer at the epoch's end)."""
-        yield from stacked_on_mesh(self.local_train_steps(epoch, start_step), steps_per_call, self.mesh)
+    def train_calls(self, *, epoch: int, start_step: int, steps_per_call: int) -> Iterator[tuple[Any, int]]:
+        """The epoch's order, sent to the devices once, with each call's number of steps: the
+        compiled step finds its batch in the order at the state's step, so nothing else moves."""
+        order = self.epoch_order(epoch)
+        for first in range(start_step, self.epoch_steps, steps_per_call):
+            yield order, min(steps_per_call, self.epoch_steps - first)
 
-    def local_train_steps(self, epoch: int, start_step: int) -> Iterator[dict[str, np.ndarray]]:
-        num_examples, size = len(self.dataset.train), self.batch_size
-        steps = steps_per_epoch(num_examples, size)
-        order = epoch_permutation(num_examples, self.seed, epoch)[: steps * size].reshape(steps, size)
-        local = size // jax.process_count()
-        rows = np.arange(jax.process_index() * local, (jax.process_index() + 1) * local)
-        for step in range(start_step, steps):
-            draws = np.stack([np.full(local, epoch), np.full(local, step), rows], axis=1).astype(np.int32)
-            yield {"index": order[step, rows].astype(np.int32), "draw": draws}
+    def epoch_order(self, epoch: int) -> jax.Array:
+        """(steps, batch) example indices of the epoch, each device holding its rows of every batch."""
+        order = epoch_permutation(len(self.dataset.train), self.seed, epoch)[
+            : self.epoch_steps * self.batch_size
+        ]
+        order = order.reshape(self.epoch_steps, self.batch_size).astype(np.int32)
+        sharding = parallel.batch_sharded(self.mesh, batch_axis=1)
+        return jax.make_array_from_callback(order.shape, sharding, lambda index: order[index])
+
+    def train_batch(
+        self, order: jax.Array, constants: dict[str, jax.Array], index: Any, step: jax.Array
+    ) -> dict:
+        """Inside the compiled step: gather, augment and normalize the global batch of run step
+        ``step`` (``index``, its place in the call, is not needed)."""
+        del index
+        epoch, epoch_step = step // self.epoch_steps, step % self.epoch_steps
+        examples = order[epoch_step]
+        images = constants["images"][examples]
+        if self.augment:
+            rows = jnp.arange(self.batch_size, dtype=jnp.int32)
+            draws = jnp.stack([jnp.full_like(rows, epoch), jnp.full_like(rows, epoch_step), rows], axis=1)
+            keys = jax.vmap(lambda draw: example_key(self.seed, draw))(draws)
+            images = jax.vmap(pad_crop_flip)(images, keys)
+        return {"image": self.normalize(images), "label": constants["labels"][examples]}
 
     def eval_inputs(self, split: str) -> Iterator[dict[str, Any]]:
         num_examples = len(getattr(self.dataset, split))
@@ -83,14 +94,6 @@ class DeviceFeed(FeedSettings):
     def constants(self, split: str) -> dict[str, jax.Array]:
         """The split's images and labels, resident on every device."""
         return self.on_device[split]
-
-    def train_batch(self, inputs: dict[str, Any], constants: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        """Inside the compiled step: gather, augment and normalize one global batch."""
-        images = constants["images"][inputs["index"]]
-        if self.augment:
-            keys = jax.vmap(lambda draw: example_key(self.seed, draw))(inputs["draw"])
-            images = jax.vmap(pad_crop_flip)(images, keys)
-        return {"image": self.normalize(images), "label": constants["labels"][inputs["index"]]}
 
     def eval_batch(self, inputs: dict[str, Any], constants: dict[str, jax.Array]) -> dict[str, jax.Array]:
         index = inputs["index"]

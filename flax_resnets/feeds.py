@@ -1,27 +1,84 @@
-"""Choosing the input pipeline: tf.data on the host, or the data resident on the devices.
+"""What the training loop needs of an input pipeline (``Feed``), and choosing one.
 
-A feed yields, per step, the inputs of the compiled step (global arrays already on the mesh),
-and turns them into the model's batch inside the compiled step (``train_batch``,
-``eval_batch``). Both feeds give the same batches of examples for the same seed.
+Two feeds give the same batches of examples for the same seed:
+
+* ``tfdata`` (``input_pipeline.TfDataFeed``): tf.data makes each batch on the host; every call
+  of the compiled step receives its steps' batches, stacked.
+* ``device`` (``device_pipeline.DeviceFeed``): the dataset lives in accelerator memory; the
+  epoch's order is sent once, and each call receives nothing new: the compiled step reads its
+  batch's examples from the order at the state's step, then crops, flips and normalizes them.
+
+Either way the compiled step turns (call inputs, constants, index of the step within the call,
+global step) into the model's batch (``train_batch``), so one ``steps.train_steps`` serves both.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import jax
 import ml_collections
 from jax.sharding import Mesh
 
 from flax_resnets.data import Dataset
-from flax_resnets.device_pipeline import DeviceFeed
-from flax_resnets.input_pipeline import TfDataFeed
 
-Feed = TfDataFeed | DeviceFeed
-PIPELINES = {"tfdata": TfDataFeed, "device": DeviceFeed}
+Batch = dict[str, Any]
+PIPELINES = ("tfdata", "device")
+
+
+@dataclasses.dataclass(eq=False)  # eq=False: feeds hash by identity, as jit needs of their methods
+class FeedSettings:
+    """What every feed is made from: the data, the mesh, the batch sizes and the randomness."""
+
+    dataset: Dataset
+    mesh: Mesh
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    augment: bool
+
+
+class Feed(Protocol):
+    dataset: Dataset
+
+    def train_calls(self, *, epoch: int, start_step: int, steps_per_call: int) -> Iterator[tuple[Any, int]]:
+        """Per compiled call from ``start_step`` of ``epoch`` on: (its inputs, its number of steps),
+        ``steps_per_call`` steps per call (fewer at the epoch's end)."""
+        ...
+
+    def train_batch(self, inputs: Any, constants: Any, index: Any, step: jax.Array) -> Batch:
+        """Inside the compiled call: the model's batch for step ``index`` of the call, which is
+        the run's step ``step``."""
+        ...
+
+    def eval_inputs(self, split: str) -> Iterator[Any]:
+        """Every example of ``split`` once, in global batches; padding rows are masked."""
+        ...
+
+    def eval_batch(self, inputs: Any, constants: Any) -> Batch: ...
+
+    def constants(self, split: str) -> Any:
+        """Arrays every step of ``split`` reads (already on the mesh)."""
+        ...
+
+
+def stacked_step(inputs: Any, constants: Any, index: Any, step: jax.Array) -> Batch:
+    """The batch of step ``index`` from inputs that stack one batch per step (tf.data's feed,
+    the benchmark's random batches)."""
+    del constants, step
+    return jax.tree.map(lambda x: x[index], inputs)
 
 
 def make_feed(
     config: ml_collections.ConfigDict, dataset: Dataset, mesh: Mesh, *, eval_batch_size: int
 ) -> Feed:
-    return PIPELINES[config.input_pipeline](
+    from flax_resnets.device_pipeline import DeviceFeed
+    from flax_resnets.input_pipeline import TfDataFeed
+
+    feed_class = {"tfdata": TfDataFeed, "device": DeviceFeed}[config.input_pipeline]
+    return feed_class(
         dataset,
         mesh,
         batch_size=config.batch_size,

@@ -15,7 +15,6 @@ ahead of the accelerator.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import numpy as np
 from flax_resnets import parallel
 from flax_resnets.data import DATASET_NAMES, Dataset, Split, load_dataset, tensorflow
 from flax_resnets.errors import InputError
+from flax_resnets.feeds import FeedSettings, stacked_step
 
 PAD = 4
 Batch = dict[str, np.ndarray]
@@ -142,25 +142,11 @@ def stacked_on_mesh(
         yield parallel.global_batch(stacked, mesh, batch_axis=1)
 
 
-@dataclasses.dataclass(eq=False)  # eq=False: feeds hash by identity, as jit needs of their methods
-class FeedSettings:
-    """What every feed needs: the data, the mesh, the batch sizes and the randomness."""
-
-    dataset: Dataset
-    mesh: Any
-    batch_size: int
-    eval_batch_size: int
-    seed: int
-    augment: bool
-
-
 class TfDataFeed(FeedSettings):
     """Batches made on the host by tf.data, then split over the mesh."""
 
-    def train_inputs(
-        self, *, epoch: int, start_step: int, steps_per_call: int = 1
-    ) -> Iterator[dict[str, Any]]:
-        """The epoch's batches from ``start_step`` on, ``steps_per_call`` at a time (fewer at the end)."""
+    def train_calls(self, *, epoch: int, start_step: int, steps_per_call: int) -> Iterator[tuple[Any, int]]:
+        """The epoch's batches from ``start_step`` on, stacked ``steps_per_call`` at a time."""
         batches = train_batches(
             self.dataset.train,
             self.dataset,
@@ -172,7 +158,10 @@ class TfDataFeed(FeedSettings):
             process_index=jax.process_index(),
             process_count=jax.process_count(),
         )
-        yield from stacked_on_mesh(batches, steps_per_call, self.mesh)
+        for inputs in stacked_on_mesh(batches, steps_per_call, self.mesh):
+            yield inputs, inputs["label"].shape[0]
+
+    train_batch = staticmethod(stacked_step)
 
     def eval_inputs(self, split: str) -> Iterator[dict[str, Any]]:
         for batch in eval_batches(
@@ -184,17 +173,15 @@ class TfDataFeed(FeedSettings):
         ):
             yield parallel.global_batch(batch, self.mesh)
 
+    @staticmethod
+    def eval_batch(inputs: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any]:
+        del constants
+        return inputs  # already the model's batch
+
     def constants(self, split: str) -> dict[str, Any]:
         """Arrays every step of ``split`` reads: none, the batches carry the images."""
         del split
         return {}
-
-    @staticmethod
-    def train_batch(inputs: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any]:
-        del constants
-        return inputs  # already the model's batch
-
-    eval_batch = train_batch
 
 
 def pad_crop_flip(images: Any, seed: Any) -> Any:

@@ -42,6 +42,7 @@ from flax import nnx
 
 from flax_resnets import parallel, steps
 from flax_resnets.config import default_config
+from flax_resnets.feeds import stacked_step
 from flax_resnets.models import MODELS
 from flax_resnets.reports import format_table
 
@@ -160,9 +161,9 @@ def run_flax(
         outcome: dict[str, Any] = {"logits train": logits(state, True)}
         outcome["loss"] = cross_entropy(outcome["logits train"], labels[0])
         mesh = parallel.data_parallel_mesh()
-        train = steps.jit_train_steps(graphdef, optimizer, lambda inputs, constants: inputs, mesh)
+        train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh)
         inputs = parallel.global_batch({"image": images, "label": labels}, mesh, batch_axis=1)
-        state = train(parallel.replicate(state, mesh), inputs, {})
+        state = train(parallel.replicate(state, mesh), inputs, {}, len(images))
         after = {**flax_arrays(state.params), **flax_arrays(state.batch_stats)}
         outcome.update(split_arrays(after, start))
         outcome["logits eval"] = logits(state, False)

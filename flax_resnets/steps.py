@@ -22,6 +22,8 @@ from flax_resnets import parallel, xla_cpu
 from flax_resnets.models import create_model
 
 Batch = dict[str, jax.Array]
+# Inside a compiled call: (call inputs, constants, index of the step in the call, run step) -> batch.
+MakeBatch = Callable[[Any, Any, Any, jax.Array], Batch]
 # What evaluation needs of a training state: {"params": ..., "batch_stats": ...}.
 ModelState = dict[str, nnx.State]
 # Sums over the current epoch's training steps, kept in the state so that an epoch resumed
@@ -134,34 +136,46 @@ def train_step(graphdef: nnx.GraphDef, optimizer: Any, state: TrainState, batch:
 def train_steps(
     graphdef: nnx.GraphDef,
     optimizer: Any,
-    make_batch: Callable[[Any, Any], Batch],
+    make_batch: MakeBatch,
     state: TrainState,
-    stacked_inputs: Any,
+    inputs: Any,
     constants: Any,
+    num_steps: int,
+    *,
+    unroll: bool,
 ) -> TrainState:
-    """Several training steps in one compiled call, one per entry of the inputs' leading axis.
+    """``num_steps`` training steps in one compiled call (``config.steps_per_call``): fewer
+    dispatches, which dominate small batches on accelerators.
 
-    ``make_batch(inputs, constants)`` turns one step's inputs into the model's batch inside
-    the compiled call. Fusing steps saves the host a dispatch per step, which dominates small
-    batches on accelerators (``config.steps_per_call``). The steps are unrolled, as in
-    ``lax.scan(..., unroll=True)``: XLA:CPU runs convolutions inside a loop several times
-    slower, and a scan keeps a one-trip loop even fully unrolled.
+    ``make_batch(inputs, constants, index, step)`` makes the model's batch of the call's step
+    ``index`` (the run's step ``step``) inside the compiled call. The steps are a ``lax.scan``
+    (compiled once, whatever their number) unless ``unroll``: XLA:CPU runs convolutions inside a
+    loop several times slower, so on a CPU they are unrolled.
     """
-    for index in range(jax.tree.leaves(stacked_inputs)[0].shape[0]):
-        inputs = jax.tree.map(lambda x, i=index: x[i], stacked_inputs)
-        state = train_step(graphdef, optimizer, state, make_batch(inputs, constants))
-    return state
+
+    def one_step(state: TrainState, index: Any) -> tuple[TrainState, None]:
+        batch = make_batch(inputs, constants, index, state.step)
+        return train_step(graphdef, optimizer, state, batch), None
+
+    if unroll:
+        for index in range(num_steps):
+            state, _ = one_step(state, index)
+        return state
+    return jax.lax.scan(one_step, state, jnp.arange(num_steps))[0]
 
 
 def jit_train_steps(
-    graphdef: nnx.GraphDef, optimizer: Any, make_batch: Callable[[Any, Any], Batch], mesh: Mesh
-) -> Callable[[TrainState, Any, Any], TrainState]:
-    """``train_steps`` compiled over ``mesh``: (state, stacked inputs, constants) -> state, replicated.
+    graphdef: nnx.GraphDef, optimizer: Any, make_batch: MakeBatch, mesh: Mesh
+) -> Callable[[TrainState, Any, Any, int], TrainState]:
+    """``train_steps`` compiled over ``mesh``: (state, inputs, constants, num_steps) -> state,
+    replicated; one compilation per distinct ``num_steps``.
 
     The old state's buffers are donated: the caller must use only the state it returns.
     """
+    unroll = jax.default_backend() == "cpu"
     return jax.jit(
-        functools.partial(train_steps, graphdef, optimizer, make_batch),
+        functools.partial(train_steps, graphdef, optimizer, make_batch, unroll=unroll),
+        static_argnums=3,
         out_shardings=parallel.replicated(mesh),
         donate_argnums=0,
         compiler_options=xla_cpu.compiler_options(),

@@ -148,12 +148,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 state = state.replace(epoch_sums=parallel.replicate(steps.zero_epoch_sums(), mesh))
             started = time.perf_counter()
             with progress_bar(epoch, config.num_epochs, epoch_steps, first_step, enabled=is_main) as progress:
-                chunks = feed.train_inputs(
+                calls = feed.train_calls(
                     epoch=epoch, start_step=first_step, steps_per_call=config.steps_per_call
                 )
-                for inputs in chunks:
-                    state = train_fn(state, inputs, train_data)
-                    done = jax.tree.leaves(inputs)[0].shape[0]  # steps in this call
+                for inputs, done in calls:
+                    state = train_fn(state, inputs, train_data, done)
                     step += done
                     progress.update(done)
                     if passed_multiple(step, done, config.log_every_steps):

@@ -1,18 +1,23 @@
 """Data in device memory: the same batches as tf.data, exact evaluation, training without TensorFlow."""
 
+import functools
+import itertools
 import subprocess
 import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from flax_resnets import parallel
+from flax_resnets.config import default_config
 from flax_resnets.data import SAMPLE_FASHION_MNIST, load_dataset
-from flax_resnets.device_pipeline import DeviceFeed
+from flax_resnets.device_pipeline import DeviceFeed, example_key, pad_crop_flip
 from flax_resnets.errors import InputError
-from flax_resnets.input_pipeline import TfDataFeed
+from flax_resnets.input_pipeline import TfDataFeed, epoch_permutation, steps_per_epoch
+from flax_resnets.steps import create_train_state, make_optimizer, train_step, train_steps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,12 +35,17 @@ def feeds(dataset, *, augment, batch_size=32, eval_batch_size=96, seed=0):
 
 def train_epoch(feed, epoch=0, steps=None):
     """The model's batches of one epoch (its first ``steps``), as the compiled step sees them."""
-    make_batch = jax.jit(jax.vmap(feed.train_batch, in_axes=(0, None)))  # over the step axis
+    make_batch = jax.jit(feed.train_batch)
+    step = epoch * steps_per_epoch(len(feed.dataset.train), feed.batch_size)
     batches = []
-    for inputs in feed.train_inputs(epoch=epoch, start_step=0, steps_per_call=4):
-        stacked = jax.tree.map(np.asarray, make_batch(inputs, feed.constants("train")))
-        batches += [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(len(stacked["label"]))]
-    return batches[:steps]
+    for inputs, num_steps in feed.train_calls(epoch=epoch, start_step=0, steps_per_call=4):
+        for index in range(num_steps):
+            batch = make_batch(inputs, feed.constants("train"), index, jnp.int32(step))
+            batches.append(jax.tree.map(np.asarray, batch))
+            step += 1
+            if len(batches) == steps:
+                return batches
+    return batches
 
 
 def test_same_examples_in_the_same_batches_as_tf_data(sample):
@@ -72,10 +82,57 @@ def test_augmentation_changes_pixels_never_labels_and_is_seeded(sample):
 
 def test_an_epoch_visits_every_training_example_once(sample):
     _, device = feeds(sample, augment=False)
-    chunks = device.train_inputs(epoch=3, start_step=0, steps_per_call=7)  # 100 steps: 14 x 7 + 2
-    indices = np.concatenate([np.asarray(inputs["index"]).ravel() for inputs in chunks])
+    calls = list(device.train_calls(epoch=3, start_step=0, steps_per_call=7))  # 100 steps: 14 x 7 + 2
+    assert [num_steps for _, num_steps in calls] == [7] * 14 + [2]
+    assert all(order is calls[0][0] for order, _ in calls)  # sent to the devices once per epoch
+    indices = np.asarray(calls[0][0]).ravel()
     assert len(indices) == len(sample.train) == 3200
     assert sorted(indices.tolist()) == list(range(3200))
+
+
+def test_training_from_the_epoch_order_takes_the_steps_that_per_step_indices_took(sample):
+    """Calls carry nothing but the epoch's order; each step finds its examples and its random
+    draws from the state's step. The loop before sent each step's example indices and draw keys:
+    the parameters after 6 steps must be that loop's, scanned or unrolled. In float64, so that
+    float32 rounding cannot flip a ReLU between the two compilations and hide a real difference."""
+    _, feed = feeds(sample, augment=True, batch_size=8)
+    config = default_config(dataset="image_folder", model="resnet8")
+    config.update(learning_rate=0.05, dtype="float64")
+    order = epoch_permutation(len(sample.train), feed.seed, 0)[:48].reshape(6, 8)
+    constants = feed.constants("train")
+
+    def per_step_batch(step):
+        draws = np.stack([np.zeros(8), np.full(8, step), np.arange(8)], axis=1).astype(np.int32)
+        keys = jax.vmap(lambda draw: example_key(feed.seed, draw))(draws)
+        images = jax.vmap(pad_crop_flip)(constants["images"][order[step]], keys)
+        return {"image": feed.normalize(images), "label": constants["labels"][order[step]]}
+
+    with jax.enable_x64(True):
+        optimizer, _ = make_optimizer(config, total_steps=100)
+        graphdef, start = create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
+        start = jax.tree.map(lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, start)
+        one_step = jax.jit(functools.partial(train_step, graphdef, optimizer))
+        expected = start
+        for step in range(6):
+            expected = one_step(expected, per_step_batch(step))
+
+        for unroll in (True, False):
+            train = jax.jit(
+                functools.partial(train_steps, graphdef, optimizer, feed.train_batch, unroll=unroll),
+                static_argnums=3,
+            )
+            state = start
+            for inputs, num_steps in itertools.islice(
+                feed.train_calls(epoch=0, start_step=0, steps_per_call=3), 2
+            ):
+                state = train(state, inputs, constants, num_steps)
+            assert int(state.step) == 6
+            # Only the float32 images' rounding differs (normalized inside or outside the step).
+            jax.tree.map(
+                lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9),
+                state.params,
+                expected.params,
+            )
 
 
 def test_evaluation_covers_every_example_exactly_once(sample):
