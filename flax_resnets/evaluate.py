@@ -13,7 +13,7 @@ from jax.sharding import Mesh
 
 from flax_resnets import parallel, steps, xla_cpu
 from flax_resnets.checkpoints import Checkpoints
-from flax_resnets.config import check_same_run, default_config, recorded_config, validate_config
+from flax_resnets.config import check_same_run, recorded_config, validate_config
 from flax_resnets.data import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.feeds import Feed, make_feed
@@ -21,11 +21,12 @@ from flax_resnets.files import write_json
 from flax_resnets.plots import write_plots
 
 
-def compile_eval_step(graphdef: Any, feed: Feed, mesh: Mesh) -> Callable:
-    """The jitted evaluation step on a feed's inputs: batch sums, replicated."""
+def compile_eval_step(graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = False) -> Callable:
+    """The jitted evaluation step on a feed's inputs: batch sums, replicated (``flip``: averaged
+    with the mirror images, ``config.eval_flip``)."""
 
     def evaluate_batch(model_state, inputs, constants):
-        return steps.eval_step(graphdef, model_state, feed.eval_batch(inputs, constants))
+        return steps.eval_step(graphdef, model_state, feed.eval_batch(inputs, constants), flip)
 
     return jax.jit(
         evaluate_batch, out_shardings=parallel.replicated(mesh), compiler_options=xla_cpu.compiler_options()
@@ -111,8 +112,7 @@ def evaluate_workdir(
             f"{workdir} holds no run (no config.json): train there first, or pass its --workdir."
         )
     if config is None:
-        config = default_config()  # fields newer than the run take their defaults
-        config.update(recorded)
+        config = ml_collections.ConfigDict(recorded)
     validate_config(config)
     check_same_run(config, workdir)
     with Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints, read_only=True) as checkpoints:
@@ -125,7 +125,8 @@ def evaluate_workdir(
             config, num_classes=dataset.num_classes, input_channels=dataset.channels
         )
         model_state = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh))
-        report = test_report(step, model_state, compile_eval_step(graphdef, feed, mesh), feed, config)
+        eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
+        report = test_report(step, model_state, eval_fn, feed, config)
     if jax.process_index() == 0:
         write_json(workdir / "eval.json", report)
         write_plots(workdir)

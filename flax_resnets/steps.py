@@ -43,15 +43,38 @@ class TrainState:
         return {"params": self.params, "batch_stats": self.batch_stats}
 
 
-def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> tuple[Any, Callable]:
-    """PyTorch's SGD(momentum, weight_decay) under a per-step cosine from the initial rate to 0.
+def make_schedule(config: ml_collections.ConfigDict, total_steps: int) -> Callable:
+    """The learning rate per step: the paper's cosine from ``learning_rate`` to 0 over the run,
+    or "onecycle": linear from 0 to ``learning_rate`` over ``warmup_epochs``, then linear to 0."""
+    if config.schedule == "cosine":
+        return optax.cosine_decay_schedule(config.learning_rate, decay_steps=max(total_steps, 1))
+    warmup = round(config.warmup_epochs * total_steps / config.num_epochs)
+    return optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, config.learning_rate, max(warmup, 1)),
+            optax.linear_schedule(config.learning_rate, 0.0, max(total_steps - warmup, 1)),
+        ],
+        boundaries=[warmup],
+    )
 
-    Weight decay is added to every parameter's gradient before momentum, as PyTorch does.
-    """
-    schedule = optax.cosine_decay_schedule(config.learning_rate, decay_steps=max(total_steps, 1))
+
+def is_kernel(params: nnx.State) -> Any:
+    """True for convolution and dense kernels, False for biases and BatchNorm's scales and shifts."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: any(getattr(key, "key", None) == "kernel" for key in path), params
+    )
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> tuple[Any, Callable]:
+    """PyTorch's SGD(momentum, weight_decay) under the config's schedule: weight decay is added to
+    the gradient before momentum, as PyTorch does, to every parameter (the paper) or to the
+    kernels only (``weight_decay_kernels_only``); ``nesterov`` for Nesterov momentum."""
+    schedule = make_schedule(config, total_steps)
     optimizer = optax.chain(
-        optax.add_decayed_weights(config.weight_decay),
-        optax.sgd(schedule, momentum=config.momentum or None),
+        optax.add_decayed_weights(
+            config.weight_decay, mask=is_kernel if config.weight_decay_kernels_only else None
+        ),
+        optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov),
     )
     return optimizer, schedule
 
@@ -102,14 +125,24 @@ def create_train_state(
     return graphdef, state
 
 
-def train_step(graphdef: nnx.GraphDef, optimizer: Any, state: TrainState, batch: Batch) -> TrainState:
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Per-example cross-entropy against the labels, smoothed towards uniform by ``label_smoothing``."""
+    if not label_smoothing:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def train_step(
+    graphdef: nnx.GraphDef, optimizer: Any, state: TrainState, batch: Batch, label_smoothing: float = 0.0
+) -> TrainState:
     """One SGD step on a global batch; BatchNorm uses and updates the batch's statistics."""
 
     model = nnx.merge(graphdef, state.params, state.batch_stats)
 
     def loss_fn(model):
         logits = model(batch["image"], train=True)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+        loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
         return loss, logits
 
     # nnx.grad differentiates the parameters and carries the BatchNorm updates back to ``model``.
@@ -143,6 +176,7 @@ def train_steps(
     num_steps: int,
     *,
     unroll: bool,
+    label_smoothing: float = 0.0,
 ) -> TrainState:
     """``num_steps`` training steps in one compiled call (``config.steps_per_call``): fewer
     dispatches, which dominate small batches on accelerators.
@@ -155,7 +189,7 @@ def train_steps(
 
     def one_step(state: TrainState, index: Any) -> tuple[TrainState, None]:
         batch = make_batch(inputs, constants, index, state.step)
-        return train_step(graphdef, optimizer, state, batch), None
+        return train_step(graphdef, optimizer, state, batch, label_smoothing), None
 
     if unroll:
         for index in range(num_steps):
@@ -165,7 +199,7 @@ def train_steps(
 
 
 def jit_train_steps(
-    graphdef: nnx.GraphDef, optimizer: Any, make_batch: MakeBatch, mesh: Mesh
+    graphdef: nnx.GraphDef, optimizer: Any, make_batch: MakeBatch, mesh: Mesh, *, label_smoothing: float = 0.0
 ) -> Callable[[TrainState, Any, Any, int], TrainState]:
     """``train_steps`` compiled over ``mesh``: (state, inputs, constants, num_steps) -> state,
     replicated; one compilation per distinct ``num_steps``.
@@ -174,7 +208,9 @@ def jit_train_steps(
     """
     unroll = jax.default_backend() == "cpu"
     return jax.jit(
-        functools.partial(train_steps, graphdef, optimizer, make_batch, unroll=unroll),
+        functools.partial(
+            train_steps, graphdef, optimizer, make_batch, unroll=unroll, label_smoothing=label_smoothing
+        ),
         static_argnums=3,
         out_shardings=parallel.replicated(mesh),
         donate_argnums=0,
@@ -182,11 +218,16 @@ def jit_train_steps(
     )
 
 
-def eval_step(graphdef: nnx.GraphDef, model_state: ModelState, batch: Batch) -> dict[str, jax.Array]:
+def eval_step(
+    graphdef: nnx.GraphDef, model_state: ModelState, batch: Batch, flip: bool = False
+) -> dict[str, jax.Array]:
     """Summed loss, correct predictions and the confusion matrix (rows: labels, columns:
-    predictions) over the batch's real (unmasked) examples."""
+    predictions) over the batch's real (unmasked) examples. ``flip``: the logits are the mean of
+    the image's and its mirror image's (test-time augmentation)."""
     model = nnx.merge(graphdef, model_state["params"], model_state["batch_stats"])
     logits = model(batch["image"], train=False)
+    if flip:
+        logits = (logits + model(batch["image"][:, :, ::-1], train=False)) / 2
     mask = batch["mask"]
     labels = batch["label"]
     predictions = jnp.argmax(logits, -1)

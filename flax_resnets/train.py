@@ -109,9 +109,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     state = parallel.replicate(state, mesh)
     feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
 
-    train_fn = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh)
+    train_fn = steps.jit_train_steps(
+        graphdef, optimizer, feed.train_batch, mesh, label_smoothing=config.label_smoothing
+    )
     train_data = feed.constants("train")
-    eval_fn = compile_eval_step(graphdef, feed, mesh)
+    eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
 
     # Saves in flight finish, and files close, however the loop ends (a diverged loss included).
     with contextlib.ExitStack() as exit_stack:

@@ -261,3 +261,19 @@ def test_fused_steps_per_call_give_the_same_run_as_one_step_per_call(tmp_path, i
 
 def checkpoint_steps(workdir):
     return {int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()}
+
+
+def test_the_fast_recipe_trains_at_tiny_scale(tmp_path, image_folder):
+    """configs/cifar10_fast.py (one-cycle, Nesterov, label smoothing, bfloat16, device data, no
+    validation split, flipped evaluation) on a tiny model and folder: the whole path runs."""
+    from configs import cifar10_fast
+    from flax_resnets.train import train_and_evaluate
+
+    config = cifar10_fast.get_config()
+    config.update(dataset="image_folder", data_dir=str(image_folder), model="resnet8")
+    config.update(batch_size=6, num_epochs=3, warmup_epochs=1.0, eval_batch_size=16)
+    result = train_and_evaluate(config, tmp_path / "fast")
+    records = read_jsonl(tmp_path / "fast" / "metrics.jsonl")
+    assert [r["val_accuracy"] for r in records] == [None] * 3  # every training image is trained on
+    assert [r["learning_rate"] for r in records] == pytest.approx([0.4, 0.2, 0.0])
+    assert result["num_examples"] == 12 and result["checkpoint_step"] == 15
