@@ -9,7 +9,11 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from flax_resnets.cli import EXIT_REFUSED, main_flags_parser
+try:
+    from flax_resnets.cli import EXIT_REFUSED, main_flags_parser
+except ImportError as error:  # flax_resnets.compat: a flax that does not work with this jax
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/cifar10_resnet18.py.")
@@ -23,6 +27,8 @@ def main(argv: list[str]) -> int:
     if not FLAGS["verbosity"].present:  # the libraries' logs are for debugging: --verbosity=0 shows them
         logging.set_verbosity(logging.ERROR)
     # Imported here so that --help answers without loading JAX and TensorFlow.
+    import jax
+
     from flax_resnets.errors import InputError
     from flax_resnets.evaluate import evaluate_workdir
     from flax_resnets.train import TrainingDivergedError, TrainingStoppedError, train_and_evaluate
@@ -43,12 +49,13 @@ def main(argv: list[str]) -> int:
     except TrainingStoppedError as error:
         print(str(error), file=sys.stderr)
         return error.exit_status
-    print(
-        f"{result['model']} on {result['dataset']}: test accuracy {result['test_accuracy']:.2%}, "
-        f"loss {result['test_loss']:.4f} over {result['num_examples']} images "
-        f"(checkpoint at step {result['checkpoint_step']})",
-        flush=True,
-    )
+    if jax.process_index() == 0:
+        print(
+            f"{result['model']} on {result['dataset']}: test accuracy {result['test_accuracy']:.2%}, "
+            f"loss {result['test_loss']:.4f} over {result['num_examples']} images "
+            f"(checkpoint at step {result['checkpoint_step']})",
+            flush=True,
+        )
     return 0
 
 

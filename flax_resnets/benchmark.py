@@ -2,7 +2,7 @@
 
 For each model and batch size: compile time, training-step images/s (median over timed calls
 after warm-up, synchronized), evaluation images/s and peak memory, on random inputs, with the
-trainer's own compiled step (``steps_per_call`` steps per call). With ``--compare-torch`` the
+trainer's own compiled step (``steps_per_call`` steps per call). With ``--compare_torch`` the
 same architecture and optimizer (SGD, momentum, weight decay) run in PyTorch, timed in
 alternation with Flax (other jobs on a shared machine move timings by tens of percent), and
 each row gets the Flax/PyTorch ratio. PyTorch is optional: ``pip install -e ".[bench]"``.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
-import json
 import resource
 import statistics
 import sys
@@ -35,8 +34,9 @@ from flax_resnets.config import DTYPES, default_config
 from flax_resnets.data import DATASET_NAMES, Dataset, load_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.feeds import PIPELINES, make_feed, stacked_step
+from flax_resnets.files import write_json
 from flax_resnets.models import MODELS
-from flax_resnets.reports import format_table
+from flax_resnets.reports import format_table, provenance
 
 
 def recipe(model: str, dtype: str) -> ml_collections.ConfigDict:
@@ -212,7 +212,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compilation")
     parser.add_argument("--steps_per_call", type=int, default=1)
     parser.add_argument("--input_channels", type=int, default=3)
-    parser.add_argument("--compare-torch", dest="compare_torch", action="store_true")
+    parser.add_argument(
+        "--compare_torch", action="store_true", help="time the same step in PyTorch (CUDA when present)"
+    )
     parser.add_argument(
         "--data_dir",
         help="also time the trainer's loop, input pipeline included, on this data: an image folder "
@@ -242,12 +244,17 @@ def main() -> None:
     except InputError as error:
         parser.error(str(error))
     result = {
-        "device": jax.devices()[0].device_kind,
+        **provenance(),
+        "command": " ".join(sys.argv),
         "rows": table(models, batch_sizes, functools.partial(benchmark_row, args)),
     }
     if dataset:
         result["loop_rows"] = table(models, batch_sizes, functools.partial(loop_row, args, dataset))
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.compare_torch:
+        import torch
+
+        result["versions"]["torch"] = torch.__version__
+    write_json(Path(args.json), result)
 
 
 def table(models: list[str], batch_sizes: list[int], row: Callable[[str, int], dict]) -> list[dict]:

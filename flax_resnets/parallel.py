@@ -20,9 +20,22 @@ DATA_AXIS = "data"
 
 
 def initialize_distributed(requested: bool) -> None:
-    """Join a multi-host run when the config asks for it or the launcher set the coordinator."""
-    if requested or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize()
+    """Join a multi-process run when the config asks for it or the launcher set the coordinator.
+
+    Every process runs the same command. On a Cloud TPU pod slice JAX finds the coordinator, the
+    number of processes and each one's index itself; elsewhere set JAX_COORDINATOR_ADDRESS
+    (host:port of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID. CPU processes exchange
+    gradients through gloo.
+    """
+    if jax.distributed.is_initialized() or not (requested or os.environ.get("JAX_COORDINATOR_ADDRESS")):
+        return
+    if not os.environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    number = os.environ.get("JAX_NUM_PROCESSES")
+    index = os.environ.get("JAX_PROCESS_ID")
+    jax.distributed.initialize(
+        num_processes=int(number) if number else None, process_id=int(index) if index else None
+    )
 
 
 def data_parallel_mesh() -> Mesh:

@@ -1,5 +1,5 @@
 """PyTorch twins of the zoo's models, for the parity check (``flax_resnets.parity``) and
-``benchmark --compare-torch``.
+``benchmark --compare_torch``.
 
 Each twin is what the PyTorch CIFAR zoo the paper used (kuangliu/pytorch-cifar) computes, with
 PyTorch's default initialisation, and names its layers as the Flax model does

@@ -58,7 +58,8 @@ class StopSignals:
         self.previous: dict = {}
 
     def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
+        # With several processes, JAX's own preemption notifier must keep SIGTERM.
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
             self.previous = {number: signal.signal(number, self.handle) for number in self.SIGNALS}
         return self
 
@@ -123,11 +124,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         )
         history: list[dict] = []
         restored = checkpoints.restore_latest_readable(parallel.abstract(state, mesh))
+        is_main = jax.process_index() == 0  # the one process that writes files and prints
         if restored is not None:
             state, history = restored
-            print(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.", flush=True)
+            if is_main:
+                print(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.", flush=True)
         step = int(state.step)
-        is_main = jax.process_index() == 0
         if is_main:
             write_json(workdir / "config.json", config_dict(config))
         report = exit_stack.enter_context(EpochReport(workdir, history)) if is_main else None
@@ -181,7 +183,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             checkpoints.save(step, state, history, val_accuracy=record["val_accuracy"])
             if report:
                 report.write(record)
-            print(epoch_summary(record), flush=True)
+                print(epoch_summary(record), flush=True)
             stop_if_requested(step)
 
         checkpoints.wait()

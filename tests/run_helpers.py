@@ -13,6 +13,55 @@ import pytest
 from flax_resnets.reports import TIMING_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
+
+# main.py with a fault injected: FAULT=POINT:N:SIGNAL sends the process SIGNAL (KILL: no cleanup
+# at all; TERM: what a scheduler sends before preempting) the N-th time the run reaches POINT.
+FAULTY_MAIN = """
+import functools, os, runpy, signal, sys
+point, count, name = os.environ["FAULT"].split(":")
+reached = [0]
+
+def kill_at_count():
+    reached[0] += 1
+    if reached[0] == int(count):
+        os.kill(os.getpid(), getattr(signal, "SIG" + name))
+
+def before(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        kill_at_count()
+        return function(*args, **kwargs)
+    return wrapper
+
+def after(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        result = function(*args, **kwargs)
+        kill_at_count()
+        return result
+    return wrapper
+
+if point == "commit":  # a checkpoint's files are written, its step folder not yet committed
+    from orbax.checkpoint._src.path import atomicity
+    for cls in (atomicity.AtomicRenameTemporaryPath, atomicity.CommitFileTemporaryPath):
+        original = cls.finalize
+        async def finalize(self, *args, _original=original, **kwargs):
+            if self.get_final().name.isdigit():  # a step, not one of its items
+                kill_at_count()
+            return await _original(self, *args, **kwargs)
+        cls.finalize = finalize
+else:
+    import flax_resnets.checkpoints, flax_resnets.train
+    if point == "save":  # a save was started and is being written in the background
+        flax_resnets.checkpoints.Checkpoints.save = after(flax_resnets.checkpoints.Checkpoints.save)
+    elif point == "validation":  # an epoch is trained, its validation runs, nothing saved yet
+        flax_resnets.train.evaluate_split = before(flax_resnets.train.evaluate_split)
+    elif point == "test":  # training is over; the best checkpoint is being tested
+        flax_resnets.train.test_report = before(flax_resnets.train.test_report)
+sys.argv = ["main.py", *sys.argv[1:]]
+runpy.run_path("main.py", run_name="__main__")
+"""
+
 TINY = [  # a ResNet-8 trained for a few steps: the whole product path in seconds
     "--config=configs/default.py",
     "--config.model=resnet8",

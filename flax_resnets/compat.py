@@ -1,0 +1,37 @@
+"""The jax/flax pair must work together: a flax release is made for the jax releases of its time.
+
+flax 0.12.8 cannot even be imported beside jax 0.11.2 (``jax.experimental.hijax`` has no
+``HiPrimitive``): a user who upgrades jax alone would meet a traceback from inside flax. Here it
+is one sentence that names the versions and the fix.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+# Pairs this project has been tested with (CPU CI; the lent H100 machines' image).
+TESTED_PAIRS = (("0.10.2", "0.12.8"), ("0.11.2", "0.12.10"))
+
+
+class IncompatibleVersionsError(ImportError):
+    """The installed flax does not work with the installed jax."""
+
+
+def version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def require_working_flax() -> None:
+    """Import flax's NNX API, or raise one sentence naming the versions and the fix."""
+    try:
+        import flax.nnx  # noqa: F401
+    except Exception as error:  # ImportError, AttributeError: whatever the mismatch breaks
+        tested = ", ".join(f"jax {jax} + flax {flax}" for jax, flax in TESTED_PAIRS)
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise IncompatibleVersionsError(
+            f"flax {version('flax')} does not work with jax {version('jax')} ({reason}): install the "
+            f"flax made for this jax (pip install --upgrade flax) or a tested pair ({tested})."
+        ) from error
