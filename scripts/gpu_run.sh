@@ -1,35 +1,53 @@
 #!/usr/bin/env bash
-# The benchmark, then a timed ResNet-18 run of the paper's Fashion-MNIST recipe, on a GPU
-# machine without TensorFlow.
+# One prepared call on a lent GPU machine (no TensorFlow there): the measurements issues 10 and
+# 11 ask for, within a time budget, with every result packed into $OUT for the trip back.
 #
-#   scripts/gpu_run.sh FASHION_MNIST.npz [EPOCHS] [OUT]
+#   FLAX_RESNETS_COMMIT=<sha> scripts/gpu_run.sh OUT CIFAR10.npz [FASHION_MNIST.npz]
 #
-# FASHION_MNIST.npz comes from `python -m flax_resnets.data export --dataset=fashion_mnist
-# --out=...` (or --dataset=image_folder on ../shared/data's PNGs) on a machine with TensorFlow.
-# Trains resnet18 with the paper's recipe (batch 16, lr 0.001, cosine over EPOCHS epochs,
-# default 2) from device-resident data, in float32 and in bfloat16, then prints one table:
-# images/s and seconds of the last epoch (the first pays for compilation), validation and test
-# accuracy. 20 epochs take about 20 x the printed seconds per epoch. steps_per_call fuses 8
-# steps per dispatch (same results as one step per call).
+# 1. `benchmark --compare_torch`: resnet18 at batch 16, 128 and 512, float32 and bfloat16.
+# 2. configs/cifar10_fast.py: the fast recipe's accuracy and wall time.
+# 3. The Table 1 sweep: CIFAR-10 ResNet18 with the paper's recipe first, then Fashion-MNIST
+#    cells while the budget lasts (device-resident data, no mid-epoch checkpoints); finished
+#    cells are kept as results/runs/<cell>/ and packed with results/table1.md.
+#
+# BUDGET_SECONDS (default 500) bounds the whole call; MODEL=resnet8 EPOCHS=1 make a quick
+# rehearsal on a CPU. The .npz files come from ../shared/gpu/README.md (CIFAR-10) and
+# `python -m flax_resnets.data export` (Fashion-MNIST, compressed: 42 MB).
 set -euo pipefail
-data=${1:?usage: scripts/gpu_run.sh FASHION_MNIST.npz [EPOCHS] [OUT]}
-epochs=${2:-2}
-out=${3:-${OUT:-/tmp/gpu_run}}
-model=${MODEL:-resnet18}  # MODEL=resnet8 makes a quick rehearsal on a CPU
+out=${1:?usage: scripts/gpu_run.sh OUT CIFAR10.npz [FASHION_MNIST.npz]}
+cifar10=${2:?usage: scripts/gpu_run.sh OUT CIFAR10.npz [FASHION_MNIST.npz]}
+fashion_mnist=${3:-}
+budget=${BUDGET_SECONDS:-500}
+model=${MODEL:-resnet18}
+started=$SECONDS
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
+export FLAX_RESNETS_COMMIT=${FLAX_RESNETS_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+# The machine's image lacks ml-collections and tensorboardX: carry their wheels in .gpu/wheels.
+if compgen -G ".gpu/wheels/*.whl" > /dev/null; then python -m pip install --quiet --no-deps .gpu/wheels/*.whl; fi
+overrides=(--config.model="$model")
+[ -n "${EPOCHS:-}" ] && overrides+=(--config.num_epochs="$EPOCHS")
 
 for dtype in float32 bfloat16; do
   python -m flax_resnets.benchmark --models="$model" --batch_sizes=16,128,512 --dtype=$dtype \
-    --steps=10 --rounds=1 --json="$out/benchmark_$dtype.json"
+    --steps=10 --rounds=2 --compare_torch --json="$out/benchmark_$dtype.json" 2>&1 | tee -a "$out/log.txt"
 done
 
-dataset=$(python -c "import numpy as np, sys; print(np.load(sys.argv[1])['dataset'])" "$data")
-for dtype in float32 bfloat16; do
-  rm -rf "$out/${model}_$dtype"
-  python main.py --config=configs/fashion_mnist_resnet18.py --workdir="$out/${model}_$dtype" \
-    --config.model="$model" --config.dataset="$dataset" --config.data_dir="$data" --config.input_pipeline=device \
-    --config.dtype=$dtype --config.num_epochs="$epochs" --config.steps_per_call=8 \
-    --config.checkpoint_every_steps=0 --config.log_every_steps=1000
-done
-python -m flax_resnets.reports "$out/${model}_float32" "$out/${model}_bfloat16"
+python main.py --config=configs/cifar10_fast.py --workdir="$out/cifar10_fast" "${overrides[@]}" \
+  --config.dataset=image_folder --config.data_dir="$cifar10" 2>&1 | tee -a "$out/log.txt"
+
+cells=cifar10_resnet18
+data=(cifar10="$cifar10")
+if [ -n "$fashion_mnist" ]; then
+  cells+=,fashion_mnist_resnet18,fashion_mnist_vgg19,fashion_mnist_alexnet,fashion_mnist_resnet34,fashion_mnist_resnet50
+  data+=(fashion_mnist="$fashion_mnist")
+fi
+python -m flax_resnets.sweep --cells="$cells" --data "${data[@]}" --workdir_root="$out/sweep" \
+  --budget_seconds=$((budget - (SECONDS - started))) --results="$out/results" --tar="$out/table1_runs.tar.gz" \
+  -- --config.input_pipeline=device --config.checkpoint_every_steps=0 --config.log_every_steps=500 \
+  "${overrides[@]}" 2>&1 | tee -a "$out/log.txt"
+
+# At most 8 files come back: the benchmark JSONs, the log, the sweep's tar and the fast run's files.
+tar -czf "$out/cifar10_fast.tar.gz" -C "$out" --exclude=checkpoints --exclude=tensorboard cifar10_fast
+rm -rf "$out/cifar10_fast" "$out/sweep" "$out/results"
+ls -la "$out"

@@ -11,6 +11,7 @@ from flax_resnets.models import count_parameters, create_model
 from flax_resnets.reports import format_table
 
 
+@pytest.mark.slow
 def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_folder):
     out = tmp_path / "bench.json"
     result = subprocess.run(

@@ -108,8 +108,9 @@ def test_unreachable_download_host_fails_at_once_with_the_fix(tmp_path, monkeypa
         load_dataset("cifar10", data_dir=str(tmp_path), download=True)
 
 
-def test_real_fashion_mnist_splits_and_statistics(fashion_mnist_folder):
-    dataset = load_dataset("image_folder", data_dir=str(fashion_mnist_folder))
+@pytest.mark.slow
+def test_real_fashion_mnist_splits_and_statistics(real_fashion_mnist):
+    dataset = real_fashion_mnist
     assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (48_000, 12_000, 10_000)
     assert set(dataset.validation.labels) == set(range(10))
     assert np.bincount(dataset.test.labels).tolist() == [1000] * 10

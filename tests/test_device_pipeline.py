@@ -90,6 +90,7 @@ def test_an_epoch_visits_every_training_example_once(sample):
     assert sorted(indices.tolist()) == list(range(3200))
 
 
+@pytest.mark.slow
 def test_training_from_the_epoch_order_takes_the_steps_that_per_step_indices_took(sample):
     """Calls carry nothing but the epoch's order; each step finds its examples and its random
     draws from the state's step. The loop before sent each step's example indices and draw keys:
@@ -157,6 +158,7 @@ def run_quickstart(pipeline, workdir):
     return train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow
 def test_training_on_device_data_reaches_the_accuracy_of_tf_data(tmp_path):
     on_device = run_quickstart("device", tmp_path / "device")
     on_host = run_quickstart("tfdata", tmp_path / "tfdata")
@@ -203,6 +205,7 @@ def test_exported_file_of_another_dataset_or_missing_is_refused(exported_sample,
         load_dataset("cifar10", data_dir=str(tmp_path / "missing.npz"))
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_without_tensorflow_from_an_exported_file(exported_sample, tmp_path):
     # TensorFlow and TFDS made unimportable, as on the GPU machines that lack them.
     code = (

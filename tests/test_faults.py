@@ -18,6 +18,8 @@ from run_helpers import FAULTY_MAIN, REPO, TINY, environment, run_main, saved_st
 
 from flax_resnets.reports import read_jsonl
 
+pytestmark = pytest.mark.slow
+
 # 24 images in batches of 8: 3 steps per epoch, 9 in all; a checkpoint after every step.
 RUN = [*TINY, "--config.num_epochs=3", "--config.checkpoint_every_steps=1", "--config.keep_checkpoints=20"]
 

@@ -121,8 +121,9 @@ def test_batch_sizes_that_cannot_be_shared_are_refused(image_folder):
         next(train_batches(dataset.train, dataset, global_batch_size=32, seed=0, epoch=0))
 
 
-def test_real_fashion_mnist_training_pixels_are_normalized(fashion_mnist_folder):
-    dataset = load_dataset("image_folder", data_dir=str(fashion_mnist_folder))
+@pytest.mark.slow
+def test_real_fashion_mnist_training_pixels_are_normalized(real_fashion_mnist):
+    dataset = real_fashion_mnist
     pixels = np.concatenate(
         [b["image"] for b in eval_batches(dataset.train, dataset, global_batch_size=4096)]
     )[: len(dataset.train)]

@@ -42,7 +42,8 @@ def test_he_initialisation_draws_convolutions_from_fan_out_normals():
     )
 
 
-@pytest.mark.parametrize("name, batch_size", [("resnet20", 8), ("plain20", 8), ("vgg19", 4)])
+@pytest.mark.slow
+@pytest.mark.parametrize("name, batch_size", [("resnet20", 4), ("plain20", 8), ("vgg19", 2)])
 def test_flax_and_pytorch_take_the_same_training_steps(name, batch_size):
     result = parity.compare_model(
         name, batch_size=batch_size, num_steps=2, input_channels=3, num_classes=10, seed=0
@@ -53,6 +54,7 @@ def test_flax_and_pytorch_take_the_same_training_steps(name, batch_size):
     assert result["float32"]["logits train"] < 1e-4
 
 
+@pytest.mark.slow
 def test_parity_catches_a_batch_norm_that_keeps_the_biased_variance(monkeypatch):
     """The check can fail: running statistics that follow the biased batch variance (Flax's own
     BatchNorm) are 1/(n-1) off PyTorch's."""

@@ -112,6 +112,7 @@ def test_keep_copies_the_small_files_into_the_cells_folder(tmp_path):
     assert sorted(p.name for p in kept.iterdir()) == sorted(table1.RUN_FILES)
 
 
+@pytest.mark.slow
 def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(tmp_path, image_folder, monkeypatch):
     """A rehearsal of a GPU sweep on this CPU: a tiny model on a tiny folder stands in for a cell."""
     monkeypatch.setattr(table1, "paper_dataset", lambda run: "fashion_mnist")  # the folder is no dataset
@@ -138,6 +139,7 @@ def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(tmp_pat
     assert "logs/fashion_mnist_resnet18.log" in names
 
 
+@pytest.mark.slow
 def test_a_budget_stops_a_cell_with_a_checkpoint_it_resumes_from(tmp_path, image_folder, compile_cache):
     command = [
         sys.executable,
@@ -147,7 +149,7 @@ def test_a_budget_stops_a_cell_with_a_checkpoint_it_resumes_from(tmp_path, image
         "--data",
         f"cifar10={image_folder}",
         f"--workdir_root={tmp_path / 'sweep'}",
-        "--budget_seconds=30",
+        "--budget_seconds=20",
         f"--results={tmp_path / 'results'}",
         "--",
         "--config.model=resnet8",
