@@ -25,6 +25,7 @@ def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_f
             "--rounds=1",
             "--warmup=1",
             "--steps_per_call=2",
+            "--compare_torch",
             f"--data_dir={image_folder}",
             "--loop_steps=5",
             f"--json={out}",
@@ -40,6 +41,8 @@ def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_f
         assert (
             row["train img/s"] > 0 and row["eval img/s"] > 0 and row["compile s"] > 0 and row["peak GB"] > 0
         )
+        assert row["torch img/s"] > 0  # the PyTorch twin ran the same step
+    assert written["device"] and written["commit"] and written["versions"]["torch"]
     assert "train img/s" in result.stdout
     # 5 loop steps round up to 3 calls of 2 steps; with 24 training images, batches of 8 make
     # 3-step epochs, so the loop crosses epochs and skips their last, 1-step calls.
