@@ -7,6 +7,7 @@ is one sentence that names the versions and the fix.
 
 from __future__ import annotations
 
+import sys
 from importlib import metadata
 
 # Pairs this project has been tested with (CPU CI; the lent H100 machines' image).
@@ -26,6 +27,12 @@ def version(package: str) -> str:
 
 def require_working_flax() -> None:
     """Import flax's NNX API, or raise one sentence naming the versions and the fix."""
+    missing = [package for package in ("jax", "flax") if version(package) == "not installed"]
+    if missing:
+        raise IncompatibleVersionsError(
+            f"{' and '.join(missing)} not installed in this Python ({sys.executable}): "
+            'install the project with pip install -e ".[test]" (or activate its environment).'
+        )
     try:
         import flax.nnx  # noqa: F401
     except Exception as error:  # ImportError, AttributeError: whatever the mismatch breaks
