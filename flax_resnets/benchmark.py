@@ -8,7 +8,9 @@ alternation with Flax (other jobs on a shared machine move timings by tens of pe
 each row gets the Flax/PyTorch ratio. PyTorch is optional: ``pip install -e ".[bench]"``.
 
 With ``--data_dir`` (real images, e.g. CIFAR-10 unzipped from ../shared/data), a second table
-times the trainer's loop, input pipeline included, against its compiled step alone.
+times the trainer's loop, input pipeline included, against its compiled step alone. With
+``--profile_dir``, each row's training calls are traced once more and the ops that took the
+device's time are printed (``flax_resnets.profiling``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from flax_resnets import parallel, steps, xla_cpu
+from flax_resnets import parallel, profiling, steps, xla_cpu
 from flax_resnets.config import DTYPES, default_config
 from flax_resnets.data import DATASET_NAMES, Dataset, load_dataset
 from flax_resnets.errors import InputError
@@ -195,6 +197,16 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int) -> dict
     if torch:
         row["torch img/s"] = batch_size / statistics.median(torch_train)
         row["flax/torch"] = row["train img/s"] / row["torch img/s"]
+    if args.profile_dir:
+        name = f"{model}_b{batch_size}_{args.dtype}"
+        trace_file = profiling.trace(flax.train_call, args.steps, Path(args.profile_dir) / name)
+        row["profile"] = profiling.summary(trace_file, args.steps, statistics.median(flax_train))
+        print(
+            f"{name}: device busy {row['profile']['device busy ms']:.2f} ms of "
+            f"{row['profile']['wall ms']:.2f} ms per call ({trace_file})"
+        )
+        print(format_table(row["profile"]["kinds"]))
+        print(format_table(row["profile"]["top ops"]), flush=True)
     return row
 
 
@@ -225,6 +237,9 @@ def main() -> None:
     )
     parser.add_argument("--input_pipeline", default="tfdata", choices=sorted(PIPELINES))
     parser.add_argument("--loop_steps", type=int, default=200, help="training steps timed in the loop")
+    parser.add_argument(
+        "--profile_dir", help="trace each row's training calls into this folder and print the top ops"
+    )
     parser.add_argument("--json", default="benchmark.json", help="where to write the rows")
     args = parser.parse_args()
     models = args.models.split(",")
@@ -258,14 +273,19 @@ def main() -> None:
 
 
 def table(models: list[str], batch_sizes: list[int], row: Callable[[str, int], dict]) -> list[dict]:
-    """``row(model, batch_size)`` for each pair, printed as it comes, then as one table."""
+    """``row(model, batch_size)`` for each pair, printed as it comes, then as one table (of the
+    numbers: a row's nested results, such as its profile, are printed by whoever makes them)."""
     rows = []
     for model in models:
         for batch_size in batch_sizes:
             rows.append(row(model, batch_size))
-            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
-    print(format_table(rows))
+            print(format_table(numbers(rows[-1:])).splitlines()[-1], flush=True)
+    print(format_table(numbers(rows)))
     return rows
+
+
+def numbers(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in rows]
 
 
 if __name__ == "__main__":

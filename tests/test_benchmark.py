@@ -94,3 +94,49 @@ def test_table_cells_show_accuracies_as_percentages_and_small_numbers_with_two_d
     assert header.split() == ["model", "test", "acc", "flax/torch", "img/s", "GB"]
     assert first.split() == ["resnet8", "91.23%", "0.67", "1,234.6", "-"]
     assert second.split() == ["vgg19", "50.00%", "1.00", "2.00", "1.50"]
+
+
+def test_profile_summary_finds_the_convolutions_that_take_the_step(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    from flax_resnets import profiling, xla_cpu
+
+    images, kernel = jnp.ones((8, 32, 32, 64)), jnp.ones((3, 3, 64, 64)) / 600
+
+    def two_convolutions(x):
+        for _ in range(2):
+            x = jax.nn.relu(
+                jax.lax.conv_general_dilated(
+                    x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+                )
+            )
+        return x
+
+    # Compiled as the trainer compiles (on a CPU: XLA's own convolutions, named as such).
+    step = jax.jit(two_convolutions, compiler_options=xla_cpu.compiler_options())
+    step(images).block_until_ready()
+    trace_file = profiling.trace(lambda: step(images), 3, tmp_path)
+    summary = profiling.summary(trace_file, calls=3, wall_seconds_per_call=1.0)
+    assert 0 < summary["device busy ms"] < 1e3
+    assert sum(kind["ms"] for kind in summary["kinds"]) == pytest.approx(summary["device busy ms"])
+    # Two 8x32x32x64x64x3x3 convolutions outweigh two ReLUs.
+    assert summary["kinds"][0]["kind"] == "convolution/matmul"
+    assert summary["top ops"][0]["kind"] == "convolution/matmul"
+
+
+@pytest.mark.parametrize(
+    ("op", "kernel", "kind"),
+    [
+        ("convolution.12", "sm90_xmma_fprop_implicit_gemm_bf16", "convolution/matmul"),
+        ("fusion.3", "cutlass_gemm_relu", "convolution/matmul"),
+        ("transpose.7", "transpose_kernel", "transpose/copy"),
+        ("input_reduce_fusion", "input_reduce_fusion", "reduction"),
+        ("loop_add_fusion", "loop_add_fusion", "fusion"),
+        ("custom-call.2", "rng_kernel", "other"),
+    ],
+)
+def test_ops_are_told_apart_by_their_xla_and_kernel_names(op, kernel, kind):
+    from flax_resnets.profiling import op_kind
+
+    assert op_kind(op, kernel) == kind
