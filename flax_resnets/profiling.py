@@ -22,7 +22,10 @@ import jax
 
 # What an op is, read from its XLA name and its kernel's name, in the order they are tried.
 OP_KINDS = (
-    ("convolution/matmul", re.compile(r"conv|gemm|dot|cudnn|xmma|cutlass|matmul", re.I)),
+    (
+        "convolution/matmul",
+        re.compile(r"convolution|conv_general|cudnn|gemm|\bdot|xmma|cutlass|matmul", re.I),
+    ),
     ("transpose/copy", re.compile(r"transpose|copy|bitcast", re.I)),
     ("reduction", re.compile(r"reduce", re.I)),
     ("fusion", re.compile(r"fusion", re.I)),
@@ -48,7 +51,9 @@ def trace(call: Callable[[], Any], calls: int, directory: Path) -> Path:
 def op_times(trace_file: Path) -> list[dict[str, Any]]:
     """Every XLA op execution in a Perfetto trace: its device, op name, kernel name and microseconds.
 
-    Accelerator ops run on ``/device:...`` processes; on a CPU they run on host threads."""
+    Accelerator ops run on ``/device:...`` processes; on a CPU they run on host threads. On a GPU,
+    XLA launches most kernels inside CUDA graphs (``command_buffer_N``, many ops each): there
+    the kernel's name, which is its fusion's, names the op."""
     events = json.loads(gzip.decompress(Path(trace_file).read_bytes()))["traceEvents"]
     process_names = {
         e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
@@ -56,7 +61,7 @@ def op_times(trace_file: Path) -> list[dict[str, Any]]:
     ops = [
         {
             "device": process_names.get(e["pid"], str(e["pid"])),
-            "op": e["args"]["hlo_op"],
+            "op": e["name"] if e["args"]["hlo_op"].startswith("command_buffer") else e["args"]["hlo_op"],
             "kernel": e["name"],
             "us": float(e["dur"]),
         }
