@@ -10,7 +10,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 try:
-    from flax_resnets.cli import EXIT_REFUSED, main_flags_parser
+    from flax_resnets.cli import main_flags_parser, refuse
 except ImportError as error:  # flax_resnets.compat: a flax that does not work with this jax
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
@@ -41,8 +41,7 @@ def main(argv: list[str]) -> int:
         else:
             result = evaluate_workdir(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
     except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_REFUSED
+        refuse(str(error))
     except TrainingDivergedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -148,14 +148,14 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
         state = train(state, inputs, constants, size)
     jax.block_until_ready(state)
     loop_seconds = time.perf_counter() - started
-    images = calls * args.steps_per_call * batch_size
+    images = calls * size * batch_size
     step_images_per_second = images / step_seconds
     loop_images_per_second = images / loop_seconds
     return {
         "model": model,
         "batch": batch_size,
         "pipeline": args.input_pipeline,
-        "steps": calls * args.steps_per_call,
+        "steps": calls * size,
         "step img/s": step_images_per_second,
         "loop img/s": loop_images_per_second,
         "loop/step": loop_images_per_second / step_images_per_second,
