@@ -31,6 +31,17 @@ from flax_resnets import table1
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_GRACE_SECONDS = 60  # for the trainer to save its checkpoint after SIGTERM
+POLL_SECONDS = 1.0  # how often a running cell's budget is looked at
+
+
+class Budget:
+    """The seconds left of the sweep's time budget, on the monotonic clock."""
+
+    def __init__(self, seconds: float):
+        self.deadline = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
 
 
 def data_flags(path: Path) -> list[str]:
@@ -43,22 +54,40 @@ def data_flags(path: Path) -> list[str]:
     return [f"--config.dataset={dataset}", f"--config.data_dir={path}"]
 
 
-def run_cell(command: list[str], log: Path, seconds: float) -> tuple[int | None, float]:
-    """Run ``command`` with its output in ``log`` for at most ``seconds``; (exit status or None
-    when the budget stopped it, wall seconds)."""
+def run_cell(command: list[str], log: Path, budget: Budget) -> tuple[int | None, float]:
+    """Run ``command`` with its output in ``log`` until it ends or ``budget`` runs out; (exit
+    status or None when the budget stopped it, wall seconds)."""
     started = time.monotonic()
     with open(log, "a") as output:
         process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            return process.wait(timeout=max(seconds, 0)), time.monotonic() - started
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGTERM)
+        while (remaining := budget.remaining()) > 0:
             try:
-                process.wait(timeout=STOP_GRACE_SECONDS)
+                return process.wait(timeout=min(remaining, POLL_SECONDS)), time.monotonic() - started
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            return None, time.monotonic() - started
+                pass
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        return None, time.monotonic() - started
+
+
+def has_checkpoint(workdir: Path) -> bool:
+    """Whether a cell's workdir holds a saved step to resume from."""
+    checkpoints = workdir / "checkpoints"
+    return checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())
+
+
+def stopped_message(workdir: Path, seconds: float) -> str:
+    """What a cell stopped by the budget left: a checkpoint to resume from, or nothing yet."""
+    if has_checkpoint(workdir):
+        return f"stopped by the budget after {seconds:.0f} s; the same command resumes it"
+    return (
+        f"stopped by the budget after {seconds:.0f} s, before its first checkpoint: "
+        "nothing to resume, it will start again"
+    )
 
 
 def last_line(log: Path) -> str:
@@ -92,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     overrides = argv[split + 1 :]
-    deadline = time.monotonic() + args.budget_seconds
+    budget = Budget(args.budget_seconds)
 
     cells = args.cells.split(",")
     unknown = [cell for cell in cells if not (REPO / "configs" / f"{cell}.py").is_file()]
@@ -124,17 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             *data.get(dataset, []),
             *overrides,
         ]
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if budget.remaining() <= 0:
             print(f"{cell}: not started, the budget is spent", flush=True)
             continue
         logs.append(log)
-        status, seconds = run_cell(command, log, remaining)
+        status, seconds = run_cell(command, log, budget)
         if status is None:
-            print(
-                f"{cell}: stopped by the budget after {seconds:.0f} s; the same command resumes it",
-                flush=True,
-            )
+            print(f"{cell}: {stopped_message(workdir, seconds)}", flush=True)
             continue
         try:
             if status != 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from run_helpers import FAULTY_MAIN, REPO, TINY, environment, run_main, saved_state, without_timing
+from run_helpers import FAULTY_MAIN, HANG_GUARD_SECONDS, REPO, TINY, environment, run_main, saved_state, without_timing
 
 from flax_resnets.reports import read_jsonl
 
@@ -42,7 +42,7 @@ def run_with_fault(args, compile_cache, fault, signal_name="KILL"):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD_SECONDS,
     )
     expected = -signal.SIGKILL if signal_name == "KILL" else 128 + signal.SIGTERM
     assert result.returncode == expected, f"{fault} did not stop the run:\n{result.stderr[-2000:]}"

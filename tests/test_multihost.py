@@ -14,7 +14,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from run_helpers import FAULTY_MAIN, REPO, TINY, environment, main_command, run_main, saved_state
+from run_helpers import FAULTY_MAIN, HANG_GUARD_SECONDS, REPO, TINY, environment, main_command, run_main, saved_state
 
 from flax_resnets.reports import read_jsonl
 
@@ -45,7 +45,7 @@ def run_two_processes(args, compile_cache, *, fault=None):
                 command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
         )
-    outputs = [p.communicate(timeout=600) for p in processes]
+    outputs = [p.communicate(timeout=HANG_GUARD_SECONDS) for p in processes]
     return [(p.returncode, *output) for p, output in zip(processes, outputs, strict=True)]
 
 

@@ -1,13 +1,10 @@
 """Table 1 from kept runs, and the sweep that trains cells within a time budget."""
 
 import json
-import signal
-import subprocess
-import sys
 import tarfile
 
 import pytest
-from run_helpers import REPO, environment
+from run_helpers import environment
 
 from flax_resnets import sweep, table1
 from flax_resnets.config import default_config, recorded_config
@@ -123,7 +120,7 @@ def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(tmp_pat
         "--data",
         f"fashion_mnist={image_folder}",
         f"--workdir_root={tmp_path / 'sweep'}",
-        "--budget_seconds=300",
+        "--budget_seconds=86400",  # a limit, never reached: not a verdict
         f"--results={tmp_path / 'results'}",
         f"--tar={tmp_path / 'out' / 'table1_runs.tar.gz'}",
         "--",
@@ -139,31 +136,63 @@ def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(tmp_pat
     assert "logs/fashion_mnist_resnet18.log" in names
 
 
-@pytest.mark.slow
-def test_a_budget_stops_a_cell_with_a_checkpoint_it_resumes_from(tmp_path, image_folder, compile_cache):
-    command = [
-        sys.executable,
-        "-m",
-        "flax_resnets.sweep",
+class BudgetUntil(sweep.Budget):
+    """A budget that runs out when ``event()`` becomes true, whatever the clock says: the tests'
+    verdicts never depend on how fast this machine starts or trains a cell."""
+
+    def __init__(self, event):
+        self.event = event
+
+    def remaining(self):
+        return 0.0 if self.event() else float("inf")
+
+
+@pytest.fixture
+def sweep_until(tmp_path, image_folder, monkeypatch, compile_cache):
+    """``sweep_until(event)``: ``sweep --cells=cifar10_resnet18`` (a ResNet-8 on a tiny folder)
+    whose budget runs out when ``event()`` becomes true; its exit status."""
+    for name, value in environment(compile_cache).items():
+        monkeypatch.setenv(name, value)
+    args = [
         "--cells=cifar10_resnet18",
         "--data",
         f"cifar10={image_folder}",
         f"--workdir_root={tmp_path / 'sweep'}",
-        "--budget_seconds=20",
+        "--budget_seconds=1",  # replaced by the event
         f"--results={tmp_path / 'results'}",
         "--",
         "--config.model=resnet8",
         "--config.batch_size=8",
         "--config.num_epochs=1000",
     ]
-    result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "cifar10_resnet18: stopped by the budget" in result.stdout
+
+    def run(event):
+        monkeypatch.setattr(sweep, "Budget", lambda seconds: BudgetUntil(event))
+        return sweep.main(args)
+
+    return run
+
+
+@pytest.mark.slow
+def test_a_budget_stops_a_cell_with_a_checkpoint_it_resumes_from(tmp_path, sweep_until, capsys):
     workdir = tmp_path / "sweep" / "cifar10_resnet18"
+    log = tmp_path / "sweep" / "cifar10_resnet18.log"
+    assert sweep_until(lambda: sweep.has_checkpoint(workdir)) == 0
+    assert "cifar10_resnet18: stopped by the budget after" in capsys.readouterr().out
     assert recorded_config(workdir)["num_epochs"] == 1000
-    assert any(p.name.isdigit() for p in (workdir / "checkpoints").iterdir())
-    log = (tmp_path / "sweep" / "cifar10_resnet18.log").read_text()
-    assert "Stopped at step" in log and f"exit {128 + signal.SIGTERM}" not in result.stdout
+    assert "Stopped at step" in log.read_text()
+
+    resumed = lambda: log.exists() and "Resuming" in log.read_text()  # noqa: E731
+    assert sweep_until(resumed) == 0
+    assert f"Resuming {workdir} from step" in log.read_text()
+    assert "the same command resumes it" in capsys.readouterr().out
+
+
+def test_a_budget_ending_before_the_first_checkpoint_says_nothing_can_resume(tmp_path, sweep_until, capsys):
+    started = lambda: (tmp_path / "sweep" / "cifar10_resnet18.log").exists()  # noqa: E731
+    assert sweep_until(started) == 0
+    assert "before its first checkpoint: nothing to resume, it will start again" in capsys.readouterr().out
+    assert not sweep.has_checkpoint(tmp_path / "sweep" / "cifar10_resnet18")
 
 
 def test_the_sweep_refuses_unknown_cells_and_missing_data(tmp_path, capsys):
