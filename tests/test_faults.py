@@ -14,7 +14,16 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from run_helpers import FAULTY_MAIN, HANG_GUARD_SECONDS, REPO, TINY, environment, run_main, saved_state, without_timing
+from run_helpers import (
+    FAULTY_MAIN,
+    HANG_GUARD_SECONDS,
+    REPO,
+    TINY,
+    environment,
+    run_main,
+    saved_state,
+    without_timing,
+)
 
 from flax_resnets.reports import read_jsonl
 

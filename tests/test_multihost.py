@@ -14,7 +14,16 @@ import sys
 import jax
 import numpy as np
 import pytest
-from run_helpers import FAULTY_MAIN, HANG_GUARD_SECONDS, REPO, TINY, environment, main_command, run_main, saved_state
+from run_helpers import (
+    FAULTY_MAIN,
+    HANG_GUARD_SECONDS,
+    REPO,
+    TINY,
+    environment,
+    main_command,
+    run_main,
+    saved_state,
+)
 
 from flax_resnets.reports import read_jsonl
 
