@@ -5,7 +5,7 @@ About two minutes on 2 CPU cores, no internet needed:
 """
 
 from configs import default
-from flax_resnets.data import SAMPLE_FASHION_MNIST
+from flax_resnets.data.sources import SAMPLE_FASHION_MNIST
 
 
 def get_config():

@@ -1,7 +1,12 @@
-"""``main.py``'s command line: every mistake answered in one line on stderr, exit status 2.
+"""The project's command lines: every mistake answered in one line on stderr, exit status 2.
 
-absl parses the flags and ml_collections loads the config file; left alone, a misspelled field,
-a missing config file or a file that is not a config each end in a traceback of 30-50 lines.
+``refuse`` is the one way any command refuses its input; ``CommandParser`` makes argparse's
+errors go through it, and ``run_command`` turns an ``InputError`` raised anywhere below a
+command into it.
+
+For ``main.py``, absl parses the flags and ml_collections applies the config overrides; left
+alone, a misspelled field, a missing config file or a file that is not a config each end in a
+traceback of 30-50 lines.
 Here the config file is loaded first with its own checks, the ``--config.FIELD`` names are
 checked against it (the closest field names suggested), and any other parsing error is reduced
 to its first line and the fix.
@@ -9,13 +14,17 @@ to its first line and the fix.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from absl import flags
+
+from flax_resnets.errors import InputError
 
 EXIT_REFUSED = 2
 
@@ -24,6 +33,50 @@ def refuse(message: str) -> NoReturn:
     """The one way a command refuses its input: one line on stderr, exit status 2."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(EXIT_REFUSED)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse for the project's commands: a bad argument is one ``error:`` line and exit 2,
+    instead of argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        refuse(f"{message}; see {self.prog} --help.")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a positive integer."""
+    values = _positive_ints(text, "a positive integer")
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return values[0]
+
+
+def positive_ints(text: str) -> list[int]:
+    """argparse type: comma-separated positive integers, e.g. ``16,128``."""
+    return _positive_ints(text, "comma-separated positive integers")
+
+
+def _positive_ints(text: str, expected: str) -> list[int]:
+    try:
+        values = [int(value) for value in text.split(",")]
+    except ValueError:
+        values = [0]
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return values
+
+
+def command_parser(name: str, description: str) -> CommandParser:
+    """The parser of ``python -m flax_resnets NAME``."""
+    return CommandParser(prog=f"python -m flax_resnets {name}", description=description)
+
+
+def run_command(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
+    """Run a command's ``main(argv)``; bad input found on the way is refused in one line."""
+    try:
+        return main(argv) or 0
+    except InputError as error:
+        refuse(str(error))
 
 
 def flag_value(argv: list[str], name: str) -> str | None:
@@ -90,11 +143,30 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def without_flag(argv: list[str], name: str) -> list[str]:
+    """``argv`` less every ``--name=VALUE`` and ``--name VALUE``."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == f"--{name}":
+            skip = True
+        elif not arg.startswith(f"--{name}="):
+            kept.append(arg)
+    return kept
+
+
 def main_flags_parser(argv: list[str]) -> list[str]:
-    """``app.run``'s flags parser for main.py: the config file and fields first, then absl's flags."""
+    """``app.run``'s flags parser for main.py: the config file is loaded once, here, and its fields
+    checked; absl then parses the other flags and applies the ``--config.FIELD`` overrides."""
+    from ml_collections import config_flags
+
     spec = flag_value(argv[1:], "config")
     if spec is not None:
-        check_fields(load_config_file(spec), argv[1:])
+        config = load_config_file(spec)
+        check_fields(config, argv[1:])
+        argv = without_flag(argv, "config")
+        config_flags.DEFINE_config_dict("config", config, f"The config of {spec}.", sys_argv=argv)
     elif any(arg.startswith("--config.") for arg in argv[1:]):
         refuse("--config.FIELD flags change a config file: add one, e.g. --config=configs/quickstart.py.")
     try:

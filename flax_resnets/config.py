@@ -14,10 +14,10 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict as config_dicts
 
-from flax_resnets.data import DATASET_NAMES
+from flax_resnets.data.pipelines import PIPELINES
+from flax_resnets.data.sources import DATASET_NAMES
 from flax_resnets.errors import InputError
-from flax_resnets.feeds import PIPELINES
-from flax_resnets.models import INITS, MODELS
+from flax_resnets.models import require_init, require_models
 
 # Fields that may change between the runs of one workdir without changing the results. Not
 # input_pipeline: the two pipelines draw different crops and flips, so a run resumed with the
@@ -89,9 +89,15 @@ def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_coll
     return config
 
 
+def get_config(cell: str) -> ml_collections.ConfigDict:
+    """The paper's recipe for a Table 1 cell named ``<dataset>_<model>`` (``--config=<this file>:cell``):
+    what ``configs/<cell>.py`` gives, for an installed package without the configs folder."""
+    dataset, _, model = cell.rpartition("_")
+    return default_config(dataset=dataset, model=model)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    if config.model not in MODELS:
-        raise InputError(f"Unknown model {config.model!r}; choose one of: {', '.join(MODELS)}.")
+    require_models([config.model])
     if config.dataset not in DATASET_NAMES:
         raise InputError(f"Unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASET_NAMES)}.")
     positive = (
@@ -120,8 +126,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     if not 0 <= config.label_smoothing < 1:
         raise InputError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}.")
-    if config.init not in INITS:
-        raise InputError(f"config.init must be one of {', '.join(INITS)}, got {config.init!r}.")
+    require_init(config.init)
     if config.dtype not in DTYPES:
         raise InputError(f"config.dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}.")
     if config.input_pipeline not in PIPELINES:

@@ -65,6 +65,6 @@ def fashion_mnist_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def real_fashion_mnist(fashion_mnist_folder):
     """The real Fashion-MNIST, decoded once for every test that reads it whole (~20 s)."""
-    from flax_resnets.data import load_dataset
+    from flax_resnets.data.sources import load_dataset
 
     return load_dataset("image_folder", data_dir=str(fashion_mnist_folder))

@@ -10,7 +10,7 @@ import jax
 import orbax.checkpoint as ocp
 import pytest
 
-from flax_resnets.reports import TIMING_FIELDS
+from flax_resnets.runs.metrics import TIMING_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
 # Only against a hung process: far beyond what any run here takes on the slowest machine, so it
@@ -54,13 +54,13 @@ if point == "commit":  # a checkpoint's files are written, its step folder not y
             return await _original(self, *args, **kwargs)
         cls.finalize = finalize
 else:
-    import flax_resnets.checkpoints, flax_resnets.train
+    from flax_resnets.training import checkpoints, loop
     if point == "save":  # a save was started and is being written in the background
-        flax_resnets.checkpoints.Checkpoints.save = after(flax_resnets.checkpoints.Checkpoints.save)
+        checkpoints.Checkpoints.save = after(checkpoints.Checkpoints.save)
     elif point == "validation":  # an epoch is trained, its validation runs, nothing saved yet
-        flax_resnets.train.evaluate_split = before(flax_resnets.train.evaluate_split)
+        loop.evaluate_split = before(loop.evaluate_split)
     elif point == "test":  # training is over; the best checkpoint is being tested
-        flax_resnets.train.test_report = before(flax_resnets.train.test_report)
+        loop.test_report = before(loop.test_report)
 sys.argv = ["main.py", *sys.argv[1:]]
 runpy.run_path("main.py", run_name="__main__")
 """

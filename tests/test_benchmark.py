@@ -8,7 +8,9 @@ import pytest
 from flax import nnx
 
 from flax_resnets.models import count_parameters, create_model
-from flax_resnets.reports import format_table
+from flax_resnets.runs.summary import format_table
+
+BENCHMARK = [sys.executable, "-m", "flax_resnets", "benchmark"]
 
 
 @pytest.mark.slow
@@ -16,9 +18,7 @@ def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_f
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "flax_resnets.benchmark",
+            *BENCHMARK,
             "--models=resnet8",
             "--batch_sizes=4,8",
             "--steps=2",
@@ -59,7 +59,7 @@ def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_f
 
 def test_benchmark_refuses_missing_loop_data_before_compiling(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "flax_resnets.benchmark", "--models=resnet8", f"--data_dir={tmp_path}/none"],
+        [*BENCHMARK, "--models=resnet8", f"--data_dir={tmp_path}/none"],
         capture_output=True,
         text=True,
     )
@@ -68,7 +68,7 @@ def test_benchmark_refuses_missing_loop_data_before_compiling(tmp_path):
 
 def test_benchmark_refuses_unknown_models():
     result = subprocess.run(
-        [sys.executable, "-m", "flax_resnets.benchmark", "--models=resnet19"], capture_output=True, text=True
+        [*BENCHMARK, "--models=resnet19"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "unknown model(s) resnet19" in result.stderr
 
@@ -76,7 +76,7 @@ def test_benchmark_refuses_unknown_models():
 @pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnet50", "plain20", "vgg19", "alexnet"])
 def test_pytorch_twins_have_the_same_parameter_count(name):
     torch_reference = pytest.importorskip(
-        "flax_resnets.torch_reference", reason="PyTorch is optional: pip install -e '.[bench]'"
+        "flax_resnets.twins.torch_models", reason="PyTorch is optional: pip install -e '.[bench]'"
     )
     twin = torch_reference.torch_model(name, input_channels=1, num_classes=100)
     flax_model = nnx.eval_shape(lambda: create_model(name, num_classes=100, input_channels=1))
@@ -99,7 +99,7 @@ def test_table_cells_show_accuracies_as_percentages_and_small_numbers_with_two_d
 def test_profile_of_a_cpu_step_names_its_convolutions(tmp_path):
     import jax
 
-    from flax_resnets import profiling, xla_cpu
+    from flax_resnets.runtime import profiling, xla_cpu
 
     images = jax.random.normal(jax.random.key(0), (8, 16, 16, 32))
     kernel = jax.random.normal(jax.random.key(1), (3, 3, 32, 32)) / 17
@@ -127,7 +127,7 @@ def test_profile_of_a_gpu_trace_reads_kernels_inside_cuda_graphs(tmp_path):
     import gzip
     import json
 
-    from flax_resnets import profiling
+    from flax_resnets.runtime import profiling
 
     def kernel(name, op, microseconds, pid=1):
         return {
@@ -175,6 +175,6 @@ def test_profile_of_a_gpu_trace_reads_kernels_inside_cuda_graphs(tmp_path):
     ],
 )
 def test_ops_are_told_apart_by_their_xla_and_kernel_names(op, kernel, kind):
-    from flax_resnets.profiling import op_kind
+    from flax_resnets.runtime.profiling import op_kind
 
     assert op_kind(op, kernel) == kind

@@ -3,8 +3,8 @@
 import jax.numpy as jnp
 import pytest
 
-from flax_resnets.checkpoints import Checkpoints, short_reason, unused_path
 from flax_resnets.errors import InputError
+from flax_resnets.training.checkpoints import Checkpoints, short_reason, unused_path
 
 
 def test_the_history_saved_with_a_step_is_the_history_at_that_step(tmp_path):

@@ -1,4 +1,5 @@
-"""Every command answers --help with what it does, and a broken jax/flax pair in one sentence."""
+"""Every command answers --help with what it does and bad arguments with one line; a broken
+jax/flax pair is one sentence."""
 
 import subprocess
 import sys
@@ -6,17 +7,22 @@ import sys
 import pytest
 from run_helpers import REPO
 
-MODULES = ["benchmark", "data", "input_pipeline", "models", "parity", "reports", "sweep", "table1"]
+from flax_resnets.__main__ import COMMANDS
+
+ARGPARSE_COMMANDS = [name for name in COMMANDS if name != "train"]  # train is main.py's absl program
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_every_module_command_answers_help(module):
-    result = subprocess.run(
-        [sys.executable, "-m", f"flax_resnets.{module}", "--help"], cwd=REPO, capture_output=True, text=True
-    )
+def run_command(*args):
+    command = [sys.executable, "-m", "flax_resnets", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("command", ARGPARSE_COMMANDS)
+def test_every_command_answers_help(command):
+    result = run_command(command, "--help")
     assert result.returncode == 0, result.stderr[-2000:]
     usage, _, description = result.stdout.partition("\n\n")
-    assert usage.startswith(f"usage: python -m flax_resnets.{module}")
+    assert usage.startswith(f"usage: python -m flax_resnets {command}")
     assert len(description.splitlines()[0]) > 20  # a sentence, not just the flags
     # One style of flag names, as main.py's: --flag_name.
     flags = [word for word in result.stdout.split() if word.startswith("--")]
@@ -35,3 +41,29 @@ def test_a_flax_that_does_not_import_with_this_jax_is_one_sentence():
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: flax ") and "does not work with jax" in lines[0]
     assert "pip install --upgrade flax" in lines[0]
+
+
+BAD_ARGUMENTS = [
+    (["nope"], "unknown command 'nope'"),
+    (["train", "--config=configs/nope.py", "--workdir=/tmp/never"], "there is no such file"),
+    (["table1", "--no_such_flag"], "unrecognized arguments: --no_such_flag"),
+    (["table1", "--keep", "/nonexistent/run"], "only finished runs"),
+    (["sweep", "--cells=cifar10_resnet19", "--workdir_root=/tmp/never", "--budget_seconds=1"], "resnet19"),
+    (["benchmark", "--batch_sizes=abc"], "expected comma-separated positive integers, got 'abc'"),
+    (["benchmark", "--steps=0"], "expected a positive integer, got '0'"),
+    (["parity", "--num_classes=0"], "got '0'"),
+    (["parity", "--models=resnet19"], "Unknown model(s) resnet19"),
+    (["reports", "/nonexistent/run"], "no run in /nonexistent/run"),
+    (["data", "export", "--dataset=image_folder", "--out=x.txt"], "--out must end in .npz"),
+    (["models", "--models=resnet19"], "Unknown model(s) resnet19"),
+    (["input_pipeline", "--dataset=mnist"], "invalid choice: 'mnist'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_ARGUMENTS, ids=[" ".join(a[:2]) for a, _ in BAD_ARGUMENTS])
+def test_every_command_refuses_bad_arguments_in_one_line(args, message):
+    result = run_command(*args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert result.stdout == ""

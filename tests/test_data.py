@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from flax_resnets import data
-from flax_resnets.data import load_dataset
+from flax_resnets.data import sources
+from flax_resnets.data.sources import load_dataset
 from flax_resnets.errors import InputError
 
 
@@ -65,7 +65,7 @@ def test_image_folder_is_decoded_once_then_read_from_the_cache(image_folder, mon
     def no_decoding(root):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(data, "decode_image_folder", no_decoding)
+    monkeypatch.setattr(sources, "decode_image_folder", no_decoding)
     cached = load_dataset("image_folder", data_dir=str(image_folder))
     np.testing.assert_array_equal(cached.train.images, first.train.images)
     assert cached.mean == first.mean and cached.class_names == first.class_names
@@ -103,7 +103,7 @@ def test_unprepared_tfds_dataset_without_download_says_how_to_provide_it(tmp_pat
 
 
 def test_unreachable_download_host_fails_at_once_with_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.DOWNLOAD_HOSTS, "cifar10", "no-such-host.invalid")  # never resolves
+    monkeypatch.setitem(sources.DOWNLOAD_HOSTS, "cifar10", "no-such-host.invalid")  # never resolves
     with pytest.raises(InputError, match="cannot be reached.*image_folder"):
         load_dataset("cifar10", data_dir=str(tmp_path), download=True)
 

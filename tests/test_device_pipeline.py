@@ -11,13 +11,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flax_resnets import parallel
 from flax_resnets.config import default_config
-from flax_resnets.data import SAMPLE_FASHION_MNIST, load_dataset
-from flax_resnets.device_pipeline import DeviceFeed, example_key, pad_crop_flip
+from flax_resnets.data.augment import pad_crop_flip
+from flax_resnets.data.device import DeviceFeed, example_key
+from flax_resnets.data.order import epoch_permutation, steps_per_epoch
+from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
+from flax_resnets.data.tfdata import TfDataFeed
 from flax_resnets.errors import InputError
-from flax_resnets.input_pipeline import TfDataFeed, epoch_permutation, steps_per_epoch
-from flax_resnets.steps import create_train_state, make_optimizer, train_step, train_steps
+from flax_resnets.runtime import parallel
+from flax_resnets.training.steps import create_train_state, make_optimizer, train_step, train_steps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,7 +152,7 @@ def test_evaluation_covers_every_example_exactly_once(sample):
 
 def run_quickstart(pipeline, workdir):
     from configs import quickstart
-    from flax_resnets.train import train_and_evaluate
+    from flax_resnets.training.loop import train_and_evaluate
 
     config = quickstart.get_config()
     config.num_epochs = 3
@@ -173,7 +175,8 @@ def exported_sample(tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "flax_resnets.data",
+            "flax_resnets",
+            "data",
             "export",
             "--dataset=image_folder",
             f"--data_dir={SAMPLE_FASHION_MNIST}",

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from flax_resnets.data import load_dataset
+from flax_resnets.data.order import check_batch_size
+from flax_resnets.data.sources import load_dataset
+from flax_resnets.data.tfdata import eval_batches, train_batches
 from flax_resnets.errors import InputError
-from flax_resnets.input_pipeline import eval_batches, local_batch_size, train_batches
 
 
 @pytest.fixture(scope="module", params=[("fashion_mnist", 1), ("cifar10", 3), ("cifar100", 3)])
@@ -111,11 +112,11 @@ def test_resuming_mid_epoch_gives_the_remaining_batches(image_folder):
 
 
 def test_batch_sizes_that_cannot_be_shared_are_refused(image_folder):
-    assert local_batch_size(16, process_count=2, local_device_count=4) == 8
+    check_batch_size(16, process_count=2, local_device_count=4)
     with pytest.raises(InputError, match="batch_size=12 cannot be shared by 2 process.*multiple of 8"):
-        local_batch_size(12, process_count=2, local_device_count=4)
+        check_batch_size(12, process_count=2, local_device_count=4)
     with pytest.raises(InputError, match="batch_size=0"):
-        local_batch_size(0, process_count=1, local_device_count=1)
+        check_batch_size(0, process_count=1, local_device_count=1)
     dataset = load_dataset("image_folder", data_dir=str(image_folder))
     with pytest.raises(InputError, match="larger than the 24 training examples"):
         next(train_batches(dataset.train, dataset, global_batch_size=32, seed=0, epoch=0))
@@ -135,7 +136,8 @@ def test_throughput_command_reports_images_per_second(image_folder):
         [
             sys.executable,
             "-m",
-            "flax_resnets.input_pipeline",
+            "flax_resnets",
+            "input_pipeline",
             "--dataset=image_folder",
             f"--data_dir={image_folder}",
             "--batch_size=4",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from flax_resnets.commands.models import forward_gflops
 from flax_resnets.models import MODELS, RESIDUAL_TWINS, count_parameters, create_model
-from flax_resnets.models.__main__ import forward_gflops
 
 # Parameter counts at 10 classes and 3 input channels, from the issue (Table 1 and He et al. 2016).
 EXPECTED_PARAMETERS = {
@@ -81,7 +81,7 @@ def test_forward_runs_and_is_finite(name):
 
 
 def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(ValueError, match="Unknown model .resnet19.*vgg19.*resnet18"):
+    with pytest.raises(ValueError, match=r"Unknown model\(s\) resnet19; .*vgg19.*resnet18"):
         create_model("resnet19")
 
 
@@ -210,7 +210,7 @@ def test_forward_gflops_counts_every_multiply_accumulate_of_alexnet():
 
 def test_model_table_command_prints_a_row_per_model():
     result = subprocess.run(
-        [sys.executable, "-m", "flax_resnets.models", "--models", "resnet20,plain20"],
+        [sys.executable, "-m", "flax_resnets", "models", "--models", "resnet20,plain20"],
         capture_output=True,
         text=True,
         check=True,

@@ -25,7 +25,7 @@ from run_helpers import (
     saved_state,
 )
 
-from flax_resnets.reports import read_jsonl
+from flax_resnets.runs.metrics import read_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_resnets import parity
+from flax_resnets.commands import parity
 from flax_resnets.models import MODELS, create_model, layers
 
-torch_reference = pytest.importorskip("flax_resnets.torch_reference", reason="PyTorch is a test dependency")
+torch_models = pytest.importorskip("flax_resnets.twins.torch_models", reason="PyTorch: a test dependency")
 
 
 def fresh_init_failures(name, init="pytorch"):
@@ -19,7 +19,7 @@ def fresh_init_failures(name, init="pytorch"):
 
     flax_params = parity.flax_arrays(nnx.state(create_model(name, seed=1, init=init), nnx.Param))
     torch.manual_seed(1)
-    twin = torch_reference.flax_layout_arrays(torch_reference.torch_model(name))
+    twin = torch_models.flax_layout_arrays(torch_models.torch_model(name))
     return parity.init_ratios(flax_params, {k: twin[k] for k in flax_params})[1]
 
 
@@ -71,19 +71,19 @@ def test_parity_catches_a_batch_norm_that_keeps_the_biased_variance(monkeypatch)
 
 
 def test_load_refuses_weights_that_do_not_fit_the_twin():
-    twin = torch_reference.torch_model("resnet8")
+    twin = torch_models.torch_model("resnet8")
     arrays = parity.flax_arrays(nnx.state(create_model("plain20"), (nnx.Param, nnx.BatchStat)))
     with pytest.raises(ValueError, match="no Flax counterpart|shape"):
-        torch_reference.load_flax_weights(twin, arrays)
+        torch_models.load_flax_weights(twin, arrays)
 
 
 def test_plain_twins_have_no_shortcuts():
     import torch
 
-    plain, residual = torch_reference.torch_model("plain20"), torch_reference.torch_model("resnet20")
+    plain, residual = torch_models.torch_model("plain20"), torch_models.torch_model("resnet20")
     arrays = parity.flax_arrays(nnx.state(create_model("plain20"), (nnx.Param, nnx.BatchStat)))
     for twin in (plain, residual):
-        torch_reference.load_flax_weights(twin, arrays)  # option-A shortcuts: the same tensors
+        torch_models.load_flax_weights(twin, arrays)  # option-A shortcuts: the same tensors
     # Training mode: batch statistics keep the plain network's signal from vanishing.
     images = torch.randn(4, 3, 32, 32)
     flax_logits = create_model("plain20")(jnp.asarray(images.numpy().transpose(0, 2, 3, 1)), train=True)
@@ -92,7 +92,3 @@ def test_plain_twins_have_no_shortcuts():
         assert not np.allclose(plain(images).numpy(), residual(images).numpy(), atol=1e-2)
 
 
-def test_parity_command_refuses_unknown_models(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        parity.main(["--models=resnet19"])
-    assert exit_info.value.code == 2 and "unknown model(s) resnet19" in capsys.readouterr().err

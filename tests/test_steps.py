@@ -7,9 +7,9 @@ import optax
 import pytest
 from flax import nnx
 
-from flax_resnets import steps
 from flax_resnets.config import default_config
 from flax_resnets.models import create_model
+from flax_resnets.training import steps
 
 
 def test_the_papers_schedule_is_a_cosine_to_zero():

@@ -1,14 +1,16 @@
 """Table 1 from kept runs, and the sweep that trains cells within a time budget."""
 
 import json
+import re
 import tarfile
 
 import pytest
 from run_helpers import environment
 
-from flax_resnets import sweep, table1
+from flax_resnets.commands import sweep, table1
 from flax_resnets.config import default_config, recorded_config
-from flax_resnets.data import TFDS_STATISTICS
+from flax_resnets.data.sources import TFDS_STATISTICS
+from flax_resnets.errors import InputError
 
 
 def fake_run(
@@ -195,11 +197,11 @@ def test_a_budget_ending_before_the_first_checkpoint_says_nothing_can_resume(tmp
     assert not sweep.has_checkpoint(tmp_path / "sweep" / "cifar10_resnet18")
 
 
-def test_the_sweep_refuses_unknown_cells_and_missing_data(tmp_path, capsys):
+def test_the_sweep_refuses_unknown_cells_and_missing_data(tmp_path):
     for args, message in (
-        (["--cells=cifar10_resnet19"], "no config file for cell(s) cifar10_resnet19"),
+        (["--cells=cifar10_resnet19"], "no Table 1 cell cifar10_resnet19"),
         (["--cells=cifar10_resnet18", "--data", "cifar10=/nowhere"], "--data 'cifar10=/nowhere'"),
     ):
-        with pytest.raises(SystemExit) as exit_info:
-            sweep.main([*args, f"--workdir_root={tmp_path}", "--budget_seconds=10"])
-        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+        with pytest.raises(InputError, match=re.escape(message)):
+            sweep.main([*args, f"--workdir_root={tmp_path / 'sweep'}", "--budget_seconds=10"])
+    assert not (tmp_path / "sweep").exists()

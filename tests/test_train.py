@@ -19,7 +19,7 @@ from run_helpers import (
     without_timing,
 )
 
-from flax_resnets.reports import read_jsonl
+from flax_resnets.runs.metrics import read_jsonl
 
 
 @pytest.mark.slow
@@ -73,7 +73,7 @@ def test_train_two_epochs_then_eval_mode_reproduces_eval_json(tmp_path, compile_
     assert json.loads((workdir / "eval.json").read_text())["checkpoint_step"] == 8
 
     (workdir / "curves.png").unlink()
-    command = [sys.executable, "-m", "flax_resnets.reports", "--plots", str(workdir)]
+    command = [sys.executable, "-m", "flax_resnets", "reports", "--plots", str(workdir)]
     redrawn = subprocess.run(command, capture_output=True, text=True)
     assert redrawn.returncode == 0 and (workdir / "curves.png").exists(), redrawn.stderr
 
@@ -209,7 +209,7 @@ def test_diverging_loss_stops_training_and_keeps_only_finite_checkpoints(tmp_pat
 @pytest.mark.slow
 def test_a_small_resnet_learns_real_fashion_mnist_from_10000_images(fashion_mnist_folder, tmp_path):
     from configs import quickstart
-    from flax_resnets.train import train_and_evaluate
+    from flax_resnets.training.loop import train_and_evaluate
 
     # 1,250 training images per class: 10,000 to train on, 2,500 held out for validation.
     subset = tmp_path / "fashion_mnist_12500"
@@ -237,7 +237,7 @@ def test_a_small_resnet_learns_real_fashion_mnist_from_10000_images(fashion_mnis
 @pytest.mark.parametrize("pipeline", ["tfdata", "device"])
 def test_fused_steps_per_call_give_the_same_run_as_one_step_per_call(tmp_path, image_folder, pipeline):
     from configs import default
-    from flax_resnets.train import train_and_evaluate
+    from flax_resnets.training.loop import train_and_evaluate
 
     def run(steps_per_call):
         config = default.get_config(dataset="image_folder", model="resnet8")
@@ -272,7 +272,7 @@ def test_the_fast_recipe_trains_at_tiny_scale(tmp_path, image_folder):
     """configs/cifar10_fast.py (one-cycle, Nesterov, label smoothing, bfloat16, device data, no
     validation split, flipped evaluation) on a tiny model and folder: the whole path runs."""
     from configs import cifar10_fast
-    from flax_resnets.train import train_and_evaluate
+    from flax_resnets.training.loop import train_and_evaluate
 
     config = cifar10_fast.get_config()
     config.update(dataset="image_folder", data_dir=str(image_folder), model="resnet8")

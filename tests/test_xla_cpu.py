@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_resnets import xla_cpu
-from flax_resnets.benchmark import FlaxBench
+from flax_resnets.commands.benchmark import FlaxBench
 from flax_resnets.config import default_config
 from flax_resnets.models.layers import Layers
-from flax_resnets.steps import create_train_state, make_optimizer
+from flax_resnets.runtime import xla_cpu
+from flax_resnets.training.steps import create_train_state, make_optimizer
 
 
 def library_fusion_bodies(hlo_text: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""``python -m flax_resnets.benchmark``: training and evaluation speed, optionally against PyTorch.
+"""``python -m flax_resnets benchmark``: training and evaluation speed, optionally against PyTorch.
 
 For each model and batch size: compile time, training-step images/s (median over timed calls
 after warm-up, synchronized), evaluation images/s and peak memory, on random inputs, with the
@@ -7,10 +7,10 @@ same architecture and optimizer (SGD, momentum, weight decay) run in PyTorch, ti
 alternation with Flax (other jobs on a shared machine move timings by tens of percent), and
 each row gets the Flax/PyTorch ratio. PyTorch is optional: ``pip install -e ".[bench]"``.
 
-With ``--data_dir`` (real images, e.g. CIFAR-10 unzipped from ../shared/data), a second table
+With ``--data_dir`` (real images: an image folder or an exported ``.npz``), a second table
 times the trainer's loop, input pipeline included, against its compiled step alone. With
 ``--profile_dir``, each row's training calls are traced once more and the ops that took the
-device's time are printed (``flax_resnets.profiling``).
+device's time are printed (``flax_resnets.runtime.profiling``).
 """
 
 from __future__ import annotations
@@ -31,14 +31,19 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from flax_resnets import parallel, profiling, steps, xla_cpu
+from flax_resnets.cli import command_parser, positive_int, positive_ints
 from flax_resnets.config import DTYPES, default_config
-from flax_resnets.data import DATASET_NAMES, Dataset, load_dataset
+from flax_resnets.data.arrays import Dataset
+from flax_resnets.data.feeds import stacked_step
+from flax_resnets.data.pipelines import PIPELINES, make_feed
+from flax_resnets.data.sources import DATASET_NAMES, load_dataset
 from flax_resnets.errors import InputError
-from flax_resnets.feeds import PIPELINES, make_feed, stacked_step
 from flax_resnets.files import write_json
-from flax_resnets.models import MODELS
-from flax_resnets.reports import format_table, provenance
+from flax_resnets.models import require_models
+from flax_resnets.runs.provenance import provenance
+from flax_resnets.runs.summary import format_table
+from flax_resnets.runtime import parallel, profiling, xla_cpu
+from flax_resnets.training import steps
 
 
 def recipe(model: str, dtype: str) -> ml_collections.ConfigDict:
@@ -176,9 +181,9 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int) -> dict
     timed_calls(flax.eval_call, args.warmup)
     torch = None
     if args.compare_torch:
-        from flax_resnets import torch_reference
+        from flax_resnets.twins import torch_models
 
-        torch = torch_reference.TorchBench(model, batch_size, args.input_channels, args.dtype)
+        torch = torch_models.TorchBench(model, batch_size, args.input_channels, args.dtype)
         timed_calls(torch.train_call, args.warmup)
     flax_train, torch_train = [], []
     for _ in range(args.rounds):  # alternate the two so that both see the same machine load
@@ -210,57 +215,52 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int) -> dict
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m flax_resnets.benchmark", description=__doc__.splitlines()[0]
-    )
+def main(argv: list[str]) -> int:
+    parser = command_parser("benchmark", __doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,resnet18,vgg19")
-    parser.add_argument("--batch_sizes", default="16,128")
+    parser.add_argument("--batch_sizes", type=positive_ints, default="16,128")
     parser.add_argument("--dtype", default="float32", choices=DTYPES)
-    parser.add_argument("--steps", type=int, default=5, help="timed calls per round")
+    parser.add_argument("--steps", type=positive_int, default=5, help="timed calls per round")
     parser.add_argument(
-        "--rounds", type=int, default=2, help="rounds of timed calls (alternating with PyTorch)"
+        "--rounds", type=positive_int, default=2, help="rounds of timed calls (alternating with PyTorch)"
     )
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compilation")
-    parser.add_argument("--steps_per_call", type=int, default=1)
-    parser.add_argument("--input_channels", type=int, default=3)
+    parser.add_argument("--steps_per_call", type=positive_int, default=1)
+    parser.add_argument("--input_channels", type=positive_int, default=3)
     parser.add_argument(
         "--compare_torch", action="store_true", help="time the same step in PyTorch (CUDA when present)"
     )
     parser.add_argument(
         "--data_dir",
         help="also time the trainer's loop, input pipeline included, on this data: an image folder "
-        "(root/{train,test}/<label>/*) or a file from `python -m flax_resnets.data export`",
+        "(root/{train,test}/<label>/*) or a file from `python -m flax_resnets data export`",
     )
     parser.add_argument(
         "--dataset", default="image_folder", choices=DATASET_NAMES, help="what --data_dir holds"
     )
     parser.add_argument("--input_pipeline", default="tfdata", choices=sorted(PIPELINES))
-    parser.add_argument("--loop_steps", type=int, default=200, help="training steps timed in the loop")
+    parser.add_argument(
+        "--loop_steps", type=positive_int, default=200, help="training steps timed in the loop"
+    )
     parser.add_argument(
         "--profile_dir", help="trace each row's training calls into this folder and print the top ops"
     )
     parser.add_argument("--json", default="benchmark.json", help="where to write the rows")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     models = args.models.split(",")
-    unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}")
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    require_models(models)
+    batch_sizes = args.batch_sizes
     devices = jax.device_count()
     if any(b % devices for b in batch_sizes):
-        parser.error(f"every batch size must be a multiple of the {devices} devices")
+        raise InputError(
+            f"every batch size must be a multiple of the {devices} devices: change --batch_sizes."
+        )
     print(f"{jax.devices()[0].device_kind} x{devices}, jax {jax.__version__}", flush=True)
     # Read (and check) the data before the first compilation, not after minutes of it.
-    try:
-        dataset = (
-            load_dataset(args.dataset, data_dir=args.data_dir, download=False) if args.data_dir else None
-        )
-    except InputError as error:
-        parser.error(str(error))
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=False) if args.data_dir else None
     result = {
         **provenance(),
-        "command": " ".join(sys.argv),
+        "command": " ".join(["python -m flax_resnets benchmark", *argv]),
         "rows": table(models, batch_sizes, functools.partial(benchmark_row, args)),
     }
     if dataset:
@@ -270,6 +270,7 @@ def main() -> None:
 
         result["versions"]["torch"] = torch.__version__
     write_json(Path(args.json), result)
+    return 0
 
 
 def table(models: list[str], batch_sizes: list[int], row: Callable[[str, int], dict]) -> list[dict]:
@@ -287,6 +288,3 @@ def table(models: list[str], batch_sizes: list[int], row: Callable[[str, int], d
 def numbers(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in rows]
 
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""``python -m flax_resnets.models``: parameters and forward GFLOPs of every model.
+"""``python -m flax_resnets models``: parameters and forward GFLOPs of every model.
 
 FLOPs count 2 per multiply-accumulate of the convolutions and dense layers over the full
 kernel (padding included), the convention of fvcore/ptflops tables; elementwise work
@@ -7,14 +7,13 @@ kernel (padding included), the convention of fvcore/ptflops tables; elementwise 
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from flax_resnets.models import MODELS, count_parameters, create_model
+from flax_resnets.cli import command_parser, positive_int
+from flax_resnets.models import MODELS, count_parameters, create_model, require_models
 
 
 def _jaxpr_macs(jaxpr) -> int:
@@ -60,24 +59,17 @@ def forward_gflops(model: nnx.Module, image_shape: tuple[int, int, int] = (32, 3
     return 2 * _jaxpr_macs(closed.jaxpr) / 1e9
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m flax_resnets.models", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--num_classes", type=int, default=10)
-    parser.add_argument("--input_channels", type=int, default=3)
+def main(argv: list[str]) -> int:
+    parser = command_parser("models", __doc__.splitlines()[0])
+    parser.add_argument("--num_classes", type=positive_int, default=10)
+    parser.add_argument("--input_channels", type=positive_int, default=3)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     names = args.models.split(",")
-    unknown = sorted(set(names) - set(MODELS))
-    if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}")
+    require_models(names)
     print(f"{'model':<10} {'parameters':>12} {'GFLOPs/image':>13}")
     for name in names:
         model = create_model(name, num_classes=args.num_classes, input_channels=args.input_channels)
         gflops = forward_gflops(model, (32, 32, args.input_channels))
         print(f"{name:<10} {count_parameters(model):>12,} {gflops:>13.3f}", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+    return 0

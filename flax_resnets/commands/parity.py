@@ -1,4 +1,4 @@
-"""``python -m flax_resnets.parity``: show that each Flax model computes what its PyTorch twin computes.
+"""``python -m flax_resnets parity``: show that each Flax model computes what its PyTorch twin computes.
 
 For each model, one set of weights (the Flax model's fresh PyTorch-style initialisation) is
 copied into the PyTorch twin, and on the same random batches both are run:
@@ -31,7 +31,6 @@ Exit status 0 when every model is within tolerance, 1 otherwise.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -40,11 +39,14 @@ import jax
 import numpy as np
 from flax import nnx
 
-from flax_resnets import parallel, steps
+from flax_resnets.cli import command_parser, positive_int
 from flax_resnets.config import default_config
-from flax_resnets.feeds import stacked_step
-from flax_resnets.models import MODELS
-from flax_resnets.reports import format_table
+from flax_resnets.data.feeds import stacked_step
+from flax_resnets.errors import InputError
+from flax_resnets.models import require_models
+from flax_resnets.runs.summary import format_table
+from flax_resnets.runtime import parallel
+from flax_resnets.training import steps
 
 QUANTITIES = ("logits train", "loss", "params", "updates", "running stats", "logits eval")
 FORWARD_QUANTITIES = ("logits train", "loss")  # before any step: no rounding has been trained in yet
@@ -183,7 +185,7 @@ def run_twin(
     """The PyTorch twin from the same starting arrays, in ``dtype``, on the same batches."""
     import torch
 
-    from flax_resnets.torch_reference import flax_layout_arrays, load_flax_weights, paper_sgd, torch_model
+    from flax_resnets.twins.torch_models import flax_layout_arrays, load_flax_weights, paper_sgd, torch_model
 
     twin = torch_model(name, images.shape[-1], num_classes)
     load_flax_weights(twin, start)
@@ -213,7 +215,7 @@ def compare_model(
     """Run ``name`` in Flax and PyTorch, each in float32 and float64, from one set of weights."""
     import torch
 
-    from flax_resnets.torch_reference import flax_layout_arrays, torch_model
+    from flax_resnets.twins.torch_models import flax_layout_arrays, torch_model
 
     config = default_config(model=name)
     config.seed = seed
@@ -256,23 +258,19 @@ def compare_model(
     return {"row": row, "failures": failures, "float32": float32, "noise": noise, "float64": float64}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m flax_resnets.parity", description=__doc__.splitlines()[0]
-    )
+def main(argv: list[str]) -> int:
+    parser = command_parser("parity", __doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,plain20,vgg19", help="comma-separated model names")
-    parser.add_argument("--batch_size", type=int, default=16, help="the paper's batch size")
-    parser.add_argument("--steps", type=int, default=3, help="optimizer steps compared")
-    parser.add_argument("--input_channels", type=int, default=3)
-    parser.add_argument("--num_classes", type=int, default=10)
+    parser.add_argument("--batch_size", type=positive_int, default=16, help="the paper's batch size")
+    parser.add_argument("--steps", type=positive_int, default=3, help="optimizer steps compared")
+    parser.add_argument("--input_channels", type=positive_int, default=3)
+    parser.add_argument("--num_classes", type=positive_int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     names = args.models.split(",")
-    unknown = [n for n in names if n not in MODELS]
-    if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}")
-    if args.batch_size < 2 or args.steps < 1:
-        parser.error("--batch_size must be at least 2 (BatchNorm needs two examples) and --steps at least 1")
+    require_models(names)
+    if args.batch_size < 2:
+        raise InputError("--batch_size must be at least 2: BatchNorm needs two examples.")
     print(
         f"Flax vs PyTorch on {jax.devices()[0].device_kind}, max relative difference per cell: float32 "
         f"(PyTorch's own float32 error, against its float64) float64. Passes: float64 <= "
@@ -298,6 +296,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result['row']['model']}: {'; '.join(result['failures'])}", file=sys.stderr)
     return 1 if any(result["failures"] for result in results) else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,23 +1,23 @@
-"""``python -m flax_resnets.sweep``: train a list of Table 1 cells within a time budget, keep what finished.
+"""``python -m flax_resnets sweep``: train a list of Table 1 cells within a time budget, keep what finished.
 
-    python -m flax_resnets.sweep --cells=cifar10_resnet18,fashion_mnist_alexnet \\
-        --data cifar10=/tmp/cifar10.npz fashion_mnist=/tmp/fashion_mnist.npz \\
-        --workdir_root=/tmp/sweep --budget_seconds=500 --tar=$OUT/table1_runs.tar.gz \\
+    python -m flax_resnets sweep --cells=cifar10_resnet18,fashion_mnist_alexnet \\
+        --data cifar10=/data/cifar10.npz fashion_mnist=/data/fashion_mnist.npz \\
+        --workdir_root=runs/sweep --budget_seconds=3600 --tar=out/table1_runs.tar.gz \\
         -- --config.input_pipeline=device
 
-Each cell runs ``main.py`` with its config file (``configs/<cell>.py``, the paper's recipe), the
-data given for its dataset (an exported ``.npz`` or an image folder; TFDS otherwise), and the
-``--config.*`` flags after ``--``, in its own process with a log in the workdir root. A cell
-still running when the budget ends is stopped with SIGTERM, which makes the trainer save a
-checkpoint and exit: the same sweep command later resumes it. Finished cells are kept as small
-files in ``RESULTS/runs/<dataset>_<model>/`` with the Table 1 they fill (``flax_resnets.table1``),
-and ``--tar`` packs them, the table and the logs into one file (a lent GPU machine returns at
-most 8 files).
+Each cell (``<dataset>_<model>``) runs the trainer (``python -m flax_resnets train``, what
+``main.py`` runs) with the paper's recipe for that cell (``flax_resnets.config.get_config``, the
+same as ``configs/<cell>.py``), the data given for its dataset (an exported ``.npz`` or an image
+folder; TFDS otherwise), and the ``--config.*`` flags after ``--``, in its own process with a
+log in the workdir root. A cell still running when the budget ends is stopped with SIGTERM,
+which makes the trainer save a checkpoint and exit: the same sweep command later resumes it.
+Finished cells are kept as small files in ``RESULTS/runs/<dataset>_<model>/`` with the Table 1
+they fill (``python -m flax_resnets table1``), and ``--tar`` packs them, the table and the logs
+into one file to carry elsewhere.
 """
 
 from __future__ import annotations
 
-import argparse
 import signal
 import subprocess
 import sys
@@ -27,9 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from flax_resnets import table1
+from flax_resnets import config
+from flax_resnets.cli import command_parser
+from flax_resnets.commands import table1
+from flax_resnets.errors import InputError
 
-REPO = Path(__file__).resolve().parents[1]
+CELL_CONFIG = Path(config.__file__)  # its get_config(cell): the paper's recipe for a cell
 STOP_GRACE_SECONDS = 60  # for the trainer to save its checkpoint after SIGTERM
 POLL_SECONDS = 1.0  # how often a running cell's budget is looked at
 
@@ -59,7 +62,7 @@ def run_cell(command: list[str], log: Path, budget: Budget) -> tuple[int | None,
     status or None when the budget stopped it, wall seconds)."""
     started = time.monotonic()
     with open(log, "a") as output:
-        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         while (remaining := budget.remaining()) > 0:
             try:
                 return process.wait(timeout=min(remaining, POLL_SECONDS)), time.monotonic() - started
@@ -103,8 +106,8 @@ def pack(tar_path: Path, results: Path, logs: list[Path]) -> None:
             tar.add(log, arcname=f"logs/{log.name}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flax_resnets.sweep", description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> int:
+    parser = command_parser("sweep", __doc__.splitlines()[0])
     parser.add_argument(
         "--cells", required=True, help="comma-separated <dataset>_<model>, e.g. cifar10_resnet18"
     )
@@ -117,38 +120,42 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--results", type=Path, default=Path("results"), help="where finished cells are kept")
     parser.add_argument("--tar", type=Path, help="also pack the kept runs, the table and the logs here")
-    argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     overrides = argv[split + 1 :]
     budget = Budget(args.budget_seconds)
 
     cells = args.cells.split(",")
-    unknown = [cell for cell in cells if not (REPO / "configs" / f"{cell}.py").is_file()]
+    unknown = [cell for cell in cells if cell not in table1.CELLS]
     if unknown:
-        parser.error(f"no config file for cell(s) {', '.join(unknown)}: use names of configs/*.py")
+        raise InputError(
+            f"no Table 1 cell {', '.join(unknown)}: name cells <dataset>_<model>, e.g. cifar10_resnet18, "
+            f"with a dataset of {', '.join(table1.DATASETS)} and a model of {', '.join(table1.TABLE_MODELS)}."
+        )
     data = {}
     for item in args.data:
         dataset, _, path = item.partition("=")
         if dataset not in table1.DATASETS or not Path(path).exists():
-            parser.error(
+            raise InputError(
                 f"--data {item!r}: expected DATASET=PATH with DATASET in {', '.join(table1.DATASETS)} "
-                "and PATH an existing .npz file or image folder"
+                "and PATH an existing .npz file or image folder."
             )
         data[dataset] = data_flags(Path(path).absolute())
     bad = [flag for flag in overrides if not flag.startswith("--config.")]
     if bad:
-        parser.error(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}")
+        raise InputError(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}.")
 
     args.workdir_root.mkdir(parents=True, exist_ok=True)
     logs, failed = [], []
     for cell in cells:
-        dataset = next((d for d in table1.DATASETS if cell.startswith(f"{d}_")), None)
+        dataset = table1.CELLS[cell][0]
         workdir, log = args.workdir_root / cell, args.workdir_root / f"{cell}.log"
         command = [
             sys.executable,
-            "main.py",
-            f"--config=configs/{cell}.py",
+            "-m",
+            "flax_resnets",
+            "train",
+            f"--config={CELL_CONFIG}:{cell}",
             f"--workdir={workdir.absolute()}",
             *data.get(dataset, []),
             *overrides,
@@ -178,6 +185,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"packed {args.results} and {len(logs)} log(s) into {args.tar}", flush=True)
     return 1 if failed else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``python -m flax_resnets.table1 [RUN_DIRS...]``: the paper's Table 1, with our runs beside it.
+"""``python -m flax_resnets table1 [RUN_DIRS...]``: the paper's Table 1, with our runs beside it.
 
 Every cell shows our test accuracy beside the paper's and the difference, "-" where no run has
 been kept yet. A run is a workdir (or a folder of its small files: config.json, metrics.jsonl,
@@ -13,19 +13,20 @@ the table itself is written to ``results/table1.md``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+from flax_resnets.cli import command_parser
 from flax_resnets.config import default_config
-from flax_resnets.data import TFDS_STATISTICS
+from flax_resnets.data.sources import TFDS_STATISTICS
+from flax_resnets.errors import InputError
 from flax_resnets.files import write_text
 
 DATASETS = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-MODELS = {
+TABLE_MODELS = {
     "alexnet": "AlexNet",
     "vgg19": "VGG19",
     "resnet18": "ResNet18",
@@ -39,6 +40,8 @@ PAPER_ACCURACY = {
     "cifar10": {"alexnet": 77.6, "vgg19": 74.7, "resnet18": 89.3, "resnet34": 89.6, "resnet50": 89.2},
     "cifar100": {"alexnet": 40.0, "vgg19": 47.9, "resnet18": 65.7, "resnet34": 65.2, "resnet50": 65.6},
 }
+# Each cell's name (as the sweep and configs/ name it) and its (dataset, model).
+CELLS = {f"{dataset}_{model}": (dataset, model) for dataset in DATASETS for model in TABLE_MODELS}
 PAPER_PARAMETERS = {"alexnet": "56M", "vgg19": "20M", "resnet18": "11M", "resnet34": "21M", "resnet50": "23M"}
 # What identifies each dataset's full copy: classes, channels, training (+ validation) and test
 # images; the training pixels' mean must be within MEAN_TOLERANCE of the published one.
@@ -113,7 +116,7 @@ def parameter_counts() -> dict[str, int]:
 
     from flax_resnets.models import count_parameters, create_model
 
-    return {name: count_parameters(nnx.eval_shape(lambda n=name: create_model(n))) for name in MODELS}
+    return {name: count_parameters(nnx.eval_shape(lambda n=name: create_model(n))) for name in TABLE_MODELS}
 
 
 def markdown_row(cells: list[str]) -> str:
@@ -139,20 +142,20 @@ def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
         "# Table 1, reproduced",
         "",
         "Test accuracy (%) of the best checkpoint by validation accuracy: **ours** / the paper's "
-        '(ours - paper\'s); "-": not run yet. Regenerate with `python -m flax_resnets.table1`.',
+        '(ours - paper\'s); "-": not run yet. Regenerate with `python -m flax_resnets table1`.',
         "",
-        markdown_row(["", *MODELS.values()]),
-        "|---" * (1 + len(MODELS)) + "|",
-        markdown_row(["parameters, paper", *(PAPER_PARAMETERS[m] for m in MODELS)]),
-        markdown_row(["parameters, ours (10 classes)", *(f"{counts[m] / 1e6:.1f}M" for m in MODELS)]),
+        markdown_row(["", *TABLE_MODELS.values()]),
+        "|---" * (1 + len(TABLE_MODELS)) + "|",
+        markdown_row(["parameters, paper", *(PAPER_PARAMETERS[m] for m in TABLE_MODELS)]),
+        markdown_row(["parameters, ours (10 classes)", *(f"{counts[m] / 1e6:.1f}M" for m in TABLE_MODELS)]),
     ]
     for dataset, title in DATASETS.items():
         lines.append(
-            markdown_row([title, *(format_cell(dataset, m, cells.get((dataset, m))) for m in MODELS)])
+            markdown_row([title, *(format_cell(dataset, m, cells.get((dataset, m))) for m in TABLE_MODELS)])
         )
     lines += [
         "",
-        "† CIFAR-10 read from the JPEG copy (quality 75) of ../shared/data: expect about a point below "
+        "† CIFAR-10 read from a JPEG copy (quality 75): expect about a point below "
         "CIFAR-10 itself.  \n* The run changed the paper's recipe (see its row below).",
         "",
         "## Runs shown",
@@ -171,7 +174,7 @@ def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
             else f"image folder `{Path(str(data['data_dir'])).name}`"
         )
         row = [
-            f"{DATASETS[dataset]} {MODELS[model]}",
+            f"{DATASETS[dataset]} {TABLE_MODELS[model]}",
             f"`{run['folder'].name}`",
             f"{record['device']} x{record['device_count']}",
             record["dtype"],
@@ -199,7 +202,7 @@ def collect(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
         run["dataset"] = paper_dataset(run)
         if run["dataset"] is None:
             skipped.append(f"{folder}: trained on data that is not a whole dataset of the paper")
-        elif run["config"]["model"] not in MODELS:
+        elif run["config"]["model"] not in TABLE_MODELS:
             skipped.append(f"{folder}: {run['config']['model']} is not a model of Table 1")
         else:
             runs.append(run)
@@ -220,10 +223,8 @@ def keep(workdir: Path, results: Path) -> Path:
     return target
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m flax_resnets.table1", description=__doc__.splitlines()[0]
-    )
+def main(argv: list[str]) -> int:
+    parser = command_parser("table1", __doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="*", type=Path, help="runs to show (default: results/runs/*)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
     parser.add_argument(
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(f"kept {workdir} as {keep(workdir, args.results)}")
         except (FileNotFoundError, ValueError) as error:
-            parser.exit(2, f"error: {error}: only finished runs on the paper's datasets can be kept.\n")
+            raise InputError(f"{error}: only finished runs on the paper's datasets can be kept.") from error
     folders = args.run_dirs or sorted(p for p in (args.results / "runs").glob("*") if p.is_dir())
     runs, skipped = collect(folders)
     table = render(runs, skipped)
@@ -249,6 +250,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(written to {out})", file=sys.stderr)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

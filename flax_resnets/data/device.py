@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flax_resnets import parallel
-from flax_resnets.feeds import FeedSettings
-from flax_resnets.input_pipeline import PAD, epoch_permutation, eval_positions, steps_per_epoch
+from flax_resnets.data.augment import pad_crop_flip
+from flax_resnets.data.feeds import FeedSettings
+from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
+from flax_resnets.runtime import parallel
 
 
 @dataclasses.dataclass(eq=False)
@@ -113,12 +114,3 @@ def example_key(seed: int, draw: jax.Array) -> jax.Array:
     for value in (draw[0], draw[1], draw[2]):
         key = jax.random.fold_in(key, value)
     return key
-
-
-def pad_crop_flip(image: jax.Array, key: jax.Array) -> jax.Array:
-    """Zero-pad one (H, W, C) image by 4, crop a random HxW window, flip it with probability 1/2."""
-    crop_key, flip_key = jax.random.split(key)
-    padded = jnp.pad(image, ((PAD, PAD), (PAD, PAD), (0, 0)))
-    offset = jax.random.randint(crop_key, (2,), 0, 2 * PAD + 1)
-    cropped = jax.lax.dynamic_slice(padded, (offset[0], offset[1], 0), image.shape)
-    return jnp.where(jax.random.bernoulli(flip_key), cropped[:, ::-1], cropped)

@@ -1,10 +1,10 @@
-"""What the training loop needs of an input pipeline (``Feed``), and choosing one.
+"""What the training loop needs of an input pipeline (``Feed``).
 
 Two feeds give the same batches of examples for the same seed:
 
-* ``tfdata`` (``input_pipeline.TfDataFeed``): tf.data makes each batch on the host; every call
+* ``tfdata`` (``tfdata.TfDataFeed``): tf.data makes each batch on the host; every call
   of the compiled step receives its steps' batches, stacked.
-* ``device`` (``device_pipeline.DeviceFeed``): the dataset lives in accelerator memory; the
+* ``device`` (``device.DeviceFeed``): the dataset lives in accelerator memory; the
   epoch's order is sent once, and each call receives nothing new: the compiled step reads its
   batch's examples from the order at the state's step, then crops, flips and normalizes them.
 
@@ -19,13 +19,11 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import jax
-import ml_collections
 from jax.sharding import Mesh
 
-from flax_resnets.data import Dataset
+from flax_resnets.data.arrays import Dataset
 
-Batch = dict[str, Any]
-PIPELINES = ("tfdata", "device")
+Batch = dict[str, Any]  # the model's batch: image, label (and mask when evaluating)
 
 
 @dataclasses.dataclass(eq=False)  # eq=False: feeds hash by identity, as jit needs of their methods
@@ -69,20 +67,3 @@ def stacked_step(inputs: Any, constants: Any, index: Any, step: jax.Array) -> Ba
     the benchmark's random batches)."""
     del constants, step
     return jax.tree.map(lambda x: x[index], inputs)
-
-
-def make_feed(
-    config: ml_collections.ConfigDict, dataset: Dataset, mesh: Mesh, *, eval_batch_size: int
-) -> Feed:
-    from flax_resnets.device_pipeline import DeviceFeed
-    from flax_resnets.input_pipeline import TfDataFeed
-
-    feed_class = {"tfdata": TfDataFeed, "device": DeviceFeed}[config.input_pipeline]
-    return feed_class(
-        dataset,
-        mesh,
-        batch_size=config.batch_size,
-        eval_batch_size=eval_batch_size,
-        seed=config.seed,
-        augment=config.augment,
-    )

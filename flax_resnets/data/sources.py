@@ -20,7 +20,6 @@ before that cut, since they are sorted by class.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import logging
@@ -32,10 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from flax_resnets.data.arrays import IMAGE_SIZE, Dataset, Split, load_arrays, pixel_statistics, save_arrays
 from flax_resnets.errors import InputError
-from flax_resnets.files import atomic_write
-
-IMAGE_SIZE = 32
 
 # Per-channel mean and standard deviation of each training split's pixels, scaled to [0, 1]:
 # the published figures (Fashion-MNIST: Xiao et al.'s 28x28 images; CIFAR: all 50,000 images).
@@ -55,37 +52,6 @@ DATASET_NAMES = (*TFDS_STATISTICS, "image_folder")
 CACHE_FORMAT = 2  # bump when the array files change, so that old caches are not read
 # A small real sample shipped with the package, for the offline quickstart (see its README).
 SAMPLE_FASHION_MNIST = Path(__file__).parent / "sample_data" / "fashion_mnist"
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    images: np.ndarray  # (N, 32, 32, C) uint8
-    labels: np.ndarray  # (N,) int32
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def take(self, indices: np.ndarray) -> Split:
-        return Split(self.images[indices], self.labels[indices])
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    name: str
-    class_names: tuple[str, ...]
-    mean: tuple[float, ...]  # per channel, pixels scaled to [0, 1]
-    std: tuple[float, ...]
-    train: Split
-    validation: Split
-    test: Split
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def channels(self) -> int:
-        return self.train.images.shape[-1]
 
 
 def load_dataset(
@@ -291,82 +257,3 @@ def decode_image_folder(root: Path) -> dict[str, Any]:
     return {**splits, "dataset": "image_folder", "class_names": names, "mean": mean, "std": std}
 
 
-def pixel_statistics(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units (chunked, float64)."""
-    total = np.zeros(images.shape[-1])
-    total_sq = np.zeros(images.shape[-1])
-    for start in range(0, len(images), 4096):
-        chunk = images[start : start + 4096].reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
-        total += chunk.sum(axis=0)
-        total_sq += (chunk**2).sum(axis=0)
-    count = images.size / images.shape[-1]
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
-
-
-def save_arrays(path: Path, source: dict[str, Any], *, compressed: bool = False) -> None:
-    """Write splits and metadata to ``path`` atomically: a crash never leaves half a file.
-    Compressed files are for moving (Fashion-MNIST: 55 MB -> ~30 MB); the cache loads faster without."""
-    arrays = {
-        "train_images": source["train"].images,
-        "train_labels": source["train"].labels,
-        "test_images": source["test"].images,
-        "test_labels": source["test"].labels,
-        "class_names": np.array(source["class_names"]),
-        "mean": np.array(source["mean"]),
-        "std": np.array(source["std"]),
-        "dataset": np.array(source["dataset"]),
-    }
-    save = np.savez_compressed if compressed else np.savez
-    atomic_write(path, lambda f: save(f, **arrays), binary=True)
-
-
-def load_arrays(path: Path) -> dict[str, Any]:
-    with np.load(path) as arrays:
-        return {
-            "dataset": str(arrays["dataset"]),
-            "train": Split(arrays["train_images"], arrays["train_labels"]),
-            "test": Split(arrays["test_images"], arrays["test_labels"]),
-            "class_names": tuple(str(name) for name in arrays["class_names"]),
-            "mean": tuple(float(m) for m in arrays["mean"]),
-            "std": tuple(float(s) for s in arrays["std"]),
-        }
-
-
-def main() -> None:
-    """``python -m flax_resnets.data export``: write a dataset's splits as one uint8 array file.
-
-    The file holds the full training and test splits, labels, class names and pixel
-    statistics; training from it (data_dir=FILE.npz) needs neither TensorFlow nor TFDS.
-    """
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m flax_resnets.data", description=main.__doc__.splitlines()[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    export = commands.add_parser("export", help="write a dataset as an .npz array file")
-    export.add_argument("--dataset", required=True, choices=DATASET_NAMES)
-    export.add_argument("--data_dir", default=None, help="TFDS data_dir, or the image folder's root")
-    export.add_argument("--out", required=True, help="the .npz file to write")
-    export.add_argument("--no_download", action="store_true", help="never let TFDS download")
-    args = parser.parse_args()
-    if not args.out.endswith(".npz"):
-        parser.error(f"--out must end in .npz, got {args.out!r}")
-    try:
-        if args.dataset == "image_folder":
-            source = read_image_folder(args.data_dir)
-        else:
-            source = read_tfds(args.dataset, data_dir=args.data_dir, download=not args.no_download)
-    except InputError as error:
-        parser.exit(2, f"error: {error}\n")
-    save_arrays(Path(args.out), source, compressed=True)
-    print(
-        f"wrote {args.out}: {args.dataset}, {len(source['train'])} training and {len(source['test'])} "
-        f"test images of shape {source['train'].images.shape[1:]}, {len(source['class_names'])} classes"
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -14,52 +14,20 @@ ahead of the accelerator.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import jax
 import numpy as np
 
-from flax_resnets import parallel
-from flax_resnets.data import DATASET_NAMES, Dataset, Split, load_dataset, tensorflow
+from flax_resnets.data.arrays import Dataset, Split
+from flax_resnets.data.augment import tf_pad_crop_flip
+from flax_resnets.data.feeds import Batch, FeedSettings, stacked_step
+from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
+from flax_resnets.data.sources import tensorflow
 from flax_resnets.errors import InputError
-from flax_resnets.feeds import FeedSettings, stacked_step
-
-PAD = 4
-Batch = dict[str, np.ndarray]
-
-
-def local_batch_size(global_batch_size: int, process_count: int, local_device_count: int) -> int:
-    """This process's rows of a global batch; the batch must split evenly over processes and devices."""
-    if global_batch_size < 1 or global_batch_size % (process_count * local_device_count):
-        raise InputError(
-            f"batch_size={global_batch_size} cannot be shared by {process_count} process(es) with "
-            f"{local_device_count} device(s) each: use a positive multiple of "
-            f"{process_count * local_device_count}."
-        )
-    return global_batch_size // process_count
-
-
-def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    """The order in which epoch ``epoch`` visits the training examples."""
-    return np.random.default_rng([seed, epoch]).permutation(num_examples)
-
-
-def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-    return num_examples // global_batch_size
-
-
-def eval_positions(
-    num_examples: int, global_batch_size: int, process_index: int, process_count: int
-) -> np.ndarray:
-    """(steps, local batch) example positions of this process; positions >= num_examples are padding."""
-    local = global_batch_size // process_count
-    steps = -(-num_examples // global_batch_size)
-    positions = np.arange(steps * global_batch_size).reshape(steps, global_batch_size)
-    return positions[:, process_index * local : (process_index + 1) * local]
+from flax_resnets.runtime import parallel
 
 
 def train_batches(
@@ -92,7 +60,7 @@ def train_batches(
     def make_batch(global_indices, step):
         batch_images = tf.gather(images, global_indices)
         if augment:
-            batch_images = pad_crop_flip(batch_images, tf.stack([seed, epoch, step]))
+            batch_images = tf_pad_crop_flip(batch_images, tf.stack([seed, epoch, step]))
         return {
             "image": (tf.cast(batch_images[rows], tf.float32) / 255.0 - mean) / std,
             "label": tf.gather(labels, global_indices[rows]),
@@ -184,29 +152,6 @@ class TfDataFeed(FeedSettings):
         return {}
 
 
-def pad_crop_flip(images: Any, seed: Any) -> Any:
-    """Zero-pad by 4, crop a random 32x32 window, flip half the images (per example, whole batch at once).
-
-    ``seed`` is a stateless seed: the same seed draws the same crops and flips.
-    """
-    tf = tensorflow()
-    batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
-    padded = tf.pad(images, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])
-    offsets = tf.random.stateless_uniform([batch, 2], seed=_two(seed, 0), maxval=2 * PAD + 1, dtype=tf.int32)
-    rows = offsets[:, :1] + tf.range(height)[None, :]
-    cols = offsets[:, 1:] + tf.range(width)[None, :]
-    cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
-    flip = tf.random.stateless_uniform([batch], seed=_two(seed, 1)) < 0.5
-    return tf.where(flip[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
-
-
-def _two(seed: Any, salt: int) -> Any:
-    """A stateless (2,) seed from a (seed, epoch, step) triple and a salt per random draw."""
-    tf = tensorflow()
-    seed = tf.cast(seed, tf.int64)
-    return tf.stack([seed[0] * 1_000_003 + seed[1], seed[2] * 4 + salt])
-
-
 def _as_tensors(split: Split) -> tuple[Any, Any]:
     tf = tensorflow()
     return tf.constant(split.images), tf.constant(split.labels.astype(np.int32))
@@ -217,27 +162,3 @@ def _normalization(dataset: Dataset) -> tuple[Any, Any]:
     return tf.constant(dataset.mean, tf.float32), tf.constant(dataset.std, tf.float32)
 
 
-def main() -> None:
-    """Training-pipeline throughput (images/s, augmentation on) for one dataset."""
-    parser = argparse.ArgumentParser(prog="python -m flax_resnets.input_pipeline", description=main.__doc__)
-    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=2, help="epochs to time after one warm-up epoch")
-    parser.add_argument("--no_download", action="store_true")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download)
-    print(f"loaded {args.dataset}: {len(dataset.train)} train images in {time.perf_counter() - started:.1f}s")
-    for epoch in range(args.epochs + 1):
-        started, images = time.perf_counter(), 0
-        for batch in train_batches(
-            dataset.train, dataset, global_batch_size=args.batch_size, seed=0, epoch=epoch
-        ):
-            images += len(batch["label"])
-        rate = images / (time.perf_counter() - started)
-        print(f"epoch {epoch}{' (warm-up)' if epoch == 0 else ''}: {images} images, {rate:,.0f} images/s")
-
-
-if __name__ == "__main__":
-    main()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from flax_resnets.files import atomic_write
-from flax_resnets.reports import read_jsonl
+from flax_resnets.runs.metrics import read_jsonl
 
 CURVES = "curves.png"
 CONFUSION = "confusion.png"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from importlib import metadata
 
-# Pairs this project has been tested with (CPU CI; the lent H100 machines' image).
+# Pairs this project has been tested with (CPU in CI; an H100 machine with CUDA).
 TESTED_PAIRS = (("0.10.2", "0.12.8"), ("0.11.2", "0.12.10"))
 
 

@@ -1,6 +1,6 @@
 """Where a compiled training step spends its time: a ``jax.profiler`` trace, summed per XLA op.
 
-``python -m flax_resnets.benchmark --profile_dir DIR`` traces each row's timed training calls
+``python -m flax_resnets benchmark --profile_dir DIR`` traces each row's timed training calls
 and prints the ops that took most of the device's time, grouped by kind (convolutions and
 matmuls, fusions, transposes and copies, ...), beside the step's wall time: a device busy for
 much less than the wall time waits on the host; a step whose time goes to transposes and

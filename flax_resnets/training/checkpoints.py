@@ -81,12 +81,17 @@ class Checkpoints:
             metrics=metrics,
         )
 
-    def _restore(self, step: int, **items: Any) -> Any:
+    def require_step(self, step: int) -> int:
+        """``step``, or a refusal that names the saved steps."""
         if step not in self.steps():
             raise InputError(
                 f"There is no checkpoint at step {step} in {self.directory}; "
                 f"saved steps: {', '.join(map(str, self.steps())) or 'none'}."
             )
+        return step
+
+    def _restore(self, step: int, **items: Any) -> Any:
+        self.require_step(step)
         try:
             return self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # orbax raises many types for unreadable files

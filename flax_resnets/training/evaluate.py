@@ -11,14 +11,16 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
-from flax_resnets import parallel, steps, xla_cpu
-from flax_resnets.checkpoints import Checkpoints
 from flax_resnets.config import check_same_run, recorded_config, validate_config
-from flax_resnets.data import load_config_dataset
+from flax_resnets.data.feeds import Feed
+from flax_resnets.data.pipelines import make_feed
+from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
-from flax_resnets.feeds import Feed, make_feed
 from flax_resnets.files import write_json
-from flax_resnets.plots import write_plots
+from flax_resnets.runs.plots import write_plots
+from flax_resnets.runtime import parallel, xla_cpu
+from flax_resnets.training import steps
+from flax_resnets.training.checkpoints import Checkpoints
 
 
 def compile_eval_step(graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = False) -> Callable:
@@ -72,12 +74,7 @@ def choose_step(checkpoints: Checkpoints, which: str) -> int:
         return latest if best is None else best
     if not which.isdigit():
         raise InputError(f"--checkpoint must be 'best', 'latest' or a step number, got {which!r}.")
-    if int(which) not in checkpoints.steps():
-        raise InputError(
-            f"There is no checkpoint at step {which} in {checkpoints.directory}; "
-            f"saved steps: {', '.join(map(str, checkpoints.steps()))}."
-        )
-    return int(which)
+    return checkpoints.require_step(int(which))
 
 
 def test_report(

@@ -20,17 +20,25 @@ import jax
 import ml_collections
 from tqdm import tqdm
 
-from flax_resnets import parallel, steps
-from flax_resnets.checkpoints import Checkpoints
 from flax_resnets.config import check_same_run, check_workdir, config_dict, validate_config
-from flax_resnets.data import load_config_dataset
+from flax_resnets.data.order import check_batch_size, steps_per_epoch
+from flax_resnets.data.pipelines import make_feed
+from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
-from flax_resnets.evaluate import choose_step, compile_eval_step, eval_batch_size, evaluate_split, test_report
-from flax_resnets.feeds import make_feed
 from flax_resnets.files import write_json
-from flax_resnets.input_pipeline import local_batch_size, steps_per_epoch
-from flax_resnets.plots import write_plots
-from flax_resnets.reports import EpochReport, run_record
+from flax_resnets.runs.metrics import EpochReport
+from flax_resnets.runs.plots import write_plots
+from flax_resnets.runs.provenance import run_record
+from flax_resnets.runtime import parallel
+from flax_resnets.training import steps
+from flax_resnets.training.checkpoints import Checkpoints
+from flax_resnets.training.evaluate import (
+    choose_step,
+    compile_eval_step,
+    eval_batch_size,
+    evaluate_split,
+    test_report,
+)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -90,7 +98,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     validate_config(config)
     check_workdir(workdir)
     parallel.initialize_distributed(config.distributed)
-    local_batch_size(config.batch_size, jax.process_count(), jax.local_device_count())
+    check_batch_size(config.batch_size, jax.process_count(), jax.local_device_count())
     check_same_run(config, workdir)
     dataset = load_config_dataset(config)
     epoch_steps = steps_per_epoch(len(dataset.train), config.batch_size)

@@ -18,10 +18,10 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh
 
-from flax_resnets import parallel, xla_cpu
+from flax_resnets.data.feeds import Batch
 from flax_resnets.models import create_model
+from flax_resnets.runtime import parallel, xla_cpu
 
-Batch = dict[str, jax.Array]
 # Inside a compiled call: (call inputs, constants, index of the step in the call, run step) -> batch.
 MakeBatch = Callable[[Any, Any, Any, jax.Array], Batch]
 # What evaluation needs of a training state: {"params": ..., "batch_stats": ...}.

@@ -1,8 +1,10 @@
-"""PyTorch twins of the zoo's models, for the parity check (``flax_resnets.parity``) and
+"""PyTorch twins of the zoo's models, for ``python -m flax_resnets parity`` and
 ``benchmark --compare_torch``.
 
-Each twin is what the PyTorch CIFAR zoo the paper used (kuangliu/pytorch-cifar) computes, with
-PyTorch's default initialisation, and names its layers as the Flax model does
+Each twin is built from the model's description in ``flax_resnets.models.registry`` (for the
+residual networks, their ``ResNetSpec``), never from the Flax modules themselves, and is what
+the PyTorch CIFAR zoo the paper used (kuangliu/pytorch-cifar) computes, with PyTorch's default
+initialisation, and names its layers as the Flax model does
 (``blocks.3.conv1.weight`` is Flax's ``blocks/3/conv1/kernel``), so one set of weights can be
 copied across (``load_flax_weights``). One liberty: the AlexNet twin flattens its 256x6x6 map
 in (height, width, channel) order, as an NHWC Flax model does, so that both use one weight
@@ -20,9 +22,8 @@ import torch
 from torch import nn
 
 from flax_resnets.config import default_config
-from flax_resnets.models import MODELS
+from flax_resnets.models import MODELS, ResNetSpec
 from flax_resnets.models.alexnet import FEATURE_MAP_SIZE
-from flax_resnets.models.resnet import BasicBlock as FlaxBasicBlock
 from flax_resnets.models.vgg import VGG19_STAGES
 
 
@@ -76,11 +77,10 @@ class Block(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, spec: Any, input_channels: int, num_classes: int):
+    def __init__(self, spec: ResNetSpec, input_channels: int, num_classes: int):
         super().__init__()
-        kwargs = spec.keywords
-        widths, sizes, shortcut = kwargs["stage_widths"], kwargs["stage_sizes"], kwargs["shortcut"]
-        bottleneck = kwargs["block"] is not FlaxBasicBlock
+        widths, sizes, shortcut = spec.stage_widths, spec.stage_sizes, spec.shortcut
+        bottleneck = spec.block == "bottleneck"
         self.stem_conv = nn.Conv2d(input_channels, widths[0], 3, 1, 1, bias=False)
         self.stem_bn = nn.BatchNorm2d(widths[0])
         blocks, channels = [], widths[0]
@@ -158,11 +158,12 @@ class AlexNet(nn.Module):
 
 def torch_model(name: str, input_channels: int = 3, num_classes: int = 10) -> nn.Module:
     """The PyTorch twin of zoo model ``name``, freshly initialised with PyTorch's defaults."""
-    if name == "alexnet":
+    spec = MODELS[name]
+    if spec == "alexnet":
         return AlexNet(input_channels, num_classes)
-    if name == "vgg19":
+    if spec == "vgg19":
         return VGG(input_channels, num_classes)
-    return ResNet(MODELS[name], input_channels, num_classes)
+    return ResNet(spec, input_channels, num_classes)
 
 
 # OIHW kernels <-> HWIO, (out, in) matrices <-> (in, out): PyTorch's layouts and Flax's.

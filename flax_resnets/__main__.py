@@ -1,0 +1,38 @@
+"""``python -m flax_resnets COMMAND [ARGS]``: the project's tools.
+
+    train           train or evaluate a model (what main.py runs)
+    table1          the paper's Table 1 with our kept runs beside it
+    sweep           train a list of Table 1 cells within a time budget
+    benchmark       training images/s per model and batch size (PyTorch beside it)
+    parity          the models and the optimizer against their PyTorch twins
+    reports         one row per finished run, or redraw a run's plots
+    data            export a dataset as one array file (training then needs no TensorFlow)
+    models          parameters and GFLOPs of every model
+    input_pipeline  throughput of the tf.data training pipeline
+
+``python -m flax_resnets COMMAND --help`` describes each one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from flax_resnets.cli import refuse, run_command
+
+COMMANDS = ("train", "table1", "sweep", "benchmark", "parity", "reports", "data", "models", "input_pipeline")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    name, *rest = argv
+    if name not in COMMANDS:
+        refuse(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}.")
+    command = importlib.import_module(f"flax_resnets.commands.{name}")
+    return run_command(command.main, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

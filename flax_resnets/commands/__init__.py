@@ -1,0 +1,1 @@
+"""The command-line tools, above the library: ``python -m flax_resnets COMMAND`` runs one."""

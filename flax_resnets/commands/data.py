@@ -1,0 +1,37 @@
+"""``python -m flax_resnets data export``: write a dataset's splits as one uint8 array file.
+
+The file holds the full training and test splits, labels, class names and pixel statistics;
+training from it (``data_dir=FILE.npz``) needs neither TensorFlow nor TFDS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flax_resnets.cli import command_parser
+from flax_resnets.data.arrays import save_arrays
+from flax_resnets.data.sources import DATASET_NAMES, read_image_folder, read_tfds
+from flax_resnets.errors import InputError
+
+
+def main(argv: list[str]) -> int:
+    parser = command_parser("data", __doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write a dataset as an .npz array file")
+    export.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    export.add_argument("--data_dir", default=None, help="TFDS data_dir, or the image folder's root")
+    export.add_argument("--out", required=True, help="the .npz file to write")
+    export.add_argument("--no_download", action="store_true", help="never let TFDS download")
+    args = parser.parse_args(argv)
+    if not args.out.endswith(".npz"):
+        raise InputError(f"--out must end in .npz, got {args.out!r}.")
+    if args.dataset == "image_folder":
+        source = read_image_folder(args.data_dir)
+    else:
+        source = read_tfds(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+    save_arrays(Path(args.out), source, compressed=True)
+    print(
+        f"wrote {args.out}: {args.dataset}, {len(source['train'])} training and {len(source['test'])} "
+        f"test images of shape {source['train'].images.shape[1:]}, {len(source['class_names'])} classes"
+    )
+    return 0

@@ -1,0 +1,41 @@
+"""Which examples each step and each process sees: split-independent arithmetic shared by the feeds.
+
+Randomness is a pure function of (seed, epoch): the same seed gives the same order, a run can
+resume at any step, and every process of a multi-host run computes the global order and keeps
+its own rows, so results do not depend on the number of hosts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flax_resnets.errors import InputError
+
+
+def check_batch_size(global_batch_size: int, process_count: int, local_device_count: int) -> None:
+    """A global batch must split evenly over the processes and each one's devices."""
+    if global_batch_size < 1 or global_batch_size % (process_count * local_device_count):
+        raise InputError(
+            f"batch_size={global_batch_size} cannot be shared by {process_count} process(es) with "
+            f"{local_device_count} device(s) each: use a positive multiple of "
+            f"{process_count * local_device_count}."
+        )
+
+
+def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` visits the training examples."""
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
+    return num_examples // global_batch_size
+
+
+def eval_positions(
+    num_examples: int, global_batch_size: int, process_index: int, process_count: int
+) -> np.ndarray:
+    """(steps, local batch) example positions of this process; positions >= num_examples are padding."""
+    local = global_batch_size // process_count
+    steps = -(-num_examples // global_batch_size)
+    positions = np.arange(steps * global_batch_size).reshape(steps, global_batch_size)
+    return positions[:, process_index * local : (process_index + 1) * local]

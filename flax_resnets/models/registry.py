@@ -1,0 +1,131 @@
+"""The paper's model zoo, built by name from one description per model.
+
+Each model is an ``Architecture``: a name for AlexNet and VGG19 (fixed networks), or a
+``ResNetSpec`` (block kind, stage sizes and widths, shortcut kind) for the residual networks
+and their plain twins. The PyTorch twins (``flax_resnets.twins``) are built from the same
+descriptions, so a change here changes both frameworks alike.
+
+>>> model = create_model("resnet18", num_classes=10, input_channels=3, seed=0)
+>>> logits = model(images, train=True)   # images: (N, 32, 32, C) float, NHWC
+
+Every model takes ``train`` at call time: True normalises with batch statistics and updates
+the BatchNorm running averages, False uses the running averages and changes nothing.
+Models are initialised as the paper's PyTorch code initialised them (``init="pytorch"``) unless
+asked for He et al.'s initialisation (``init="he"``); see ``layers``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax import lax
+
+from flax_resnets.errors import InputError
+from flax_resnets.models.alexnet import AlexNet
+from flax_resnets.models.layers import INITS, Dtype, Layers
+from flax_resnets.models.resnet import BasicBlock, Bottleneck, ResNet, ShortcutKind
+from flax_resnets.models.vgg import VGG
+
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+HE_CIFAR_WIDTHS = (16, 32, 64)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetSpec:
+    """A residual network (or its plain twin): a 3x3 stem, then stages of blocks."""
+
+    block: Literal["basic", "bottleneck"]
+    stage_sizes: tuple[int, ...]
+    stage_widths: tuple[int, ...]
+    shortcut: ShortcutKind  # projection (option B), pad (option A) or none (a plain network)
+
+
+Architecture = Literal["alexnet", "vgg19"] | ResNetSpec
+
+
+def _he_cifar(depth: int, shortcut: ShortcutKind) -> ResNetSpec:
+    n = (depth - 2) // 6
+    return ResNetSpec("basic", (n, n, n), HE_CIFAR_WIDTHS, shortcut)
+
+
+MODELS: dict[str, Architecture] = {
+    "alexnet": "alexnet",
+    "vgg19": "vgg19",
+    "resnet18": ResNetSpec("basic", (2, 2, 2, 2), IMAGENET_WIDTHS, "projection"),
+    "resnet34": ResNetSpec("basic", (3, 4, 6, 3), IMAGENET_WIDTHS, "projection"),
+    "resnet50": ResNetSpec("bottleneck", (3, 4, 6, 3), IMAGENET_WIDTHS, "projection"),
+    "resnet101": ResNetSpec("bottleneck", (3, 4, 23, 3), IMAGENET_WIDTHS, "projection"),
+    "resnet152": ResNetSpec("bottleneck", (3, 8, 36, 3), IMAGENET_WIDTHS, "projection"),
+    **{f"resnet{depth}": _he_cifar(depth, "pad") for depth in (8, 20, 32, 44, 56, 110)},
+    "plain18": ResNetSpec("basic", (2, 2, 2, 2), IMAGENET_WIDTHS, "none"),
+    "plain34": ResNetSpec("basic", (3, 4, 6, 3), IMAGENET_WIDTHS, "none"),
+    **{f"plain{depth}": _he_cifar(depth, "none") for depth in (20, 56)},
+}
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+# Each plain network and the residual network it is the shortcut-free twin of.
+RESIDUAL_TWINS = {"plain18": "resnet18", "plain34": "resnet34", "plain20": "resnet20", "plain56": "resnet56"}
+
+
+def require_models(names: Iterable[str]) -> None:
+    """Refuse names that are not models of the zoo, naming the choices."""
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise InputError(f"Unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}.")
+
+
+def require_init(init: str) -> None:
+    if init not in INITS:
+        raise InputError(f"Unknown init {init!r}; choose one of: {', '.join(INITS)}.")
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int = 10,
+    input_channels: int = 3,
+    seed: int = 0,
+    rngs: nnx.Rngs | None = None,
+    dtype: Dtype = jnp.float32,
+    init: str = "pytorch",
+    convolution: Callable[..., jax.Array] | None = None,
+) -> nnx.Module:
+    """Build model ``name`` with float32 parameters computing in ``dtype``; ``rngs`` overrides ``seed``.
+
+    ``convolution`` replaces ``lax.conv_general_dilated`` (same signature and results), e.g. with
+    ``xla_cpu.convolution()``; it changes how the model runs, never its parameters.
+    """
+    require_models([name])
+    require_init(init)
+    if num_classes < 1 or input_channels < 1:
+        raise InputError(
+            f"num_classes and input_channels must be positive, got {num_classes} and {input_channels}."
+        )
+    shared = dict(
+        num_classes=num_classes,
+        input_channels=input_channels,
+        layers=Layers(init=init, dtype=jnp.dtype(dtype), convolution=convolution or lax.conv_general_dilated),
+        rngs=rngs if rngs is not None else nnx.Rngs(seed),
+    )
+    spec = MODELS[name]
+    if spec == "alexnet":
+        return AlexNet(**shared)
+    if spec == "vgg19":
+        return VGG(**shared)
+    return ResNet(
+        block=BLOCKS[spec.block],
+        stage_sizes=spec.stage_sizes,
+        stage_widths=spec.stage_widths,
+        shortcut=spec.shortcut,
+        **shared,
+    )
+
+
+def count_parameters(model: nnx.Module) -> int:
+    """Trainable parameters (BatchNorm running statistics excluded), as PyTorch counts them."""
+    return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -1,0 +1,1 @@
+"""What a run leaves: metrics, provenance, plots, and reading a finished run back."""

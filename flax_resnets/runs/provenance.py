@@ -1,0 +1,80 @@
+"""``run.json``: where and how a finished run was made (device, versions, commit, data, time), so
+that its numbers can be trusted and compared (``python -m flax_resnets table1``)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def source_commit() -> str:
+    """The project's git commit ("-dirty" with uncommitted changes), $FLAX_RESNETS_COMMIT where
+    the source travelled without its .git (copied to another machine), else "unknown"."""
+    if os.environ.get("FLAX_RESNETS_COMMIT"):
+        return os.environ["FLAX_RESNETS_COMMIT"]
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if changes else "")
+
+
+def provenance() -> dict[str, Any]:
+    """The machine, the library versions and the commit that produced a result."""
+    import flax
+    import jax
+    import jaxlib
+    import optax
+    import orbax.checkpoint
+
+    return {
+        "device": jax.devices()[0].device_kind,
+        "platform": jax.default_backend(),
+        "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "flax": flax.__version__,
+            "optax": optax.__version__,
+            "orbax-checkpoint": orbax.checkpoint.__version__,
+        },
+        "commit": source_commit(),
+    }
+
+
+def run_record(config: Any, dataset: Any, history: list[dict]) -> dict[str, Any]:
+    """``run.json`` of a finished run: provenance, the data it read, how long it trained."""
+    return {
+        **provenance(),
+        "model": config.model,
+        "dtype": config.dtype,
+        "epochs": len(history),
+        "wall_seconds": sum(record["seconds"] for record in history),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data": {
+            "dataset": config.dataset,
+            "data_dir": config.data_dir,
+            "class_names": list(dataset.class_names),
+            "channels": dataset.channels,
+            "mean": list(dataset.mean),
+            "std": list(dataset.std),
+            "train": len(dataset.train),
+            "validation": len(dataset.validation),
+            "test": len(dataset.test),
+        },
+    }

@@ -1,0 +1,1 @@
+"""Training: the train state and compiled steps, the loop, evaluation and checkpoints."""
