@@ -25,7 +25,7 @@
 # A quick rehearsal on a CPU:
 #   BUDGET_SECONDS=900 MODEL=resnet8 BATCH_SIZES=4,8 SWEEP_FLAGS="--config.num_epochs=1" \
 #   FAST_FLAGS="--config.num_epochs=1 --config.warmup_epochs=0.5 --config.dtype=float32" scripts/gpu_run.sh ...
-# The .npz files come from ../shared/gpu/README.md (CIFAR-10) and `python -m flax_resnets.data
+# The .npz files come from ../shared/gpu/README.md (CIFAR-10) and `python -m flax_resnets data
 # export` (Fashion-MNIST, compressed: 42 MB).
 set -euo pipefail
 out=${1:?usage: scripts/gpu_run.sh OUT CIFAR10.npz [FASHION_MNIST.npz]}
@@ -72,13 +72,13 @@ fi
 reserve=10  # the later stages' share of the budget
 for later in fast benchmark profile; do wanted $later && reserve=200; done
 sweep_seconds=$((deadline - SECONDS - reserve))
-[ ${#cells[@]} -gt 0 ] && stage "sweep of Table 1 cells" $((sweep_seconds + 40)) "$python" -m flax_resnets.sweep \
+[ ${#cells[@]} -gt 0 ] && stage "sweep of Table 1 cells" $((sweep_seconds + 40)) "$python" -m flax_resnets sweep \
   --cells="$(IFS=,; echo "${cells[*]}")" --data "${data[@]}" --workdir_root="$out/sweep" \
   --budget_seconds="$sweep_seconds" --results="$out/results" --tar="$out/table1_runs.tar.gz" \
   -- --config.input_pipeline=device --config.checkpoint_every_steps=0 --config.log_every_steps=500 \
   "${sweep_flags[@]}"
 
-bench=("$python" -m flax_resnets.benchmark --models="$model" --batch_sizes="$batch_sizes" --steps=10
+bench=("$python" -m flax_resnets benchmark --models="$model" --batch_sizes="$batch_sizes" --steps=10
   --rounds=2 --warmup=2)
 if [ "$cifar10" != - ]; then
   stage "fast recipe" 90 "$python" main.py --config=configs/cifar10_fast.py --workdir="$out/cifar10_fast" \
@@ -92,7 +92,7 @@ fi
 stage "benchmark bfloat16" 140 "${bench[@]}" --dtype=bfloat16 --compare_torch --json="$out/benchmark_bfloat16.json"
 stage "benchmark float32 and loop" 150 "${bench[@]}" --dtype=float32 --compare_torch "${loop_flags[@]}" \
   --json="$out/benchmark_float32.json"
-stage "profile" 60 "$python" -m flax_resnets.benchmark --models="$model" --batch_sizes="$profile_batch_sizes" \
+stage "profile" 60 "$python" -m flax_resnets benchmark --models="$model" --batch_sizes="$profile_batch_sizes" \
   --dtype=bfloat16 --steps=5 --rounds=1 --warmup=2 --profile_dir="$out/profile" \
   --json="$out/profile.json"
 [ -d "$out/profile" ] && tar -czf "$out/profile.tar.gz" -C "$out" profile

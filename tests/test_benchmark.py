@@ -66,13 +66,6 @@ def test_benchmark_refuses_missing_loop_data_before_compiling(tmp_path):
     assert result.returncode == 2 and "none" in result.stderr and "train img/s" not in result.stdout
 
 
-def test_benchmark_refuses_unknown_models():
-    result = subprocess.run(
-        [*BENCHMARK, "--models=resnet19"], capture_output=True, text=True
-    )
-    assert result.returncode == 2 and "unknown model(s) resnet19" in result.stderr
-
-
 @pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnet50", "plain20", "vgg19", "alexnet"])
 def test_pytorch_twins_have_the_same_parameter_count(name):
     torch_reference = pytest.importorskip(

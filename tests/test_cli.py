@@ -49,6 +49,7 @@ BAD_ARGUMENTS = [
     (["table1", "--no_such_flag"], "unrecognized arguments: --no_such_flag"),
     (["table1", "--keep", "/nonexistent/run"], "only finished runs"),
     (["sweep", "--cells=cifar10_resnet19", "--workdir_root=/tmp/never", "--budget_seconds=1"], "resnet19"),
+    (["benchmark", "--models=resnet19"], "Unknown model(s) resnet19"),
     (["benchmark", "--batch_sizes=abc"], "expected comma-separated positive integers, got 'abc'"),
     (["benchmark", "--steps=0"], "expected a positive integer, got '0'"),
     (["parity", "--num_classes=0"], "got '0'"),

@@ -66,7 +66,8 @@ def test_two_processes_train_resume_and_end_where_one_process_ends(
         *TINY,
         "--config.num_epochs=3",
         "--config.checkpoint_every_steps=1",
-        "--config.input_pipeline=device",  # each process sends its rows of the epoch's order
+        # tfdata: each process makes its rows of every batch; device: each sends its rows of the order.
+        f"--config.input_pipeline={pipeline}",
         "--config.dataset=image_folder",
         f"--config.data_dir={image_folder}",
     ]

@@ -116,7 +116,7 @@ def finished_run(tmp_path_factory, compile_cache):
 @pytest.mark.parametrize(
     "overrides, devices, message",
     [
-        (["--config.model=resnet19"], 1, "Unknown model 'resnet19'"),
+        (["--config.model=resnet19"], 1, "Unknown model(s) resnet19"),
         (["--config.dataset=mnist"], 1, "Unknown dataset 'mnist'"),
         (["--config.batch_size=12"], 8, "batch_size=12 cannot be shared by 1 process(es) with 8 device(s)"),
         (["--config.learning_rate=0.0"], 1, "config.learning_rate must be positive"),

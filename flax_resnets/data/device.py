@@ -12,8 +12,9 @@ in the same batches, for the same seed), pad-4 zero padding, a random 32x32 crop
 probability 1/2, per-channel normalization, exact masked evaluation. The crops and flips are
 drawn from JAX's random numbers, keyed by (seed, epoch, step, row of the global batch), not
 TensorFlow's, so the augmentation of a given example differs between the two pipelines; its
-distribution does not. Each split is replicated, not sharded, over the devices so that any
-global permutation costs no communication: a few hundred MB at most per device here.
+distribution does not (``data.augment``; ``tests/test_augment.py`` draws from both). Each split
+is replicated, not sharded, over the devices so that any global permutation costs no
+communication: a few hundred MB at most per device here.
 """
 
 from __future__ import annotations
