@@ -7,6 +7,7 @@ Each problem is reported as one sentence naming the field, the value and the fix
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,32 @@ def get_config(cell: str) -> ml_collections.ConfigDict:
     return default_config(dataset=dataset, model=model)
 
 
+def check_types(config: ml_collections.ConfigDict) -> None:
+    """Each field holds a value of its default's type (an int where a float is expected is fine):
+    a hand-edited config.json gets one line, not a TypeError deep in training."""
+    for field, default in default_config().items():
+        value = config.get(field)
+        expected = str if default is None else type(default)
+        if value is None and default is None:
+            continue
+        if isinstance(value, bool) != (expected is bool) or not isinstance(
+            value, (int, float) if expected is float else expected
+        ):
+            kind = {bool: "True or False", int: "an integer", float: "a number"}.get(expected, "a string")
+            raise InputError(
+                f"config.{field} must be {kind}, got {value!r}: fix the config "
+                "(or the workdir's config.json)."
+            )
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
+    check_types(config)
+    for field, value in config.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"config.{field} must be a finite number, got {value}.")
+    for field in ("seed", "split_seed"):
+        if config[field] < 0:
+            raise InputError(f"config.{field} must be 0 or more (a random seed), got {config[field]}.")
     require_models([config.model])
     if config.dataset not in DATASET_NAMES:
         raise InputError(f"Unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASET_NAMES)}.")
@@ -167,6 +193,37 @@ def check_workdir(workdir: Path) -> None:
     existing = next(p for p in (workdir, *workdir.absolute().parents) if p.exists())
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"--workdir={workdir}: {existing} is not writable; pass a folder you can write to.")
+
+
+DATA_RECORD = "data.json"  # the fingerprint of the data a workdir's run read
+
+
+def check_same_data(workdir: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse to continue or evaluate a run on data other than what it trained on."""
+    path = Path(workdir) / DATA_RECORD
+    if not path.exists():
+        return
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path} cannot be read ({error}): restore it, or use a new --workdir.") from error
+    if recorded == fingerprint:
+        return
+    differences = []
+    for key in sorted(set(recorded) | set(fingerprint)):
+        there, now = recorded.get(key), fingerprint.get(key)
+        if there == now:
+            continue
+        if key == "sha256":
+            differences.append("the images or labels differ")
+        elif key == "class_names":
+            differences.append(f"{len(there or [])} classes there, {len(now or [])} now")
+        else:
+            differences.append(f"{key} {there} there, {now} now")
+    raise InputError(
+        f"{workdir} holds a run on other data ({'; '.join(differences)}): point data_dir at the data "
+        "it was started with, or use a new --workdir."
+    )
 
 
 def check_same_run(config: ml_collections.ConfigDict, workdir: Path) -> None:

@@ -1,4 +1,5 @@
-"""Writing files so that a crash never leaves half of one, with the permissions users expect.
+"""Writing files so that a crash never leaves half of one, with the permissions users expect,
+and the lock that keeps one run per workdir.
 
 A file is written next to its destination under a hidden temporary name, flushed to disk, given
 the mode a plain ``open()`` would give it (0644 under the usual umask, so that others sharing a
@@ -7,12 +8,15 @@ results folder can read it; ``tempfile`` alone makes 0600), then renamed over th
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from flax_resnets.errors import InputError
 
 
 def default_file_mode() -> int:
@@ -46,3 +50,38 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, value: Any) -> None:
     write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+class WorkdirLock:
+    """An OS lock on ``workdir/.lock``, held for a run's life. The kernel releases it however the
+    process ends (a SIGKILL included), so it is never stale; a second run on the same workdir is
+    refused in one line naming the holder's pid."""
+
+    NAME = ".lock"
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.file: IO | None = None
+
+    def __enter__(self) -> WorkdirLock:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        file = open(self.workdir / self.NAME, "a+")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            file.close()
+            raise InputError(
+                f"{self.workdir} is in use by another run (pid {holder}): wait for it to end, "
+                "or use another --workdir."
+            ) from None
+        file.truncate(0)
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self.file = file
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the file releases the lock

@@ -69,8 +69,12 @@ def test_train_two_epochs_then_eval_mode_reproduces_eval_json(tmp_path, compile_
     assert json.loads((workdir / "eval.json").read_text()) == at_training_end
     assert (workdir / "confusion.png").exists()
 
-    run_main([f"--workdir={workdir}", "--mode=eval", "--checkpoint=latest"], compile_cache, mock_examples=40)
-    assert json.loads((workdir / "eval.json").read_text())["checkpoint_step"] == 8
+    # Another checkpoint than the best is written beside eval.json, never over it.
+    other = 4 if best == 8 else 8
+    evaluate_other = [f"--workdir={workdir}", "--mode=eval", f"--checkpoint={other}"]
+    run_main(evaluate_other, compile_cache, mock_examples=40)
+    assert json.loads((workdir / f"eval_step{other}.json").read_text())["checkpoint_step"] == other
+    assert json.loads((workdir / "eval.json").read_text()) == at_training_end
 
     (workdir / "curves.png").unlink()
     command = [sys.executable, "-m", "flax_resnets", "reports", "--plots", str(workdir)]
@@ -135,6 +139,9 @@ def finished_run(tmp_path_factory, compile_cache):
         (["--bogus=1"], 1, "Unknown command line flag 'bogus'"),
         (["--mode=eval", "--checkpoint=soon"], 1, "--checkpoint must be 'best', 'latest' or a step number"),
         (["--mode=eval", "--checkpoint=7"], 1, "There is no checkpoint at step 7"),
+        (["--config.seed=-1"], 1, "config.seed must be 0 or more"),
+        (["--config.learning_rate=inf"], 1, "config.learning_rate must be a finite number, got inf"),
+        (["--config.weight_decay=nan"], 1, "config.weight_decay must be a finite number, got nan"),
     ],
 )
 def test_refused_input_exits_2_with_one_line_and_leaves_the_workdir_alone(

@@ -8,6 +8,7 @@ machines without TensorFlow; reading it needs numpy only.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,22 @@ class Dataset:
     @property
     def channels(self) -> int:
         return self.train.images.shape[-1]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the data a run read: its classes, shapes and counts, and a hash of every
+        split's pixels and labels (a run resumed on other data is refused with it)."""
+        digest = hashlib.sha256()
+        for split in (self.train, self.validation, self.test):
+            digest.update(np.ascontiguousarray(split.images).data)
+            digest.update(np.ascontiguousarray(split.labels, np.int32).data)
+        return {
+            "class_names": list(self.class_names),
+            "image_shape": list(self.train.images.shape[1:]),
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": len(self.test),
+            "sha256": digest.hexdigest(),
+        }
 
 
 def pixel_statistics(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

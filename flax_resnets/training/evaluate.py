@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
-from flax_resnets.config import check_same_run, recorded_config, validate_config
+from flax_resnets.config import check_same_data, check_same_run, recorded_config, validate_config
 from flax_resnets.data.feeds import Feed
 from flax_resnets.data.pipelines import make_feed
 from flax_resnets.data.sources import load_config_dataset
@@ -99,7 +100,9 @@ def test_report(
 def evaluate_workdir(
     config: ml_collections.ConfigDict | None, workdir: Path, which: str = "best"
 ) -> dict[str, Any]:
-    """``--mode=eval``: test a checkpoint of an existing run and write ``workdir/eval.json``.
+    """``--mode=eval``: test a checkpoint of an existing run. The best checkpoint's result is
+    ``workdir/eval.json`` (what the run's plots and Table 1 read); any other checkpoint's goes to
+    ``workdir/eval_step<N>.json`` beside it, so that eval.json is never replaced by a worse step.
 
     Only the model's parameters and BatchNorm statistics are read from the checkpoint."""
     workdir = Path(workdir)
@@ -114,8 +117,10 @@ def evaluate_workdir(
     check_same_run(config, workdir)
     with Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints, read_only=True) as checkpoints:
         step = choose_step(checkpoints, which)  # a missing checkpoint fails before any data is read
+        is_best = step == choose_step(checkpoints, "best")
         parallel.initialize_distributed(config.distributed)
         dataset = load_config_dataset(config)
+        check_same_data(workdir, dataset.fingerprint())
         mesh = parallel.data_parallel_mesh()
         feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
         graphdef, abstract = steps.abstract_model_state(
@@ -125,6 +130,11 @@ def evaluate_workdir(
         eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
         report = test_report(step, model_state, eval_fn, feed, config)
     if jax.process_index() == 0:
-        write_json(workdir / "eval.json", report)
-        write_plots(workdir)
+        if is_best:
+            write_json(workdir / "eval.json", report)
+            write_plots(workdir)
+        else:
+            path = workdir / f"eval_step{step}.json"
+            write_json(path, report)
+            print(f"wrote {path}: eval.json keeps the best checkpoint's result", file=sys.stderr)
     return report

@@ -20,12 +20,19 @@ import jax
 import ml_collections
 from tqdm import tqdm
 
-from flax_resnets.config import check_same_run, check_workdir, config_dict, validate_config
+from flax_resnets.config import (
+    DATA_RECORD,
+    check_same_data,
+    check_same_run,
+    check_workdir,
+    config_dict,
+    validate_config,
+)
 from flax_resnets.data.order import check_batch_size, steps_per_epoch
 from flax_resnets.data.pipelines import make_feed
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
-from flax_resnets.files import write_json
+from flax_resnets.files import WorkdirLock, write_json
 from flax_resnets.runs.metrics import EpochReport
 from flax_resnets.runs.plots import write_plots
 from flax_resnets.runs.provenance import run_record
@@ -108,6 +115,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             f"of {config.dataset!r}: use a smaller batch_size."
         )
     total_steps = epoch_steps * config.num_epochs
+    data_fingerprint = dataset.fingerprint()
+    check_same_data(workdir, data_fingerprint)
 
     # Model, optimizer and compiled steps, replicated over the mesh.
     mesh = parallel.data_parallel_mesh()
@@ -126,13 +135,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     # Saves in flight finish, and files close, however the loop ends (a diverged loss included).
     with contextlib.ExitStack() as exit_stack:
+        is_main = jax.process_index() == 0  # the one process that writes files and prints
+        if is_main:  # one run per workdir; checked again under the lock, a run may have just begun
+            exit_stack.enter_context(WorkdirLock(workdir))
+            check_same_run(config, workdir)
+            check_same_data(workdir, data_fingerprint)
         # Resume from the latest readable checkpoint, if any.
         checkpoints = exit_stack.enter_context(
             Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints)
         )
         history: list[dict] = []
         restored = checkpoints.restore_latest_readable(parallel.abstract(state, mesh))
-        is_main = jax.process_index() == 0  # the one process that writes files and prints
         if restored is not None:
             state, history = restored
             if is_main:
@@ -140,6 +153,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         step = int(state.step)
         if is_main:
             write_json(workdir / "config.json", config_dict(config))
+            write_json(workdir / DATA_RECORD, data_fingerprint)
         report = exit_stack.enter_context(EpochReport(workdir, history)) if is_main else None
         stop = exit_stack.enter_context(StopSignals())
 

@@ -1,0 +1,71 @@
+"""One run per workdir, and nothing mixed: a second run on a busy workdir, a run resumed or
+evaluated on other data, and a hand-edited config.json are refused in one line, leaving every
+file of the run as it was."""
+
+import json
+
+import pytest
+from conftest import write_image_folder
+from run_helpers import TINY, run_main, tree_fingerprint
+
+from flax_resnets.files import WorkdirLock
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory, compile_cache):
+    """A finished ResNet-8 run on a 3-class image folder."""
+    root = tmp_path_factory.mktemp("folder_run")
+    images = write_image_folder(root / "images")
+    workdir = root / "run"
+    run_main([*folder_args(images), "--config.num_epochs=1", f"--workdir={workdir}"], compile_cache)
+    return images, workdir
+
+
+def folder_args(images):
+    return [*TINY, "--config.dataset=image_folder", f"--config.data_dir={images}"]
+
+
+def refused(args, workdir, compile_cache):
+    """Run main.py, expecting one refusal that leaves ``workdir`` byte-identical; its line."""
+    before = tree_fingerprint(workdir)
+    result = run_main([*args, f"--workdir={workdir}"], compile_cache, expect=2)
+    assert tree_fingerprint(workdir) == before
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: "), result.stderr[-2000:]
+    return lines[-1]
+
+
+def test_a_second_run_on_a_busy_workdir_is_refused_with_the_holders_pid(folder_run, compile_cache):
+    images, workdir = folder_run
+    with WorkdirLock(workdir):  # this test process is the run in flight
+        line = refused([*folder_args(images), "--config.num_epochs=1"], workdir, compile_cache)
+    assert "is in use by another run (pid " in line and "use another --workdir" in line
+
+
+def test_resuming_on_other_images_of_the_same_shape_is_refused(folder_run, tmp_path, compile_cache):
+    images, workdir = folder_run
+    other = write_image_folder(tmp_path / "other", size=(30, 30))  # 3 classes, as many images
+    line = refused([*folder_args(other), "--config.num_epochs=1"], workdir, compile_cache)
+    assert "holds a run on other data (the images or labels differ)" in line
+
+
+def test_resuming_or_evaluating_on_another_class_folder_is_refused(folder_run, tmp_path, compile_cache):
+    images, workdir = folder_run
+    four_classes = write_image_folder(tmp_path / "four", classes=4)
+    for extra in ([], ["--mode=eval"]):
+        line = refused([*folder_args(four_classes), "--config.num_epochs=1", *extra], workdir, compile_cache)
+        assert "holds a run on other data (3 classes there, 4 now" in line
+    assert (workdir / "checkpoints").is_dir() and not (workdir / "damaged_checkpoints").exists()
+
+
+def test_a_hand_edited_config_with_a_wrong_type_is_one_line(folder_run, tmp_path, compile_cache):
+    _, workdir = folder_run
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    config = json.loads((workdir / "config.json").read_text())
+    config["batch_size"] = "8"
+    (edited / "config.json").write_text(json.dumps(config))
+    line = refused(["--mode=eval"], edited, compile_cache)
+    assert line.startswith("error: config.batch_size must be an integer, got '8'")
