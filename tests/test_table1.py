@@ -43,7 +43,9 @@ def fake_run(
 
 
 def table_lines(tmp_path, capsys, folders):
-    assert table1.main([*map(str, folders), f"--out={tmp_path / 'table1.md'}"]) == 0
+    """The table of ``folders`` alone (no kept runs), written to a file and printed."""
+    args = [*map(str, folders), f"--results={tmp_path / 'no_results'}", f"--out={tmp_path / 'table1.md'}"]
+    assert table1.main(args) == 0
     printed = capsys.readouterr().out
     assert printed == (tmp_path / "table1.md").read_text()
     return printed.splitlines()
@@ -101,6 +103,23 @@ def test_runs_on_part_of_a_dataset_are_left_out_with_the_reason(tmp_path, capsys
     lines = table_lines(tmp_path, capsys, [folder])
     assert row(lines, "Fashion-MNIST")[2] == "- / 93.4"
     assert any("not a whole dataset of the paper" in line for line in lines)
+
+
+def test_run_dirs_are_previewed_beside_the_kept_runs_and_nothing_is_written(tmp_path, capsys):
+    results = tmp_path / "results"
+    kept = table1.keep(fake_run(tmp_path / "kept", "cifar10", "resnet18", 0.8687), results)
+    table1.main([f"--results={results}"])
+    written = (results / "table1.md").read_bytes()
+    capsys.readouterr()
+    new = fake_run(tmp_path / "new", "fashion_mnist", "vgg19", 0.9012)
+    damaged = fake_run(tmp_path / "damaged", "cifar10", "vgg19", 0.8)
+    (damaged / "eval.json").write_text('{"test_accuracy": ')
+    assert table1.main([str(new), str(damaged), f"--results={results}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert row(lines, "CIFAR-10")[2].startswith("**86.9**")  # kept
+    assert row(lines, "Fashion-MNIST")[1].startswith("**90.1**")  # given
+    assert any(f"{damaged}: its files cannot be read (JSONDecodeError" in line for line in lines)
+    assert (results / "table1.md").read_bytes() == written and kept.is_dir()
 
 
 def test_keep_copies_the_small_files_into_the_cells_folder(tmp_path):

@@ -67,16 +67,19 @@ RUN_FILES = ("config.json", "metrics.jsonl", "eval.json", "run.json")
 
 
 def read_run(folder: Path) -> dict[str, Any]:
-    """A finished run's files; a folder without them raises ``FileNotFoundError``."""
+    """A finished run's files; a folder without them raises ``FileNotFoundError``, a damaged or
+    incomplete one ``ValueError``, ``KeyError`` or ``TypeError``."""
     missing = [name for name in RUN_FILES if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder} is not a finished run: {', '.join(missing)} missing")
-    return {
+    run = {
         "folder": folder,
         "config": json.loads((folder / "config.json").read_text()),
         "eval": json.loads((folder / "eval.json").read_text()),
         "run": json.loads((folder / "run.json").read_text()),
     }
+    float(run["eval"]["test_accuracy"]), str(run["config"]["model"]), str(run["run"]["finished"])
+    return run
 
 
 def paper_dataset(run: dict[str, Any]) -> str | None:
@@ -196,10 +199,13 @@ def collect(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
     for folder in folders:
         try:
             run = read_run(folder)
+            run["dataset"] = paper_dataset(run)
         except FileNotFoundError as error:
             skipped.append(str(error))
             continue
-        run["dataset"] = paper_dataset(run)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged or hand-edited file
+            skipped.append(f"{folder}: its files cannot be read ({type(error).__name__}: {error})")
+            continue
         if run["dataset"] is None:
             skipped.append(f"{folder}: trained on data that is not a whole dataset of the paper")
         elif run["config"]["model"] not in TABLE_MODELS:
@@ -225,7 +231,9 @@ def keep(workdir: Path, results: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     parser = command_parser("table1", __doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="*", type=Path, help="runs to show (default: results/runs/*)")
+    parser.add_argument(
+        "run_dirs", nargs="*", type=Path, help="runs to show beside the kept ones (a preview)"
+    )
     parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
     parser.add_argument(
         "--keep",
@@ -234,19 +242,24 @@ def main(argv: list[str]) -> int:
         default=[],
         help="copy these finished workdirs into results/runs first",
     )
-    parser.add_argument("--out", type=Path, help="where to write the table (default: RESULTS/table1.md)")
+    parser.add_argument(
+        "--out", type=Path, help="write the table here (default: RESULTS/table1.md without RUN_DIRS)"
+    )
     args = parser.parse_args(argv)
     for workdir in args.keep:
         try:
             print(f"kept {workdir} as {keep(workdir, args.results)}")
-        except (FileNotFoundError, ValueError) as error:
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise InputError(f"{error}: only finished runs on the paper's datasets can be kept.") from error
-    folders = args.run_dirs or sorted(p for p in (args.results / "runs").glob("*") if p.is_dir())
-    runs, skipped = collect(folders)
+    kept = sorted(p for p in (args.results / "runs").glob("*") if p.is_dir())
+    runs, skipped = collect([*kept, *args.run_dirs])
     table = render(runs, skipped)
-    out = args.out or args.results / "table1.md"
-    write_text(out, table)
     print(table, end="")
+    out = args.out or (None if args.run_dirs else args.results / "table1.md")
+    if out is None:
+        print("(a preview: nothing written; --keep keeps the runs, --out writes the table)", file=sys.stderr)
+        return 0
+    write_text(out, table)
     print(f"(written to {out})", file=sys.stderr)
     return 0
 
