@@ -41,7 +41,11 @@ def atomic_write(path: Path, write: Callable[[IO], None], *, binary: bool = Fals
         except BaseException:
             os.unlink(tmp.name)
             raise
-    os.replace(tmp.name, path)
+    try:
+        os.replace(tmp.name, path)
+    except BaseException:  # e.g. ``path`` is a folder: leave nothing behind
+        os.unlink(tmp.name)
+        raise
 
 
 def write_text(path: Path, text: str) -> None:

@@ -23,8 +23,8 @@ def main(argv: list[str]) -> int:
     export.add_argument("--out", required=True, help="the .npz file to write")
     export.add_argument("--no_download", action="store_true", help="never let TFDS download")
     args = parser.parse_args(argv)
-    if not args.out.endswith(".npz"):
-        raise InputError(f"--out must end in .npz, got {args.out!r}.")
+    if not args.out.endswith(".npz") or Path(args.out).is_dir():
+        raise InputError(f"--out must be a file name ending in .npz, got {args.out!r}.")
     if args.dataset == "image_folder":
         source = read_image_folder(args.data_dir)
     else:

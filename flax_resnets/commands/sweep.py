@@ -25,11 +25,10 @@ import tarfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from flax_resnets import config
 from flax_resnets.cli import command_parser
 from flax_resnets.commands import table1
+from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
 from flax_resnets.errors import InputError
 
 CELL_CONFIG = Path(config.__file__)  # its get_config(cell): the paper's recipe for a cell
@@ -47,14 +46,24 @@ class Budget:
         return self.deadline - time.monotonic()
 
 
-def data_flags(path: Path) -> list[str]:
-    """The config flags that read ``path``: an exported file names its dataset, a folder is one."""
-    if path.suffix == ".npz":
-        with np.load(path) as arrays:
-            dataset = str(arrays["dataset"])
-    else:
-        dataset = "image_folder"
-    return [f"--config.dataset={dataset}", f"--config.data_dir={path}"]
+def data_flags(key: str, path: Path) -> list[str]:
+    """The config flags that read ``path`` for the cells of dataset ``key``: an exported file names
+    its dataset, a folder is one. A file exported from another of the paper's datasets, or with
+    images of other channels than ``key``'s, is refused."""
+    if path.suffix != ".npz":
+        return ["--config.dataset=image_folder", f"--config.data_dir={path}"]
+    try:
+        source = load_arrays(path, only=("dataset", "train"))
+    except UnreadableArraysError as error:
+        raise InputError(f"--data {key}={path}: {error}; export it again.") from error
+    channels = source["train"].images.shape[-1]
+    expected = table1.SIGNATURES[key][1]
+    if source["dataset"] not in (key, "image_folder") or channels != expected:
+        raise InputError(
+            f"--data {key}={path}: the file holds {source['dataset']} with {channels}-channel images, "
+            f"not {key} ({expected} channel(s)): give each dataset its own file."
+        )
+    return [f"--config.dataset={source['dataset']}", f"--config.data_dir={path}"]
 
 
 def run_cell(command: list[str], log: Path, budget: Budget) -> tuple[int | None, float]:
@@ -140,11 +149,15 @@ def main(argv: list[str]) -> int:
                 f"--data {item!r}: expected DATASET=PATH with DATASET in {', '.join(table1.DATASETS)} "
                 "and PATH an existing .npz file or image folder."
             )
-        data[dataset] = data_flags(Path(path).absolute())
+        data[dataset] = data_flags(dataset, Path(path).absolute())
     bad = [flag for flag in overrides if not flag.startswith("--config.")]
     if bad:
         raise InputError(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}.")
 
+    if args.workdir_root.exists() and not args.workdir_root.is_dir():
+        raise InputError(
+            f"--workdir_root={args.workdir_root} is a file: pass a folder for the cells' workdirs."
+        )
     args.workdir_root.mkdir(parents=True, exist_ok=True)
     logs, failed = [], []
     for cell in cells:

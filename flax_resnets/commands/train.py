@@ -14,6 +14,8 @@ from absl import app, flags, logging
 
 from flax_resnets.cli import main_flags_parser, refuse
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and eval.json.", required=True)
 flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes a run) or eval (tests a checkpoint).")
@@ -47,6 +49,12 @@ def train_or_evaluate(argv: list[str]) -> int:
     except TrainingStoppedError as error:
         print(str(error), file=sys.stderr)
         return error.exit_status
+    except KeyboardInterrupt:  # a second Ctrl-C while training, or one while evaluating
+        print(
+            "Interrupted: files already written are whole; run the same command to resume or evaluate.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     if jax.process_index() == 0:
         print(
             f"{result['model']} on {result['dataset']}: test accuracy {result['test_accuracy']:.2%}, "

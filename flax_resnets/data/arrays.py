@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from flax_resnets.errors import InputError
 from flax_resnets.files import atomic_write
 
 IMAGE_SIZE = 32
+# What numpy raises for a truncated, empty, bit-flipped or foreign .npz file.
+ARRAY_FILE_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+class UnreadableArraysError(InputError):
+    """A file that is not (or no longer) a whole array file of this project."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,13 +106,21 @@ def save_arrays(path: Path, source: dict[str, Any], *, compressed: bool = False)
     atomic_write(path, lambda f: save(f, **arrays), binary=True)
 
 
-def load_arrays(path: Path) -> dict[str, Any]:
-    with np.load(path) as arrays:
-        return {
-            "dataset": str(arrays["dataset"]),
-            "train": Split(arrays["train_images"], arrays["train_labels"]),
-            "test": Split(arrays["test_images"], arrays["test_labels"]),
-            "class_names": tuple(str(name) for name in arrays["class_names"]),
-            "mean": tuple(float(m) for m in arrays["mean"]),
-            "std": tuple(float(s) for s in arrays["std"]),
-        }
+def load_arrays(path: Path, *, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The splits and metadata in an array file (``only``: just those keys, e.g. ``("dataset",)``);
+    a damaged or foreign file raises ``UnreadableArraysError`` naming it."""
+    readers = {
+        "dataset": lambda arrays: str(arrays["dataset"]),
+        "train": lambda arrays: Split(arrays["train_images"], arrays["train_labels"]),
+        "test": lambda arrays: Split(arrays["test_images"], arrays["test_labels"]),
+        "class_names": lambda arrays: tuple(str(name) for name in arrays["class_names"]),
+        "mean": lambda arrays: tuple(float(m) for m in arrays["mean"]),
+        "std": lambda arrays: tuple(float(s) for s in arrays["std"]),
+    }
+    try:
+        with np.load(path) as arrays:
+            return {key: read(arrays) for key, read in readers.items() if only is None or key in only}
+    except ARRAY_FILE_ERRORS as error:
+        raise UnreadableArraysError(
+            f"{str(path)!r} cannot be read as an array file ({type(error).__name__}: {error})"
+        ) from error

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from flax_resnets.data.sources import tensorflow
+from flax_resnets.data.decoding import tensorflow
 
 PAD = 4
 

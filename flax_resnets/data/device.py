@@ -5,7 +5,7 @@ uint8), so each split is copied once to every device as uint8, and each step gat
 batch, crops, flips and normalizes it in JAX, fused into the compiled training step. The host
 sends each epoch's order of examples once; a step finds its batch in it from the state's step
 number, so the host does nothing per step but dispatch. TensorFlow is not needed (train from a
-file written by ``python -m flax_resnets.data export``).
+file written by ``python -m flax_resnets data export``).
 
 Same semantics as the tf.data pipeline: the same per-epoch permutation (so the same examples
 in the same batches, for the same seed), pad-4 zero padding, a random 32x32 crop, a flip with

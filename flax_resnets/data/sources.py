@@ -20,7 +20,6 @@ before that cut, since they are sorted by class.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -31,8 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from flax_resnets.data.arrays import IMAGE_SIZE, Dataset, Split, load_arrays, pixel_statistics, save_arrays
-from flax_resnets.errors import InputError
+from flax_resnets.data.arrays import (
+    Dataset,
+    UnreadableArraysError,
+    load_arrays,
+    save_arrays,
+)
+from flax_resnets.data.decoding import decode_to_arrays, tensorflow
+from flax_resnets.data.image_folder import decode_image_folder
+from flax_resnets.errors import InputError, warn
 
 # Per-channel mean and standard deviation of each training split's pixels, scaled to [0, 1]:
 # the published figures (Fashion-MNIST: Xiao et al.'s 28x28 images; CIFAR: all 50,000 images).
@@ -100,17 +106,6 @@ def load_config_dataset(config: Any) -> Dataset:
     )
 
 
-@functools.cache
-def tensorflow() -> Any:
-    """Import TensorFlow for tf.data only: it must never see (and reserve memory on) a GPU."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no banner about CPU instructions
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # no notice about oneDNN's rounding
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")
-    return tf
-
-
 def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, Any]:
     tensorflow()
     import tensorflow_datasets as tfds
@@ -161,42 +156,18 @@ def require_download_host(name: str, data_dir: str) -> None:
         ) from error
 
 
-def decode_to_arrays(ds: Any, channels: int) -> Split:
-    """A tf.data dataset of (image, label) pairs -> uint8 arrays resized to 32x32."""
-    tf = tensorflow()
-
-    def resize(image, label):
-        image = tf.ensure_shape(image, [None, None, channels])
-        if_resized = tf.image.resize(image, (IMAGE_SIZE, IMAGE_SIZE), antialias=True)
-        image = tf.cond(
-            tf.reduce_all(tf.shape(image)[:2] == IMAGE_SIZE),
-            lambda: image,
-            lambda: tf.cast(tf.clip_by_value(tf.round(if_resized), 0, 255), tf.uint8),
-        )
-        return tf.ensure_shape(image, [IMAGE_SIZE, IMAGE_SIZE, channels]), tf.cast(label, tf.int32)
-
-    ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(4096).prefetch(2)
-    images, labels = [], []
-    for image_batch, label_batch in ds.as_numpy_iterator():
-        images.append(image_batch)
-        labels.append(label_batch)
-    if not images:
-        return Split(np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, channels), np.uint8), np.zeros((0,), np.int32))
-    return Split(np.concatenate(images), np.concatenate(labels))
-
-
 def read_exported(name: str, path: Path) -> dict[str, Any]:
-    """A file written by ``python -m flax_resnets.data export``: numpy only, no TensorFlow."""
+    """A file written by ``python -m flax_resnets data export``: numpy only, no TensorFlow."""
     if not path.is_file():
         raise InputError(
             f"data_dir={str(path)!r} is not a file: export it first with "
-            f"python -m flax_resnets.data export --dataset={name} --out={path}."
+            f"python -m flax_resnets data export --dataset={name} --out={path}."
         )
     try:
         source = load_arrays(path)
-    except (OSError, KeyError, ValueError) as error:
+    except UnreadableArraysError as error:
         raise InputError(
-            f"{str(path)!r} is not an array file written by python -m flax_resnets.data export ({error}): "
+            f"{error}: it is not (or no longer) a file written by python -m flax_resnets data export; "
             "export the dataset again."
         ) from error
     if source["dataset"] != name:
@@ -221,9 +192,18 @@ def read_image_folder(data_dir: str | None) -> dict[str, Any]:
         )
     cached = cache_dir() / f"image_folder-v{CACHE_FORMAT}-{folder_fingerprint(root)}.npz"
     if cached.exists():
-        return load_arrays(cached)
+        try:
+            return load_arrays(cached)
+        except UnreadableArraysError as error:
+            warn(f"the decoded-image cache {error}; decoding {root} again")
     source = decode_image_folder(root)
-    save_arrays(cached, source)
+    try:
+        save_arrays(cached, source)
+    except OSError as error:
+        warn(
+            f"cannot write the decoded-image cache in {cached.parent} ({error.strerror or error}); "
+            "set FLAX_RESNETS_CACHE to a writable folder to decode only once"
+        )
     return source
 
 
@@ -233,27 +213,9 @@ def folder_fingerprint(root: Path) -> str:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for filename in sorted(filenames):
-            stat = os.stat(os.path.join(dirpath, filename))
-            digest.update(f"{os.path.join(dirpath, filename)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            path = os.path.join(dirpath, filename)
+            stat = os.stat(path) if os.path.exists(path) else os.lstat(path)  # a broken link too
+            digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:20]
-
-
-def decode_image_folder(root: Path) -> dict[str, Any]:
-    tf = tensorflow()
-    import tensorflow_datasets as tfds
-
-    labels = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    first = next((f for label in labels for f in sorted((root / "train" / label).iterdir())), None)
-    if first is None:
-        raise InputError(f"The image folder {str(root)!r} has no images under train/<label>/.")
-    channels = int(tf.io.decode_image(tf.io.read_file(str(first)), expand_animations=False).shape[-1])
-    builder = tfds.folder_dataset.ImageFolder(str(root), shape=(None, None, channels))
-    splits = {
-        split: decode_to_arrays(builder.as_dataset(split=split, as_supervised=True), channels)
-        for split in ("train", "test")
-    }
-    mean, std = pixel_statistics(splits["train"].images)
-    names = tuple(builder.info.features["label"].names)
-    return {**splits, "dataset": "image_folder", "class_names": names, "mean": mean, "std": std}
 
 

@@ -23,9 +23,9 @@ import numpy as np
 
 from flax_resnets.data.arrays import Dataset, Split
 from flax_resnets.data.augment import tf_pad_crop_flip
+from flax_resnets.data.decoding import tensorflow
 from flax_resnets.data.feeds import Batch, FeedSettings, stacked_step
 from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
-from flax_resnets.data.sources import tensorflow
 from flax_resnets.errors import InputError
 from flax_resnets.runtime import parallel
 

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from flax_resnets.errors import InputError
 from flax_resnets.files import write_text
 
 # Fields of an epoch record that measure the machine, not the training: they differ between
@@ -19,7 +20,19 @@ TIMING_FIELDS = ("seconds", "images_per_second")
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The records of a JSON-lines file. A last line cut off (a copy interrupted, a full disk) is
+    left out with a warning; a bad line before it is refused, naming it."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except ValueError as error:
+            if number < len(lines):
+                message = f"{path}, line {number}, is not JSON ({error}): repair or remove that line."
+                raise InputError(message) from error
+            print(f"warning: the last line of {path} is cut off; it is left out.", file=sys.stderr)
+    return records
 
 
 class EpochReport:

@@ -1,0 +1,126 @@
+"""Bad files get one line that names them (or are skipped with a warning), never a traceback:
+image folders with stray, broken or unusual files, damaged array files and caches."""
+
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+from conftest import write_image_folder
+from PIL import Image
+
+from flax_resnets.data import sources
+from flax_resnets.data.sources import load_dataset
+from flax_resnets.errors import InputError
+
+
+def load(root):
+    return load_dataset("image_folder", data_dir=str(root))
+
+
+def first_class(root, split="train"):
+    return root / split / "class_0"
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "content", [b"", os.urandom(300), PNG_SIGNATURE + os.urandom(200)], ids=["empty", "random", "header"]
+)
+def test_a_file_that_is_not_an_image_is_named(image_folder, content):
+    bad = first_class(image_folder) / "0005.png"
+    bad.write_bytes(content)
+    with pytest.raises(InputError, match=re.escape(f"{bad} is not a readable image")):
+        load(image_folder)
+
+
+def test_a_broken_link_is_named(image_folder):
+    broken = first_class(image_folder) / "0100.png"
+    broken.symlink_to(image_folder / "nowhere.png")
+    with pytest.raises(InputError, match=re.escape(f"{broken} is not a readable image")):
+        load(image_folder)
+
+
+def test_hidden_entries_folders_and_other_files_are_skipped_with_one_warning(image_folder, capsys):
+    reference = load(image_folder)
+    (first_class(image_folder) / ".DS_Store").write_bytes(os.urandom(64))
+    (first_class(image_folder) / "0000_notes.txt").write_text("not an image")
+    (first_class(image_folder) / ".ipynb_checkpoints").mkdir()
+    (image_folder / "train" / ".ipynb_checkpoints").mkdir()
+    (image_folder / "train" / "README.md").write_text("about the images")
+    capsys.readouterr()
+    dataset = load(image_folder)
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: skipped 5 entries of")
+    assert dataset.class_names == reference.class_names == ("class_0", "class_1", "class_2")
+    assert dataset.fingerprint() == reference.fingerprint()
+
+
+def test_bmp_gif_and_webp_images_are_read_beside_png(image_folder):
+    reference = load(image_folder)
+    extra = Image.fromarray(np.full((28, 28, 3), 200, np.uint8))
+    for index, suffix in enumerate((".bmp", ".gif", ".webp")):
+        extra.save(first_class(image_folder) / f"9{index}{suffix}")
+    dataset = load(image_folder)
+    images = len(dataset.train) + len(dataset.validation)
+    assert images == len(reference.train) + len(reference.validation) + 3
+    assert dataset.channels == 3
+
+
+def test_channels_come_from_all_the_images_not_the_first(tmp_path):
+    grey = write_image_folder(tmp_path / "grey", mode="L")
+    Image.fromarray(np.zeros((28, 28, 4), np.uint8), "RGBA").save(first_class(grey) / "0000a.png")
+    assert load(grey).channels == 3  # colour in one image: RGB, the alpha dropped
+    assert load(write_image_folder(tmp_path / "all_grey", mode="L")).channels == 1
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root: [shutil.rmtree(p) for p in (root / "test").iterdir()], "test has no class folders"),
+        (lambda root: (root / "train" / "class_9").mkdir(), "class_9 holds no images"),
+        (lambda root: (root / "test" / "class_9").mkdir(), "is a class with no train/class_9/"),
+    ],
+    ids=["test without classes", "empty class", "class only in test"],
+)
+def test_folders_that_cannot_be_trained_on_are_refused(image_folder, damage, message):
+    damage(image_folder)
+    with pytest.raises(InputError, match=re.escape(message)):
+        load(image_folder)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[: len(data) // 2],
+        lambda data: b"",
+        lambda data: data[:100] + bytes([data[100] ^ 0xFF]) + data[101:],
+    ],
+    ids=["truncated", "empty", "bit-flipped"],
+)
+def test_a_damaged_array_file_asks_for_a_new_export(image_folder, tmp_path, damage):
+    exported = tmp_path / "data.npz"
+    sources.save_arrays(exported, sources.read_image_folder(str(image_folder)), compressed=True)
+    exported.write_bytes(damage(exported.read_bytes()))
+    with pytest.raises(InputError, match="export the dataset again"):
+        load_dataset("image_folder", data_dir=str(exported))
+
+
+def test_a_damaged_cache_is_decoded_again_with_a_warning(image_folder, isolated_cache, capsys):
+    reference = load(image_folder)
+    (cached,) = isolated_cache.glob("*.npz")
+    cached.write_bytes(cached.read_bytes()[:1000])
+    capsys.readouterr()
+    assert load(image_folder).fingerprint() == reference.fingerprint()
+    assert "warning: the decoded-image cache" in capsys.readouterr().err
+    assert load(image_folder).fingerprint() == reference.fingerprint()  # the cache was rewritten
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning(image_folder, tmp_path, monkeypatch, capsys):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("FLAX_RESNETS_CACHE", str(not_a_folder / "cache"))
+    assert len(load(image_folder).test) == 12
+    assert "set FLAX_RESNETS_CACHE to a writable folder" in capsys.readouterr().err
