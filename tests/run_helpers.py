@@ -54,13 +54,15 @@ if point == "commit":  # a checkpoint's files are written, its step folder not y
             return await _original(self, *args, **kwargs)
         cls.finalize = finalize
 else:
-    from flax_resnets.training import checkpoints, loop
+    from flax_resnets.training import checkpoints, evaluate, loop
     if point == "save":  # a save was started and is being written in the background
         checkpoints.Checkpoints.save = after(checkpoints.Checkpoints.save)
     elif point == "validation":  # an epoch is trained, its validation runs, nothing saved yet
         loop.evaluate_split = before(loop.evaluate_split)
     elif point == "test":  # training is over; the best checkpoint is being tested
         loop.test_report = before(loop.test_report)
+    elif point == "evaluate":  # --mode=eval is testing the checkpoint
+        evaluate.test_report = before(evaluate.test_report)
 sys.argv = ["main.py", *sys.argv[1:]]
 runpy.run_path("main.py", run_name="__main__")
 """

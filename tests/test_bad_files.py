@@ -124,3 +124,28 @@ def test_a_cache_that_cannot_be_written_is_a_warning(image_folder, tmp_path, mon
     monkeypatch.setenv("FLAX_RESNETS_CACHE", str(not_a_folder / "cache"))
     assert len(load(image_folder).test) == 12
     assert "set FLAX_RESNETS_CACHE to a writable folder" in capsys.readouterr().err
+
+
+def test_exporting_onto_a_folder_is_refused_and_leaves_nothing(image_folder, tmp_path):
+    from flax_resnets.commands import data
+    from flax_resnets.files import write_text
+
+    folder = tmp_path / "out" / "data.npz"
+    folder.mkdir(parents=True)
+    with pytest.raises(InputError, match="--out must be a file name ending in .npz"):
+        data.main(["export", "--dataset=image_folder", f"--data_dir={image_folder}", f"--out={folder}"])
+    with pytest.raises(IsADirectoryError):  # a failed rename leaves no temporary file behind
+        write_text(folder, "text")
+    assert list((tmp_path / "out").iterdir()) == [folder] and not any(folder.iterdir())
+
+
+def test_a_cut_off_last_metrics_line_is_left_out_and_a_bad_middle_line_named(tmp_path, capsys):
+    from flax_resnets.runs.metrics import read_jsonl
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')
+    assert read_jsonl(metrics) == [{"epoch": 1}, {"epoch": 2}]
+    assert "the last line of" in capsys.readouterr().err
+    metrics.write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
+    with pytest.raises(InputError, match="line 2, is not JSON"):
+        read_jsonl(metrics)

@@ -6,6 +6,7 @@ and test report of a run that was never interrupted, bit for bit.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from run_helpers import (
     environment,
     run_main,
     saved_state,
+    tree_fingerprint,
     without_timing,
 )
 
@@ -53,7 +55,8 @@ def run_with_fault(args, compile_cache, fault, signal_name="KILL"):
         text=True,
         timeout=HANG_GUARD_SECONDS,
     )
-    expected = -signal.SIGKILL if signal_name == "KILL" else 128 + signal.SIGTERM
+    statuses = {"KILL": -signal.SIGKILL, "TERM": 128 + signal.SIGTERM, "INT": 128 + signal.SIGINT}
+    expected = statuses[signal_name]
     assert result.returncode == expected, f"{fault} did not stop the run:\n{result.stderr[-2000:]}"
     return result
 
@@ -133,3 +136,14 @@ def test_damaged_latest_checkpoints_are_moved_aside_and_the_run_resumes(
     assert "Resuming" in resumed.stdout and "from step 6" in resumed.stdout
     assert sorted(p.name for p in (workdir / "damaged_checkpoints").iterdir()) == ["7", "8", "9"]
     assert_same_run(workdir, reference)
+
+
+def test_ctrl_c_while_evaluating_is_one_line_and_changes_nothing(tmp_path, compile_cache, uninterrupted):
+    _, reference = uninterrupted
+    workdir = shutil.copytree(reference, tmp_path / "run")
+    before = tree_fingerprint(workdir)
+    interrupted = run_with_fault([f"--workdir={workdir}", "--mode=eval"], compile_cache, "evaluate:1", "INT")
+    assert interrupted.stderr.strip().splitlines() == [
+        "Interrupted: files already written are whole; run the same command to resume or evaluate."
+    ]
+    assert tree_fingerprint(workdir) == before
