@@ -56,6 +56,21 @@ def write_json(path: Path, value: Any) -> None:
     write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+def require_writable(folder: Path, what: str) -> None:
+    """Write a file in ``folder`` (made if missing) now, so that an unwritable place (a read-only
+    or full disk, a file in the way) stops a run in one line before it trains, not minutes later."""
+    probe = Path(folder) / ".write_probe"
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as error:
+        raise InputError(
+            f"cannot write {what} in {folder} ({error.strerror or error}): free or fix that place, "
+            "or use another --workdir."
+        ) from error
+
+
 class WorkdirLock:
     """An OS lock on ``workdir/.lock``, held for a run's life. The kernel releases it however the
     process ends (a SIGKILL included), so it is never stale; a second run on the same workdir is

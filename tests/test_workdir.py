@@ -3,6 +3,7 @@ evaluated on other data, and a hand-edited config.json are refused in one line, 
 file of the run as it was."""
 
 import json
+import shutil
 
 import pytest
 from conftest import write_image_folder
@@ -69,3 +70,12 @@ def test_a_hand_edited_config_with_a_wrong_type_is_one_line(folder_run, tmp_path
     (edited / "config.json").write_text(json.dumps(config))
     line = refused(["--mode=eval"], edited, compile_cache)
     assert line.startswith("error: config.batch_size must be an integer, got '8'")
+
+
+def test_checkpoints_that_cannot_be_written_stop_the_run_at_once(folder_run, tmp_path, compile_cache):
+    images, finished = folder_run
+    workdir = shutil.copytree(finished, tmp_path / "run")
+    shutil.rmtree(workdir / "checkpoints")
+    (workdir / "checkpoints").write_text("a file in the way")  # as a read-only or full disk would
+    line = refused([*folder_args(images), "--config.num_epochs=1"], workdir, compile_cache)
+    assert line.startswith(f"error: cannot write checkpoints in {workdir / 'checkpoints'}")

@@ -32,7 +32,7 @@ from flax_resnets.data.order import check_batch_size, steps_per_epoch
 from flax_resnets.data.pipelines import make_feed
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
-from flax_resnets.files import WorkdirLock, write_json
+from flax_resnets.files import WorkdirLock, require_writable, write_json
 from flax_resnets.runs.metrics import EpochReport
 from flax_resnets.runs.plots import write_plots
 from flax_resnets.runs.provenance import run_record
@@ -137,6 +137,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     with contextlib.ExitStack() as exit_stack:
         is_main = jax.process_index() == 0  # the one process that writes files and prints
         if is_main:  # one run per workdir; checked again under the lock, a run may have just begun
+            checkpoint_dir = workdir / "checkpoints"
+            require_writable(checkpoint_dir if checkpoint_dir.exists() else workdir, "checkpoints")
             exit_stack.enter_context(WorkdirLock(workdir))
             check_same_run(config, workdir)
             check_same_data(workdir, data_fingerprint)
