@@ -35,7 +35,7 @@ MAY_CHANGE_ON_RESUME = (
 # initialisation was the only one before config.init.
 FIELDS_BEFORE_THEY_EXISTED = {"init": "he"}
 DTYPES = ("float32", "bfloat16")
-SCHEDULES = ("cosine", "onecycle")
+SCHEDULES = ("cosine", "cosine_epochs", "onecycle")
 
 
 def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_collections.ConfigDict:
@@ -54,6 +54,7 @@ def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_coll
     config.data_dir = config_dicts.placeholder(str)  # TFDS data_dir, the image folder's root, or a .npz
     config.download = True  # let TFDS download a dataset missing from data_dir
     config.validation_fraction = 0.2
+    config.train_images = 0  # > 0: only the first N training images after the split (quick checks)
     config.split_seed = 0  # shuffles an image folder before the validation cut
     config.augment = True  # pad-4 random crop and horizontal flip
     # tfdata: batches made by tf.data on the host; device: the dataset in accelerator memory,
@@ -72,7 +73,9 @@ def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_coll
     config.steps_per_call = 1  # training steps fused into one compiled call (same results)
 
     # Beyond the paper (configs/cifar10_fast.py): off in its recipe.
-    config.schedule = "cosine"  # cosine: the paper's; onecycle: linear warm-up, then linear to 0
+    # cosine: the paper's, updated every step; cosine_epochs: the same curve updated once per epoch
+    # (CosineAnnealingLR stepped per epoch); onecycle: linear warm-up, then linear to 0.
+    config.schedule = "cosine"
     config.warmup_epochs = 0.0  # onecycle's rise from 0 to learning_rate
     config.nesterov = False
     config.label_smoothing = 0.0
@@ -120,9 +123,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for field, value in config.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(f"config.{field} must be a finite number, got {value}.")
-    for field in ("seed", "split_seed"):
+    for field in ("seed", "split_seed", "train_images"):
         if config[field] < 0:
-            raise InputError(f"config.{field} must be 0 or more (a random seed), got {config[field]}.")
+            raise InputError(f"config.{field} must be 0 or more, got {config[field]}.")
     require_models([config.model])
     if config.dataset not in DATASET_NAMES:
         raise InputError(f"Unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASET_NAMES)}.")

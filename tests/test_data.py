@@ -42,6 +42,9 @@ def test_image_folder_split_is_shuffled_with_the_seed_and_keeps_every_class(imag
     np.testing.assert_array_equal(again.validation.images, dataset.validation.images)
     other = load_dataset("image_folder", data_dir=str(image_folder), validation_fraction=0.2, split_seed=1)
     assert not np.array_equal(other.validation.images, dataset.validation.images)
+    first = load_dataset("image_folder", data_dir=str(image_folder), validation_fraction=0.2, train_images=5)
+    np.testing.assert_array_equal(first.train.images, dataset.train.images[:5])  # the same split, cut
+    np.testing.assert_array_equal(first.validation.images, dataset.validation.images)
 
 
 def test_image_folder_labels_follow_the_folders(image_folder):

@@ -17,6 +17,21 @@ def test_the_papers_schedule_is_a_cosine_to_zero():
     assert [float(schedule(s)) for s in (0, 50, 100)] == pytest.approx([1e-3, 5e-4, 0.0], abs=1e-9)
 
 
+def test_cosine_epochs_is_torchs_cosine_annealing_stepped_once_per_epoch():
+    torch = pytest.importorskip("torch")
+    config = default_config()
+    config.update(schedule="cosine_epochs", num_epochs=4)
+    schedule = steps.make_schedule(config, total_steps=40)  # 10 steps per epoch
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.learning_rate)
+    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.num_epochs)
+    expected = []
+    for _ in range(config.num_epochs):
+        expected += [optimizer.param_groups[0]["lr"]] * 10
+        optimizer.step()
+        annealing.step()
+    assert [float(schedule(step)) for step in range(40)] == pytest.approx(expected, abs=1e-12)
+
+
 def test_onecycle_rises_linearly_over_the_warmup_epochs_then_falls_to_zero():
     config = default_config()
     config.update(schedule="onecycle", learning_rate=0.4, warmup_epochs=2.0, num_epochs=10)

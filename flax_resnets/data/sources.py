@@ -67,8 +67,10 @@ def load_dataset(
     download: bool = True,
     validation_fraction: float = 0.2,
     split_seed: int = 0,
+    train_images: int = 0,
 ) -> Dataset:
-    """Read dataset ``name`` into memory and split it into train, validation and test."""
+    """Read dataset ``name`` into memory and split it into train, validation and test
+    (``train_images`` > 0: only the first that many training images after the split)."""
     if name not in DATASET_NAMES:
         raise InputError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}.")
     if not 0.0 <= validation_fraction < 1.0:
@@ -89,7 +91,7 @@ def load_dataset(
         class_names=source["class_names"],
         mean=source["mean"],
         std=source["std"],
-        train=full_train.take(order[:num_train]),
+        train=full_train.take(order[:num_train][: train_images or None]),
         validation=full_train.take(order[num_train:]),
         test=source["test"],
     )
@@ -103,6 +105,7 @@ def load_config_dataset(config: Any) -> Dataset:
         download=config.download,
         validation_fraction=config.validation_fraction,
         split_seed=config.split_seed,
+        train_images=config.train_images,
     )
 
 
