@@ -10,9 +10,9 @@ copied into the PyTorch twin, and on the same random batches both are run:
   (after - before: the gradients and the optimizer, without the shared starting point), every
   BatchNorm running statistic, and the logits in evaluation mode (running statistics).
 
-Each difference is relative to the tensor's scale, max |flax - torch| / max |torch|, and the
-worst tensor is reported. The fresh initialisations (independent draws) are compared per layer
-kind as the ratio of the tensors' root-mean-square values, Flax over PyTorch.
+Each difference is relative to the tensor's scale, max |flax - torch| / max |torch|, and the worst
+tensor is reported. The fresh initialisations (independent draws) are compared per layer kind as
+the ratio of the tensors' root-mean-square values, Flax over PyTorch.
 
 The float32 tolerance is measured, not assumed: the twin also runs in float64, and PyTorch's own
 float32 error against it (its "noise") says how far two correct float32 implementations can
@@ -24,9 +24,8 @@ quantity passes when the Flax-PyTorch difference is at most ``NOISE_FACTOR`` x t
 estimator, weight decay, schedule) moves these numbers by 1e-3 to 1 where the noise is 1e-6.
 
 An initialisation fails when a tensor's RMS ratio is beyond sampling noise: the RMS of n uniform
-draws has a relative standard deviation of sqrt(0.2 / n), so 6 of those (at least 5%).
-
-Exit status 0 when every model is within tolerance, 1 otherwise.
+draws has a relative standard deviation of sqrt(0.2 / n), so 6 of those (at least 5%). Exit
+status 0 when every model is within tolerance, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ import numpy as np
 from flax import nnx
 
 from flax_resnets.cli import command_parser, positive_int
+from flax_resnets.commands import parity_train
 from flax_resnets.config import default_config
 from flax_resnets.data.feeds import stacked_step
 from flax_resnets.errors import InputError
@@ -259,6 +259,8 @@ def compare_model(
 
 
 def main(argv: list[str]) -> int:
+    if "--train" in argv:  # whole training runs against an independent PyTorch trainer (parity_train)
+        return parity_train.main([arg for arg in argv if arg != "--train"])
     parser = command_parser("parity", __doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,plain20,vgg19", help="comma-separated model names")
     parser.add_argument("--batch_size", type=positive_int, default=16, help="the paper's batch size")
@@ -266,6 +268,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--input_channels", type=positive_int, default=3)
     parser.add_argument("--num_classes", type=positive_int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", action="store_true", help="compare whole training runs (--train --help)")
     args = parser.parse_args(argv)
     names = args.models.split(",")
     require_models(names)
@@ -277,18 +280,10 @@ def main(argv: list[str]) -> int:
         f"{FLOAT64_TOLERANCE:g}; float32 before training <= {NOISE_FACTOR:g} x bracket + {FLOOR:g}.",
         flush=True,
     )
+    shape = {"input_channels": args.input_channels, "num_classes": args.num_classes, "seed": args.seed}
     results = []
     for name in names:
-        results.append(
-            compare_model(
-                name,
-                batch_size=args.batch_size,
-                num_steps=args.steps,
-                input_channels=args.input_channels,
-                num_classes=args.num_classes,
-                seed=args.seed,
-            )
-        )
+        results.append(compare_model(name, batch_size=args.batch_size, num_steps=args.steps, **shape))
         print(format_table([results[-1]["row"]]).splitlines()[-1], flush=True)
     print(format_table([result["row"] for result in results]))
     for result in results:

@@ -1,0 +1,159 @@
+"""An independent PyTorch trainer, written the way the paper's code most plausibly was (the
+kuangliu/pytorch-cifar style), for ``python -m flax_resnets parity --train``.
+
+It shares nothing with the project's data path or trainer: it reads the image folder with
+Pillow, resizes with Pillow's bilinear filter (as ``torchvision.transforms.Resize`` does on
+Pillow images), augments with ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip`` written
+out in torch (torchvision does not install beside this project's CPU torch), normalises with the
+training images' mean and standard deviation, batches with a shuffling ``DataLoader``, and trains
+the model's PyTorch twin (PyTorch's default initialisation) with ``torch.optim.SGD(momentum,
+weight_decay)`` and ``CosineAnnealingLR``, stepped per batch or per epoch; the checkpoint with the
+best validation accuracy (the latest among ties) is tested.
+
+What it must share to be comparable is a convention, implemented here again: the folder's
+examples in TFDS ImageFolder's order (labels and files sorted, then each split shuffled with
+``random.Random(split)``), then the validation cut after a permutation by
+``numpy.random.default_rng(split_seed)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from flax_resnets.twins.torch_models import torch_model
+
+SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclasses.dataclass
+class Recipe:
+    model: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    momentum: float
+    weight_decay: float
+    validation_fraction: float
+    split_seed: int
+    train_images: int  # 0: all
+    schedule: str  # "cosine" (stepped per batch) or "cosine_epochs" (stepped per epoch)
+
+
+@functools.lru_cache(maxsize=2)  # read once for all seeds
+def read_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every image of ``root/split`` as uint8 (N, 32, 32, C), its labels and the class names."""
+    labels = sorted(p.name for p in (root / split).iterdir() if p.is_dir() and not p.name.startswith("."))
+    examples = [
+        (path, label)
+        for label in labels
+        for path in sorted((root / split / label).iterdir())
+        if path.suffix.lower() in SUFFIXES and not path.name.startswith(".")
+    ]
+    random.Random(split).shuffle(examples)
+    images = [Image.open(path) for path, _ in examples]
+    mode = "L" if all(image.mode in ("L", "1") for image in images) else "RGB"
+    arrays = []
+    for image in images:
+        image = image.convert(mode)
+        if image.size != (32, 32):
+            image = image.resize((32, 32), Image.BILINEAR)
+        arrays.append(np.asarray(image, np.uint8).reshape(32, 32, -1))
+    names = sorted({label for _, label in examples})
+    return np.stack(arrays), np.array([names.index(label) for _, label in examples]), names
+
+
+class Images(torch.utils.data.Dataset):
+    """uint8 images -> normalised CHW tensors; with ``augment``, RandomCrop(32, padding=4) and
+    RandomHorizontalFlip drawn from torch's global generator, as torchvision's transforms do."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: Any, std: Any, augment: bool):
+        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+        self.labels = torch.from_numpy(labels).long()
+        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index]
+        if self.augment:
+            padded = nn.functional.pad(image, (4, 4, 4, 4))
+            top, left = torch.randint(0, 9, (2,)).tolist()
+            image = padded[:, top : top + 32, left : left + 32]
+            if torch.rand(1).item() < 0.5:
+                image = image.flip(-1)
+        return (image - self.mean) / self.std, self.labels[index]
+
+
+def accuracy(model: nn.Module, data: Images) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for images, labels in torch.utils.data.DataLoader(data, batch_size=256):
+            correct += (model(images).argmax(-1) == labels).sum().item()
+    return correct / len(data)
+
+
+def train_and_test(root: Path, recipe: Recipe, seed: int, progress: Any = None) -> dict[str, float]:
+    """One run: {"test_accuracy", "best_val_accuracy", "final_train_loss"} (the last epoch's mean)."""
+    torch.manual_seed(seed)
+    train_images, train_labels, names = read_split(root, "train")
+    test_images, test_labels, _ = read_split(root, "test")
+    order = np.random.default_rng(recipe.split_seed).permutation(len(train_labels))
+    cut = len(order) - int(round(len(order) * recipe.validation_fraction))
+    train, validation = order[:cut][: recipe.train_images or None], order[cut:]
+    pixels = train_images.reshape(-1, train_images.shape[-1]) / 255.0  # the whole training split's
+    mean, std = pixels.mean(axis=0), pixels.std(axis=0)
+    training = Images(train_images[train], train_labels[train], mean, std, augment=True)
+    held_out = Images(train_images[validation], train_labels[validation], mean, std, augment=False)
+    testing = Images(test_images, test_labels, mean, std, augment=False)
+
+    model = torch_model(recipe.model, train_images.shape[-1], len(names))
+    loader = torch.utils.data.DataLoader(training, batch_size=recipe.batch_size, shuffle=True)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.learning_rate,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+    )
+    per_batch = recipe.schedule == "cosine"
+    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=recipe.epochs * len(loader) if per_batch else recipe.epochs
+    )
+    best, best_accuracy, loss_sum = None, -1.0, 0.0
+    for _ in range(recipe.epochs):
+        model.train()
+        loss_sum, count = 0.0, 0
+        for images, labels in loader:
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            if per_batch:
+                annealing.step()
+            loss_sum, count = loss_sum + loss.item() * len(labels), count + len(labels)
+            if progress is not None:
+                progress.update(1)
+        if not per_batch:
+            annealing.step()
+        val_accuracy = accuracy(model, held_out) if len(held_out) else 0.0
+        if val_accuracy >= best_accuracy:
+            best, best_accuracy = copy.deepcopy(model.state_dict()), val_accuracy
+    model.load_state_dict(best)
+    return {
+        "test_accuracy": accuracy(model, testing),
+        "best_val_accuracy": best_accuracy,
+        "final_train_loss": loss_sum / max(count, 1),
+    }
