@@ -31,8 +31,12 @@ from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.summary import format_table
 
 TOLERANCE_POINTS = 0.005  # beyond 3 standard errors, half a point of accuracy
-METRICS = ("test_accuracy", "best_val_accuracy", "final_train_loss")
-COLUMNS = {"test_accuracy": "test acc", "best_val_accuracy": "best val acc", "final_train_loss": "final train loss"}
+# Each run's numbers, and their columns in the printed tables.
+METRICS = {
+    "test_accuracy": "test acc",
+    "best_val_accuracy": "best val acc",
+    "final_train_loss": "final train loss",
+}
 
 
 def recipe_arguments(parser: Any) -> None:
@@ -139,12 +143,12 @@ def main(argv: list[str]) -> int:
             print(f"seed {seed}: theirs", flush=True)
             theirs_runs.append(theirs(args, seed))
             for side, run in (("ours", ours_runs[-1]), ("theirs", theirs_runs[-1])):
-                rows.append({"seed": seed, "side": side, **{COLUMNS[m]: run[m] for m in METRICS}})
+                rows.append({"seed": seed, "side": side, **{METRICS[m]: run[m] for m in METRICS}})
             print(format_table(rows[-2:]), flush=True)
     summary = compare(ours_runs, theirs_runs)
     print(format_table(rows))
     for side in ("ours", "theirs"):
-        means = [f"{COLUMNS[m]} {summary[f'{side} {m} mean']:.4f} +- {summary[f'{side} {m} std']:.4f}"
+        means = [f"{METRICS[m]} {summary[f'{side} {m} mean']:.4f} +- {summary[f'{side} {m} std']:.4f}"
                  for m in METRICS]
         print(f"{side:>6} ({args.seeds} seeds): " + ", ".join(means))
     verdict = abs(summary["difference"]) <= summary["limit"]
