@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import functools
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from tqdm import tqdm
 
 from flax_resnets.twins.torch_models import torch_model
 
@@ -60,14 +62,18 @@ def read_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str
         if path.suffix.lower() in SUFFIXES and not path.name.startswith(".")
     ]
     random.Random(split).shuffle(examples)
-    images = [Image.open(path) for path, _ in examples]
-    mode = "L" if all(image.mode in ("L", "1") for image in images) else "RGB"
+    modes = set()
+    for path, _ in examples:
+        with Image.open(path) as image:
+            modes.add(image.mode)
+    mode = "L" if modes <= {"L", "1"} else "RGB"
     arrays = []
-    for image in images:
-        image = image.convert(mode)
-        if image.size != (32, 32):
-            image = image.resize((32, 32), Image.BILINEAR)
-        arrays.append(np.asarray(image, np.uint8).reshape(32, 32, -1))
+    for path, _ in examples:
+        with Image.open(path) as image:
+            image = image.convert(mode)
+            if image.size != (32, 32):
+                image = image.resize((32, 32), Image.BILINEAR)
+            arrays.append(np.asarray(image, np.uint8).reshape(32, 32, -1))
     names = sorted({label for _, label in examples})
     return np.stack(arrays), np.array([names.index(label) for _, label in examples]), names
 
@@ -106,21 +112,31 @@ def accuracy(model: nn.Module, data: Images) -> float:
     return correct / len(data)
 
 
-def train_and_test(root: Path, recipe: Recipe, seed: int, progress: Any = None) -> dict[str, float]:
-    """One run: {"test_accuracy", "best_val_accuracy", "final_train_loss"} (the last epoch's mean)."""
-    torch.manual_seed(seed)
-    train_images, train_labels, names = read_split(root, "train")
+def split(root: Path, recipe: Recipe) -> tuple[Images, Images, Images, int, int]:
+    """(training, validation, test) data, channels and classes: the validation cut after a
+    permutation by ``split_seed``, the first ``train_images`` training images kept; normalised
+    with the whole training split's mean and standard deviation."""
+    images, labels, names = read_split(root, "train")
     test_images, test_labels, _ = read_split(root, "test")
-    order = np.random.default_rng(recipe.split_seed).permutation(len(train_labels))
+    order = np.random.default_rng(recipe.split_seed).permutation(len(labels))
     cut = len(order) - int(round(len(order) * recipe.validation_fraction))
     train, validation = order[:cut][: recipe.train_images or None], order[cut:]
-    pixels = train_images.reshape(-1, train_images.shape[-1]) / 255.0  # the whole training split's
+    pixels = images.reshape(-1, images.shape[-1]) / 255.0
     mean, std = pixels.mean(axis=0), pixels.std(axis=0)
-    training = Images(train_images[train], train_labels[train], mean, std, augment=True)
-    held_out = Images(train_images[validation], train_labels[validation], mean, std, augment=False)
-    testing = Images(test_images, test_labels, mean, std, augment=False)
+    return (
+        Images(images[train], labels[train], mean, std, augment=True),
+        Images(images[validation], labels[validation], mean, std, augment=False),
+        Images(test_images, test_labels, mean, std, augment=False),
+        images.shape[-1],
+        len(names),
+    )
 
-    model = torch_model(recipe.model, train_images.shape[-1], len(names))
+
+def train_and_test(root: Path, recipe: Recipe, seed: int) -> dict[str, float]:
+    """One run: {"test_accuracy", "best_val_accuracy", "final_train_loss"} (the last epoch's mean)."""
+    torch.manual_seed(seed)
+    training, held_out, testing, channels, classes = split(root, recipe)
+    model = torch_model(recipe.model, channels, classes)
     loader = torch.utils.data.DataLoader(training, batch_size=recipe.batch_size, shuffle=True)
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -133,10 +149,12 @@ def train_and_test(root: Path, recipe: Recipe, seed: int, progress: Any = None) 
         optimizer, T_max=recipe.epochs * len(loader) if per_batch else recipe.epochs
     )
     best, best_accuracy, loss_sum = None, -1.0, 0.0
-    for _ in range(recipe.epochs):
+    for epoch in range(recipe.epochs):
         model.train()
         loss_sum, count = 0.0, 0
-        for images, labels in loader:
+        interval = 1 if sys.stderr.isatty() else 30  # a log file gets a line now and then
+        batches = tqdm(loader, desc=f"theirs epoch {epoch + 1}/{recipe.epochs}", mininterval=interval)
+        for images, labels in batches:
             optimizer.zero_grad()
             loss = nn.functional.cross_entropy(model(images), labels)
             loss.backward()
@@ -144,8 +162,6 @@ def train_and_test(root: Path, recipe: Recipe, seed: int, progress: Any = None) 
             if per_batch:
                 annealing.step()
             loss_sum, count = loss_sum + loss.item() * len(labels), count + len(labels)
-            if progress is not None:
-                progress.update(1)
         if not per_batch:
             annealing.step()
         val_accuracy = accuracy(model, held_out) if len(held_out) else 0.0
