@@ -35,7 +35,7 @@ MAY_CHANGE_ON_RESUME = (
 # initialisation was the only one before config.init.
 FIELDS_BEFORE_THEY_EXISTED = {"init": "he"}
 DTYPES = ("float32", "bfloat16")
-SCHEDULES = ("cosine", "cosine_epochs", "onecycle")
+SCHEDULES = ("cosine", "cosine_epochs", "multistep", "onecycle")
 
 
 def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_collections.ConfigDict:
@@ -74,7 +74,8 @@ def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_coll
 
     # Beyond the paper (configs/cifar10_fast.py): off in its recipe.
     # cosine: the paper's, updated every step; cosine_epochs: the same curve updated once per epoch
-    # (CosineAnnealingLR stepped per epoch); onecycle: linear warm-up, then linear to 0.
+    # (CosineAnnealingLR stepped per epoch); multistep: divided by 10 at 50% and 75% of the run (He
+    # et al.); onecycle: linear warm-up, then linear to 0.
     config.schedule = "cosine"
     config.warmup_epochs = 0.0  # onecycle's rise from 0 to learning_rate
     config.nesterov = False

@@ -32,6 +32,14 @@ def test_cosine_epochs_is_torchs_cosine_annealing_stepped_once_per_epoch():
     assert [float(schedule(step)) for step in range(40)] == pytest.approx(expected, rel=1e-6)  # float32
 
 
+def test_multistep_divides_by_ten_at_half_and_three_quarters_of_the_run():
+    config = default_config()
+    config.update(schedule="multistep", learning_rate=0.1)
+    schedule = steps.make_schedule(config, total_steps=100)
+    values = [float(schedule(s)) for s in (0, 49, 50, 74, 75, 99)]
+    assert values == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rel=1e-6)
+
+
 def test_onecycle_rises_linearly_over_the_warmup_epochs_then_falls_to_zero():
     config = default_config()
     config.update(schedule="onecycle", learning_rate=0.4, warmup_epochs=2.0, num_epochs=10)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from flax_resnets.cli import command_parser, positive_int
-from flax_resnets.config import SCHEDULES, default_config
+from flax_resnets.config import default_config
 from flax_resnets.errors import InputError
 from flax_resnets.models import require_models
 from flax_resnets.runs.metrics import read_jsonl
@@ -49,7 +49,7 @@ def recipe_arguments(parser: Any) -> None:
     parser.add_argument(
         "--schedule",
         default=paper.schedule,
-        choices=[name for name in SCHEDULES if name != "onecycle"],
+        choices=("cosine", "cosine_epochs"),
         help="cosine: updated every step (the paper's recipe here); cosine_epochs: once per epoch",
     )
 

@@ -46,14 +46,19 @@ class TrainState:
 def make_schedule(config: ml_collections.ConfigDict, total_steps: int) -> Callable:
     """The learning rate per step: the paper's cosine from ``learning_rate`` to 0 over the run
     ("cosine_epochs": the same curve held constant through each epoch, as PyTorch's
-    ``CosineAnnealingLR(T_max=num_epochs)`` stepped once per epoch), or "onecycle": linear from 0
-    to ``learning_rate`` over ``warmup_epochs``, then linear to 0."""
+    ``CosineAnnealingLR(T_max=num_epochs)`` stepped once per epoch), "multistep": divided by 10 at
+    50% and 75% of the run (He et al. 2016), or "onecycle": linear from 0 to ``learning_rate`` over
+    ``warmup_epochs``, then linear to 0."""
     if config.schedule == "cosine":
         return optax.cosine_decay_schedule(config.learning_rate, decay_steps=max(total_steps, 1))
     if config.schedule == "cosine_epochs":
         per_epoch = optax.cosine_decay_schedule(config.learning_rate, decay_steps=config.num_epochs)
         epoch_steps = max(total_steps // config.num_epochs, 1)
         return lambda step: per_epoch(step // epoch_steps)
+    if config.schedule == "multistep":
+        return optax.piecewise_constant_schedule(
+            config.learning_rate, {round(total_steps * 0.5): 0.1, round(total_steps * 0.75): 0.1}
+        )
     warmup = round(config.warmup_epochs * total_steps / config.num_epochs)
     return optax.join_schedules(
         [
