@@ -9,6 +9,7 @@
     data            export a dataset as one array file (training then needs no TensorFlow)
     models          parameters and GFLOPs of every model
     input_pipeline  throughput of the tf.data training pipeline
+    figures         the degradation experiment and loss landscapes, as pictures and numbers
 
 ``python -m flax_resnets COMMAND --help`` describes each one.
 """
@@ -20,7 +21,10 @@ import sys
 
 from flax_resnets.cli import refuse, run_command
 
-COMMANDS = ("train", "table1", "sweep", "benchmark", "parity", "reports", "data", "models", "input_pipeline")
+COMMANDS = (
+    *("train", "table1", "sweep", "benchmark", "parity", "reports"),
+    *("data", "models", "input_pipeline", "figures"),
+)
 
 
 def main(argv: list[str]) -> int:

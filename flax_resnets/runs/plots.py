@@ -95,3 +95,45 @@ def write_plots(workdir: Path) -> list[Path]:
         title = f"{name}: test accuracy {accuracy:.2%} (checkpoint at step {step})"
         written.append(plot_confusion(report["confusion"], report["class_names"], title, workdir / CONFUSION))
     return written
+
+
+def plot_degradation(runs: dict[str, dict], title: str, path: Path) -> Path:
+    """He et al.'s Fig. 6: training error dashed, test error solid, per epoch; plain networks on
+    the left, residual ones on the right, one colour per depth."""
+    figure = new_figure(10, 4)
+    panels = dict(zip(("plain", "resnet"), figure.subplots(1, 2, sharey=True), strict=True))
+    depths = sorted({int("".join(filter(str.isdigit, name))) for name in runs})
+    colours = {depth: f"C{index}" for index, depth in enumerate(depths)}
+    for name, run in runs.items():
+        family = "plain" if name.startswith("plain") else "resnet"
+        depth = int("".join(filter(str.isdigit, name)))
+        axes = panels[family]
+        axes.plot(run["epoch"], np.multiply(run["train_error"], 100), "--", color=colours[depth])
+        axes.plot(run["epoch"], np.multiply(run["test_error"], 100), "-", color=colours[depth], label=name)
+    for family, axes in panels.items():
+        axes.set_title("plain networks" if family == "plain" else "residual networks")
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+        axes.legend(title="solid: test, dashed: training")
+    panels["plain"].set_ylabel("error (%)")
+    figure.suptitle(title)
+    return save(figure, path)
+
+
+def plot_landscapes(surfaces: list[dict], path: Path) -> Path:
+    """Per surface (a run's name, the grid's axes and its loss): a contour plot above a 3-D surface,
+    side by side (Li et al.'s Fig. 5)."""
+    figure = new_figure(5 * len(surfaces), 9)
+    for column, surface in enumerate(surfaces):
+        x, y = np.meshgrid(surface["x"], surface["y"], indexing="ij")
+        loss = np.asarray(surface["loss"])
+        contour = figure.add_subplot(2, len(surfaces), column + 1)
+        lines = contour.contour(x, y, loss, levels=20, cmap="viridis")
+        contour.clabel(lines, fontsize=6)
+        contour.plot(0, 0, "r+")
+        contour.set_title(surface["name"])
+        contour.set_aspect("equal")
+        relief = figure.add_subplot(2, len(surfaces), len(surfaces) + column + 1, projection="3d")
+        relief.plot_surface(x, y, loss, cmap="viridis", linewidth=0)
+        relief.set_zlabel("training loss")
+    return save(figure, path)

@@ -1,0 +1,161 @@
+"""``python -m flax_resnets figures degradation|landscape``: the paper's two pictures, made here.
+
+    python -m flax_resnets figures degradation --data_dir=DIR --epochs=4 --out=results/figures
+    python -m flax_resnets figures landscape --workdir=RUN --workdir=OTHER_RUN --grid=21 --out=DIR
+
+**degradation** trains plain and residual networks of two or more depths (default 20 and 56,
+He et al.'s CIFAR networks) with one recipe (``--recipe=he``: SGD 0.9, learning rate 0.1 divided
+by 10 at 50% and 75% of training, batch 128, weight decay 1e-4, He et al.'s initialisation; or
+``paper``: this project's default recipe), with the project's trainer, then tests every epoch's
+checkpoint, and draws training error (dashed) and test error (solid) per epoch, plain networks
+left, residual right (He et al. 2016, Fig. 6). Writes ``degradation.png`` and ``degradation.json``
+(errors as fractions); each run's workdir is kept under ``OUT/runs/``, for ``landscape``.
+
+**landscape** evaluates the training loss around a run's checkpoint on a ``--grid`` x ``--grid``
+grid over [-1, 1]^2 of two filter-normalised random directions (Li et al. 2018, see
+``flax_resnets.training.landscape``), over ``--images`` training images, and draws a contour plot
+and a 3-D surface per run, side by side. Writes ``landscape.png`` and ``landscape.npz`` (per run:
+the axes, the loss, the accuracy; the directions' seed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from flax_resnets.cli import command_parser, positive_int
+from flax_resnets.config import default_config, recorded_config, validate_config
+from flax_resnets.data.sources import load_config_dataset
+from flax_resnets.errors import InputError
+from flax_resnets.files import atomic_write, write_json
+from flax_resnets.models import RESIDUAL_TWINS, require_models
+from flax_resnets.runs.metrics import read_jsonl
+from flax_resnets.runs.plots import plot_degradation, plot_landscapes
+from flax_resnets.runtime import parallel
+from flax_resnets.training import landscape, steps
+from flax_resnets.training.checkpoints import Checkpoints
+from flax_resnets.training.evaluate import choose_step, evaluate_workdir
+from flax_resnets.training.loop import train_and_evaluate
+
+HE_RECIPE = {
+    "schedule": "multistep",
+    "learning_rate": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "batch_size": 128,
+    "init": "he",
+}
+
+
+def degradation(args: Any) -> int:
+    models = args.models.split(",")
+    require_models(models)
+    plain = [m for m in models if m in RESIDUAL_TWINS]
+    if not plain or len(plain) == len(models):
+        raise InputError("--models needs plain and residual nets, e.g. plain20,resnet20,plain56,resnet56.")
+    runs = {}
+    for name in models:
+        config = default_config(dataset=args.dataset, model=name)
+        config.update(
+            data_dir=args.data_dir,
+            num_epochs=args.epochs,
+            train_images=args.train_images,
+            seed=args.seed,
+            checkpoint_every_steps=0,
+            keep_checkpoints=args.epochs,  # every epoch's checkpoint, to test each
+            **(HE_RECIPE if args.recipe == "he" else {}),
+        )
+        workdir = args.out / "runs" / name
+        print(f"{name}: training {args.epochs} epoch(s) in {workdir}", flush=True)
+        train_and_evaluate(config, workdir)
+        records = read_jsonl(workdir / "metrics.jsonl")
+        test_errors = [1 - evaluate_workdir(None, workdir, str(r["step"]))["test_accuracy"] for r in records]
+        runs[name] = {
+            "epoch": [r["epoch"] for r in records],
+            "train_error": [1 - r["train_accuracy"] for r in records],
+            "test_error": test_errors,
+        }
+    settings = {
+        "recipe": args.recipe,
+        "epochs": args.epochs,
+        "train_images": args.train_images,
+        "seed": args.seed,
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        **(HE_RECIPE if args.recipe == "he" else {}),
+    }
+    write_json(args.out / "degradation.json", {"settings": settings, "runs": runs})
+    images = f"{args.train_images} training images" if args.train_images else "all training images"
+    title = f"{args.recipe} recipe, {args.epochs} epoch(s) on {images} (a shortened schedule)"
+    print(f"wrote {plot_degradation(runs, title, args.out / 'degradation.png')}")
+    return 0
+
+
+def surface(workdir: Path, args: Any) -> dict[str, Any]:
+    """The loss and accuracy grid around a run's checkpoint."""
+    recorded = recorded_config(workdir)
+    if recorded is None:
+        raise InputError(f"{workdir} holds no run (no config.json): pass a training workdir.")
+    config = ml_collections.ConfigDict(recorded)
+    validate_config(config)
+    dataset = load_config_dataset(config)
+    mesh = parallel.data_parallel_mesh()
+    with Checkpoints(workdir / "checkpoints", read_only=True) as checkpoints:
+        step = choose_step(checkpoints, args.checkpoint)
+        graphdef, abstract = steps.abstract_model_state(
+            config, num_classes=dataset.num_classes, input_channels=dataset.channels
+        )
+        model_state = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh))
+    keys = jax.random.split(jax.random.key(args.seed))
+    directions = tuple(landscape.filter_normalised_direction(model_state["params"], key) for key in keys)
+    axis = np.linspace(-args.span, args.span, args.grid)
+    coordinates = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    images, labels = landscape.normalised_images(dataset, args.images)
+    with tqdm(total=len(coordinates), desc=f"{workdir.name} landscape", unit="point") as bar:
+        loss, accuracy = landscape.loss_surface(
+            graphdef, model_state, directions, coordinates, images, labels, mesh, progress=bar.update
+        )
+    grid = {"loss": loss.reshape(args.grid, args.grid), "accuracy": accuracy.reshape(args.grid, args.grid)}
+    return {"name": f"{config.model} (step {step})", "x": axis, "y": axis, **grid}
+
+
+def landscapes(args: Any) -> int:
+    surfaces = [surface(Path(workdir), args) for workdir in args.workdir]
+    arrays = {"seed": args.seed, "images": args.images, "names": np.array([s["name"] for s in surfaces])}
+    for index, found in enumerate(surfaces):
+        arrays.update({f"{key}_{index}": found[key] for key in ("x", "y", "loss", "accuracy")})
+    atomic_write(args.out / "landscape.npz", lambda f: np.savez(f, **arrays), binary=True)
+    print(f"wrote {args.out / 'landscape.npz'} and {plot_landscapes(surfaces, args.out / 'landscape.png')}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = command_parser("figures", __doc__.splitlines()[0])
+    kinds = parser.add_subparsers(dest="figure", required=True)
+    drawing = kinds.add_parser("degradation", help="plain vs residual networks of several depths")
+    drawing.add_argument("--models", default="plain20,plain56,resnet20,resnet56")
+    drawing.add_argument("--recipe", choices=("he", "paper"), default="he")
+    drawing.add_argument("--dataset", default="image_folder")
+    drawing.add_argument("--data_dir", help="an image folder or an exported .npz (default: TFDS)")
+    drawing.add_argument("--epochs", type=positive_int, default=4)
+    drawing.add_argument("--train_images", type=int, default=0, help="> 0: the first N training images")
+    drawing.add_argument("--seed", type=int, default=0)
+    drawing.add_argument("--out", type=Path, required=True)
+    surveying = kinds.add_parser("landscape", help="the loss around trained checkpoints")
+    surveying.add_argument("--workdir", action="append", required=True, help="a run (repeat to compare runs)")
+    surveying.add_argument("--checkpoint", default="best", help="best, latest or a step number")
+    surveying.add_argument("--grid", type=positive_int, default=51, help="points per axis")
+    surveying.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span]^2")
+    surveying.add_argument("--images", type=int, default=0, help="training images the loss is over (0: all)")
+    surveying.add_argument("--seed", type=int, default=0, help="draws the two directions")
+    surveying.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.figure == "degradation":
+        return degradation(args)
+    return landscapes(args)
+
