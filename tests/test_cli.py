@@ -55,7 +55,7 @@ BAD_ARGUMENTS = [
     (["parity", "--num_classes=0"], "got '0'"),
     (["parity", "--models=resnet19"], "Unknown model(s) resnet19"),
     (["reports", "/nonexistent/run"], "no run in /nonexistent/run"),
-    (["data", "export", "--dataset=image_folder", "--out=x.txt"], "--out must end in .npz"),
+    (["data", "export", "--dataset=image_folder", "--out=x.txt"], "--out must be a file name ending in .npz"),
     (["models", "--models=resnet19"], "Unknown model(s) resnet19"),
     (["input_pipeline", "--dataset=mnist"], "invalid choice: 'mnist'"),
 ]
