@@ -69,6 +69,9 @@ def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_coll
     config.momentum = 0.9
     config.weight_decay = 0.001
     config.seed = 0  # parameters, shuffling and augmentation
+    # Members trained side by side as one compiled program, seeds seed .. seed + num_seeds - 1,
+    # each exactly the one-seed run of its seed (flax_resnets.runtime.members).
+    config.num_seeds = 1
     config.dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
     config.steps_per_call = 1  # training steps fused into one compiled call (same results)
 
@@ -137,6 +140,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "eval_batch_size",
         "keep_checkpoints",
         "steps_per_call",
+        "num_seeds",
     )
     for field in positive:
         if not config[field] > 0:

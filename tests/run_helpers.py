@@ -1,16 +1,19 @@
 """Running main.py as a user does, and reading back what a run left behind."""
 
 import hashlib
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from flax_resnets.runs.metrics import TIMING_FIELDS
+from flax_resnets.runs.metrics import TIMING_FIELDS, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 # Only against a hung process: far beyond what any run here takes on the slowest machine, so it
@@ -147,3 +150,48 @@ def tree_fingerprint(root):
         for p in sorted(Path(root).rglob("*"))
         if p.is_file()
     }
+
+
+def run_with_fault(args, compile_cache, fault, signal_name="KILL"):
+    """Run main.py with ``fault`` ("POINT:N"); it must have been stopped by the signal."""
+    env = {**environment(compile_cache), "FAULT": f"{fault}:{signal_name}"}
+    result = subprocess.run(
+        [sys.executable, "-c", FAULTY_MAIN, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+    )
+    statuses = {"KILL": -signal.SIGKILL, "TERM": 128 + signal.SIGTERM, "INT": 128 + signal.SIGINT}
+    expected = statuses[signal_name]
+    assert result.returncode == expected, f"{fault} did not stop the run:\n{result.stderr[-2000:]}"
+    return result
+
+
+def assert_same_run(workdir, reference):
+    assert without_timing(read_jsonl(workdir / "metrics.jsonl")) == without_timing(
+        read_jsonl(reference / "metrics.jsonl")
+    )
+    jax.tree.map(np.testing.assert_array_equal, saved_state(workdir, 9), saved_state(reference, 9))
+    assert json.loads((workdir / "eval.json").read_text()) == json.loads(
+        (reference / "eval.json").read_text()
+    )
+
+
+def damage(step_dir: Path, kind: str) -> None:
+    if kind == "truncated array files":  # a disk that filled up while they were written
+        for data in (step_dir / "state").rglob("d/*"):
+            os.truncate(data, 16)
+    elif kind == "empty array files":
+        for data in (step_dir / "state").rglob("d/*"):
+            os.truncate(data, 0)
+    elif kind == "random array files":  # bits flipped in storage or transfer
+        for data in (step_dir / "state").rglob("d/*"):
+            data.write_bytes(np.random.default_rng(0).bytes(data.stat().st_size))
+    elif kind == "missing state metadata":  # an interrupted copy
+        (step_dir / "state" / "_METADATA").unlink()
+    elif kind == "corrupt history":
+        (step_dir / "history" / "metadata").write_text("{not json")
+    else:
+        raise ValueError(kind)

@@ -30,7 +30,7 @@ def sample():
 
 
 def feeds(dataset, *, augment, batch_size=32, eval_batch_size=96, seed=0):
-    mesh = parallel.data_parallel_mesh()
+    mesh = parallel.make_mesh()
     kwargs = dict(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed, augment=augment)
     return TfDataFeed(dataset, mesh, **kwargs), DeviceFeed(dataset, mesh, **kwargs)
 
@@ -86,8 +86,8 @@ def test_an_epoch_visits_every_training_example_once(sample):
     _, device = feeds(sample, augment=False)
     calls = list(device.train_calls(epoch=3, start_step=0, steps_per_call=7))  # 100 steps: 14 x 7 + 2
     assert [num_steps for _, num_steps in calls] == [7] * 14 + [2]
-    assert all(order is calls[0][0] for order, _ in calls)  # sent to the devices once per epoch
-    indices = np.asarray(calls[0][0]).ravel()
+    assert all(inputs is calls[0][0] for inputs, _ in calls)  # sent to the devices once per epoch
+    indices = np.asarray(calls[0][0]["order"]).ravel()
     assert len(indices) == len(sample.train) == 3200
     assert sorted(indices.tolist()) == list(range(3200))
 

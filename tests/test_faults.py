@@ -4,30 +4,10 @@ Each interrupted run is resumed by the same command and must end with the parame
 and test report of a run that was never interrupted, bit for bit.
 """
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
-import jax
-import numpy as np
 import pytest
-from run_helpers import (
-    FAULTY_MAIN,
-    HANG_GUARD_SECONDS,
-    REPO,
-    TINY,
-    environment,
-    run_main,
-    saved_state,
-    tree_fingerprint,
-    without_timing,
-)
-
-from flax_resnets.runs.metrics import read_jsonl
+from run_helpers import TINY, assert_same_run, damage, run_main, run_with_fault, tree_fingerprint
 
 pytestmark = pytest.mark.slow
 
@@ -42,33 +22,6 @@ def run_args(image_folder, workdir):
         f"--config.data_dir={image_folder}",
         f"--workdir={workdir}",
     ]
-
-
-def run_with_fault(args, compile_cache, fault, signal_name="KILL"):
-    """Run main.py with ``fault`` ("POINT:N"); it must have been stopped by the signal."""
-    env = {**environment(compile_cache), "FAULT": f"{fault}:{signal_name}"}
-    result = subprocess.run(
-        [sys.executable, "-c", FAULTY_MAIN, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD_SECONDS,
-    )
-    statuses = {"KILL": -signal.SIGKILL, "TERM": 128 + signal.SIGTERM, "INT": 128 + signal.SIGINT}
-    expected = statuses[signal_name]
-    assert result.returncode == expected, f"{fault} did not stop the run:\n{result.stderr[-2000:]}"
-    return result
-
-
-def assert_same_run(workdir, reference):
-    assert without_timing(read_jsonl(workdir / "metrics.jsonl")) == without_timing(
-        read_jsonl(reference / "metrics.jsonl")
-    )
-    jax.tree.map(np.testing.assert_array_equal, saved_state(workdir, 9), saved_state(reference, 9))
-    assert json.loads((workdir / "eval.json").read_text()) == json.loads(
-        (reference / "eval.json").read_text()
-    )
 
 
 @pytest.fixture(scope="module")
@@ -100,24 +53,6 @@ def test_a_run_killed_at_every_kind_of_point_resumes_to_the_same_result(
     resumed = run_main(args, compile_cache)
     assert "Resuming" in resumed.stdout
     assert_same_run(workdir, reference)
-
-
-def damage(step_dir: Path, kind: str) -> None:
-    if kind == "truncated array files":  # a disk that filled up while they were written
-        for data in (step_dir / "state").rglob("d/*"):
-            os.truncate(data, 16)
-    elif kind == "empty array files":
-        for data in (step_dir / "state").rglob("d/*"):
-            os.truncate(data, 0)
-    elif kind == "random array files":  # bits flipped in storage or transfer
-        for data in (step_dir / "state").rglob("d/*"):
-            data.write_bytes(np.random.default_rng(0).bytes(data.stat().st_size))
-    elif kind == "missing state metadata":  # an interrupted copy
-        (step_dir / "state" / "_METADATA").unlink()
-    elif kind == "corrupt history":
-        (step_dir / "history" / "metadata").write_text("{not json")
-    else:
-        raise ValueError(kind)
 
 
 def test_damaged_latest_checkpoints_are_moved_aside_and_the_run_resumes(

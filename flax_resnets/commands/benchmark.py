@@ -80,7 +80,7 @@ class FlaxBench:
 
     def __init__(self, model: str, batch_size: int, dtype: str, steps_per_call: int, input_channels: int):
         self.images_per_call = batch_size * steps_per_call
-        mesh = parallel.data_parallel_mesh()
+        mesh = parallel.make_mesh()
         graphdef, optimizer, self.state = replicated_train_state(
             model, dtype, num_classes=10, input_channels=input_channels, mesh=mesh
         )
@@ -111,7 +111,7 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
     """The trainer's loop on real data (its feed, augmentation, epochs) against its compiled step
     alone on one batch: both dispatch the same number of calls and wait once at the end, as the
     trainer does, so the difference is what the input pipeline and the host cost between steps."""
-    mesh = parallel.data_parallel_mesh()
+    mesh = parallel.make_mesh()
     graphdef, optimizer, state = replicated_train_state(
         model, args.dtype, num_classes=dataset.num_classes, input_channels=dataset.channels, mesh=mesh
     )

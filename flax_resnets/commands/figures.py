@@ -36,10 +36,10 @@ from flax_resnets.files import atomic_write, write_json
 from flax_resnets.models import RESIDUAL_TWINS, require_models
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.plots import plot_degradation, plot_landscapes
-from flax_resnets.runtime import parallel
+from flax_resnets.runtime import members, parallel
 from flax_resnets.training import landscape, steps
 from flax_resnets.training.checkpoints import Checkpoints
-from flax_resnets.training.evaluate import choose_step, evaluate_workdir
+from flax_resnets.training.evaluate import choose_steps, evaluate_workdir
 from flax_resnets.training.loop import train_and_evaluate
 
 HE_RECIPE = {
@@ -104,13 +104,16 @@ def surface(workdir: Path, args: Any) -> dict[str, Any]:
     config = ml_collections.ConfigDict(recorded)
     validate_config(config)
     dataset = load_config_dataset(config)
-    mesh = parallel.data_parallel_mesh()
-    with Checkpoints(workdir / "checkpoints", read_only=True) as checkpoints:
-        step = choose_step(checkpoints, args.checkpoint)
+    mesh = parallel.make_mesh()
+    with Checkpoints(workdir / "checkpoints", num_seeds=config.num_seeds, read_only=True) as checkpoints:
+        if not 0 <= args.member < config.num_seeds:
+            raise InputError(f"--member={args.member}: {workdir} has members 0 to {config.num_seeds - 1}.")
+        step = choose_steps(checkpoints, args.checkpoint, config.num_seeds)[args.member]
         graphdef, abstract = steps.abstract_model_state(
             config, num_classes=dataset.num_classes, input_channels=dataset.channels
         )
-        model_state = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh))
+        saved = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh, config.num_seeds))
+        model_state = parallel.replicate(members.split(saved, config.num_seeds)[args.member], mesh)
     keys = jax.random.split(jax.random.key(args.seed))
     directions = tuple(landscape.filter_normalised_direction(model_state["params"], key) for key in keys)
     axis = np.linspace(-args.span, args.span, args.grid)
@@ -121,7 +124,8 @@ def surface(workdir: Path, args: Any) -> dict[str, Any]:
             graphdef, model_state, directions, coordinates, images, labels, mesh, progress=bar.update
         )
     grid = {"loss": loss.reshape(args.grid, args.grid), "accuracy": accuracy.reshape(args.grid, args.grid)}
-    return {"name": f"{config.model} (step {step})", "x": axis, "y": axis, **grid}
+    seed = config.seed + args.member
+    return {"name": f"{config.model} (seed {seed}, step {step})", "x": axis, "y": axis, **grid}
 
 
 def landscapes(args: Any) -> int:
@@ -149,6 +153,7 @@ def main(argv: list[str]) -> int:
     surveying = kinds.add_parser("landscape", help="the loss around trained checkpoints")
     surveying.add_argument("--workdir", action="append", required=True, help="a run (repeat to compare runs)")
     surveying.add_argument("--checkpoint", default="best", help="best, latest or a step number")
+    surveying.add_argument("--member", type=int, default=0, help="which member of a multi-seed run")
     surveying.add_argument("--grid", type=positive_int, default=51, help="points per axis")
     surveying.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span]^2")
     surveying.add_argument("--images", type=int, default=0, help="training images the loss is over (0: all)")

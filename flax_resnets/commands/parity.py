@@ -162,7 +162,7 @@ def run_flax(
 
         outcome: dict[str, Any] = {"logits train": logits(state, True)}
         outcome["loss"] = cross_entropy(outcome["logits train"], labels[0])
-        mesh = parallel.data_parallel_mesh()
+        mesh = parallel.make_mesh()
         train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh)
         inputs = parallel.global_batch({"image": images, "label": labels}, mesh, batch_axis=1)
         state = train(parallel.replicate(state, mesh), inputs, {}, len(images))

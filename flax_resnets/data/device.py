@@ -30,7 +30,7 @@ import numpy as np
 from flax_resnets.data.augment import pad_crop_flip
 from flax_resnets.data.feeds import FeedSettings
 from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
-from flax_resnets.runtime import parallel
+from flax_resnets.runtime import members, parallel
 
 
 @dataclasses.dataclass(eq=False)
@@ -50,36 +50,44 @@ class DeviceFeed(FeedSettings):
             )
             for name, split in splits.items()
         }
+        seeds = members.join([np.int32(seed) for seed in self.seeds()], xp=np)
+        self.member_seeds = parallel.place_state(seeds, self.mesh, self.num_seeds)
 
     def train_calls(self, *, epoch: int, start_step: int, steps_per_call: int) -> Iterator[tuple[Any, int]]:
-        """The epoch's order, sent to the devices once, with each call's number of steps: the
-        compiled step finds its batch in the order at the state's step, so nothing else moves."""
-        order = self.epoch_order(epoch)
+        """The epoch's order and the seed (per member), sent to the devices once, with each call's
+        number of steps: the compiled step finds its batch in the order at the state's step, so
+        nothing else moves."""
+        inputs = {"order": self.epoch_order(epoch), "seed": self.member_seeds}
         for first in range(start_step, self.epoch_steps, steps_per_call):
-            yield order, min(steps_per_call, self.epoch_steps - first)
+            yield inputs, min(steps_per_call, self.epoch_steps - first)
 
     def epoch_order(self, epoch: int) -> jax.Array:
-        """(steps, batch) example indices of the epoch, each device holding its rows of every batch."""
-        order = epoch_permutation(len(self.dataset.train), self.seed, epoch)[
-            : self.epoch_steps * self.batch_size
+        """(steps, batch) example indices of the epoch (per member), each device holding its rows
+        of every batch."""
+        orders = [
+            epoch_permutation(len(self.dataset.train), seed, epoch)[: self.epoch_steps * self.batch_size]
+            .reshape(self.epoch_steps, self.batch_size)
+            .astype(np.int32)
+            for seed in self.seeds()
         ]
-        order = order.reshape(self.epoch_steps, self.batch_size).astype(np.int32)
-        sharding = parallel.batch_sharded(self.mesh, batch_axis=1)
+        order = members.join(orders, xp=np)
+        on_members = self.num_seeds > 1
+        sharding = parallel.batch_sharded(self.mesh, batch_axis=1 + on_members, members=on_members)
         return jax.make_array_from_callback(order.shape, sharding, lambda index: order[index])
 
     def train_batch(
-        self, order: jax.Array, constants: dict[str, jax.Array], index: Any, step: jax.Array
+        self, inputs: dict[str, jax.Array], constants: dict[str, jax.Array], index: Any, step: jax.Array
     ) -> dict:
         """Inside the compiled step: gather, augment and normalize the global batch of run step
         ``step`` (``index``, its place in the call, is not needed)."""
         del index
         epoch, epoch_step = step // self.epoch_steps, step % self.epoch_steps
-        examples = order[epoch_step]
+        examples = inputs["order"][epoch_step]
         images = constants["images"][examples]
         if self.augment:
             rows = jnp.arange(self.batch_size, dtype=jnp.int32)
             draws = jnp.stack([jnp.full_like(rows, epoch), jnp.full_like(rows, epoch_step), rows], axis=1)
-            keys = jax.vmap(lambda draw: example_key(self.seed, draw))(draws)
+            keys = jax.vmap(lambda draw: example_key(inputs["seed"], draw))(draws)
             images = jax.vmap(pad_crop_flip)(images, keys)
         return {"image": self.normalize(images), "label": constants["labels"][examples]}
 
@@ -109,7 +117,7 @@ class DeviceFeed(FeedSettings):
         return (images.astype(jnp.float32) / 255.0 - self.mean) / self.std
 
 
-def example_key(seed: int, draw: jax.Array) -> jax.Array:
+def example_key(seed: int | jax.Array, draw: jax.Array) -> jax.Array:
     """The random key of one example: a function of (seed, epoch, step, row of the global batch)."""
     key = jax.random.key(seed)
     for value in (draw[0], draw[1], draw[2]):

@@ -22,13 +22,18 @@ import jax
 from jax.sharding import Mesh
 
 from flax_resnets.data.arrays import Dataset
+from flax_resnets.runtime import members
 
 Batch = dict[str, Any]  # the model's batch: image, label (and mask when evaluating)
 
 
 @dataclasses.dataclass(eq=False)  # eq=False: feeds hash by identity, as jit needs of their methods
 class FeedSettings:
-    """What every feed is made from: the data, the mesh, the batch sizes and the randomness."""
+    """What every feed is made from: the data, the mesh, the batch sizes and the randomness.
+
+    With ``num_seeds`` > 1 the training inputs of a call have a leading member axis: member k's
+    are those of a one-seed feed with seed ``seed + k`` (its own order and augmentation).
+    Evaluation inputs are the same for every member."""
 
     dataset: Dataset
     mesh: Mesh
@@ -36,6 +41,10 @@ class FeedSettings:
     eval_batch_size: int
     seed: int
     augment: bool
+    num_seeds: int = 1
+
+    def seeds(self) -> list[int]:
+        return members.member_seeds(self.seed, self.num_seeds)
 
 
 class Feed(Protocol):

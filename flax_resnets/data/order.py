@@ -10,15 +10,20 @@ from __future__ import annotations
 import numpy as np
 
 from flax_resnets.errors import InputError
+from flax_resnets.runtime import parallel
 
 
-def check_batch_size(global_batch_size: int, process_count: int, local_device_count: int) -> None:
-    """A global batch must split evenly over the processes and each one's devices."""
-    if global_batch_size < 1 or global_batch_size % (process_count * local_device_count):
+def check_batch_size(
+    global_batch_size: int, process_count: int, local_device_count: int, num_seeds: int = 1
+) -> None:
+    """A global batch must split evenly over the devices of the mesh's data axis (all of them,
+    unless members of a run share them out: ``parallel.mesh_shape``)."""
+    seed_devices, data_devices = parallel.mesh_shape(num_seeds, process_count, local_device_count)
+    if global_batch_size < 1 or global_batch_size % data_devices:
+        shared = f", {num_seeds} seeds on {seed_devices} of them" if seed_devices > 1 else ""
         raise InputError(
             f"batch_size={global_batch_size} cannot be shared by {process_count} process(es) with "
-            f"{local_device_count} device(s) each: use a positive multiple of "
-            f"{process_count * local_device_count}."
+            f"{local_device_count} device(s) each{shared}: use a positive multiple of {data_devices}."
         )
 
 

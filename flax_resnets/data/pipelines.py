@@ -23,4 +23,5 @@ def make_feed(
         eval_batch_size=eval_batch_size,
         seed=config.seed,
         augment=config.augment,
+        num_seeds=config.num_seeds,
     )

@@ -27,7 +27,7 @@ from flax_resnets.data.decoding import tensorflow
 from flax_resnets.data.feeds import Batch, FeedSettings, stacked_step
 from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
 from flax_resnets.errors import InputError
-from flax_resnets.runtime import parallel
+from flax_resnets.runtime import members, parallel
 
 
 def train_batches(
@@ -101,33 +101,39 @@ def eval_batches(
 
 
 def stacked_on_mesh(
-    local_batches: Iterator[Batch], steps_per_call: int, mesh: Any
-) -> Iterator[dict[str, jax.Array]]:
-    """Consecutive batches in groups of up to ``steps_per_call``, each field stacked on a new
-    leading (step) axis and split over the mesh along the batch axis: the inputs of one call."""
+    local_batches: Iterator[Batch], steps_per_call: int, mesh: Any, *, members: bool = False
+) -> Iterator[tuple[dict[str, jax.Array], int]]:
+    """Consecutive batches in groups of up to ``steps_per_call``, each field stacked on a new step
+    axis (after the member axis of ``members``' batches) and split over the mesh along the batch
+    axis: (the inputs of one call, its number of steps)."""
+    step_axis = 1 if members else 0
     while group := list(itertools.islice(local_batches, steps_per_call)):
-        stacked = {key: np.stack([batch[key] for batch in group]) for key in group[0]}
-        yield parallel.global_batch(stacked, mesh, batch_axis=1)
+        stacked = {key: np.stack([batch[key] for batch in group], axis=step_axis) for key in group[0]}
+        yield parallel.global_batch(stacked, mesh, batch_axis=step_axis + 1, members=members), len(group)
 
 
 class TfDataFeed(FeedSettings):
     """Batches made on the host by tf.data, then split over the mesh."""
 
     def train_calls(self, *, epoch: int, start_step: int, steps_per_call: int) -> Iterator[tuple[Any, int]]:
-        """The epoch's batches from ``start_step`` on, stacked ``steps_per_call`` at a time."""
-        batches = train_batches(
-            self.dataset.train,
-            self.dataset,
-            global_batch_size=self.batch_size,
-            seed=self.seed,
-            epoch=epoch,
-            start_step=start_step,
-            augment=self.augment,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        )
-        for inputs in stacked_on_mesh(batches, steps_per_call, self.mesh):
-            yield inputs, inputs["label"].shape[0]
+        """The epoch's batches from ``start_step`` on, stacked ``steps_per_call`` at a time (each
+        member's from its own pipeline, stacked on the member axis)."""
+        pipelines = [
+            train_batches(
+                self.dataset.train,
+                self.dataset,
+                global_batch_size=self.batch_size,
+                seed=seed,
+                epoch=epoch,
+                start_step=start_step,
+                augment=self.augment,
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
+            )
+            for seed in self.seeds()
+        ]
+        batches = (members.join(step_batches, xp=np) for step_batches in zip(*pipelines, strict=True))
+        yield from stacked_on_mesh(batches, steps_per_call, self.mesh, members=self.num_seeds > 1)
 
     train_batch = staticmethod(stacked_step)
 

@@ -17,6 +17,18 @@ from flax_resnets.files import write_text
 # Fields of an epoch record that measure the machine, not the training: they differ between
 # two runs of the same config, everything else must not.
 TIMING_FIELDS = ("seconds", "images_per_second")
+# What each member of a run measures per epoch (an epoch record's "seeds"); the record's own
+# fields of these names are the members' means.
+MEMBER_FIELDS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+def member_means(seeds: list[dict]) -> dict[str, float | None]:
+    """The mean over the members of each of ``MEMBER_FIELDS`` (None where the run has none)."""
+    means = {}
+    for field in MEMBER_FIELDS:
+        values = [member[field] for member in seeds if member[field] is not None]
+        means[field] = sum(values) / len(values) if values else None
+    return means
 
 
 def read_jsonl(path: Path) -> list[dict]:

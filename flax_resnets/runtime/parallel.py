@@ -1,13 +1,22 @@
-"""One data-parallel mesh over every device of every host, and moving data onto it.
+"""One mesh over every device of every host, and moving data onto it.
 
-Parameters and optimizer state are replicated (``P()``), batches are split along their first
-axis over the ``data`` axis (``P('data')``). The compiled step sees global arrays, so means
-over the batch, BatchNorm statistics included, are over the global batch: one code path for
-one CPU, eight GPUs or a multi-host TPU slice.
+The mesh has two axes, ``seed`` x ``data``. Batches are split along their batch axis over
+``data`` (``P(..., 'data')``); a run's members (``config.num_seeds``, ``runtime.members``) are
+split over ``seed`` (``P('seed')`` on their leading axis), and a one-seed run's state is
+replicated (``P()``). The compiled step sees global arrays, so means over the batch, BatchNorm
+statistics included, are over each member's global batch: one code path for one CPU, eight GPUs
+or a multi-host TPU slice.
+
+How the axes share the devices (``mesh_shape``): the seed axis takes as many devices as divide
+both the members and one host's devices, the data axis the rest. Eight devices train 8 members
+one per device, with no communication at all; 4 members as 4 x 2 (each member's batch split over
+2 devices); 3 members as 1 x 8 (every device holds all three, each with its part of the batch).
+Several hosts keep the seed axis at 1, so that each host's rows of the batch are one slice.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -17,6 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
+SEED_AXIS = "seed"
 
 
 def initialize_distributed(requested: bool) -> None:
@@ -38,30 +48,51 @@ def initialize_distributed(requested: bool) -> None:
     )
 
 
-def data_parallel_mesh() -> Mesh:
-    return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+def mesh_shape(num_seeds: int, process_count: int, local_device_count: int) -> tuple[int, int]:
+    """(seed, data) axis sizes for ``num_seeds`` members on these devices."""
+    seed_devices = math.gcd(num_seeds, local_device_count) if process_count == 1 else 1
+    return seed_devices, process_count * local_device_count // seed_devices
+
+
+def make_mesh(num_seeds: int = 1) -> Mesh:
+    shape = mesh_shape(num_seeds, jax.process_count(), jax.local_device_count())
+    return Mesh(np.asarray(jax.devices()).reshape(shape), (SEED_AXIS, DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def batch_sharded(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
-    return NamedSharding(mesh, P(*[None] * batch_axis, DATA_AXIS))
+def state_sharding(mesh: Mesh, num_seeds: int = 1) -> NamedSharding:
+    """A training state's: members split over the seed axis; one member's replicated."""
+    return NamedSharding(mesh, P(SEED_AXIS) if num_seeds > 1 else P())
+
+
+def batch_sharded(mesh: Mesh, batch_axis: int = 0, *, members: bool = False) -> NamedSharding:
+    """Split along ``batch_axis`` over the data axis (and ``members``: the leading axis over the
+    seed axis)."""
+    leading = [SEED_AXIS] if members else []
+    return NamedSharding(mesh, P(*leading, *[None] * (batch_axis - len(leading)), DATA_AXIS))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, replicated(mesh))
 
 
-def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh, batch_axis: int = 0) -> dict[str, jax.Array]:
+def place_state(tree: Any, mesh: Mesh, num_seeds: int = 1) -> Any:
+    return jax.device_put(tree, state_sharding(mesh, num_seeds))
+
+
+def global_batch(
+    local_batch: dict[str, np.ndarray], mesh: Mesh, batch_axis: int = 0, *, members: bool = False
+) -> dict[str, jax.Array]:
     """This process's rows of a batch -> one global array per field, split over the mesh along
-    ``batch_axis`` (1 for a stack of batches)."""
-    sharding = batch_sharded(mesh, batch_axis)
+    ``batch_axis`` (1 for a stack of batches, 2 for the members' stacks: ``members``)."""
+    sharding = batch_sharded(mesh, batch_axis, members=members)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
 
 
-def abstract(tree: Any, mesh: Mesh) -> Any:
-    """Shapes, dtypes and replicated shardings of ``tree``: the target a checkpoint restores into."""
-    sharding = replicated(mesh)
+def abstract(tree: Any, mesh: Mesh, num_seeds: int = 1) -> Any:
+    """Shapes, dtypes and shardings of a state ``tree``: the target a checkpoint restores into."""
+    sharding = state_sharding(mesh, num_seeds)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

@@ -1,11 +1,12 @@
 """Checkpoints of a run in ``workdir/checkpoints``, with orbax's CheckpointManager.
 
-One manager, one preservation policy that is the union of two: the latest ``keep`` checkpoints
-(saved every epoch and every ``checkpoint_every_steps`` steps) and the single best by
-validation accuracy (saved at epoch ends, with that metric). Neither policy can delete a
-checkpoint the other keeps. Each checkpoint holds the training state and the run's history
-(one record per finished epoch), which is everything needed to continue exactly: the data
-position and all randomness derive from the step and the config's seeds.
+One manager, one preservation policy that is the union of the latest ``keep`` checkpoints
+(saved every epoch and every ``checkpoint_every_steps`` steps) and, for each member of the run
+(``config.num_seeds``), its single best by validation accuracy (saved at epoch ends, with the
+members' metrics). No policy can delete a checkpoint another keeps. Each checkpoint holds
+the training state and the run's history (one record per finished epoch), which is everything
+needed to continue exactly: the data position and all randomness derive from the step and the
+config's seeds.
 
 The state is saved as a PyTree, so that evaluation can read the model's fields alone. Orbax
 writes each checkpoint under a temporary name and renames it when complete, so a crash
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,17 +39,31 @@ class UnreadableCheckpointError(InputError):
     """A checkpoint's files cannot be read back."""
 
 
+def member_metric(member: int) -> str:
+    """The name under which member ``member``'s validation accuracy is saved with a checkpoint."""
+    return f"{VALIDATION_METRIC}_member{member}"
+
+
+def member_value(record: dict, key: str, member: int) -> Any:
+    """Member ``member``'s ``key`` in an epoch record (a record of a one-seed run made before
+    runs had members holds it at the top)."""
+    if "seeds" in record:
+        return record["seeds"][member][key]
+    return record[key]
+
+
 class Checkpoints:
-    def __init__(self, directory: Path, *, keep: int = 3, read_only: bool = False):
+    def __init__(self, directory: Path, *, keep: int = 3, num_seeds: int = 1, read_only: bool = False):
+        best_of_each_member = [
+            checkpoint_managers.BestN(
+                get_metric_fn=lambda metrics, k=k: metrics.get(member_metric(k), metrics[VALIDATION_METRIC]),
+                n=1,
+                keep_checkpoints_without_metrics=False,
+            )
+            for k in range(num_seeds)
+        ]
         policy = checkpoint_managers.AnyPreservationPolicy(
-            [
-                checkpoint_managers.LatestN(n=keep),
-                checkpoint_managers.BestN(
-                    get_metric_fn=lambda metrics: metrics[VALIDATION_METRIC],
-                    n=1,
-                    keep_checkpoints_without_metrics=False,
-                ),
-            ]
+            [checkpoint_managers.LatestN(n=keep), *best_of_each_member]
         )
         self.directory = Path(directory).absolute()
         self.manager = ocp.CheckpointManager(
@@ -67,12 +83,19 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state: Any, history: list[dict], *, val_accuracy: float | None = None) -> None:
-        """Save asynchronously; ``val_accuracy`` makes it a candidate for the best checkpoint.
+    def save(
+        self, step: int, state: Any, history: list[dict], *, val_accuracies: list[float] | None = None
+    ) -> None:
+        """Save asynchronously; ``val_accuracies`` (one per member) make it a candidate for each
+        member's best checkpoint.
 
         The history is copied now: orbax writes it in a background thread while the caller
         goes on appending to its list."""
-        metrics = None if val_accuracy is None else {VALIDATION_METRIC: val_accuracy}
+        metrics = None
+        if val_accuracies is not None:
+            metrics = {VALIDATION_METRIC: statistics.fmean(val_accuracies)}  # a one-seed run's alone
+            if len(val_accuracies) > 1:
+                metrics.update({member_metric(k): value for k, value in enumerate(val_accuracies)})
         self.manager.save(
             step,
             args=ocp.args.Composite(
@@ -134,11 +157,12 @@ class Checkpoints:
                 self.manager.reload()
         return None
 
-    def best_step(self, history: list[dict]) -> int | None:
-        """The kept checkpoint with the highest validation accuracy (the latest among ties)."""
+    def best_step(self, history: list[dict], member: int = 0) -> int | None:
+        """The kept checkpoint with member ``member``'s highest validation accuracy (the latest
+        among ties)."""
         kept = set(self.steps())
-        scored = [(r[VALIDATION_METRIC], r["step"]) for r in history if r.get(VALIDATION_METRIC) is not None]
-        scored = [item for item in scored if item[1] in kept]
+        scored = [(member_value(r, VALIDATION_METRIC, member), r["step"]) for r in history]
+        scored = [item for item in scored if item[0] is not None and item[1] in kept]
         return max(scored)[1] if scored else None
 
     def wait(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 
 from flax_resnets.config import check_same_data, check_same_run, recorded_config, validate_config
@@ -19,20 +20,22 @@ from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_json
 from flax_resnets.runs.plots import write_plots
-from flax_resnets.runtime import parallel, xla_cpu
+from flax_resnets.runtime import members, parallel, xla_cpu
 from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
 
 
 def compile_eval_step(graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = False) -> Callable:
-    """The jitted evaluation step on a feed's inputs: batch sums, replicated (``flip``: averaged
-    with the mirror images, ``config.eval_flip``)."""
+    """The jitted evaluation step on a feed's inputs: batch sums of every member (the same batch
+    for all), replicated (``flip``: averaged with the mirror images, ``config.eval_flip``)."""
 
     def evaluate_batch(model_state, inputs, constants):
         return steps.eval_step(graphdef, model_state, feed.eval_batch(inputs, constants), flip)
 
     return jax.jit(
-        evaluate_batch, out_shardings=parallel.replicated(mesh), compiler_options=xla_cpu.compiler_options()
+        members.over_members(evaluate_batch, feed.num_seeds, in_axes=(0, None, None)),
+        out_shardings=parallel.replicated(mesh),
+        compiler_options=xla_cpu.compiler_options(),
     )
 
 
@@ -44,56 +47,85 @@ def eval_batch_size(config: ml_collections.ConfigDict) -> int:
 
 def evaluate_split(
     eval_fn: Callable, model_state: steps.ModelState, feed: Feed, split: str
-) -> dict[str, Any] | None:
-    """Mean loss, accuracy and the confusion matrix (rows: labels, columns: predictions) over every
-    example of ``split`` exactly once; None for an empty split."""
+) -> list[dict[str, Any]] | None:
+    """Per member: mean loss, accuracy and the confusion matrix (rows: labels, columns:
+    predictions) over every example of ``split`` exactly once; None for an empty split."""
     if len(getattr(feed.dataset, split)) == 0:
         return None
     sums, constants = None, feed.constants(split)
     for inputs in feed.eval_inputs(split):
         out = eval_fn(model_state, inputs, constants)
         sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-    sums = jax.device_get(sums)
-    count = int(sums["count"])
-    return {
-        "loss": float(sums["loss"]) / count,
-        "accuracy": float(sums["correct"]) / count,
-        "num_examples": count,
-        "confusion": sums["confusion"].tolist(),
-    }
+    results = []
+    for member_sums in members.split(jax.device_get(sums), feed.num_seeds):
+        count = int(member_sums["count"])
+        results.append(
+            {
+                "loss": float(member_sums["loss"]) / count,
+                "accuracy": float(member_sums["correct"]) / count,
+                "num_examples": count,
+                "confusion": member_sums["confusion"].tolist(),
+            }
+        )
+    return results
 
 
-def choose_step(checkpoints: Checkpoints, which: str) -> int:
-    """'best' by validation accuracy (the latest if the run has no validation), 'latest', or a step."""
+def choose_steps(checkpoints: Checkpoints, which: str, num_seeds: int = 1) -> list[int]:
+    """The checkpoint of each member: 'best' by its validation accuracy (the latest if the run has
+    no validation), 'latest', or a step."""
     latest = checkpoints.latest_step()
     if latest is None:
         raise InputError(f"There is no checkpoint in {checkpoints.directory}: train first (--mode=train).")
     if which == "latest":
-        return latest
+        return [latest] * num_seeds
     if which == "best":
-        best = checkpoints.best_step(checkpoints.history(latest))
-        return latest if best is None else best
+        history = checkpoints.history(latest)
+        best = [checkpoints.best_step(history, member) for member in range(num_seeds)]
+        return [latest if step is None else step for step in best]
     if not which.isdigit():
         raise InputError(f"--checkpoint must be 'best', 'latest' or a step number, got {which!r}.")
-    return checkpoints.require_step(int(which))
+    return [checkpoints.require_step(int(which))] * num_seeds
+
+
+def restore_members(
+    checkpoints: Checkpoints, member_steps: list[int], abstract_state: steps.ModelState
+) -> steps.ModelState:
+    """The model state of each member from its own checkpoint (each step read once), as one state."""
+    num_seeds = len(member_steps)
+    saved = {step: checkpoints.restore_fields(step, abstract_state) for step in sorted(set(member_steps))}
+    if num_seeds == 1:
+        return saved[member_steps[0]]
+    chosen = [members.split(saved[step], num_seeds)[k] for k, step in enumerate(member_steps)]
+    return jax.device_put(members.join(chosen), jax.tree.map(lambda x: x.sharding, abstract_state))
 
 
 def test_report(
-    step: int, model_state: steps.ModelState, eval_fn: Callable, feed: Feed, config: ml_collections.ConfigDict
+    member_steps: list[int],
+    model_state: steps.ModelState,
+    eval_fn: Callable,
+    feed: Feed,
+    config: ml_collections.ConfigDict,
 ) -> dict[str, Any]:
-    """The test split's metrics of the checkpoint at ``step`` (its model state given): eval.json."""
+    """The test split's metrics of each member's checkpoint (their model state given), and their
+    mean: eval.json. The confusion matrix sums the members'."""
     metrics = evaluate_split(eval_fn, model_state, feed, "test")
     if metrics is None:
         raise InputError(f"The test split of {config.dataset!r} is empty: there is nothing to evaluate.")
+    accuracy, accuracy_std = members.mean_and_std([m["accuracy"] for m in metrics])
     return {
-        "test_accuracy": metrics["accuracy"],
-        "test_loss": metrics["loss"],
-        "num_examples": metrics["num_examples"],
-        "checkpoint_step": step,
+        "test_accuracy": accuracy,
+        "test_accuracy_std": accuracy_std,
+        "test_loss": members.mean_and_std([m["loss"] for m in metrics])[0],
+        "num_examples": metrics[0]["num_examples"],
+        "checkpoint_step": member_steps[0] if len(member_steps) == 1 else member_steps,
         "dataset": config.dataset,
         "model": config.model,
         "class_names": list(feed.dataset.class_names),
-        "confusion": metrics["confusion"],
+        "confusion": np.sum([m["confusion"] for m in metrics], axis=0).tolist(),
+        "seeds": [
+            {"seed": seed, "test_accuracy": m["accuracy"], "test_loss": m["loss"], "checkpoint_step": step}
+            for seed, m, step in zip(feed.seeds(), metrics, member_steps, strict=True)
+        ],
     }
 
 
@@ -115,25 +147,31 @@ def evaluate_workdir(
         config = ml_collections.ConfigDict(recorded)
     validate_config(config)
     check_same_run(config, workdir)
-    with Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints, read_only=True) as checkpoints:
-        step = choose_step(checkpoints, which)  # a missing checkpoint fails before any data is read
-        is_best = step == choose_step(checkpoints, "best")
+    with Checkpoints(
+        workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds, read_only=True
+    ) as checkpoints:
+        # A missing checkpoint fails before any data is read.
+        member_steps = choose_steps(checkpoints, which, config.num_seeds)
+        is_best = member_steps == choose_steps(checkpoints, "best", config.num_seeds)
         parallel.initialize_distributed(config.distributed)
         dataset = load_config_dataset(config)
         check_same_data(workdir, dataset.fingerprint())
-        mesh = parallel.data_parallel_mesh()
+        mesh = parallel.make_mesh(config.num_seeds)
         feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
         graphdef, abstract = steps.abstract_model_state(
             config, num_classes=dataset.num_classes, input_channels=dataset.channels
         )
-        model_state = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh))
+        model_state = restore_members(
+            checkpoints, member_steps, parallel.abstract(abstract, mesh, config.num_seeds)
+        )
         eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
-        report = test_report(step, model_state, eval_fn, feed, config)
+        report = test_report(member_steps, model_state, eval_fn, feed, config)
     if jax.process_index() == 0:
         if is_best:
             write_json(workdir / "eval.json", report)
             write_plots(workdir)
         else:
+            step = member_steps[0]
             path = workdir / f"eval_step{step}.json"
             write_json(path, report)
             print(f"wrote {path}: eval.json keeps the best checkpoint's result", file=sys.stderr)

@@ -9,15 +9,14 @@ as a run that never stopped.
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 from tqdm import tqdm
 
 from flax_resnets.config import (
@@ -33,19 +32,21 @@ from flax_resnets.data.pipelines import make_feed
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock, require_writable, write_json
-from flax_resnets.runs.metrics import EpochReport
+from flax_resnets.runs.metrics import EpochReport, member_means
 from flax_resnets.runs.plots import write_plots
 from flax_resnets.runs.provenance import run_record
-from flax_resnets.runtime import parallel
+from flax_resnets.runtime import members, parallel
 from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
 from flax_resnets.training.evaluate import (
-    choose_step,
+    choose_steps,
     compile_eval_step,
     eval_batch_size,
     evaluate_split,
+    restore_members,
     test_report,
 )
+from flax_resnets.training.signals import StopSignals
 
 
 class TrainingDivergedError(RuntimeError):
@@ -60,44 +61,6 @@ class TrainingStoppedError(RuntimeError):
         self.exit_status = exit_status
 
 
-class StopSignals:
-    """SIGTERM (a scheduler's preemption, a sweep's time budget) and SIGINT (Ctrl-C) become a
-    request that the loop answers after the call in flight: save a checkpoint, then stop. A
-    second signal stops at once. On several hosts, JAX's preemption sync point makes all of them
-    stop at the same step (jax.distributed listens for SIGTERM itself)."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.previous: dict = {}
-
-    def __enter__(self) -> StopSignals:
-        # With several processes, JAX's own preemption notifier must keep SIGTERM.
-        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-            self.previous = {number: signal.signal(number, self.handle) for number in self.SIGNALS}
-        return self
-
-    def handle(self, number: int, frame: object) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = number
-
-    def requested(self, step: int) -> bool:
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            return multihost_utils.reached_preemption_sync_point(step)
-        return self.received is not None
-
-    def exit_status(self) -> int:
-        return 128 + (self.received or signal.SIGTERM)
-
-    def __exit__(self, *exc_info: object) -> None:
-        for number, handler in self.previous.items():
-            signal.signal(number, handler)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming what is there), then test the best checkpoint."""
     workdir = Path(workdir)
@@ -105,7 +68,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     validate_config(config)
     check_workdir(workdir)
     parallel.initialize_distributed(config.distributed)
-    check_batch_size(config.batch_size, jax.process_count(), jax.local_device_count())
+    check_batch_size(config.batch_size, jax.process_count(), jax.local_device_count(), config.num_seeds)
     check_same_run(config, workdir)
     dataset = load_config_dataset(config)
     epoch_steps = steps_per_epoch(len(dataset.train), config.batch_size)
@@ -118,17 +81,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     data_fingerprint = dataset.fingerprint()
     check_same_data(workdir, data_fingerprint)
 
-    # Model, optimizer and compiled steps, replicated over the mesh.
-    mesh = parallel.data_parallel_mesh()
+    # Models (one per member), optimizer and compiled steps, laid out over the mesh.
+    num_seeds = config.num_seeds
+    mesh = parallel.make_mesh(num_seeds)
     optimizer, schedule = steps.make_optimizer(config, total_steps)
     graphdef, state = steps.create_train_state(
         config, num_classes=dataset.num_classes, input_channels=dataset.channels, optimizer=optimizer
     )
-    state = parallel.replicate(state, mesh)
+    state = parallel.place_state(state, mesh, num_seeds)
     feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
 
     train_fn = steps.jit_train_steps(
-        graphdef, optimizer, feed.train_batch, mesh, label_smoothing=config.label_smoothing
+        graphdef,
+        optimizer,
+        feed.train_batch,
+        mesh,
+        label_smoothing=config.label_smoothing,
+        num_seeds=num_seeds,
     )
     train_data = feed.constants("train")
     eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
@@ -144,15 +113,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             check_same_data(workdir, data_fingerprint)
         # Resume from the latest readable checkpoint, if any.
         checkpoints = exit_stack.enter_context(
-            Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints)
+            Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=num_seeds)
         )
         history: list[dict] = []
-        restored = checkpoints.restore_latest_readable(parallel.abstract(state, mesh))
+        step = 0
+        restored = checkpoints.restore_latest_readable(parallel.abstract(state, mesh, num_seeds))
         if restored is not None:
             state, history = restored
+            step = int(members.split(state.step, num_seeds)[0])  # the same in every member
             if is_main:
-                print(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.", flush=True)
-        step = int(state.step)
+                print(f"Resuming {workdir} from step {step} of {total_steps}.", flush=True)
         if is_main:
             write_json(workdir / "config.json", config_dict(config))
             write_json(workdir / DATA_RECORD, data_fingerprint)
@@ -173,7 +143,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         for epoch in range(step // epoch_steps, config.num_epochs):
             first_step = step % epoch_steps
             if first_step == 0:
-                state = state.replace(epoch_sums=parallel.replicate(steps.zero_epoch_sums(), mesh))
+                zero = parallel.place_state(steps.zero_epoch_sums(num_seeds), mesh, num_seeds)
+                state = state.replace(epoch_sums=zero)
             started = time.perf_counter()
             with progress_bar(epoch, config.num_epochs, epoch_steps, first_step, enabled=is_main) as progress:
                 calls = feed.train_calls(
@@ -184,35 +155,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                     step += done
                     progress.update(done)
                     if passed_multiple(step, done, config.log_every_steps):
-                        progress.set_postfix(running_means(state))
+                        progress.set_postfix(progress_means(running_means(state, num_seeds)))
                     if mid_epoch_checkpoint_due(config, step, done, epoch_steps):
                         checkpoints.save(step, require_finite(state, step), history)
                     stop_if_requested(step)
             train_seconds = time.perf_counter() - started
 
-            train = running_means(require_finite(state, step))
-            val = evaluate_split(eval_fn, state.model_state(), feed, "validation")
+            train = running_means(require_finite(state, step), num_seeds)
+            val = evaluate_split(eval_fn, state.model_state(), feed, "validation") or [None] * num_seeds
+            seeds = [
+                {
+                    "seed": seed,
+                    "train_loss": train_k["loss"],
+                    "train_accuracy": train_k["accuracy"],
+                    "val_loss": val_k["loss"] if val_k else None,
+                    "val_accuracy": val_k["accuracy"] if val_k else None,
+                }
+                for seed, train_k, val_k in zip(feed.seeds(), train, val, strict=True)
+            ]
             record = {
                 "epoch": epoch + 1,
                 "step": step,
-                "train_loss": train["loss"],
-                "train_accuracy": train["accuracy"],
-                "val_loss": val["loss"] if val else None,
-                "val_accuracy": val["accuracy"] if val else None,
+                **member_means(seeds),
                 "learning_rate": float(schedule(step)),
                 "seconds": time.perf_counter() - started,
-                "images_per_second": (epoch_steps - first_step) * config.batch_size / train_seconds,
+                # Summed over the members: what the device did.
+                "images_per_second": (epoch_steps - first_step) * config.batch_size * num_seeds
+                / train_seconds,
+                "seeds": seeds,
             }
             history.append(record)
-            checkpoints.save(step, state, history, val_accuracy=record["val_accuracy"])
+            val_accuracies = None if val[0] is None else [member["val_accuracy"] for member in seeds]
+            checkpoints.save(step, state, history, val_accuracies=val_accuracies)
             if report:
                 report.write(record)
                 print(epoch_summary(record), flush=True)
             stop_if_requested(step)
 
         checkpoints.wait()
-        best = choose_step(checkpoints, "best")
-        model_state = checkpoints.restore_fields(best, parallel.abstract(state.model_state(), mesh))
+        best = choose_steps(checkpoints, "best", num_seeds)
+        abstract_model = parallel.abstract(state.model_state(), mesh, num_seeds)
+        model_state = restore_members(checkpoints, best, abstract_model)
         result = test_report(best, model_state, eval_fn, feed, config)
         if is_main:
             write_json(workdir / "eval.json", result)
@@ -246,16 +229,31 @@ def mid_epoch_checkpoint_due(
     return passed_multiple(step, done, config.checkpoint_every_steps) and step % epoch_steps != 0
 
 
-def running_means(state: steps.TrainState) -> dict[str, float]:
-    sums = jax.device_get(state.epoch_sums)
-    count = max(float(sums["count"]), 1.0)
-    return {"loss": float(sums["loss"]) / count, "accuracy": float(sums["correct"]) / count}
+def running_means(state: steps.TrainState, num_seeds: int) -> list[dict[str, float]]:
+    """Each member's mean training loss and accuracy over the epoch so far."""
+    means = []
+    for member in members.split(jax.device_get(state.epoch_sums), num_seeds):
+        count = max(float(member["count"]), 1.0)
+        means.append({"loss": float(member["loss"]) / count, "accuracy": float(member["correct"]) / count})
+    return means
+
+
+def progress_means(means: list[dict[str, float]]) -> dict[str, Any]:
+    """The progress bar's figures: one member's loss and accuracy, or the members' mean +- std."""
+    if len(means) == 1:
+        return means[0]
+    shown = {}
+    for key in ("loss", "accuracy"):
+        mean, std = members.mean_and_std([m[key] for m in means])
+        shown[key] = f"{mean:.4f}+-{std:.4f}"
+    return shown
 
 
 def require_finite(state: steps.TrainState, step: int) -> steps.TrainState:
-    """Stop, before anything is saved, once a step of this epoch had a non-finite loss or gradient."""
+    """Stop, before anything is saved, once a step of this epoch had a non-finite loss or gradient
+    (in any member)."""
     sums = jax.device_get(state.epoch_sums)
-    if sums["nonfinite_steps"] > 0 or not float(sums["loss"]) < float("inf"):
+    if np.any(sums["nonfinite_steps"] > 0) or not np.all(np.asarray(sums["loss"]) < float("inf")):
         raise TrainingDivergedError(
             f"The training loss or gradients became NaN or infinite before step {step}; training "
             "stopped and the last good checkpoint is kept: lower the learning rate (or use float32) "

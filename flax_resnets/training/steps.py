@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 
 from flax_resnets.data.feeds import Batch
 from flax_resnets.models import create_model
-from flax_resnets.runtime import parallel, xla_cpu
+from flax_resnets.runtime import members, parallel, xla_cpu
 
 # Inside a compiled call: (call inputs, constants, index of the step in the call, run step) -> batch.
 MakeBatch = Callable[[Any, Any, Any, jax.Array], Batch]
@@ -90,18 +90,20 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> tuple
     return optimizer, schedule
 
 
-def zero_epoch_sums() -> dict[str, jax.Array]:
-    return {name: jnp.zeros((), jnp.float32) for name in EPOCH_SUMS}
+def zero_epoch_sums(num_seeds: int = 1) -> dict[str, jax.Array]:
+    return members.join([{name: jnp.zeros((), jnp.float32) for name in EPOCH_SUMS}] * num_seeds)
 
 
-def config_model(config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int) -> nnx.Module:
-    """The config's model, freshly initialized from ``config.seed``. It convolves with this
-    backend's fastest equivalent of ``lax.conv_general_dilated``."""
+def config_model(
+    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int, seed: int | None = None
+) -> nnx.Module:
+    """The config's model, freshly initialized from ``seed`` (default ``config.seed``). It
+    convolves with this backend's fastest equivalent of ``lax.conv_general_dilated``."""
     return create_model(
         config.model,
         num_classes=num_classes,
         input_channels=input_channels,
-        seed=config.seed,
+        seed=config.seed if seed is None else seed,
         dtype=jnp.dtype(config.dtype),
         init=config.init,
         convolution=xla_cpu.convolution(),
@@ -112,28 +114,33 @@ def abstract_model_state(
     config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int
 ) -> tuple[nnx.GraphDef, ModelState]:
     """The model's graph, and its parameters and BatchNorm statistics as shapes only (nothing is
-    initialized): what evaluating a checkpoint needs."""
+    initialized), with the run's member axis: what evaluating a checkpoint needs."""
     model = nnx.eval_shape(
         lambda: config_model(config, num_classes=num_classes, input_channels=input_channels)
     )
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    return graphdef, {"params": params, "batch_stats": batch_stats}
+    return graphdef, members.join_shapes({"params": params, "batch_stats": batch_stats}, config.num_seeds)
 
 
 def create_train_state(
     config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int, optimizer: Any
 ) -> tuple[nnx.GraphDef, TrainState]:
-    """A freshly initialized model and optimizer, split into graph and state."""
-    model = config_model(config, num_classes=num_classes, input_channels=input_channels)
-    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        batch_stats=batch_stats,
-        opt_state=optimizer.init(params),
-        epoch_sums=zero_epoch_sums(),
-    )
-    return graphdef, state
+    """Freshly initialized models and optimizers, split into graph and state: one per member,
+    member k initialized from seed ``config.seed + k`` exactly as a one-seed run of that seed."""
+    states = []
+    for seed in members.member_seeds(config.seed, config.num_seeds):
+        model = config_model(config, num_classes=num_classes, input_channels=input_channels, seed=seed)
+        graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+        states.append(
+            TrainState(
+                step=jnp.zeros((), jnp.int32),
+                params=params,
+                batch_stats=batch_stats,
+                opt_state=optimizer.init(params),
+                epoch_sums=zero_epoch_sums(),
+            )
+        )
+    return graphdef, members.join(states)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
@@ -210,20 +217,33 @@ def train_steps(
 
 
 def jit_train_steps(
-    graphdef: nnx.GraphDef, optimizer: Any, make_batch: MakeBatch, mesh: Mesh, *, label_smoothing: float = 0.0
+    graphdef: nnx.GraphDef,
+    optimizer: Any,
+    make_batch: MakeBatch,
+    mesh: Mesh,
+    *,
+    label_smoothing: float = 0.0,
+    num_seeds: int = 1,
 ) -> Callable[[TrainState, Any, Any, int], TrainState]:
-    """``train_steps`` compiled over ``mesh``: (state, inputs, constants, num_steps) -> state,
-    replicated; one compilation per distinct ``num_steps``.
+    """``train_steps`` of every member compiled over ``mesh``: (state, inputs, constants,
+    num_steps) -> state; one compilation per distinct ``num_steps``. Each member has its own
+    state and call inputs (the feed's, per member); the constants are shared.
 
     The old state's buffers are donated: the caller must use only the state it returns.
     """
     unroll = jax.default_backend() == "cpu"
+    one_member = functools.partial(
+        train_steps, graphdef, optimizer, make_batch, unroll=unroll, label_smoothing=label_smoothing
+    )
+
+    def every_member(state: TrainState, inputs: Any, constants: Any, num_steps: int) -> TrainState:
+        step = lambda state, inputs: one_member(state, inputs, constants, num_steps)  # noqa: E731
+        return members.over_members(step, num_seeds)(state, inputs)
+
     return jax.jit(
-        functools.partial(
-            train_steps, graphdef, optimizer, make_batch, unroll=unroll, label_smoothing=label_smoothing
-        ),
+        every_member,
         static_argnums=3,
-        out_shardings=parallel.replicated(mesh),
+        out_shardings=parallel.state_sharding(mesh, num_seeds),
         donate_argnums=0,
         compiler_options=xla_cpu.compiler_options(),
     )

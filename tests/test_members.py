@@ -1,0 +1,244 @@
+"""Several seeds as one program (config.num_seeds): member k is the one-seed run of seed + k."""
+
+import functools
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import write_image_folder
+from run_helpers import (
+    HANG_GUARD_SECONDS,
+    REPO,
+    TINY,
+    assert_same_run,
+    damage,
+    environment,
+    run_main,
+    run_with_fault,
+)
+
+from flax_resnets.config import default_config
+from flax_resnets.data.device import DeviceFeed
+from flax_resnets.data.order import check_batch_size, steps_per_epoch
+from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
+from flax_resnets.data.tfdata import TfDataFeed
+from flax_resnets.errors import InputError
+from flax_resnets.runs.metrics import read_jsonl
+from flax_resnets.runtime import members, parallel
+from flax_resnets.training.checkpoints import Checkpoints
+from flax_resnets.training.steps import create_train_state, make_optimizer, train_steps
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_dataset("image_folder", data_dir=str(SAMPLE_FASHION_MNIST))
+
+
+def tiny_config(**fields):
+    config = default_config(dataset="image_folder", model="resnet8")
+    config.update(learning_rate=0.05, batch_size=8, **fields)
+    return config
+
+
+def test_member_k_starts_from_the_parameters_of_the_one_seed_run_of_seed_k():
+    config = tiny_config(seed=5, num_seeds=3)
+    optimizer, _ = make_optimizer(config, total_steps=10)
+    _, joined = create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
+    assert joined.params["head"]["kernel"][...].shape[0] == 3
+    for k, member in enumerate(members.split(joined, 3)):
+        alone = tiny_config(seed=5 + k)
+        _, expected = create_train_state(alone, num_classes=10, input_channels=1, optimizer=optimizer)
+        jax.tree.map(np.testing.assert_array_equal, member, expected)
+    first, second = members.split(joined.params, 3)[:2]
+    assert not np.array_equal(first["head"]["kernel"][...], second["head"]["kernel"][...])
+
+
+@pytest.mark.parametrize("feed_class", [TfDataFeed, DeviceFeed], ids=["tfdata", "device"])
+def test_member_k_sees_the_batches_of_the_one_seed_run_of_seed_k(sample, feed_class):
+    mesh = parallel.make_mesh(3)
+    settings = dict(batch_size=16, eval_batch_size=64, augment=True)
+    joined = feed_class(sample, mesh, seed=2, num_seeds=3, **settings)
+    make_batch = jax.jit(members.over_members(joined.train_batch, 3, in_axes=(0, None, None, None)))
+    inputs, num_steps = next(joined.train_calls(epoch=1, start_step=0, steps_per_call=2))
+    step = jnp.int32(steps_per_epoch(len(sample.train), 16) + 1)  # epoch 1's second step
+    batches = members.split(jax.device_get(make_batch(inputs, joined.constants("train"), 1, step)), 3)
+    for k, batch in enumerate(batches):
+        alone = feed_class(sample, parallel.make_mesh(), seed=2 + k, **settings)
+        alone_inputs, alone_steps = next(alone.train_calls(epoch=1, start_step=0, steps_per_call=2))
+        expected = jax.jit(alone.train_batch)(alone_inputs, alone.constants("train"), 1, step)
+        assert num_steps == alone_steps == 2
+        jax.tree.map(np.testing.assert_array_equal, batch, jax.device_get(expected))
+    assert not np.array_equal(batches[0]["label"], batches[1]["label"])
+
+
+def test_members_train_exactly_as_their_one_seed_runs(sample):
+    """Three steps of two members under vmap against each seed trained alone, in float64 so
+    that float32 rounding cannot hide a member that shares another's statistics or batches."""
+    mesh = parallel.make_mesh(2)
+    config = tiny_config(seed=7, num_seeds=2, dtype="float64")
+
+    def trained(config, seed, num_seeds):
+        feed = DeviceFeed(sample, mesh, batch_size=8, eval_batch_size=8, seed=seed, augment=True,
+                          num_seeds=num_seeds)  # fmt: skip
+        optimizer, _ = make_optimizer(config, total_steps=100)
+        graphdef, state = create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
+        state = jax.tree.map(lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, state)
+        one_member = functools.partial(train_steps, graphdef, optimizer, feed.train_batch, unroll=True)
+        inputs, _ = next(feed.train_calls(epoch=0, start_step=0, steps_per_call=3))
+        constants = feed.constants("train")
+        step = members.over_members(lambda s, i: one_member(s, i, constants, 3), num_seeds)
+        return jax.jit(step)(state, inputs)
+
+    with jax.enable_x64(True):
+        together = members.split(trained(config, 7, 2), 2)
+        for k in range(2):
+            alone = trained(tiny_config(seed=7 + k, dtype="float64"), 7 + k, 1)
+            jax.tree.map(
+                lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12), together[k], alone
+            )
+    assert int(together[0].step) == 3
+
+
+@pytest.mark.parametrize(
+    ("num_seeds", "processes", "local_devices", "shape"),
+    [(8, 1, 8, (8, 1)), (4, 1, 8, (4, 2)), (3, 1, 8, (1, 8)), (2, 1, 1, (1, 1)), (4, 2, 4, (1, 8))],
+)
+def test_seeds_take_the_devices_that_divide_them_and_the_batch_the_rest(
+    num_seeds, processes, local_devices, shape
+):
+    assert parallel.mesh_shape(num_seeds, processes, local_devices) == shape
+
+
+def test_the_batch_must_split_over_the_data_axis_only():
+    check_batch_size(2, process_count=1, local_device_count=8, num_seeds=4)  # 4 x 2: one image each
+    check_batch_size(1, process_count=1, local_device_count=8, num_seeds=8)  # a member per device
+    with pytest.raises(InputError, match="8 device.*4 seeds on 4 of them: use a positive multiple of 2"):
+        check_batch_size(3, process_count=1, local_device_count=8, num_seeds=4)
+    with pytest.raises(InputError, match="multiple of 8"):
+        check_batch_size(4, process_count=1, local_device_count=8, num_seeds=3)
+
+
+def test_each_member_keeps_its_own_best_checkpoint(tmp_path):
+    accuracies = {1: [0.9, 0.1], 2: [0.2, 0.8], 3: [0.3, 0.3], 4: [0.4, 0.4]}
+    history = [
+        {"step": step, "val_accuracy": sum(values) / 2, "seeds": [{"val_accuracy": a} for a in values]}
+        for step, values in accuracies.items()
+    ]
+    with Checkpoints(tmp_path / "checkpoints", keep=1, num_seeds=2) as checkpoints:
+        for step, values in accuracies.items():
+            checkpoints.save(step, {"x": jnp.ones(2)}, history[:step], val_accuracies=values)
+            checkpoints.wait()
+        assert checkpoints.steps() == [1, 2, 4]  # each member's best, and the latest
+        assert [checkpoints.best_step(history, member) for member in (0, 1)] == [1, 2]
+
+
+# 24 images in batches of 8: 3 steps per epoch, 9 in all; a checkpoint after every step.
+RUN = [*TINY, "--config.num_epochs=3", "--config.checkpoint_every_steps=1", "--config.keep_checkpoints=20"]
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory, compile_cache):
+    root = tmp_path_factory.mktemp("two_seeds")
+    images = write_image_folder(root / "images")
+    args = [*RUN, "--config.dataset=image_folder", f"--config.data_dir={images}"]
+    run_main([*args, "--config.num_seeds=2", f"--workdir={root / 'run'}"], compile_cache)
+    return args, root / "run"
+
+
+@pytest.mark.slow
+def test_each_member_of_a_two_seed_run_is_the_one_seed_run_of_its_seed(tmp_path, compile_cache, two_seeds):
+    args, workdir = two_seeds
+    report = json.loads((workdir / "eval.json").read_text())
+    records = read_jsonl(workdir / "metrics.jsonl")
+    assert [member["seed"] for member in report["seeds"]] == [0, 1]
+    accuracies = [member["test_accuracy"] for member in report["seeds"]]
+    assert report["test_accuracy"] == pytest.approx(np.mean(accuracies))
+    assert report["test_accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert np.sum(report["confusion"]) == 2 * report["num_examples"]
+    for k, member in enumerate(report["seeds"]):  # each member tested at its own best checkpoint
+        best = max(records, key=lambda r, k=k: (r["seeds"][k]["val_accuracy"], r["step"]))
+        assert member["checkpoint_step"] == best["step"]
+    assert report["checkpoint_step"] == [member["checkpoint_step"] for member in report["seeds"]]
+    assert records[0]["train_loss"] == pytest.approx(np.mean([m["train_loss"] for m in records[0]["seeds"]]))
+
+    for seed in (0, 1):
+        alone = tmp_path / f"seed{seed}"
+        run_main([*args, f"--config.seed={seed}", f"--workdir={alone}"], compile_cache)
+        for together, by_itself in zip(records, read_jsonl(alone / "metrics.jsonl"), strict=True):
+            for field in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+                assert together["seeds"][seed][field] == pytest.approx(by_itself[field], rel=1e-4, abs=1e-6)
+        alone_report = json.loads((alone / "eval.json").read_text())
+        assert report["seeds"][seed]["test_accuracy"] == pytest.approx(alone_report["test_accuracy"], abs=0.1)
+
+    evaluated = run_main([f"--workdir={workdir}", "--mode=eval"], compile_cache)
+    assert "test accuracy" in evaluated.stdout
+    assert json.loads((workdir / "eval.json").read_text()) == report
+
+
+@pytest.mark.slow
+def test_two_seeds_stop_resume_and_recover_from_damage_as_one_seed_does(tmp_path, compile_cache, two_seeds):
+    args, reference = two_seeds
+    workdir = tmp_path / "run"
+    args = [*args, "--config.num_seeds=2", f"--workdir={workdir}"]
+    stopped = run_with_fault(args, compile_cache, "save:4", "TERM")  # a scheduler's notice mid-run
+    assert "Stopped at step" in stopped.stderr.strip().splitlines()[-1]
+    assert "Resuming" in run_main(args, compile_cache).stdout
+    assert_same_run(workdir, reference)
+
+    damage(workdir / "checkpoints" / "9", "truncated array files")
+    resumed = run_main(args, compile_cache)
+    assert "from step 8" in resumed.stdout and "cannot be read" in resumed.stderr
+    assert_same_run(workdir, reference)
+
+
+# Four members on 8 devices (a 4 x 2 mesh: each member's batch split over 2 devices) against the
+# same members on one device, one training step of each feed, in float64.
+ON_EIGHT_DEVICES = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh
+from flax_resnets.config import default_config
+from flax_resnets.data.pipelines import PIPELINES
+from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
+from flax_resnets.runtime import parallel
+from flax_resnets.training import steps
+
+jax.config.update("jax_enable_x64", True)
+dataset = load_dataset("image_folder", data_dir=str(SAMPLE_FASHION_MNIST))
+config = default_config(dataset="image_folder", model="resnet8")
+config.update(learning_rate=0.05, batch_size=24, num_seeds=4, dtype="float64")
+
+def one_step(mesh, feed_class):
+    feed = feed_class(dataset, mesh, batch_size=24, eval_batch_size=24, seed=0, augment=True, num_seeds=4)
+    optimizer, _ = steps.make_optimizer(config, 100)
+    graphdef, state = steps.create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
+    state = jax.tree.map(lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, state)
+    train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh, num_seeds=4)
+    inputs, _ = next(feed.train_calls(epoch=0, start_step=0, steps_per_call=1))
+    return jax.device_get(train(parallel.place_state(state, mesh, 4), inputs, feed.constants("train"), 1))
+
+mesh = parallel.make_mesh(4)
+assert mesh.devices.shape == (4, 2), mesh.devices.shape
+single = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), mesh.axis_names)
+for name, feed_class in PIPELINES.items():
+    eight, one = one_step(mesh, feed_class), one_step(single, feed_class)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12), eight, one)
+    print(name, "same on 8 devices")
+"""
+
+
+@pytest.mark.slow
+def test_four_seeds_on_eight_devices_take_the_step_of_one_device(compile_cache):
+    result = subprocess.run(
+        [sys.executable, "-c", ON_EIGHT_DEVICES],
+        cwd=REPO,
+        env=environment(compile_cache, devices=8),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == ["tfdata same on 8 devices", "device same on 8 devices"]
