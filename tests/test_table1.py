@@ -14,9 +14,18 @@ from flax_resnets.errors import InputError
 
 
 def fake_run(
-    folder, dataset, model, accuracy, *, source=None, finished="2026-11-27T10:00:00+00:00", **changes
+    folder,
+    dataset,
+    model,
+    accuracy,
+    *,
+    source=None,
+    finished="2026-11-27T10:00:00+00:00",
+    seed_accuracies=None,
+    **changes,
 ):
-    """The four small files of a finished run on the whole of ``dataset``."""
+    """The four small files of a finished run on the whole of ``dataset`` (``seed_accuracies``:
+    a run of several seeds, each with its test accuracy)."""
     classes, channels, images, test = table1.SIGNATURES[dataset]
     config = default_config(dataset=source or dataset, model=model)
     config.update(changes)
@@ -24,7 +33,10 @@ def fake_run(
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(config.to_json())
     (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 20, "val_accuracy": accuracy}) + "\n")
-    (folder / "eval.json").write_text(json.dumps({"test_accuracy": accuracy, "checkpoint_step": 60000}))
+    report = {"test_accuracy": accuracy, "checkpoint_step": 60000}
+    if seed_accuracies:
+        report["seeds"] = [{"seed": k, "test_accuracy": a} for k, a in enumerate(seed_accuracies)]
+    (folder / "eval.json").write_text(json.dumps(report))
     data = {
         "dataset": source or dataset,
         "data_dir": "/tmp/cifar10.npz" if source else None,
@@ -68,14 +80,15 @@ def test_cells_show_ours_beside_the_papers_with_the_difference(tmp_path, capsys)
     assert row(lines, "CIFAR-10") == [
         "- / 77.6",
         "- / 74.7",
-        "**88.4** / 89.3 (-0.9)†",
+        "**88.4** (1) / 89.3 (-0.9)†",
         "- / 89.6",
         "- / 89.2",
     ]
-    assert row(lines, "Fashion-MNIST")[1] == "**90.1** / 89.6 (+0.5)"
-    assert row(lines, "CIFAR-100")[0] == "**40.0** / 40.0 (+0.0)*"
+    assert row(lines, "Fashion-MNIST")[1] == "**90.1** (1) / 89.6 (+0.5)"
+    assert row(lines, "CIFAR-100")[0] == "**40.0** (1) / 40.0 (+0.0)*"
     assert row(lines, "parameters, ours (10 classes)") == ["57.0M", "20.0M", "11.2M", "21.3M", "23.5M"]
     runs_shown = [line for line in lines if line.startswith("| CIFAR-100 AlexNet |")]
+    assert runs_shown[0].split("|")[3].strip() == "1"  # seeds
     assert "num_epochs=5" in runs_shown[0] and "NVIDIA H100 x1" in runs_shown[0]
 
 
@@ -92,7 +105,7 @@ def test_a_cell_shows_the_papers_recipe_before_a_changed_one_then_the_latest(tmp
         fake_run(tmp_path / "new", "cifar10", "resnet34", 0.86, finished="2026-11-02T00:00:00+00:00"),
         fake_run(tmp_path / "bf16", "cifar10", "resnet34", 0.90, dtype="bfloat16"),
     ]
-    assert row(table_lines(tmp_path, capsys, runs), "CIFAR-10")[3] == "**86.0** / 89.6 (-3.6)"
+    assert row(table_lines(tmp_path, capsys, runs), "CIFAR-10")[3] == "**86.0** (1) / 89.6 (-3.6)"
 
 
 def test_runs_on_part_of_a_dataset_are_left_out_with_the_reason(tmp_path, capsys):
@@ -248,3 +261,16 @@ def test_the_sweep_refuses_data_of_another_dataset_damaged_files_and_a_file_as_r
         with pytest.raises(InputError, match=re.escape(message)):
             sweep.main(args)
     assert not (tmp_path / "sweep").exists() and a_file.read_text() == ""
+
+
+def test_a_cell_of_several_seeds_shows_their_mean_and_spread_and_marks_a_paper_value_outside_it(
+    tmp_path, capsys
+):
+    runs = [
+        fake_run(tmp_path / "a", "fashion_mnist", "resnet18", 0.0, seed_accuracies=[0.931, 0.935, 0.939]),
+        fake_run(tmp_path / "b", "fashion_mnist", "vgg19", 0.0, seed_accuracies=[0.870, 0.872, 0.874]),
+    ]
+    cells = row(table_lines(tmp_path, capsys, runs), "Fashion-MNIST")
+    # 93.5 +- 0.4: the paper's 93.4 inside; 87.2 +- 0.2: the paper's 89.6 far outside (marked).
+    assert cells[2] == "**93.5 ± 0.4** (3) / 93.4 (+0.1)"
+    assert cells[1] == "**87.2 ± 0.2** (3) / 89.6 (-2.4)‡"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -126,15 +127,32 @@ def markdown_row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def seed_accuracies(run: dict[str, Any]) -> list[float]:
+    """Test accuracy (%) of each seed of a run (one, for a run from before runs had seeds)."""
+    evaluation = run["eval"]
+    members = evaluation.get("seeds") or [evaluation]
+    return [100 * float(member["test_accuracy"]) for member in members]
+
+
 def format_cell(dataset: str, model: str, run: dict[str, Any] | None) -> str:
+    """``mean +- std (n)`` of the run's seeds beside the paper's value, the difference, and marks."""
     paper = PAPER_ACCURACY[dataset][model]
     if run is None:
         return f"- / {paper:.1f}"
-    ours = 100 * run["eval"]["test_accuracy"]
-    marks = ("†" if dataset == "cifar10" and from_image_folder(run) else "") + (
-        "*" if recipe_changes(run["config"]) else ""
+    accuracies = seed_accuracies(run)
+    ours = statistics.fmean(accuracies)
+    spread = ""
+    outside = False
+    if len(accuracies) > 1:
+        std = statistics.stdev(accuracies)
+        spread = f" ± {std:.1f}"
+        outside = abs(paper - ours) > 2 * std
+    marks = (
+        ("†" if dataset == "cifar10" and from_image_folder(run) else "")
+        + ("*" if recipe_changes(run["config"]) else "")
+        + ("‡" if outside else "")
     )
-    return f"**{ours:.1f}** / {paper:.1f} ({ours - paper:+.1f}){marks}"
+    return f"**{ours:.1f}{spread}** ({len(accuracies)}) / {paper:.1f} ({ours - paper:+.1f}){marks}"
 
 
 def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
@@ -144,8 +162,9 @@ def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
     lines = [
         "# Table 1, reproduced",
         "",
-        "Test accuracy (%) of the best checkpoint by validation accuracy: **ours** / the paper's "
-        '(ours - paper\'s); "-": not run yet. Regenerate with `python -m flax_resnets table1`.',
+        "Test accuracy (%) of the best checkpoint by validation accuracy: **ours**, the mean ± "
+        "standard deviation over seeds (the number of seeds) / the paper's (ours - paper's); "
+        '"-": not run yet. Regenerate with `python -m flax_resnets table1`.',
         "",
         markdown_row(["", *TABLE_MODELS.values()]),
         "|---" * (1 + len(TABLE_MODELS)) + "|",
@@ -159,14 +178,16 @@ def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
     lines += [
         "",
         "† CIFAR-10 read from a JPEG copy (quality 75): expect about a point below "
-        "CIFAR-10 itself.  \n* The run changed the paper's recipe (see its row below).",
+        "CIFAR-10 itself.  \n* The run changed the paper's recipe (see its row below).  \n"
+        "‡ The paper's value lies outside our mean ± 2 standard deviations.",
         "",
         "## Runs shown",
         "",
         markdown_row(
-            ["cell", "run", "device", "dtype", "epochs", "wall time", "commit", "data", "recipe changes"]
+            ["cell", "run", "seeds", "device", "dtype", "epochs", "wall time", "commit", "data"]
+            + ["recipe changes"]
         ),
-        "|---" * 9 + "|",
+        "|---" * 10 + "|",
     ]
     for (dataset, model), run in sorted(cells.items()):
         record = run["run"]
@@ -179,6 +200,7 @@ def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
         row = [
             f"{DATASETS[dataset]} {TABLE_MODELS[model]}",
             f"`{run['folder'].name}`",
+            str(len(seed_accuracies(run))),
             f"{record['device']} x{record['device_count']}",
             record["dtype"],
             str(record["epochs"]),

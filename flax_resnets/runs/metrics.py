@@ -65,6 +65,11 @@ class EpochReport:
         for name, value in record.items():
             if name not in ("epoch", "step") and isinstance(value, (int, float)):
                 self.writer.add_scalar(name, value, global_step=record["step"])
+        if len(record.get("seeds", [])) > 1:  # each member beside the means
+            for member in record["seeds"]:
+                for name in MEMBER_FIELDS:
+                    if member[name] is not None:
+                        self.writer.add_scalar(f"seed{member['seed']}/{name}", member[name], record["step"])
         self.writer.flush()
 
     def close(self) -> None:

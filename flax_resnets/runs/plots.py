@@ -31,21 +31,29 @@ def save(figure, path: Path) -> Path:
 
 
 def plot_curves(records: list[dict], title: str, path: Path) -> Path:
-    """Loss and accuracy per epoch, training and validation, side by side."""
+    """Loss and accuracy per epoch, training and validation, side by side; for a run of several
+    seeds, the members' mean with the band from their lowest to their highest."""
     from matplotlib.ticker import MaxNLocator
 
     figure = new_figure(9, 3.6)
     epochs = [r["epoch"] for r in records]
+    num_seeds = len(records[0].get("seeds", [])) if records else 0
     for axes, metric, label in zip(
         figure.subplots(1, 2), ("loss", "accuracy"), ("loss", "accuracy"), strict=True
     ):
         for split, style in (("train", "-o"), ("val", "-s")):
-            values = [r.get(f"{split}_{metric}") for r in records]
+            field = f"{split}_{metric}"
+            values = [r.get(field) for r in records]
             if any(v is not None for v in values):
                 name = "training" if split == "train" else "validation"
-                axes.plot(
+                if num_seeds > 1:
+                    name = f"{name}, mean of {num_seeds} seeds"
+                (line,) = axes.plot(
                     epochs, [np.nan if v is None else v for v in values], style, markersize=3, label=name
                 )
+                if num_seeds > 1:
+                    spread = np.array([[m[field] for m in r["seeds"]] for r in records], dtype=float)
+                    axes.fill_between(epochs, spread.min(1), spread.max(1), color=line.get_color(), alpha=0.2)
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label)
@@ -93,6 +101,9 @@ def write_plots(workdir: Path) -> list[Path]:
     if "confusion" in report:
         accuracy, step = report["test_accuracy"], report["checkpoint_step"]
         title = f"{name}: test accuracy {accuracy:.2%} (checkpoint at step {step})"
+        if len(report.get("seeds", [])) > 1:
+            spread = f"+- {report['test_accuracy_std']:.2%}"
+            title = f"{name}: test accuracy {accuracy:.2%} {spread}, {len(report['seeds'])} seeds summed"
         written.append(plot_confusion(report["confusion"], report["class_names"], title, workdir / CONFUSION))
     return written
 

@@ -63,6 +63,7 @@ def run_record(config: Any, dataset: Any, history: list[dict]) -> dict[str, Any]
         **provenance(),
         "model": config.model,
         "dtype": config.dtype,
+        "seeds": list(range(config.seed, config.seed + config.num_seeds)),
         "epochs": len(history),
         "wall_seconds": sum(record["seconds"] for record in history),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
