@@ -157,13 +157,15 @@ def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(tmp_pat
         "--budget_seconds=86400",  # a limit, never reached: not a verdict
         f"--results={tmp_path / 'results'}",
         f"--tar={tmp_path / 'out' / 'table1_runs.tar.gz'}",
+        "--num_seeds=2",
         "--",
         *tiny,
         "--config.num_epochs=1",
     ]
     assert sweep.main(args) == 0
     kept = tmp_path / "results" / "runs" / "fashion_mnist_resnet8"
-    assert json.loads((kept / "eval.json").read_text())["num_examples"] == 12
+    report = json.loads((kept / "eval.json").read_text())
+    assert report["num_examples"] == 12 and [m["seed"] for m in report["seeds"]] == [0, 1]
     with tarfile.open(tmp_path / "out" / "table1_runs.tar.gz") as tar:
         names = tar.getnames()
     assert "results/table1.md" in names and "results/runs/fashion_mnist_resnet8/run.json" in names
@@ -200,9 +202,9 @@ def sweep_until(tmp_path, image_folder, monkeypatch, compile_cache):
         "--config.num_epochs=1000",
     ]
 
-    def run(event):
+    def run(event, cells="cifar10_resnet18", parallel=1):
         monkeypatch.setattr(sweep, "Budget", lambda seconds: BudgetUntil(event))
-        return sweep.main(args)
+        return sweep.main([f"--cells={cells}", f"--parallel={parallel}", *args[1:]])
 
     return run
 
@@ -220,6 +222,26 @@ def test_a_budget_stops_a_cell_with_a_checkpoint_it_resumes_from(tmp_path, sweep
     assert sweep_until(resumed) == 0
     assert f"Resuming {workdir} from step" in log.read_text()
     assert "the same command resumes it" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_parallel_cells_train_at_once_each_with_its_share_of_memory(tmp_path, sweep_until, capsys):
+    first = tmp_path / "sweep" / "cifar10_resnet18"
+    # The budget ends when the first cell has saved a checkpoint: by then the second one, started
+    # beside it, is running too (one at a time, it would not have started).
+    assert sweep_until(lambda: sweep.has_checkpoint(first), "cifar10_resnet18,cifar10_vgg19", 2) == 0
+    printed = capsys.readouterr().out
+    assert "cifar10_resnet18: stopped by the budget after" in printed
+    assert "cifar10_vgg19: stopped by the budget after" in printed and "not started" not in printed
+    assert (tmp_path / "sweep" / "cifar10_vgg19.log").exists()
+
+
+def test_each_of_k_parallel_cells_gets_a_kth_of_the_accelerators_memory(monkeypatch):
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    assert sweep.cell_environment(4)["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.225"
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in sweep.cell_environment(1)
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.5")  # the user's choice stands
+    assert sweep.cell_environment(4)["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.5"
 
 
 def test_a_budget_ending_before_the_first_checkpoint_says_nothing_can_resume(tmp_path, sweep_until, capsys):

@@ -3,14 +3,17 @@
     python -m flax_resnets sweep --cells=cifar10_resnet18,fashion_mnist_alexnet \\
         --data cifar10=/data/cifar10.npz fashion_mnist=/data/fashion_mnist.npz \\
         --workdir_root=runs/sweep --budget_seconds=3600 --tar=out/table1_runs.tar.gz \\
-        -- --config.input_pipeline=device
+        --num_seeds=3 --parallel=2 -- --config.input_pipeline=device
 
 Each cell (``<dataset>_<model>``) runs the trainer (``python -m flax_resnets train``, what
 ``main.py`` runs) with the paper's recipe for that cell (``flax_resnets.config.get_config``, the
 same as ``configs/<cell>.py``), the data given for its dataset (an exported ``.npz`` or an image
-folder; TFDS otherwise), and the ``--config.*`` flags after ``--``, in its own process with a
-log in the workdir root. A cell still running when the budget ends is stopped with SIGTERM,
-which makes the trainer save a checkpoint and exit: the same sweep command later resumes it.
+folder; TFDS otherwise), ``--num_seeds`` seeds trained as one program, and the ``--config.*``
+flags after ``--``, in its own process with a log in the workdir root. ``--parallel=K`` runs K
+cells at once, each with 1/K of the accelerator's memory (``XLA_PYTHON_CLIENT_MEM_FRACTION``):
+small-batch cells leave an accelerator mostly idle, so several share it well. Cells still
+running when the budget ends are stopped with SIGTERM, which makes the trainer save a
+checkpoint and exit: the same sweep command later resumes them.
 Finished cells are kept as small files in ``RESULTS/runs/<dataset>_<model>/`` with the Table 1
 they fill (``python -m flax_resnets table1``), and ``--tar`` packs them, the table and the logs
 into one file to carry elsewhere.
@@ -18,6 +21,8 @@ into one file to carry elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import signal
 import subprocess
 import sys
@@ -26,14 +31,15 @@ import time
 from pathlib import Path
 
 from flax_resnets import config
-from flax_resnets.cli import command_parser
+from flax_resnets.cli import command_parser, positive_int
 from flax_resnets.commands import table1
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
 from flax_resnets.errors import InputError
 
 CELL_CONFIG = Path(config.__file__)  # its get_config(cell): the paper's recipe for a cell
 STOP_GRACE_SECONDS = 60  # for the trainer to save its checkpoint after SIGTERM
-POLL_SECONDS = 1.0  # how often a running cell's budget is looked at
+POLL_SECONDS = 1.0  # how often running cells and the budget are looked at
+MEMORY_IN_USE = 0.9  # of the accelerator's memory, shared out between parallel cells
 
 
 class Budget:
@@ -66,24 +72,48 @@ def data_flags(key: str, path: Path) -> list[str]:
     return [f"--config.dataset={source['dataset']}", f"--config.data_dir={path}"]
 
 
-def run_cell(command: list[str], log: Path, budget: Budget) -> tuple[int | None, float]:
-    """Run ``command`` with its output in ``log`` until it ends or ``budget`` runs out; (exit
-    status or None when the budget stopped it, wall seconds)."""
-    started = time.monotonic()
+@dataclasses.dataclass
+class CellProcess:
+    """A cell's trainer, running in its own process with its output in its log."""
+
+    cell: str
+    workdir: Path
+    log: Path
+    process: subprocess.Popen
+    started: float
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+def start_cell(cell: str, workdir: Path, log: Path, command: list[str], env: dict[str, str]) -> CellProcess:
     with open(log, "a") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        while (remaining := budget.remaining()) > 0:
-            try:
-                return process.wait(timeout=min(remaining, POLL_SECONDS)), time.monotonic() - started
-            except subprocess.TimeoutExpired:
-                pass
-        process.send_signal(signal.SIGTERM)
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    return CellProcess(cell, workdir, log, process, time.monotonic())
+
+
+def stop_cells(running: list[CellProcess]) -> None:
+    """SIGTERM to each (the trainer saves a checkpoint and exits), SIGKILL to any still running
+    after the grace period."""
+    for cell in running:
+        cell.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for cell in running:
         try:
-            process.wait(timeout=STOP_GRACE_SECONDS)
+            cell.process.wait(timeout=max(deadline - time.monotonic(), 0))
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        return None, time.monotonic() - started
+            cell.process.kill()
+            cell.process.wait()
+
+
+def cell_environment(parallel: int) -> dict[str, str]:
+    """The environment of a cell's process: with ``parallel`` cells sharing one accelerator, each
+    takes its share of the accelerator's memory (XLA's client memory fraction), unless the
+    caller set one."""
+    env = dict(os.environ)
+    if parallel > 1 and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env:
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{MEMORY_IN_USE / parallel:.3f}"
+    return env
 
 
 def has_checkpoint(workdir: Path) -> bool:
@@ -105,6 +135,20 @@ def stopped_message(workdir: Path, seconds: float) -> str:
 def last_line(log: Path) -> str:
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1].split("\r")[-1] if lines else "(no output)"
+
+
+def report_finished(finished: CellProcess, results: Path) -> bool:
+    """Say how a cell's process ended and keep its run if it finished; whether it did."""
+    status, seconds = finished.process.returncode, finished.seconds()
+    try:
+        if status != 0:
+            raise RuntimeError(f"exit {status}")
+        kept = table1.keep(finished.workdir, results)
+    except (RuntimeError, ValueError) as error:
+        print(f"{finished.cell}: {error} after {seconds:.0f} s: {last_line(finished.log)}", flush=True)
+        return False
+    print(f"{finished.cell}: finished in {seconds:.0f} s, kept in {kept}", flush=True)
+    return True
 
 
 def pack(tar_path: Path, results: Path, logs: list[Path]) -> None:
@@ -129,6 +173,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--results", type=Path, default=Path("results"), help="where finished cells are kept")
     parser.add_argument("--tar", type=Path, help="also pack the kept runs, the table and the logs here")
+    parser.add_argument(
+        "--parallel", type=positive_int, default=1, help="cells trained at once, sharing the accelerator"
+    )
+    parser.add_argument(
+        "--num_seeds", type=positive_int, default=1, help="seeds per cell, trained as one (config.num_seeds)"
+    )
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     overrides = argv[split + 1 :]
@@ -150,6 +200,7 @@ def main(argv: list[str]) -> int:
                 "and PATH an existing .npz file or image folder."
             )
         data[dataset] = data_flags(dataset, Path(path).absolute())
+    seeds = [f"--config.num_seeds={args.num_seeds}"] if args.num_seeds > 1 else []
     bad = [flag for flag in overrides if not flag.startswith("--config.")]
     if bad:
         raise InputError(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}.")
@@ -159,38 +210,40 @@ def main(argv: list[str]) -> int:
             f"--workdir_root={args.workdir_root} is a file: pass a folder for the cells' workdirs."
         )
     args.workdir_root.mkdir(parents=True, exist_ok=True)
+    pending = list(cells)
+    running: list[CellProcess] = []
     logs, failed = [], []
-    for cell in cells:
-        dataset = table1.CELLS[cell][0]
-        workdir, log = args.workdir_root / cell, args.workdir_root / f"{cell}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "flax_resnets",
-            "train",
-            f"--config={CELL_CONFIG}:{cell}",
-            f"--workdir={workdir.absolute()}",
-            *data.get(dataset, []),
-            *overrides,
-        ]
+    env = cell_environment(args.parallel)
+    while pending or running:
+        while pending and len(running) < args.parallel and budget.remaining() > 0:
+            cell = pending.pop(0)
+            workdir, log = args.workdir_root / cell, args.workdir_root / f"{cell}.log"
+            command = [
+                sys.executable,
+                "-m",
+                "flax_resnets",
+                "train",
+                f"--config={CELL_CONFIG}:{cell}",
+                f"--workdir={workdir.absolute()}",
+                *data.get(table1.CELLS[cell][0], []),
+                *seeds,
+                *overrides,
+            ]
+            logs.append(log)
+            running.append(start_cell(cell, workdir, log, command, env))
+        for finished in [cell for cell in running if cell.process.poll() is not None]:
+            running.remove(finished)
+            if not report_finished(finished, args.results):
+                failed.append(finished.cell)
         if budget.remaining() <= 0:
-            print(f"{cell}: not started, the budget is spent", flush=True)
-            continue
-        logs.append(log)
-        status, seconds = run_cell(command, log, budget)
-        if status is None:
-            print(f"{cell}: {stopped_message(workdir, seconds)}", flush=True)
-            continue
-        try:
-            if status != 0:
-                raise RuntimeError(f"exit {status}")
-            print(
-                f"{cell}: finished in {seconds:.0f} s, kept in {table1.keep(workdir, args.results)}",
-                flush=True,
-            )
-        except (RuntimeError, ValueError) as error:
-            failed.append(cell)
-            print(f"{cell}: {error} after {seconds:.0f} s: {last_line(log)}", flush=True)
+            stop_cells(running)
+            for stopped in running:
+                print(f"{stopped.cell}: {stopped_message(stopped.workdir, stopped.seconds())}", flush=True)
+            for cell in pending:
+                print(f"{cell}: not started, the budget is spent", flush=True)
+            break
+        if running:
+            time.sleep(POLL_SECONDS)
 
     table1.main([f"--results={args.results}"])
     if args.tar:
