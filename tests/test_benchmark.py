@@ -57,6 +57,24 @@ def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_f
     assert "loop img/s" in result.stdout
 
 
+@pytest.mark.slow
+def test_benchmark_sums_the_images_of_seeds_and_of_cells_sharing_the_device(tmp_path):
+    out = tmp_path / "bench.json"
+    command = [
+        *(*BENCHMARK, "--models=resnet8", "--batch_sizes=4", "--num_seeds=1,3", "--parallel=1,2"),
+        *("--steps=2", "--rounds=1", "--warmup=1", f"--json={out}"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = json.loads(out.read_text())
+    assert [(r["seeds"], r["train img/s"] > 0) for r in written["rows"]] == [(1, True), (3, True)]
+    cells = [(r["seeds"], r["cells"]) for r in written["cells_rows"]]
+    assert cells == [(1, 1), (3, 1), (1, 2), (3, 2)]
+    for row in written["cells_rows"]:
+        assert row["train img/s"] == pytest.approx(row["cells"] * row["per cell"]) and row["per cell"] > 0
+    assert "cells  train img/s  per cell" in result.stdout
+
+
 def test_benchmark_refuses_missing_loop_data_before_compiling(tmp_path):
     result = subprocess.run(
         [*BENCHMARK, "--models=resnet8", f"--data_dir={tmp_path}/none"],

@@ -75,9 +75,11 @@ def test_member_k_sees_the_batches_of_the_one_seed_run_of_seed_k(sample, feed_cl
     assert not np.array_equal(batches[0]["label"], batches[1]["label"])
 
 
-def test_members_train_exactly_as_their_one_seed_runs(sample):
-    """Three steps of two members under vmap against each seed trained alone, in float64 so
-    that float32 rounding cannot hide a member that shares another's statistics or batches."""
+@pytest.mark.parametrize("unroll", [False, True], ids=["vmap", "unrolled"])
+def test_members_train_exactly_as_their_one_seed_runs(sample, unroll):
+    """Three steps of two members (vectorized, or one after the other in one program) against each
+    seed trained alone, in float64 so that float32 rounding cannot hide a member that shares
+    another's statistics or batches."""
     mesh = parallel.make_mesh(2)
     config = tiny_config(seed=7, num_seeds=2, dtype="float64")
 
@@ -90,7 +92,7 @@ def test_members_train_exactly_as_their_one_seed_runs(sample):
         one_member = functools.partial(train_steps, graphdef, optimizer, feed.train_batch, unroll=True)
         inputs, _ = next(feed.train_calls(epoch=0, start_step=0, steps_per_call=3))
         constants = feed.constants("train")
-        step = members.over_members(lambda s, i: one_member(s, i, constants, 3), num_seeds)
+        step = members.over_members(lambda s, i: one_member(s, i, constants, 3), num_seeds, unroll=unroll)
         return jax.jit(step)(state, inputs)
 
     with jax.enable_x64(True):

@@ -17,40 +17,30 @@ from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
-from tqdm import tqdm
 
 from flax_resnets.cli import command_parser, positive_int, positive_ints
-from flax_resnets.config import DTYPES, default_config
-from flax_resnets.data.arrays import Dataset
+from flax_resnets.commands.benchmark_cells import cells_table, wait_for_the_other_cells
+from flax_resnets.commands.benchmark_loop import loop_row, placed_train_state
+from flax_resnets.config import DTYPES
 from flax_resnets.data.feeds import stacked_step
-from flax_resnets.data.pipelines import PIPELINES, make_feed
+from flax_resnets.data.order import check_batch_size
+from flax_resnets.data.pipelines import PIPELINES
 from flax_resnets.data.sources import DATASET_NAMES, load_dataset
-from flax_resnets.errors import InputError
 from flax_resnets.files import write_json
 from flax_resnets.models import require_models
 from flax_resnets.runs.provenance import provenance
 from flax_resnets.runs.summary import format_table
-from flax_resnets.runtime import parallel, profiling, xla_cpu
+from flax_resnets.runtime import members, parallel, profiling, xla_cpu
 from flax_resnets.training import steps
-
-
-def recipe(model: str, dtype: str) -> ml_collections.ConfigDict:
-    """The paper's recipe for ``model`` in ``dtype``: what the trainer would compile."""
-    config = default_config(model=model)
-    config.dtype = dtype
-    return config
 
 
 def timed_calls(call: Callable[[], Any], repeats: int) -> list[float]:
@@ -63,40 +53,37 @@ def timed_calls(call: Callable[[], Any], repeats: int) -> list[float]:
     return seconds
 
 
-def replicated_train_state(
-    model: str, dtype: str, *, num_classes: int, input_channels: int, mesh: Any
-) -> tuple[Any, Any, steps.TrainState]:
-    """The trainer's model, optimizer and initial state for ``model``, replicated over ``mesh``."""
-    config = recipe(model, dtype)
-    optimizer, _ = steps.make_optimizer(config, total_steps=10_000)
-    graphdef, state = steps.create_train_state(
-        config, num_classes=num_classes, input_channels=input_channels, optimizer=optimizer
-    )
-    return graphdef, optimizer, parallel.replicate(state, mesh)
-
-
 class FlaxBench:
-    """The trainer's compiled training and evaluation steps on one random batch."""
+    """The trainer's compiled training and evaluation steps on one random batch per member."""
 
-    def __init__(self, model: str, batch_size: int, dtype: str, steps_per_call: int, input_channels: int):
-        self.images_per_call = batch_size * steps_per_call
-        mesh = parallel.make_mesh()
-        graphdef, optimizer, self.state = replicated_train_state(
-            model, dtype, num_classes=10, input_channels=input_channels, mesh=mesh
+    def __init__(
+        self, model: str, batch: int, dtype: str, steps_per_call: int, input_channels: int, num_seeds: int
+    ):
+        batch_size = batch
+        self.images_per_call = batch_size * steps_per_call * num_seeds  # summed over the members
+        mesh = parallel.make_mesh(num_seeds)
+        graphdef, optimizer, self.state = placed_train_state(
+            model, dtype, num_classes=10, input_channels=input_channels, mesh=mesh, num_seeds=num_seeds
         )
         rng = np.random.default_rng(0)
-        images = rng.standard_normal((steps_per_call, batch_size, 32, 32, input_channels), np.float32)
-        labels = rng.integers(0, 10, (steps_per_call, batch_size)).astype(np.int32)
-        self.inputs = parallel.global_batch({"image": images, "label": labels}, mesh, batch_axis=1)
-        self.eval_inputs = parallel.global_batch(
-            {"image": images[0], "label": labels[0], "mask": np.ones(batch_size, bool)}, mesh
+        shape = (num_seeds, steps_per_call, batch_size) if num_seeds > 1 else (steps_per_call, batch_size)
+        images = rng.standard_normal((*shape, 32, 32, input_channels), np.float32)
+        labels = rng.integers(0, 10, shape).astype(np.int32)
+        self.inputs = parallel.global_batch(
+            {"image": images, "label": labels}, mesh, batch_axis=len(shape) - 1, members=num_seeds > 1
         )
-        train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh)
+        first = (0,) * (len(shape) - 1)
+        self.eval_inputs = parallel.global_batch(
+            {"image": images[first], "label": labels[first], "mask": np.ones(batch_size, bool)}, mesh
+        )
+        train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh, num_seeds=num_seeds)
         started = time.perf_counter()
         self.train = train.lower(self.state, self.inputs, {}, steps_per_call).compile()  # called without it
         self.compile_seconds = time.perf_counter() - started
+        evaluate = functools.partial(steps.eval_step, graphdef)
         self.evaluate = jax.jit(
-            functools.partial(steps.eval_step, graphdef), compiler_options=xla_cpu.compiler_options()
+            members.over_members(evaluate, num_seeds, in_axes=(0, None), unroll=xla_cpu.unrolled_loops()),
+            compiler_options=xla_cpu.compiler_options(),
         )
 
     def train_call(self) -> Any:
@@ -107,66 +94,6 @@ class FlaxBench:
         return self.evaluate(self.state.model_state(), self.eval_inputs)
 
 
-def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size: int) -> dict[str, Any]:
-    """The trainer's loop on real data (its feed, augmentation, epochs) against its compiled step
-    alone on one batch: both dispatch the same number of calls and wait once at the end, as the
-    trainer does, so the difference is what the input pipeline and the host cost between steps."""
-    mesh = parallel.make_mesh()
-    graphdef, optimizer, state = replicated_train_state(
-        model, args.dtype, num_classes=dataset.num_classes, input_channels=dataset.channels, mesh=mesh
-    )
-    feed_config = ml_collections.ConfigDict(
-        {"input_pipeline": args.input_pipeline, "batch_size": batch_size, "seed": 0, "augment": True}
-    )
-    feed = make_feed(feed_config, dataset, mesh, eval_batch_size=batch_size)
-    train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh)
-    constants = feed.constants("train")
-    # Epoch after epoch; an epoch's last, shorter call would compile anew inside the timing, so
-    # it is made but not run.
-    size = args.steps_per_call
-    chunks = (
-        inputs
-        for epoch in itertools.count()
-        for inputs, num_steps in feed.train_calls(epoch=epoch, start_step=0, steps_per_call=size)
-        if num_steps == size
-    )
-    first = next(chunks)
-    for _ in range(args.warmup + 1):  # the first call compiles
-        state = train(state, first, constants, size)
-    jax.block_until_ready(state)
-    calls = -(-args.loop_steps // size)
-
-    started = time.perf_counter()
-    for _ in range(calls):
-        state = train(state, first, constants, size)
-    jax.block_until_ready(state)
-    step_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    for inputs in tqdm(
-        itertools.islice(chunks, calls),
-        total=calls,
-        desc=f"{model} loop",
-        leave=False,
-        disable=not sys.stderr.isatty(),
-    ):
-        state = train(state, inputs, constants, size)
-    jax.block_until_ready(state)
-    loop_seconds = time.perf_counter() - started
-    images = calls * size * batch_size
-    step_images_per_second = images / step_seconds
-    loop_images_per_second = images / loop_seconds
-    return {
-        "model": model,
-        "batch": batch_size,
-        "pipeline": args.input_pipeline,
-        "steps": calls * size,
-        "step img/s": step_images_per_second,
-        "loop img/s": loop_images_per_second,
-        "loop/step": loop_images_per_second / step_images_per_second,
-    }
-
-
 def peak_memory_gb() -> float:
     """Peak bytes in use on the first device where it tells; else the process's peak resident memory."""
     stats = jax.devices()[0].memory_stats() or {}
@@ -175,12 +102,13 @@ def peak_memory_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kilobytes on Linux
 
 
-def benchmark_row(args: argparse.Namespace, model: str, batch_size: int) -> dict[str, Any]:
-    flax = FlaxBench(model, batch_size, args.dtype, args.steps_per_call, args.input_channels)
+def benchmark_row(args: argparse.Namespace, model: str, batch_size: int, num_seeds: int) -> dict[str, Any]:
+    flax = FlaxBench(model, batch_size, args.dtype, args.steps_per_call, args.input_channels, num_seeds)
     timed_calls(flax.train_call, args.warmup)
     timed_calls(flax.eval_call, args.warmup)
+    wait_for_the_other_cells(f"{model}_b{batch_size}_s{num_seeds}")
     torch = None
-    if args.compare_torch:
+    if args.compare_torch and num_seeds == 1:
         from flax_resnets.twins import torch_models
 
         torch = torch_models.TorchBench(model, batch_size, args.input_channels, args.dtype)
@@ -193,15 +121,16 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int) -> dict
     row = {
         "model": model,
         "batch": batch_size,
+        "seeds": num_seeds,
         "dtype": args.dtype,
         "compile s": flax.compile_seconds,
         "train img/s": flax.images_per_call / statistics.median(flax_train),
-        "eval img/s": batch_size / statistics.median(timed_calls(flax.eval_call, args.steps)),
+        "eval img/s": batch_size * num_seeds / statistics.median(timed_calls(flax.eval_call, args.steps)),
         "peak GB": peak_memory_gb(),
     }
-    if torch:
-        row["torch img/s"] = batch_size / statistics.median(torch_train)
-        row["flax/torch"] = row["train img/s"] / row["torch img/s"]
+    if args.compare_torch:  # PyTorch's one-seed step (a row of several seeds has none to compare)
+        row["torch img/s"] = batch_size / statistics.median(torch_train) if torch else None
+        row["flax/torch"] = row["train img/s"] / row["torch img/s"] if torch else None
     if args.profile_dir:
         name = f"{model}_b{batch_size}_{args.dtype}"
         trace_file = profiling.trace(flax.train_call, args.steps, Path(args.profile_dir) / name)
@@ -245,26 +174,40 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--profile_dir", help="trace each row's training calls into this folder and print the top ops"
     )
+    parser.add_argument(
+        "--num_seeds",
+        type=positive_ints,
+        default="1",
+        help="members trained as one program (comma-separated: a row each); images/s summed over them",
+    )
+    parser.add_argument(
+        "--parallel",
+        type=positive_ints,
+        default="1",
+        help="also time K processes at once on the accelerator, as sweep --parallel=K (comma-separated K)",
+    )
     parser.add_argument("--json", default="benchmark.json", help="where to write the rows")
     args = parser.parse_args(argv)
     models = args.models.split(",")
     require_models(models)
-    batch_sizes = args.batch_sizes
+    for batch_size in args.batch_sizes:
+        for num_seeds in args.num_seeds:
+            check_batch_size(batch_size, jax.process_count(), jax.local_device_count(), num_seeds)
     devices = jax.device_count()
-    if any(b % devices for b in batch_sizes):
-        raise InputError(
-            f"every batch size must be a multiple of the {devices} devices: change --batch_sizes."
-        )
     print(f"{jax.devices()[0].device_kind} x{devices}, jax {jax.__version__}", flush=True)
     # Read (and check) the data before the first compilation, not after minutes of it.
     dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=False) if args.data_dir else None
+    rows = [(m, b, s) for m in models for b in args.batch_sizes for s in args.num_seeds]
     result = {
         **provenance(),
         "command": " ".join(["python -m flax_resnets benchmark", *argv]),
-        "rows": table(models, batch_sizes, functools.partial(benchmark_row, args)),
+        "rows": table(rows, functools.partial(benchmark_row, args)),
     }
     if dataset:
-        result["loop_rows"] = table(models, batch_sizes, functools.partial(loop_row, args, dataset))
+        loop_rows = [(m, b) for m in models for b in args.batch_sizes]
+        result["loop_rows"] = table(loop_rows, functools.partial(loop_row, args, dataset))
+    if any(k > 1 for k in args.parallel):
+        result["cells_rows"] = cells_table(args, result["rows"])
     if args.compare_torch:
         import torch
 
@@ -273,18 +216,17 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def table(models: list[str], batch_sizes: list[int], row: Callable[[str, int], dict]) -> list[dict]:
-    """``row(model, batch_size)`` for each pair, printed as it comes, then as one table (of the
-    numbers: a row's nested results, such as its profile, are printed by whoever makes them)."""
+def table(combinations: list[tuple], row: Callable[..., dict]) -> list[dict]:
+    """``row(*combination)`` for each combination (model, batch size, ...), printed as it comes,
+    then as one table (of the numbers: a row's nested results, such as its profile, are printed
+    by whoever makes them)."""
     rows = []
-    for model in models:
-        for batch_size in batch_sizes:
-            rows.append(row(model, batch_size))
-            print(format_table(numbers(rows[-1:])).splitlines()[-1], flush=True)
+    for combination in combinations:
+        rows.append(row(*combination))
+        print(format_table(numbers(rows[-1:])).splitlines()[-1], flush=True)
     print(format_table(numbers(rows)))
     return rows
 
 
 def numbers(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in rows]
-

@@ -33,7 +33,9 @@ def compile_eval_step(graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = Fal
         return steps.eval_step(graphdef, model_state, feed.eval_batch(inputs, constants), flip)
 
     return jax.jit(
-        members.over_members(evaluate_batch, feed.num_seeds, in_axes=(0, None, None)),
+        members.over_members(
+            evaluate_batch, feed.num_seeds, in_axes=(0, None, None), unroll=xla_cpu.unrolled_loops()
+        ),
         out_shardings=parallel.replicated(mesh),
         compiler_options=xla_cpu.compiler_options(),
     )

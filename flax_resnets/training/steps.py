@@ -231,14 +231,14 @@ def jit_train_steps(
 
     The old state's buffers are donated: the caller must use only the state it returns.
     """
-    unroll = jax.default_backend() == "cpu"
+    unroll = xla_cpu.unrolled_loops()
     one_member = functools.partial(
         train_steps, graphdef, optimizer, make_batch, unroll=unroll, label_smoothing=label_smoothing
     )
 
     def every_member(state: TrainState, inputs: Any, constants: Any, num_steps: int) -> TrainState:
         step = lambda state, inputs: one_member(state, inputs, constants, num_steps)  # noqa: E731
-        return members.over_members(step, num_seeds)(state, inputs)
+        return members.over_members(step, num_seeds, unroll=unroll)(state, inputs)
 
     return jax.jit(
         every_member,

@@ -1,0 +1,102 @@
+"""``benchmark --data_dir``: the trainer's loop on real data against its compiled step alone,
+and the train state both parts of the benchmark start from."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from typing import Any
+
+import jax
+import ml_collections
+from tqdm import tqdm
+
+from flax_resnets.config import default_config
+from flax_resnets.data.arrays import Dataset
+from flax_resnets.data.pipelines import make_feed
+from flax_resnets.runtime import parallel
+from flax_resnets.training import steps
+
+
+def recipe(model: str, dtype: str) -> ml_collections.ConfigDict:
+    """The paper's recipe for ``model`` in ``dtype``: what the trainer would compile."""
+    config = default_config(model=model)
+    config.dtype = dtype
+    return config
+
+
+def placed_train_state(
+    model: str, dtype: str, *, num_classes: int, input_channels: int, mesh: Any, num_seeds: int = 1
+) -> tuple[Any, Any, steps.TrainState]:
+    """The trainer's model, optimizer and initial state for ``model`` (``num_seeds`` members),
+    laid out over ``mesh``."""
+    config = recipe(model, dtype)
+    config.num_seeds = num_seeds
+    optimizer, _ = steps.make_optimizer(config, total_steps=10_000)
+    graphdef, state = steps.create_train_state(
+        config, num_classes=num_classes, input_channels=input_channels, optimizer=optimizer
+    )
+    return graphdef, optimizer, parallel.place_state(state, mesh, num_seeds)
+
+
+def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size: int) -> dict[str, Any]:
+    """The trainer's loop on real data (its feed, augmentation, epochs) against its compiled step
+    alone on one batch: both dispatch the same number of calls and wait once at the end, as the
+    trainer does, so the difference is what the input pipeline and the host cost between steps."""
+    mesh = parallel.make_mesh()
+    graphdef, optimizer, state = placed_train_state(
+        model, args.dtype, num_classes=dataset.num_classes, input_channels=dataset.channels, mesh=mesh
+    )
+    feed_config = ml_collections.ConfigDict(
+        {"input_pipeline": args.input_pipeline, "batch_size": batch_size, "seed": 0, "augment": True}
+    )
+    feed_config.num_seeds = 1
+    feed = make_feed(feed_config, dataset, mesh, eval_batch_size=batch_size)
+    train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh)
+    constants = feed.constants("train")
+    # Epoch after epoch; an epoch's last, shorter call would compile anew inside the timing, so
+    # it is made but not run.
+    size = args.steps_per_call
+    chunks = (
+        inputs
+        for epoch in itertools.count()
+        for inputs, num_steps in feed.train_calls(epoch=epoch, start_step=0, steps_per_call=size)
+        if num_steps == size
+    )
+    first = next(chunks)
+    for _ in range(args.warmup + 1):  # the first call compiles
+        state = train(state, first, constants, size)
+    jax.block_until_ready(state)
+    calls = -(-args.loop_steps // size)
+
+    started = time.perf_counter()
+    for _ in range(calls):
+        state = train(state, first, constants, size)
+    jax.block_until_ready(state)
+    step_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for inputs in tqdm(
+        itertools.islice(chunks, calls),
+        total=calls,
+        desc=f"{model} loop",
+        leave=False,
+        disable=not sys.stderr.isatty(),
+    ):
+        state = train(state, inputs, constants, size)
+    jax.block_until_ready(state)
+    loop_seconds = time.perf_counter() - started
+    images = calls * size * batch_size
+    step_images_per_second = images / step_seconds
+    loop_images_per_second = images / loop_seconds
+    return {
+        "model": model,
+        "batch": batch_size,
+        "pipeline": args.input_pipeline,
+        "steps": calls * size,
+        "step img/s": step_images_per_second,
+        "loop img/s": loop_images_per_second,
+        "loop/step": loop_images_per_second / step_images_per_second,
+    }
