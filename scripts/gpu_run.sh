@@ -1,58 +1,66 @@
 #!/usr/bin/env bash
-# One prepared call on a lent GPU machine (no TensorFlow there): the measurements issues 10 and
-# 11 ask for, most important first, within a time budget, every result packed into $OUT.
+# The device plan: on a lent GPU machine (no TensorFlow there), measure how seeds and cells share
+# the accelerator, then train the offline Table 1 cells with the paper's recipe, NUM_SEEDS seeds
+# each, PARALLEL cells at a time, within the call's budget, resumable by the next call.
 #
-#   FLAX_RESNETS_COMMIT=<sha> scripts/gpu_run.sh OUT CIFAR10.npz [FASHION_MNIST.npz]
+#   FLAX_RESNETS_COMMIT=<sha> BUDGET_SECONDS=560 scripts/gpu_run.sh OUT DATA.npz...
 #
-# CIFAR10.npz may be "-" (CIFAR-10 and Fashion-MNIST do not travel together in one 64 MiB call):
-# then only Fashion-MNIST cells train, and the stages that need CIFAR-10 are skipped.
-# STAGES (default sweep,fast,benchmark,profile) picks the stages, e.g. STAGES=benchmark,profile
-# for a second call on the same machine.
+# Two calls on the same warm machine, one per dataset (both together exceed what one call
+# carries), each carrying .gpu/ (git-ignored) with ml-collections and tensorboardX wheels in
+# .gpu/wheels/ and its dataset:
+#   call 1: .gpu/fashion_mnist.npz (python -m flax_resnets data export --dataset=image_folder
+#           --data_dir=<Fashion-MNIST folder> --out=.gpu/fashion_mnist.npz: 42 MB; lossless)
+#           scripts/gpu_run.sh "$OUT" .gpu/fashion_mnist.npz            # STAGES=setup,measure,sweep
+#   call 2: .gpu/cifar10_jpeg_packed.npz and .gpu/unpack_npz.py (../shared/gpu/README.md)
+#           STAGES=setup,sweep scripts/gpu_run.sh "$OUT" .gpu/cifar10_jpeg_packed.npz
+# Each call leaves its dataset in DATA_ROOT and the cells' workdirs in RUN_ROOT (both under /tmp,
+# which a warm machine keeps), so call 2 trains CIFAR-10 and resumes any Fashion-MNIST cell that
+# call 1's budget stopped (Fashion-MNIST first: lossless data, its cells speak to fidelity
+# without a JPEG caveat).
 #
-# 1. The Table 1 sweep: CIFAR-10 ResNet18 with the paper's recipe (its wall time is issue 11's
-#    too), then Fashion-MNIST cells while the budget lasts (device-resident data, no mid-epoch
-#    checkpoints); finished cells are kept as results/runs/<cell>/ and packed with table1.md.
-# 2. configs/cifar10_fast.py: the fast recipe's accuracy and wall time.
-# 3. `benchmark --compare_torch`: resnet18 at batch 16, 128 and 512 in bfloat16, then in float32
-#    with the trainer's loop on the CIFAR-10 data beside its step.
-# 4. `benchmark --profile_dir`: where the bfloat16 step's time goes at batch 16 and 512.
+# Stages (STAGES, default setup,measure,sweep):
+#   setup    installs the carried wheels if missing; copies (or unpacks) each DATA into DATA_ROOT.
+#   measure  `benchmark`: MODEL at batch BATCH, images/s for 1, 2, 4, 8 seeds and 1, 2, 4 cells at
+#            once; then XLA's command buffers (CUDA graphs) off, as XLA sets them, and with every
+#            kind of command (while loops too) at 1 and 10 steps per call, to pick the defaults.
+#   sweep    `sweep`: the Fashion-MNIST then the CIFAR-10 cells found in DATA_ROOT (or CELLS),
+#            kept in OUT as results/runs/<cell>/ with table1.md, packed in table1_runs.tar.gz.
+# BUDGET_SECONDS (default 560) bounds the call: measure takes at most MEASURE_SECONDS (240) and
+# the sweep what is left, less the time its cells need to save on SIGTERM.
+# At most 8 files come back: log.txt, seeds_and_cells.json, command_buffers.tar.gz,
+# table1_runs.tar.gz.
 #
-# BUDGET_SECONDS (default 540) bounds the whole call: each stage gets at most its own cap and
-# what is left; a stage that fails or runs out of time is logged and the next one starts. On one
-# H100 (results/gpu_h100/) the stages took 217, 60, >90 (six compilations with PyTorch beside
-# them), >100 and 52 s: all of them need about 600 s, so give the last ones a second call
-# (STAGES).
-# A quick rehearsal on a CPU:
-#   BUDGET_SECONDS=900 MODEL=resnet8 BATCH_SIZES=4,8 SWEEP_FLAGS="--config.num_epochs=1" \
-#   FAST_FLAGS="--config.num_epochs=1 --config.warmup_epochs=0.5 --config.dtype=float32" scripts/gpu_run.sh ...
-# The .npz files come from ../shared/gpu/README.md (CIFAR-10) and `python -m flax_resnets data
-# export` (Fashion-MNIST, compressed: 42 MB).
+# Rehearsed on a CPU with a tiny model and data (what it left: the note of issue 20):
+#   MODEL=resnet8 BATCH=8 NUM_SEEDS=2 PARALLEL=2 CELLS=fashion_mnist_resnet18,fashion_mnist_vgg19 \
+#   SWEEP_FLAGS="--config.model=resnet8 --config.num_epochs=1" BUDGET_SECONDS=1500 \
+#   scripts/gpu_run.sh /tmp/rehearsal .gpu/fashion_mnist.npz
 set -euo pipefail
-out=${1:?usage: scripts/gpu_run.sh OUT CIFAR10.npz [FASHION_MNIST.npz]}
-cifar10=${2:?usage: scripts/gpu_run.sh OUT CIFAR10.npz [FASHION_MNIST.npz]}
-fashion_mnist=${3:-}
-deadline=$((SECONDS + ${BUDGET_SECONDS:-540}))
+out=${1:?usage: scripts/gpu_run.sh OUT DATA.npz...}
+shift
+deadline=$((SECONDS + ${BUDGET_SECONDS:-560}))
 model=${MODEL:-resnet18}
-batch_sizes=${BATCH_SIZES:-16,128,512}
-profile_batch_sizes=${batch_sizes%%,*},${batch_sizes##*,}
+batch=${BATCH:-16}
+num_seeds=${NUM_SEEDS:-3}
+parallel=${PARALLEL:-2}
+data_root=${DATA_ROOT:-/tmp/flax_resnets_data}
+run_root=${RUN_ROOT:-/tmp/flax_resnets_runs}
+stages=${STAGES:-setup,measure,sweep}
 cd "$(dirname "$0")/.."
-mkdir -p "$out"
+mkdir -p "$out" "$data_root"
+out=$(cd "$out" && pwd)
 log="$out/log.txt"
 export FLAX_RESNETS_COMMIT=${FLAX_RESNETS_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 export PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
-stages=${STAGES:-sweep,fast,benchmark,profile}
 wanted() { [[ ",$stages," == *",$1,"* ]]; }
-read -r -a sweep_flags <<< "--config.model=$model ${SWEEP_FLAGS:-}"
-read -r -a fast_flags <<< "--config.model=$model ${FAST_FLAGS:-}"
+read -r -a sweep_flags <<< "${SWEEP_FLAGS:-}"
 
 # stage NAME CAP_SECONDS COMMAND...: run COMMAND for at most CAP seconds and what is left of the
-# budget (SIGTERM: the trainer saves and exits), its output in the log; never stop the script.
+# budget, its output in the log; a stage that fails is logged and the script goes on.
 stage() {
   local name=$1 cap=$2 left=$((deadline - SECONDS))
   shift 2
   local seconds=$((cap < left ? cap : left))
-  if ! wanted "${name%% *}"; then return; fi
   if [ "$seconds" -le 5 ]; then echo "== $name: skipped, the budget is spent" | tee -a "$log"; return; fi
   echo "== $name (at most $seconds s): $*" | tee -a "$log"
   local started=$SECONDS status=0
@@ -60,44 +68,65 @@ stage() {
   echo "== $name: exit $status after $((SECONDS - started)) s" | tee -a "$log"
 }
 
-cells=() data=()
-if [ "$cifar10" != - ]; then
-  cells+=(cifar10_resnet18)  # MODEL (a smaller one in rehearsals) comes in through the flags
-  data+=(cifar10="$cifar10")
+if wanted setup; then
+  if ! "$python" -c "import ml_collections, tensorboardX" 2>/dev/null; then
+    "$python" -m pip install --quiet --no-deps --no-index .gpu/wheels/*.whl 2>&1 | tee -a "$log"
+  fi
+  for file in "$@"; do
+    case $(basename "$file") in
+      cifar10_jpeg_packed.npz) "$python" .gpu/unpack_npz.py "$file" "$data_root/cifar10.npz" ;;
+      fashion_mnist*.npz) cp "$file" "$data_root/fashion_mnist.npz" ;;
+      cifar10*.npz) cp "$file" "$data_root/cifar10.npz" ;;
+      *) echo "== setup: $file is neither Fashion-MNIST nor CIFAR-10 by its name; left out" | tee -a "$log" ;;
+    esac
+  done
+  ls -la "$data_root" | tee -a "$log"
 fi
-if [ -n "$fashion_mnist" ]; then
-  cells+=(fashion_mnist_resnet18 fashion_mnist_vgg19 fashion_mnist_alexnet fashion_mnist_resnet34 fashion_mnist_resnet50)
-  data+=(fashion_mnist="$fashion_mnist")
-fi
-reserve=10  # the later stages' share of the budget
-for later in fast benchmark profile; do wanted $later && reserve=200; done
-sweep_seconds=$((deadline - SECONDS - reserve))
-[ ${#cells[@]} -gt 0 ] && stage "sweep of Table 1 cells" $((sweep_seconds + 40)) "$python" -m flax_resnets sweep \
-  --cells="$(IFS=,; echo "${cells[*]}")" --data "${data[@]}" --workdir_root="$out/sweep" \
-  --budget_seconds="$sweep_seconds" --results="$out/results" --tar="$out/table1_runs.tar.gz" \
-  -- --config.input_pipeline=device --config.checkpoint_every_steps=0 --config.log_every_steps=500 \
-  "${sweep_flags[@]}"
 
-bench=("$python" -m flax_resnets benchmark --models="$model" --batch_sizes="$batch_sizes" --steps=10
-  --rounds=2 --warmup=2)
-if [ "$cifar10" != - ]; then
-  stage "fast recipe" 90 "$python" main.py --config=configs/cifar10_fast.py --workdir="$out/cifar10_fast" \
-    --config.dataset=image_folder --config.data_dir="$cifar10" "${fast_flags[@]}"
-  [ -d "$out/cifar10_fast" ] && tar -czf "$out/cifar10_fast.tar.gz" -C "$out" --exclude=checkpoints \
-    --exclude=tensorboard cifar10_fast
-  loop_flags=(--data_dir="$cifar10" --input_pipeline=device --loop_steps=500)
-else
-  loop_flags=()
+if wanted measure; then
+  measure_deadline=$((SECONDS + ${MEASURE_SECONDS:-240}))
+  bench=("$python" -m flax_resnets benchmark --models="$model" --batch_sizes="$batch" --steps=20
+    --rounds=2 --warmup=3)
+  stage "seeds and cells" $((measure_deadline - SECONDS)) "${bench[@]}" --num_seeds=1,2,4,8 \
+    --parallel=1,2,4 --json="$out/seeds_and_cells.json"
+  mkdir -p "$out/command_buffers"
+  all_commands=FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL,CONDITIONAL,WHILE,DYNAMIC_SLICE_FUSION
+  for steps_per_call in 1 10; do
+    for variant in off default all; do
+      case $variant in
+        off) flags="--xla_gpu_enable_command_buffer=" ;;
+        default) flags="" ;;
+        all) flags="--xla_gpu_enable_command_buffer=$all_commands --xla_gpu_graph_min_graph_size=1" ;;
+      esac
+      [ "$variant$steps_per_call" = default1 ] && continue  # the seeds-and-cells rows above
+      stage "command buffers $variant, $steps_per_call step(s) per call" $((measure_deadline - SECONDS)) \
+        env XLA_FLAGS="${XLA_FLAGS:-} $flags" "${bench[@]}" --num_seeds=1,4 --steps_per_call="$steps_per_call" \
+        --json="$out/command_buffers/${variant}_${steps_per_call}_steps.json"
+    done
+  done
+  tar -czf "$out/command_buffers.tar.gz" -C "$out" command_buffers && rm -rf "$out/command_buffers"
 fi
-stage "benchmark bfloat16" 140 "${bench[@]}" --dtype=bfloat16 --compare_torch --json="$out/benchmark_bfloat16.json"
-stage "benchmark float32 and loop" 150 "${bench[@]}" --dtype=float32 --compare_torch "${loop_flags[@]}" \
-  --json="$out/benchmark_float32.json"
-stage "profile" 60 "$python" -m flax_resnets benchmark --models="$model" --batch_sizes="$profile_batch_sizes" \
-  --dtype=bfloat16 --steps=5 --rounds=1 --warmup=2 --profile_dir="$out/profile" \
-  --json="$out/profile.json"
-[ -d "$out/profile" ] && tar -czf "$out/profile.tar.gz" -C "$out" profile
 
-# At most 8 files come back: log, 2 benchmark JSONs, profile JSON and traces, the sweep's and the
-# fast run's tars.
-rm -rf "$out/cifar10_fast" "$out/sweep" "$out/results" "$out/profile"
+if wanted sweep; then
+  cells=() data=()
+  for dataset in fashion_mnist cifar10; do
+    [ -f "$data_root/$dataset.npz" ] || continue
+    data+=("$dataset=$data_root/$dataset.npz")
+    for cell_model in resnet18 vgg19 alexnet resnet34 resnet50; do cells+=("${dataset}_$cell_model"); done
+  done
+  cells_flag=${CELLS:-$(IFS=,; echo "${cells[*]}")}
+  if [ -z "$cells_flag" ]; then
+    echo "== sweep: no dataset in $data_root: run the setup stage with DATA first" | tee -a "$log"
+  else
+    grace=75  # the sweep's SIGTERM grace (60 s) and the table at its end
+    sweep_seconds=$((deadline - SECONDS - grace))
+    stage "sweep of $cells_flag" $((sweep_seconds + grace)) "$python" -m flax_resnets sweep \
+      --cells="$cells_flag" --data "${data[@]}" --workdir_root="$run_root" \
+      --budget_seconds="$sweep_seconds" --results="$out/results" --tar="$out/table1_runs.tar.gz" \
+      --num_seeds="$num_seeds" --parallel="$parallel" \
+      -- --config.input_pipeline=device --config.checkpoint_every_steps=0 --config.log_every_steps=500 \
+      "${sweep_flags[@]}"
+    rm -rf "$out/results"
+  fi
+fi
 ls -la "$out" | tee -a "$log"

@@ -66,10 +66,13 @@ def degradation(args: Any) -> int:
             num_epochs=args.epochs,
             train_images=args.train_images,
             seed=args.seed,
+            num_seeds=args.num_seeds,
             checkpoint_every_steps=0,
             keep_checkpoints=args.epochs,  # every epoch's checkpoint, to test each
             **(HE_RECIPE if args.recipe == "he" else {}),
         )
+        if args.batch_size:
+            config.batch_size = args.batch_size
         workdir = args.out / "runs" / name
         print(f"{name}: training {args.epochs} epoch(s) in {workdir}", flush=True)
         train_and_evaluate(config, workdir)
@@ -85,13 +88,18 @@ def degradation(args: Any) -> int:
         "epochs": args.epochs,
         "train_images": args.train_images,
         "seed": args.seed,
+        "num_seeds": args.num_seeds,
         "dataset": args.dataset,
         "data_dir": args.data_dir,
         **(HE_RECIPE if args.recipe == "he" else {}),
+        "batch_size": config.batch_size,
     }
     write_json(args.out / "degradation.json", {"settings": settings, "runs": runs})
     images = f"{args.train_images} training images" if args.train_images else "all training images"
-    title = f"{args.recipe} recipe, {args.epochs} epoch(s) on {images} (a shortened schedule)"
+    full = {"he": 164, "paper": 20}[args.recipe]  # epochs of the full schedule (He et al.: 64k iterations)
+    shortened = f", shortened from {full}" if args.epochs < full else ""
+    seeds = f", mean of {args.num_seeds} seeds" if args.num_seeds > 1 else ""
+    title = f"{args.recipe} recipe, {args.epochs} epoch(s){shortened} on {images}{seeds}"
     print(f"wrote {plot_degradation(runs, title, args.out / 'degradation.png')}")
     return 0
 
@@ -149,6 +157,8 @@ def main(argv: list[str]) -> int:
     drawing.add_argument("--epochs", type=positive_int, default=4)
     drawing.add_argument("--train_images", type=int, default=0, help="> 0: the first N training images")
     drawing.add_argument("--seed", type=int, default=0)
+    drawing.add_argument("--num_seeds", type=positive_int, default=1, help="seeds per network (their mean)")
+    drawing.add_argument("--batch_size", type=int, default=0, help="> 0: instead of the recipe's")
     drawing.add_argument("--out", type=Path, required=True)
     surveying = kinds.add_parser("landscape", help="the loss around trained checkpoints")
     surveying.add_argument("--workdir", action="append", required=True, help="a run (repeat to compare runs)")

@@ -64,12 +64,16 @@ MODELS: dict[str, Architecture] = {
     **{f"resnet{depth}": _he_cifar(depth, "pad") for depth in (8, 20, 32, 44, 56, 110)},
     "plain18": ResNetSpec("basic", (2, 2, 2, 2), IMAGENET_WIDTHS, "none"),
     "plain34": ResNetSpec("basic", (3, 4, 6, 3), IMAGENET_WIDTHS, "none"),
-    **{f"plain{depth}": _he_cifar(depth, "none") for depth in (20, 56)},
+    **{f"plain{depth}": _he_cifar(depth, "none") for depth in (8, 20, 56)},
 }
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 # Each plain network and the residual network it is the shortcut-free twin of.
-RESIDUAL_TWINS = {"plain18": "resnet18", "plain34": "resnet34", "plain20": "resnet20", "plain56": "resnet56"}
+RESIDUAL_TWINS = {
+    "plain18": "resnet18",
+    "plain34": "resnet34",
+    **{f"plain{depth}": f"resnet{depth}" for depth in (8, 20, 56)},
+}
 
 
 def require_models(names: Iterable[str]) -> None:

@@ -36,7 +36,7 @@ def filter_normalised_direction(params: nnx.State, key: jax.Array) -> nnx.State:
             return jnp.zeros_like(weights)
         drawn = jax.random.normal(leaf_key, weights.shape, weights.dtype)
         axes = tuple(range(weights.ndim - 1))  # all but the filters' axis
-        norm = lambda x: jnp.linalg.norm(x, axis=axes, keepdims=True)  # noqa: E731
+        norm = lambda x: jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True))  # noqa: E731
         return drawn * norm(weights) / norm(drawn)
 
     return jax.tree.unflatten(treedef, [direction(w, k) for w, k in zip(leaves, keys, strict=True)])

@@ -1,0 +1,126 @@
+"""The paper's figures: filter-normalised directions, the loss surface around a checkpoint, and
+both commands end to end on a tiny model."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from run_helpers import REPO, TINY, environment, run_main
+
+from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
+from flax_resnets.models import create_model
+from flax_resnets.runtime import parallel
+from flax_resnets.training import landscape, steps
+
+
+def test_each_filter_of_a_direction_is_as_long_as_the_weights_filter_and_biases_do_not_move():
+    params = nnx.state(create_model("resnet8", num_classes=10, input_channels=1), nnx.Param)
+    direction = landscape.filter_normalised_direction(params, jax.random.key(3))
+    flat = dict(nnx.to_flat_state(direction))
+    weights = dict(nnx.to_flat_state(params))
+    kernels = 0
+    for path, value in flat.items():
+        drawn, weight = np.asarray(value[...]), np.asarray(weights[path][...])
+        if weight.ndim <= 1:  # biases, BatchNorm's scales and shifts
+            np.testing.assert_array_equal(drawn, 0)
+            continue
+        kernels += 1
+        filter_norm = lambda x: np.sqrt(np.square(x).reshape(-1, x.shape[-1]).sum(0))  # noqa: E731
+        np.testing.assert_allclose(filter_norm(drawn), filter_norm(weight), rtol=1e-5)
+        assert not np.allclose(drawn, weight)  # a random direction, not the weights
+    assert kernels >= 8
+
+
+def test_the_centre_of_the_grid_is_the_checkpoints_loss_and_the_rest_differs():
+    dataset = load_dataset("image_folder", data_dir=str(SAMPLE_FASHION_MNIST))
+    model = create_model("resnet8", num_classes=10, input_channels=1)
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    model_state = {"params": params, "batch_stats": batch_stats}
+    images, labels = landscape.normalised_images(dataset, 40)
+    directions = tuple(
+        landscape.filter_normalised_direction(params, k) for k in jax.random.split(jax.random.key(0))
+    )
+    coordinates = np.array([[0.0, 0.0], [0.5, -0.5], [-1.0, 1.0]])
+    loss, accuracy = landscape.loss_surface(
+        graphdef, model_state, directions, coordinates, images, labels, parallel.make_mesh(), batch_size=16
+    )
+    batch = {"image": jnp.asarray(images), "label": jnp.asarray(labels), "mask": jnp.ones(len(labels), bool)}
+    sums = steps.eval_step(graphdef, model_state, batch)
+    assert loss[0] == pytest.approx(float(sums["loss"]) / 40, rel=1e-5)
+    assert accuracy[0] == pytest.approx(float(sums["correct"]) / 40)
+    assert loss[1] != pytest.approx(loss[0], rel=1e-3) and loss[2] != pytest.approx(loss[0], rel=1e-3)
+
+
+def figures_command(*args):
+    return [sys.executable, "-m", "flax_resnets", "figures", *args]
+
+
+@pytest.mark.slow
+def test_landscape_of_two_runs_writes_a_picture_and_a_grid_centred_on_each_checkpoint(
+    tmp_path, compile_cache, image_folder
+):
+    workdirs = []
+    for model in ("plain8", "resnet8"):
+        workdir = tmp_path / model
+        args = [
+            *TINY,
+            f"--config.model={model}",
+            "--config.dataset=image_folder",
+            f"--config.data_dir={image_folder}",
+        ]
+        run_main([*args, f"--workdir={workdir}"], compile_cache)
+        workdirs.append(workdir)
+    out = tmp_path / "figures"
+    command = figures_command(
+        "landscape",
+        *(f"--workdir={w}" for w in workdirs),
+        "--grid=3",
+        "--images=16",
+        "--seed=4",
+        f"--out={out}",
+    )
+    result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "landscape.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    grid = np.load(out / "landscape.npz")
+    assert int(grid["seed"]) == 4 and int(grid["images"]) == 16
+    assert [name.split()[0] for name in grid["names"]] == ["plain8", "resnet8"]
+    for index in (0, 1):
+        np.testing.assert_allclose(grid[f"x_{index}"], [-1.0, 0.0, 1.0])
+        loss = grid[f"loss_{index}"]
+        assert loss.shape == (3, 3) and np.isfinite(loss).all()
+        assert loss[1, 1] == loss.min() or not np.allclose(loss, loss[1, 1])  # a surface, not a constant
+
+
+@pytest.mark.slow
+def test_degradation_trains_plain_and_residual_nets_and_draws_their_errors(
+    tmp_path, compile_cache, image_folder
+):
+    out = tmp_path / "figures"
+    command = figures_command(
+        "degradation",
+        "--models=plain8,resnet8",
+        f"--data_dir={image_folder}",
+        "--epochs=2",
+        "--batch_size=8",
+        f"--out={out}",
+    )
+    result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "degradation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure = json.loads((out / "degradation.json").read_text())
+    assert figure["settings"]["recipe"] == "he" and figure["settings"]["batch_size"] == 8
+    assert set(figure["runs"]) == {"plain8", "resnet8"}
+    for name, run in figure["runs"].items():
+        assert run["epoch"] == [1, 2]
+        for errors in (run["train_error"], run["test_error"]):
+            assert len(errors) == 2 and all(0 <= e <= 1 for e in errors)
+        # Each epoch's test error is the test of that epoch's checkpoint (3 steps per epoch).
+        reports = [json.loads(f.read_text()) for f in (out / "runs" / name).glob("eval*.json")]
+        tested = {report["checkpoint_step"]: report["test_accuracy"] for report in reports}
+        assert run["test_error"] == [pytest.approx(1 - tested[step]) for step in (3, 6)]
