@@ -16,7 +16,7 @@ import ml_collections
 from ml_collections import config_dict as config_dicts
 
 from flax_resnets.data.pipelines import PIPELINES
-from flax_resnets.data.sources import DATASET_NAMES
+from flax_resnets.data.sources import DATASET_NAMES, NORMALIZATIONS
 from flax_resnets.errors import InputError
 from flax_resnets.models import require_init, require_models
 
@@ -57,6 +57,8 @@ def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_coll
     config.train_images = 0  # > 0: only the first N training images after the split (quick checks)
     config.split_seed = 0  # shuffles an image folder before the validation cut
     config.augment = True  # pad-4 random crop and horizontal flip
+    # data: per channel by the training images' mean and std; pytorch_cifar: kuangliu's constants.
+    config.normalization = "data"
     # tfdata: batches made by tf.data on the host; device: the dataset in accelerator memory,
     # batches made inside the compiled step (no TensorFlow needed with an exported .npz file).
     config.input_pipeline = "tfdata"
@@ -163,6 +165,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     require_init(config.init)
     if config.dtype not in DTYPES:
         raise InputError(f"config.dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}.")
+    if config.normalization not in NORMALIZATIONS:
+        raise InputError(
+            f"config.normalization must be one of {', '.join(NORMALIZATIONS)}, got {config.normalization!r}."
+        )
     if config.input_pipeline not in PIPELINES:
         raise InputError(
             f"config.input_pipeline must be one of {', '.join(PIPELINES)}, got {config.input_pipeline!r}."

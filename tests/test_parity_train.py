@@ -10,7 +10,9 @@ from conftest import write_image_folder
 from run_helpers import REPO
 
 from flax_resnets.commands.parity_train import compare
-from flax_resnets.data.sources import load_dataset
+from flax_resnets.config import default_config
+from flax_resnets.data.sources import load_config_dataset, load_dataset
+from flax_resnets.errors import InputError
 
 torch_trainer = pytest.importorskip("flax_resnets.twins.torch_trainer", reason="PyTorch: a test dependency")
 
@@ -29,6 +31,32 @@ def test_both_sides_cut_the_same_training_and_validation_images(tmp_path):
         np.testing.assert_array_equal(pixels, ours_split.images)
         np.testing.assert_array_equal(theirs_split.labels.numpy(), ours_split.labels)
     assert (len(training), channels, classes) == (40, 3, 3)
+
+
+@pytest.mark.parametrize("normalization", ["data", "pytorch_cifar"])
+def test_both_sides_normalise_with_the_same_constants(tmp_path, normalization):
+    root = write_image_folder(tmp_path / "images", train_per_class=20, size=(32, 32))
+    config = default_config(dataset="image_folder")
+    config.update(data_dir=str(root), normalization=normalization)
+    ours = load_config_dataset(config)
+    recipe = torch_trainer.Recipe(
+        model="resnet8", epochs=1, batch_size=16, learning_rate=0.1, momentum=0.9, weight_decay=0.0,
+        validation_fraction=0.2, split_seed=0, train_images=0, schedule="cosine", normalization=normalization,
+    )  # fmt: skip
+    training = torch_trainer.split(root, recipe)[0]
+    np.testing.assert_allclose(training.mean.flatten().numpy(), ours.mean, rtol=1e-6)
+    np.testing.assert_allclose(training.std.flatten().numpy(), ours.std, rtol=1e-6)
+    if normalization == "pytorch_cifar":
+        assert ours.std == (0.2023, 0.1994, 0.2010)
+
+
+def test_pytorch_cifars_constants_are_refused_for_grey_images(tmp_path):
+    root = write_image_folder(tmp_path / "images", mode="L")
+    config = default_config(dataset="image_folder")
+    config.update(data_dir=str(root), normalization="pytorch_cifar")
+    message = "for 3-channel images, and 'image_folder' has 1: use normalization='data'"
+    with pytest.raises(InputError, match=message):
+        load_config_dataset(config)
 
 
 def test_the_verdict_is_three_standard_errors_plus_half_a_point():

@@ -52,6 +52,12 @@ def recipe_arguments(parser: Any) -> None:
         choices=("cosine", "cosine_epochs"),
         help="cosine: updated every step (the paper's recipe here); cosine_epochs: once per epoch",
     )
+    parser.add_argument(
+        "--normalization",
+        default=paper.normalization,
+        choices=("data", "pytorch_cifar"),
+        help="data: the training images' mean and std (the recipe here); pytorch_cifar: kuangliu's constants",
+    )
 
 
 def ours(args: Any, seed: int, workdir: Path) -> dict[str, float]:
@@ -96,6 +102,7 @@ RECIPE_FIELDS = (
     "validation_fraction",
     "split_seed",
     "schedule",
+    "normalization",
 )
 
 

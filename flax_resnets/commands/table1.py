@@ -62,6 +62,7 @@ RECIPE_FIELDS = (
     "weight_decay",
     "validation_fraction",
     "augment",
+    "normalization",
     "dtype",
 )
 RUN_FILES = ("config.json", "metrics.jsonl", "eval.json", "run.json")

@@ -20,6 +20,7 @@ before that cut, since they are sorted by class.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -97,9 +98,19 @@ def load_dataset(
     )
 
 
+# How images are normalised (``config.normalization``). "data": each channel by the training
+# images' own mean and standard deviation (for TFDS datasets, their published values, which are
+# those); "pytorch_cifar": the constants of the kuangliu/pytorch-cifar scripts (whose std is not
+# CIFAR-10's: 0.2023 where the pixels' is 0.2470), which the paper's code may have copied.
+NORMALIZATIONS = {
+    "data": None,
+    "pytorch_cifar": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+}
+
+
 def load_config_dataset(config: Any) -> Dataset:
-    """``load_dataset`` with a run config's data fields."""
-    return load_dataset(
+    """``load_dataset`` with a run config's data fields, normalised as ``config.normalization`` says."""
+    dataset = load_dataset(
         config.dataset,
         data_dir=config.data_dir,
         download=config.download,
@@ -107,6 +118,15 @@ def load_config_dataset(config: Any) -> Dataset:
         split_seed=config.split_seed,
         train_images=config.train_images,
     )
+    constants = NORMALIZATIONS[config.normalization]
+    if constants is None:
+        return dataset
+    if dataset.channels != len(constants[0]):
+        raise InputError(
+            f"config.normalization={config.normalization!r} is for {len(constants[0])}-channel images, "
+            f"and {config.dataset!r} has {dataset.channels}: use normalization='data'."
+        )
+    return dataclasses.replace(dataset, mean=constants[0], std=constants[1])
 
 
 def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, Any]:

@@ -49,6 +49,11 @@ class Recipe:
     split_seed: int
     train_images: int  # 0: all
     schedule: str  # "cosine" (stepped per batch) or "cosine_epochs" (stepped per epoch)
+    normalization: str = "data"  # or "pytorch_cifar": the constants of kuangliu/pytorch-cifar's main.py
+
+
+# transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)) in kuangliu/pytorch-cifar.
+PYTORCH_CIFAR_NORMALIZATION = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 
 
 @functools.lru_cache(maxsize=2)  # read once for all seeds
@@ -115,7 +120,7 @@ def accuracy(model: nn.Module, data: Images) -> float:
 def split(root: Path, recipe: Recipe) -> tuple[Images, Images, Images, int, int]:
     """(training, validation, test) data, channels and classes: the validation cut after a
     permutation by ``split_seed``, the first ``train_images`` training images kept; normalised
-    with the whole training split's mean and standard deviation."""
+    with the whole training split's mean and standard deviation, or pytorch-cifar's constants."""
     images, labels, names = read_split(root, "train")
     test_images, test_labels, _ = read_split(root, "test")
     order = np.random.default_rng(recipe.split_seed).permutation(len(labels))
@@ -123,6 +128,8 @@ def split(root: Path, recipe: Recipe) -> tuple[Images, Images, Images, int, int]
     train, validation = order[:cut][: recipe.train_images or None], order[cut:]
     pixels = images.reshape(-1, images.shape[-1]) / 255.0
     mean, std = pixels.mean(axis=0), pixels.std(axis=0)
+    if recipe.normalization == "pytorch_cifar":
+        mean, std = PYTORCH_CIFAR_NORMALIZATION
     return (
         Images(images[train], labels[train], mean, std, augment=True),
         Images(images[validation], labels[validation], mean, std, augment=False),
