@@ -58,6 +58,22 @@ BAD_ARGUMENTS = [
     (["data", "export", "--dataset=image_folder", "--out=x.txt"], "--out must be a file name ending in .npz"),
     (["models", "--models=resnet19"], "Unknown model(s) resnet19"),
     (["input_pipeline", "--dataset=mnist"], "invalid choice: 'mnist'"),
+    (["benchmark", "--num_seeds=0"], "expected comma-separated positive integers, got '0'"),
+    (
+        [
+            "sweep",
+            "--cells=cifar10_resnet18",
+            "--workdir_root=/tmp/never",
+            "--budget_seconds=1",
+            "--parallel=0",
+        ],
+        "expected a positive integer, got '0'",
+    ),
+    (
+        ["figures", "degradation", "--models=resnet20,resnet56", "--out=/tmp/never"],
+        "needs plain and residual",
+    ),
+    (["figures", "landscape", "--workdir=/nonexistent/run", "--out=/tmp/never"], "holds no run"),
 ]
 
 
