@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_text
@@ -20,6 +21,22 @@ TIMING_FIELDS = ("seconds", "images_per_second")
 # What each member of a run measures per epoch (an epoch record's "seeds"); the record's own
 # fields of these names are the members' means.
 MEMBER_FIELDS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+def member_records(
+    seeds: list[int], train: list[dict[str, float]], validation: list[dict[str, Any] | None]
+) -> list[dict]:
+    """Each member's entry of an epoch record: its seed, training and validation loss and accuracy."""
+    return [
+        {
+            "seed": seed,
+            "train_loss": train_k["loss"],
+            "train_accuracy": train_k["accuracy"],
+            "val_loss": val_k["loss"] if val_k else None,
+            "val_accuracy": val_k["accuracy"] if val_k else None,
+        }
+        for seed, train_k, val_k in zip(seeds, train, validation, strict=True)
+    ]
 
 
 def member_means(seeds: list[dict]) -> dict[str, float | None]:

@@ -32,7 +32,7 @@ from flax_resnets.data.pipelines import make_feed
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock, require_writable, write_json
-from flax_resnets.runs.metrics import EpochReport, member_means
+from flax_resnets.runs.metrics import EpochReport, member_means, member_records
 from flax_resnets.runs.plots import write_plots
 from flax_resnets.runs.provenance import run_record
 from flax_resnets.runtime import members, parallel
@@ -163,16 +163,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
             train = running_means(require_finite(state, step), num_seeds)
             val = evaluate_split(eval_fn, state.model_state(), feed, "validation") or [None] * num_seeds
-            seeds = [
-                {
-                    "seed": seed,
-                    "train_loss": train_k["loss"],
-                    "train_accuracy": train_k["accuracy"],
-                    "val_loss": val_k["loss"] if val_k else None,
-                    "val_accuracy": val_k["accuracy"] if val_k else None,
-                }
-                for seed, train_k, val_k in zip(feed.seeds(), train, val, strict=True)
-            ]
+            seeds = member_records(feed.seeds(), train, val)
             record = {
                 "epoch": epoch + 1,
                 "step": step,
@@ -268,8 +259,10 @@ def epoch_summary(record: dict) -> str:
         if record["val_accuracy"] is not None
         else "no validation split"
     )
+    members = len(record.get("seeds", []))
+    averaged = f" (mean of {members} seeds)" if members > 1 else ""
     return (
-        f"epoch {record['epoch']} step {record['step']}: train loss {record['train_loss']:.4f} "
+        f"epoch {record['epoch']} step {record['step']}{averaged}: train loss {record['train_loss']:.4f} "
         f"acc {record['train_accuracy']:.2%}, {val}, lr {record['learning_rate']:.2e}, "
         f"{record['seconds']:.1f}s, {record['images_per_second']:.0f} images/s"
     )
