@@ -166,6 +166,14 @@ def test_each_member_of_a_two_seed_run_is_the_one_seed_run_of_its_seed(tmp_path,
         assert member["checkpoint_step"] == best["step"]
     assert report["checkpoint_step"] == [member["checkpoint_step"] for member in report["seeds"]]
     assert records[0]["train_loss"] == pytest.approx(np.mean([m["train_loss"] for m in records[0]["seeds"]]))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summaries = EventAccumulator(str(workdir / "tensorboard")).Reload()
+    tags = summaries.Tags()["scalars"]
+    assert {"train_loss", "seed0/train_loss", "seed1/val_accuracy"} <= set(tags)
+    assert [e.value for e in summaries.Scalars("seed1/val_accuracy")] == pytest.approx(
+        [r["seeds"][1]["val_accuracy"] for r in records]
+    )
 
     for seed in (0, 1):
         alone = tmp_path / f"seed{seed}"
