@@ -21,19 +21,22 @@
 # Stages (STAGES, default setup,measure,sweep):
 #   setup    installs the carried wheels if missing; copies (or unpacks) each DATA into DATA_ROOT.
 #   measure  `benchmark`: MODEL at batch BATCH, images/s for 1, 2, 4, 8 seeds and 1, 2, 4 cells at
-#            once; then XLA's command buffers (CUDA graphs) off, as XLA sets them, and with every
-#            kind of command (while loops too) at 1 and 10 steps per call, to pick the defaults.
+#            once; then one seed with XLA's command buffers (CUDA graphs) off, as XLA sets them, and
+#            with every kind of command (while loops too) at 1 and 10 steps per call.
 #   sweep    `sweep`: the Fashion-MNIST then the CIFAR-10 cells found in DATA_ROOT (or CELLS),
 #            kept in OUT as results/runs/<cell>/ with table1.md, packed in table1_runs.tar.gz.
-# BUDGET_SECONDS (default 560) bounds the call: measure takes at most MEASURE_SECONDS (240) and
+# BUDGET_SECONDS (default 560) bounds the call: measure takes at most MEASURE_SECONDS (300) and
 # the sweep what is left, less the time its cells need to save on SIGTERM.
 # At most 8 files come back: log.txt, seeds_and_cells.json, command_buffers.tar.gz,
 # table1_runs.tar.gz.
 #
-# Rehearsed on a CPU with a tiny model and data (what it left: the note of issue 20):
-#   MODEL=resnet8 BATCH=8 NUM_SEEDS=2 PARALLEL=2 CELLS=fashion_mnist_resnet18,fashion_mnist_vgg19 \
-#   SWEEP_FLAGS="--config.model=resnet8 --config.num_epochs=1" BUDGET_SECONDS=1500 \
-#   scripts/gpu_run.sh /tmp/rehearsal .gpu/fashion_mnist.npz
+# Rehearsed on a CPU in two calls (results/checks/device_plan_rehearsal_cpu/), a tiny model,
+# 2 seeds x 2 cells at once:
+#   MODEL=resnet8 BATCH=8 STAGES=setup,measure MEASURE_SECONDS=400 BUDGET_SECONDS=900 \
+#     scripts/gpu_run.sh /tmp/rehearsal1 .gpu/fashion_mnist.npz
+#   NUM_SEEDS=2 PARALLEL=2 CELLS=fashion_mnist_resnet18,cifar10_resnet18 STAGES=setup,sweep \
+#     SWEEP_FLAGS="--config.model=resnet8 --config.num_epochs=1" BUDGET_SECONDS=1500 \
+#     scripts/gpu_run.sh /tmp/rehearsal2 .gpu/cifar10_jpeg_packed.npz
 set -euo pipefail
 out=${1:?usage: scripts/gpu_run.sh OUT DATA.npz...}
 shift
@@ -84,7 +87,7 @@ if wanted setup; then
 fi
 
 if wanted measure; then
-  measure_deadline=$((SECONDS + ${MEASURE_SECONDS:-240}))
+  measure_deadline=$((SECONDS + ${MEASURE_SECONDS:-300}))
   bench=("$python" -m flax_resnets benchmark --models="$model" --batch_sizes="$batch" --steps=20
     --rounds=2 --warmup=3)
   stage "seeds and cells" $((measure_deadline - SECONDS)) "${bench[@]}" --num_seeds=1,2,4,8 \
@@ -99,8 +102,12 @@ if wanted measure; then
         all) flags="--xla_gpu_enable_command_buffer=$all_commands --xla_gpu_graph_min_graph_size=1" ;;
       esac
       [ "$variant$steps_per_call" = default1 ] && continue  # the seeds-and-cells rows above
+      # XLA reads a non-empty XLA_FLAGS that does not start with -- as a file name: never " ".
+      xla_flags=$(echo "${XLA_FLAGS:-} $flags" | xargs)
+      with_flags=(env -u XLA_FLAGS)
+      [ -n "$xla_flags" ] && with_flags=(env XLA_FLAGS="$xla_flags")
       stage "command buffers $variant, $steps_per_call step(s) per call" $((measure_deadline - SECONDS)) \
-        env XLA_FLAGS="${XLA_FLAGS:-} $flags" "${bench[@]}" --num_seeds=1,4 --steps_per_call="$steps_per_call" \
+        "${with_flags[@]}" "${bench[@]}" --num_seeds=1 --steps_per_call="$steps_per_call" \
         --json="$out/command_buffers/${variant}_${steps_per_call}_steps.json"
     done
   done

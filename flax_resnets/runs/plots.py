@@ -133,18 +133,24 @@ def plot_degradation(runs: dict[str, dict], title: str, path: Path) -> Path:
 
 def plot_landscapes(surfaces: list[dict], path: Path) -> Path:
     """Per surface (a run's name, the grid's axes and its loss): a contour plot above a 3-D surface,
-    side by side (Li et al.'s Fig. 5)."""
+    side by side (Li et al.'s Fig. 5). The loss far from the checkpoint is hundreds of times its
+    value near it, so both are drawn up to 10 times the checkpoint's loss, contours spaced
+    logarithmically: the shape of the basin, not the height of the corners, is the picture."""
     figure = new_figure(5 * len(surfaces), 9)
     for column, surface in enumerate(surfaces):
         x, y = np.meshgrid(surface["x"], surface["y"], indexing="ij")
         loss = np.asarray(surface["loss"])
+        centre = loss[len(surface["x"]) // 2, len(surface["y"]) // 2]
+        cap = min(loss.max(), 10 * centre)
+        shown = np.minimum(loss, cap)
         contour = figure.add_subplot(2, len(surfaces), column + 1)
-        lines = contour.contour(x, y, loss, levels=20, cmap="viridis")
-        contour.clabel(lines, fontsize=6)
+        levels = np.geomspace(max(loss.min(), 1e-6), cap, 15)
+        lines = contour.contour(x, y, shown, levels=levels, cmap="viridis")
+        contour.clabel(lines, fontsize=6, fmt="%.2g")
         contour.plot(0, 0, "r+")
         contour.set_title(surface["name"])
         contour.set_aspect("equal")
         relief = figure.add_subplot(2, len(surfaces), len(surfaces) + column + 1, projection="3d")
-        relief.plot_surface(x, y, loss, cmap="viridis", linewidth=0)
-        relief.set_zlabel("training loss")
+        relief.plot_surface(x, y, shown, cmap="viridis", linewidth=0)
+        relief.set_zlabel(f"training loss (up to {cap:.3g})")
     return save(figure, path)
