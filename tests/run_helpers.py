@@ -26,6 +26,8 @@ FAULTY_MAIN = """
 import functools, os, runpy, signal, sys
 point, count, name = os.environ["FAULT"].split(":")
 reached = [0]
+# Ctrl-C as in a terminal, even where the tests were started in the background (SIGINT ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def kill_at_count():
     reached[0] += 1
@@ -131,8 +133,13 @@ def saved_state(workdir, step=None):
 
 
 def approx_numbers(record, *, rel):
-    """``record`` with its floats compared up to ``rel`` and everything else (names, counts) exactly."""
-    return {k: pytest.approx(v, rel=rel) if isinstance(v, float) else v for k, v in record.items()}
+    """``record`` with its floats (also in nested lists and records: a run's members) compared up to
+    ``rel`` and everything else (names, counts) exactly."""
+    if isinstance(record, dict):
+        return {k: approx_numbers(v, rel=rel) for k, v in record.items()}
+    if isinstance(record, list):
+        return [approx_numbers(v, rel=rel) for v in record]
+    return pytest.approx(record, rel=rel) if isinstance(record, float) else record
 
 
 def without_timing(records):

@@ -57,9 +57,14 @@ class FlaxBench:
     """The trainer's compiled training and evaluation steps on one random batch per member."""
 
     def __init__(
-        self, model: str, batch: int, dtype: str, steps_per_call: int, input_channels: int, num_seeds: int
+        self,
+        model: str,
+        batch_size: int,
+        dtype: str,
+        steps_per_call: int,
+        input_channels: int,
+        num_seeds: int = 1,
     ):
-        batch_size = batch
         self.images_per_call = batch_size * steps_per_call * num_seeds  # summed over the members
         mesh = parallel.make_mesh(num_seeds)
         graphdef, optimizer, self.state = placed_train_state(

@@ -115,10 +115,10 @@ class Checkpoints:
 
     def _restore(self, step: int, **items: Any) -> Any:
         self.require_step(step)
+        ignore_reads_after_a_failed_restore()
         try:
             return self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # orbax raises many types for unreadable files
-            ignore_reads_after_a_failed_restore()
             raise UnreadableCheckpointError(
                 f"The checkpoint at step {step} in {self.directory} cannot be read ({type(error).__name__}: "
                 f"{short_reason(error)}); move that step's folder away to use an earlier checkpoint, "
@@ -186,19 +186,29 @@ def short_reason(error: BaseException, limit: int = 160) -> str:
 
 
 def ignore_reads_after_a_failed_restore() -> None:
-    """After a restore fails, tensorstore's reads still in flight call back into orbax's event loop,
-    which is closed by then; Python would print a traceback for each. Drop exactly those."""
-    previous = sys.unraisablehook
-    if getattr(previous, "ignores_closed_loop", False):
+    """When a restore fails, tensorstore's reads still in flight call back into orbax's event loop,
+    which is closed by then, from tensorstore's own threads: Python would print a traceback for
+    each (through ``sys.unraisablehook``, or ``sys.excepthook`` from those threads), as soon as
+    the loop closes. Drop exactly those; installed before every restore, since they come before
+    the failure reaches the caller."""
+    if getattr(sys.unraisablehook, "ignores_closed_loop", False):
         return
 
-    def hook(unraisable: Any) -> None:
-        value = unraisable.exc_value
-        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
-            previous(unraisable)
+    def closed_loop(error: BaseException | None) -> bool:
+        return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
 
-    hook.ignores_closed_loop = True
-    sys.unraisablehook = hook
+    previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
+
+    def unraisable_hook(unraisable: Any) -> None:
+        if not closed_loop(unraisable.exc_value):
+            previous_unraisable(unraisable)
+
+    def except_hook(kind: type, value: BaseException, traceback: Any) -> None:
+        if not closed_loop(value):
+            previous_except(kind, value, traceback)
+
+    unraisable_hook.ignores_closed_loop = True
+    sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
 
 
 def pytree_restore(abstract: Any, *, partial: bool = False) -> ocp.args.PyTreeRestore:
