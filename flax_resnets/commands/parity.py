@@ -20,8 +20,10 @@ drift apart on this quantity. Most quantities agree to 1e-7 - 1e-5, but some are
 the updates of a plain (shortcut-free) network's early layers are tiny differences of large
 BatchNorm gradient terms, where PyTorch's float32 is itself ~10% off its float64 result. A
 quantity passes when the Flax-PyTorch difference is at most ``NOISE_FACTOR`` x that noise plus
-``FLOOR`` (8 float32 ulps). A real mismatch (initialisation scale, BatchNorm momentum or variance
-estimator, weight decay, schedule) moves these numbers by 1e-3 to 1 where the noise is 1e-6.
+``FLOOR`` (32 float32 ulps: one PyTorch run's error is itself a noisy estimate, and VGG19's loss
+moved by 13 ulps with XLA on one thread instead of two). A real mismatch (initialisation scale,
+BatchNorm momentum or variance estimator, weight decay, schedule) moves these numbers by 1e-3 to
+1 where the noise is 1e-6.
 
 An initialisation fails when a tensor's RMS ratio is beyond sampling noise: the RMS of n uniform
 draws has a relative standard deviation of sqrt(0.2 / n), so 6 of those (at least 5%). Exit
@@ -52,7 +54,7 @@ QUANTITIES = ("logits train", "loss", "params", "updates", "running stats", "log
 FORWARD_QUANTITIES = ("logits train", "loss")  # before any step: no rounding has been trained in yet
 FLOAT64_TOLERANCE = 1e-8
 NOISE_FACTOR = 10.0
-FLOOR = 1e-6
+FLOOR = 4e-6
 Arrays = dict[tuple[str, ...], np.ndarray]
 
 
