@@ -11,6 +11,7 @@ from flax import nnx
 
 from flax_resnets.commands.models import forward_gflops
 from flax_resnets.models import MODELS, RESIDUAL_TWINS, count_parameters, create_model
+from flax_resnets.models.layers import Layers
 
 # Parameter counts at 10 classes and 3 input channels, from the issue (Table 1 and He et al. 2016).
 EXPECTED_PARAMETERS = {
@@ -118,6 +119,21 @@ def test_batch_norm_computes_what_pytorch_computes():
     # ... and normalises with the biased one, eps 1e-5 (scale 1 and shift 0 at initialisation).
     expected = (features - batch_mean) / np.sqrt(features.var(axis=(0, 1, 2)) + 1e-5)
     np.testing.assert_allclose(normalised, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_variance_keeps_its_digits_where_the_mean_is_large_beside_the_spread():
+    # A channel at 300 +- 0.05 in float32: E[x^2] - E[x]^2 cancels 9e4 against 9e4 and keeps
+    # nothing of the 2.5e-3 variance; PyTorch's BatchNorm2d (two passes) keeps it. What is left
+    # is the float32 mean's own rounding (1.5e-4 here, 3e-3 of a standard deviation).
+    torch = pytest.importorskip("torch")
+    features = (300.0 + 0.05 * np.random.default_rng(0).standard_normal((16, 4, 4, 3))).astype(np.float32)
+    layer = Layers().batch_norm(3, rngs=nnx.Rngs(0))
+    ours = np.asarray(layer(jnp.asarray(features), use_running_average=False))
+    theirs_layer = torch.nn.BatchNorm2d(3)
+    theirs = theirs_layer(torch.from_numpy(features).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).detach().numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-2)
+    np.testing.assert_allclose(layer.var[...], theirs_layer.running_var.numpy(), rtol=1e-5)
+    assert np.std(ours, axis=(0, 1, 2)) == pytest.approx([1.0] * 3, abs=0.01)
 
 
 def test_evaluation_mode_is_independent_of_the_rest_of_the_batch():

@@ -13,7 +13,10 @@ Initialisations (``init``):
 
 BatchNorm computes what PyTorch's ``BatchNorm2d`` computes: running averages with momentum 0.1
 (Flax's ``momentum=0.9``), ``eps=1e-5``, and the running variance updated with the unbiased
-batch variance while normalising with the biased one.
+batch variance while normalising with the biased one. The batch variance is the mean of squared
+deviations from the batch mean (two passes, as PyTorch's kernels), never E[x^2] - E[x]^2: that
+one-pass form loses float32 digits where a channel's mean is large beside its spread, so the same
+global batch split over devices or hosts gave different variances (issue 24).
 
 The convolution is ``lax.conv_general_dilated`` unless the caller passes another with the same
 signature (the trainer passes ``xla_cpu.convolution()``, which is faster on a CPU).
@@ -60,7 +63,7 @@ class BatchNorm(nnx.BatchNorm):
         axes = tuple(range(x.ndim - 1))
         values = at_least_float32(x)
         mean = values.mean(axes)
-        var = jnp.maximum(jnp.square(values).mean(axes) - jnp.square(mean), 0.0)
+        var = jnp.square(values - mean).mean(axes)
         count = x.size // x.shape[-1]
         unbiased = var * (count / max(count - 1, 1))
         self.mean[...] = lax.stop_gradient(self.momentum * self.mean[...] + (1 - self.momentum) * mean)
