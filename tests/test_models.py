@@ -1,4 +1,5 @@
-"""The model zoo: Table 1's parameter counts, shapes, BatchNorm modes, seeds, plain/residual twins."""
+"""The model zoo: Table 1's parameter counts, shapes, BatchNorm and dropout modes, seeds,
+plain/residual twins."""
 
 import subprocess
 import sys
@@ -11,13 +12,16 @@ from flax import nnx
 
 from flax_resnets.commands.models import forward_gflops
 from flax_resnets.models import MODELS, RESIDUAL_TWINS, count_parameters, create_model
-from flax_resnets.models.layers import Layers
+from flax_resnets.models.layers import Dropout, Layers, adaptive_average_pool, dropout_mask
 
-# Parameter counts at 10 classes and 3 input channels, from the issue (Table 1 and He et al. 2016).
+# Parameter counts at 10 classes and 3 input channels: the paper's models exactly, as its code
+# printed them (RECIPE.md), He et al.'s (2016) to their printed digits.
 EXPECTED_PARAMETERS = {
-    "resnet18": (11.17e6, 0.01),
-    "resnet34": (21.28e6, 0.01),
-    "resnet50": (23.52e6, 0.01),
+    "alexnet": (56_826_698, 0.0),
+    "vgg19": (20_554_826, 0.0),
+    "resnet18": (11_173_962, 0.0),
+    "resnet34": (21_282_122, 0.0),
+    "resnet50": (23_520_842, 0.0),
     "resnet20": (0.27e6, 0.01),
     "resnet32": (0.46e6, 0.01),
     "resnet44": (0.66e6, 0.01),
@@ -26,9 +30,12 @@ EXPECTED_PARAMETERS = {
     # n=1 of the same family, counted by hand: stem 432, stages 4,608 + 13,824 + 55,296,
     # BatchNorm scales and shifts 480, head 650.
     "resnet8": (75_290, 0.0),
-    "vgg19": (20.0e6, 0.01),
-    "alexnet": (57.0e6, 0.03),
+    # The same for vgg8, by hand: convolutions 448 + 4,640 + 18,496 + 2 x 36,928, classifier
+    # 4,160 + 4,160 + 650.
+    "vgg8": (106_410, 0.0),
 }
+# CIFAR-100's VGG19 has BatchNorm; the paper's code printed no count there, computed from its modules.
+PARAMETERS_AT_100_CLASSES = {"vgg19_bn": 20_612_004, "alexnet": 57_195_428, "resnet18": 11_220_132}
 
 
 def abstract_model(name, num_classes=10, input_channels=3):
@@ -42,8 +49,14 @@ def test_parameter_count_matches_the_paper(name):
     assert count_parameters(abstract_model(name)) == pytest.approx(expected, rel=tolerance)
 
 
+@pytest.mark.parametrize("name", PARAMETERS_AT_100_CLASSES)
+def test_parameter_count_at_100_classes_matches_the_papers_code(name):
+    assert count_parameters(abstract_model(name, num_classes=100)) == PARAMETERS_AT_100_CLASSES[name]
+
+
 def test_every_registered_model_is_covered_by_a_count_or_a_twin():
-    assert set(MODELS) == set(EXPECTED_PARAMETERS) | {"resnet101", "resnet152"} | set(RESIDUAL_TWINS)
+    counted = set(EXPECTED_PARAMETERS) | set(PARAMETERS_AT_100_CLASSES)
+    assert set(MODELS) == counted | {"resnet101", "resnet152"} | set(RESIDUAL_TWINS)
 
 
 def test_deeper_bottleneck_resnets_grow_with_depth():
@@ -65,20 +78,78 @@ SHAPE_CASES = [
 def test_output_shape_in_both_modes(name, input_channels, num_classes):
     model = abstract_model(name, num_classes, input_channels)
     images = jax.ShapeDtypeStruct((2, 32, 32, input_channels), jnp.float32)
+    key = jax.random.key(0)
     for train in (True, False):
-        logits = jax.eval_shape(lambda m, x, train=train: m(x, train=train), model, images)
+        logits = jax.eval_shape(lambda m, x, train=train: m(x, train=train, dropout_key=key), model, images)
         assert logits.shape == (2, num_classes)
         assert logits.dtype == jnp.float32
 
 
-@pytest.mark.parametrize("name", ["resnet20", "plain20", "alexnet"])
+@pytest.mark.parametrize("name", ["resnet20", "plain20", "alexnet", "vgg19_bn"])
 def test_forward_runs_and_is_finite(name):
     model = create_model(name, num_classes=7, input_channels=1)
     images = jax.random.normal(jax.random.key(1), (3, 32, 32, 1))
     for train in (True, False):
-        logits = model(images, train=train)
+        logits = model(images, train=train, dropout_key=jax.random.key(2))
         assert logits.shape == (3, 7)
         assert np.isfinite(np.asarray(logits)).all()
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg19"])
+def test_dropout_draws_its_masks_from_the_key_in_training_only(name):
+    model = create_model(name, num_classes=10, input_channels=3)
+    images = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+    first = model(images, train=True, dropout_key=jax.random.key(5))
+    np.testing.assert_array_equal(first, model(images, train=True, dropout_key=jax.random.key(5)))
+    assert not np.allclose(first, model(images, train=True, dropout_key=jax.random.key(6)), atol=1e-6)
+    # Evaluation drops nothing and needs no key; training without one is refused.
+    evaluated = model(images, train=False)
+    np.testing.assert_array_equal(evaluated, model(images, train=False, dropout_key=jax.random.key(5)))
+    with pytest.raises(ValueError, match="needs a dropout_key in training mode"):
+        model(images, train=True)
+
+
+def test_dropout_zeroes_half_the_units_and_doubles_the_others():
+    layer = Dropout(0.5, stream=3)
+    x = jnp.ones((64, 512))
+    dropped = np.asarray(layer(x, train=True, key=jax.random.key(0)))
+    assert set(np.unique(dropped)) == {0.0, 2.0}
+    assert (dropped == 0).mean() == pytest.approx(0.5, abs=0.01)
+    # Layer ``stream`` draws from fold_in(key, stream): what a PyTorch twin is fed.
+    expected = dropout_mask(jax.random.fold_in(jax.random.key(0), 3), x.shape, 0.5)
+    np.testing.assert_array_equal(dropped != 0, expected)
+    np.testing.assert_array_equal(layer(x, train=False, key=None), x)
+
+
+@pytest.mark.parametrize("size, shape", [(6, (4, 4)), (2, (4, 4)), (3, (7, 5)), (4, (4, 4))])
+def test_adaptive_average_pool_is_pytorchs_overlapping_bins_included(size, shape):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((2, *shape, 3))
+    ours = np.asarray(adaptive_average_pool(jnp.asarray(x, jnp.float32), size))
+    theirs = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), size)
+    np.testing.assert_allclose(ours, theirs.permute(0, 2, 3, 1).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_alexnet_pools_its_4x4_map_up_to_6x6_with_overlapping_bins():
+    x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    pooled = np.asarray(adaptive_average_pool(x, 6))[0, :, :, 0]
+    # Rows (and columns) of the 6x6 map average input rows [0], [0,1], [1], [2], [2,3], [3].
+    rows = np.array(
+        [[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0.5, 0.5], [0, 0, 0, 1]]
+    )
+    np.testing.assert_allclose(pooled, rows @ np.arange(16.0).reshape(4, 4) @ rows.T)
+
+
+def test_vgg_is_initialised_he_fan_out_normal_with_zero_biases_as_the_papers_code():
+    model = create_model("vgg19")
+    conv = model.stages[3][1].conv  # 3x3, 512 -> 512
+    assert np.asarray(conv.kernel[...]).std() == pytest.approx(np.sqrt(2 / (9 * 512)), rel=0.02)
+    assert not np.asarray(conv.bias[...]).any()
+    bound = 512**-0.5  # the classifier keeps PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert np.abs(np.asarray(model.fc2.kernel[...])).max() <= bound
+    assert np.asarray(model.fc2.kernel[...]).std() == pytest.approx(bound / np.sqrt(3), rel=0.02)
+    pytorch = create_model("vgg19", init="pytorch").stages[3][1].conv
+    assert np.abs(np.asarray(pytorch.kernel[...])).max() <= (9 * 512) ** -0.5
 
 
 def test_unknown_model_lists_the_known_ones():
@@ -215,7 +286,7 @@ def test_bfloat16_compute_keeps_float32_parameters():
 def test_forward_gflops_counts_every_multiply_accumulate_of_alexnet():
     convs = [  # (output pixels, kernel taps, input channels, output channels)
         (32 * 32, 9, 3, 64),
-        (16 * 16, 25, 64, 192),
+        (16 * 16, 9, 64, 192),
         (8 * 8, 9, 192, 384),
         (8 * 8, 9, 384, 256),
         (8 * 8, 9, 256, 256),

@@ -13,8 +13,9 @@ from flax_resnets.models import MODELS, create_model, layers
 torch_models = pytest.importorskip("flax_resnets.twins.torch_models", reason="PyTorch: a test dependency")
 
 
-def fresh_init_failures(name, init="pytorch"):
-    """Tensors of ``name`` whose fresh initialisation is off PyTorch's beyond sampling noise."""
+def fresh_init_failures(name, init="paper"):
+    """Tensors of ``name`` whose fresh initialisation is off its twin's (the paper's code's) beyond
+    sampling noise."""
     import torch
 
     flax_params = parity.flax_arrays(nnx.state(create_model(name, seed=1, init=init), nnx.Param))
@@ -24,13 +25,16 @@ def fresh_init_failures(name, init="pytorch"):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_default_initialisation_is_pytorchs_layer_by_layer(name):
+def test_default_initialisation_is_the_papers_codes_layer_by_layer(name):
     assert fresh_init_failures(name) == []
 
 
 def test_the_initialisation_check_tells_he_from_pytorch():
     failures = fresh_init_failures("resnet20", init="he")
     assert failures and all(re.search(r"conv\d?/kernel ", failure) for failure in failures)
+    # VGG's twin draws He's convolutions, as the paper's code: PyTorch's defaults are off it.
+    failures = fresh_init_failures("vgg19", init="pytorch")
+    assert failures and all(re.search(r"conv/(kernel|bias) ", failure) for failure in failures)
 
 
 def test_he_initialisation_draws_convolutions_from_fan_out_normals():
@@ -43,7 +47,9 @@ def test_he_initialisation_draws_convolutions_from_fan_out_normals():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, batch_size", [("resnet20", 4), ("plain20", 8), ("vgg19", 2)])
+@pytest.mark.parametrize(
+    "name, batch_size", [("resnet20", 4), ("plain20", 8), ("vgg19", 2), ("vgg19_bn", 2)]
+)
 def test_flax_and_pytorch_take_the_same_training_steps(name, batch_size):
     result = parity.compare_model(
         name, batch_size=batch_size, num_steps=2, input_channels=3, num_classes=10, seed=0
@@ -68,6 +74,23 @@ def test_parity_catches_a_batch_norm_that_keeps_the_biased_variance(monkeypatch)
     )
     assert any("running stats" in failure for failure in result["failures"])
     assert result["float64"]["running stats"] > 1e-4
+
+
+@pytest.mark.slow
+def test_parity_feeds_the_flax_steps_dropout_masks_to_the_twin(monkeypatch):
+    """With its own masks (another key's), the twin computes something else: the check compares
+    dropout, it does not switch it off."""
+    shape = {"batch_size": 2, "num_steps": 1, "input_channels": 3, "num_classes": 10, "seed": 0}
+    result = parity.compare_model("vgg19", **shape)
+    assert result["float64"]["logits train"] < 1e-9
+    other_key = parity.flax_dropout_masks
+    monkeypatch.setattr(parity, "flax_dropout_masks", lambda rng, step: other_key(rng, step + 1))
+    result = parity.compare_model("vgg19", **shape)
+    assert result["float64"]["logits train"] > 1e-3 and result["failures"]
+
+
+def test_the_schedule_is_torchs_cosine_annealing_epoch_by_epoch():
+    assert parity.compare_schedule() <= parity.SCHEDULE_TOLERANCE
 
 
 def test_load_refuses_weights_that_do_not_fit_the_twin():

@@ -1,18 +1,27 @@
 """``python -m flax_resnets parity``: show that each Flax model computes what its PyTorch twin computes.
 
-For each model, one set of weights (the Flax model's fresh PyTorch-style initialisation) is
-copied into the PyTorch twin, and on the same random batches both are run:
+For each model, one set of weights (the Flax model's fresh initialisation, the paper's) is
+copied into the PyTorch twin, and on the same random batches both are run, dropout active on both
+sides with the same masks (the Flax step's, fed to the twin):
 
-* logits in training mode (batch statistics) and the cross-entropy loss, at the start;
+* logits in training mode (batch statistics, dropout) and the cross-entropy loss, at the start;
 * ``--steps`` steps of the paper's optimizer (SGD, momentum 0.9, weight decay 0.001 on every
-  parameter, per-step cosine schedule): the trainer's own compiled step on the Flax side,
-  ``torch.optim.SGD`` + ``CosineAnnealingLR`` on the other; then every parameter, every update
-  (after - before: the gradients and the optimizer, without the shared starting point), every
-  BatchNorm running statistic, and the logits in evaluation mode (running statistics).
+  parameter, a cosine stepped every step so that the rate changes within the check): the
+  trainer's own compiled step on the Flax side, ``torch.optim.SGD`` + ``CosineAnnealingLR`` on the
+  other; then every parameter, every update (after - before: the gradients and the optimizer,
+  without the shared starting point), every BatchNorm running statistic, and the logits in
+  evaluation mode (running statistics, no dropout).
+
+The paper's schedule itself is compared epoch by epoch: the trainer's learning rate of each of
+40 epochs (the longest cell's) against PyTorch's own ``CosineAnnealingLR(T_max=50)`` stepped once
+per epoch, within ``SCHEDULE_TOLERANCE`` (float32 rounding).
 
 Each difference is relative to the tensor's scale, max |flax - torch| / max |torch|, and the worst
-tensor is reported. The fresh initialisations (independent draws) are compared per layer kind as
-the ratio of the tensors' root-mean-square values, Flax over PyTorch.
+tensor is reported; a scale is at least 1e-6 of the largest tensor's, since some tensors are all
+rounding (the bias of a convolution that BatchNorm follows, as in VGG19 with BatchNorm, has a
+zero gradient but for rounding, and so stays at its zero start). The fresh initialisations
+(independent draws) are compared per layer kind as the ratio of the tensors' root-mean-square
+values, Flax over PyTorch.
 
 The float32 tolerance is measured, not assumed: the twin also runs in float64, and PyTorch's own
 float32 error against it (its "noise") says how far two correct float32 implementations can
@@ -46,6 +55,8 @@ from flax_resnets.config import default_config
 from flax_resnets.data.feeds import stacked_step
 from flax_resnets.errors import InputError
 from flax_resnets.models import require_models
+from flax_resnets.models.layers import dropout_mask
+from flax_resnets.models.vgg import DROPOUT_RATE
 from flax_resnets.runs.summary import format_table
 from flax_resnets.runtime import parallel
 from flax_resnets.training import steps
@@ -53,6 +64,9 @@ from flax_resnets.training import steps
 QUANTITIES = ("logits train", "loss", "params", "updates", "running stats", "logits eval")
 FORWARD_QUANTITIES = ("logits train", "loss")  # before any step: no rounding has been trained in yet
 FLOAT64_TOLERANCE = 1e-8
+SCHEDULE_TOLERANCE = 1e-6
+SCALE_FLOOR = 1e-6
+SCHEDULE_EPOCHS = 40
 NOISE_FACTOR = 10.0
 FLOOR = 4e-6
 Arrays = dict[tuple[str, ...], np.ndarray]
@@ -64,12 +78,15 @@ def flax_arrays(state: Any) -> Arrays:
 
 
 def relative_difference(ours: Mapping, theirs: Mapping) -> float:
-    """The worst tensor's max |ours - theirs| / max |theirs| (the plain difference where theirs is 0)."""
+    """The worst tensor's max |ours - theirs| / max |theirs|, the scale floored at
+    ``SCALE_FLOOR`` x the largest tensor's (the plain difference where all are 0)."""
+    references = {key: np.asarray(value, np.float64) for key, value in theirs.items()}
+    scales = {key: float(np.max(np.abs(ref))) if ref.size else 0.0 for key, ref in references.items()}
+    floor = SCALE_FLOOR * max(scales.values(), default=0.0)
     worst = 0.0
-    for key, reference in theirs.items():
-        reference = np.asarray(reference, np.float64)
-        scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+    for key, reference in references.items():
         diff = float(np.max(np.abs(np.asarray(ours[key], np.float64) - reference))) if reference.size else 0.0
+        scale = max(scales[key], floor)
         worst = max(worst, diff / scale if scale else diff)
     return worst
 
@@ -141,10 +158,10 @@ def run_flax(
     *,
     num_classes: int,
     float64: bool = False,
-) -> tuple[dict[str, Any], Arrays]:
+) -> tuple[dict[str, Any], Arrays, np.ndarray]:
     """The trainer's model and compiled training step on the batches, in float32 (as the trainer
     runs) or float64 (JAX's x64 mode, state cast up after the float32 initialisation); also the
-    starting arrays."""
+    starting arrays and the state's dropout key (``steps.TrainState.dropout_rng``)."""
     with jax.enable_x64(float64):
         config = config.copy_and_resolve_references()
         config.dtype = "float64" if float64 else "float32"
@@ -160,23 +177,37 @@ def run_flax(
         def logits(state: steps.TrainState, train: bool) -> np.ndarray:
             # Merged from copies: a training-mode call updates the running statistics it is given.
             model = nnx.merge(graphdef, *jax.tree.map(np.array, (state.params, state.batch_stats)))
-            return np.asarray(model(images[0], train=train))
+            key = steps.dropout_key(state.dropout_rng, state.step)
+            return np.asarray(model(images[0], train=train, dropout_key=key))
 
         outcome: dict[str, Any] = {"logits train": logits(state, True)}
         outcome["loss"] = cross_entropy(outcome["logits train"], labels[0])
         mesh = parallel.make_mesh()
         train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh)
         inputs = parallel.global_batch({"image": images, "label": labels}, mesh, batch_axis=1)
+        dropout_rng = np.asarray(state.dropout_rng)
         state = train(parallel.replicate(state, mesh), inputs, {}, len(images))
         after = {**flax_arrays(state.params), **flax_arrays(state.batch_stats)}
         outcome.update(split_arrays(after, start))
         outcome["logits eval"] = logits(state, False)
-    return outcome, start
+    return outcome, start, dropout_rng
+
+
+def flax_dropout_masks(dropout_rng: np.ndarray, step: int) -> Any:
+    """The masks the Flax training step ``step`` drops units with, as a twin's ``MaskSource``."""
+    import torch
+
+    def masks(stream: int, shape: tuple[int, ...]) -> Any:
+        key = jax.random.fold_in(steps.dropout_key(dropout_rng, step), stream)
+        return torch.from_numpy(np.array(dropout_mask(key, shape, DROPOUT_RATE)))
+
+    return masks
 
 
 def run_twin(
     name: str,
     start: Arrays,
+    dropout_rng: np.ndarray,
     total_steps: int,
     images: np.ndarray,
     labels: np.ndarray,
@@ -184,10 +215,17 @@ def run_twin(
     num_classes: int,
     dtype: Any,
 ) -> dict[str, Any]:
-    """The PyTorch twin from the same starting arrays, in ``dtype``, on the same batches."""
+    """The PyTorch twin from the same starting arrays, in ``dtype``, on the same batches, dropping
+    the units the Flax steps drop."""
     import torch
 
-    from flax_resnets.twins.torch_models import flax_layout_arrays, load_flax_weights, paper_sgd, torch_model
+    from flax_resnets.twins.torch_models import (
+        feed_dropout_masks,
+        flax_layout_arrays,
+        load_flax_weights,
+        paper_sgd,
+        torch_model,
+    )
 
     twin = torch_model(name, images.shape[-1], num_classes)
     load_flax_weights(twin, start)
@@ -197,6 +235,7 @@ def run_twin(
     optimizer, schedule = paper_sgd(twin, total_steps)
     outcome: dict[str, Any] = {}
     for step in range(len(images)):
+        feed_dropout_masks(twin, flax_dropout_masks(dropout_rng, step))
         optimizer.zero_grad()
         logits = twin.train()(batches[step])
         torch.nn.functional.cross_entropy(logits, targets[step]).backward()
@@ -211,6 +250,27 @@ def run_twin(
     return outcome
 
 
+def compare_schedule(epochs: int = SCHEDULE_EPOCHS, epoch_steps: int = 3) -> float:
+    """The largest relative difference over ``epochs`` epochs between the trainer's learning rate
+    (the paper's recipe, read at every step of each epoch) and PyTorch's ``CosineAnnealingLR`` with
+    the recipe's period, stepped once per epoch."""
+    import torch
+
+    config = default_config()
+    config.num_epochs = epochs
+    _, schedule = steps.make_optimizer(config, epochs * epoch_steps)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.learning_rate)
+    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.cosine_period_epochs)
+    worst = 0.0
+    for epoch in range(epochs):
+        theirs = optimizer.param_groups[0]["lr"]
+        for step in range(epoch * epoch_steps, (epoch + 1) * epoch_steps):
+            worst = max(worst, abs(float(schedule(step)) - theirs) / theirs)
+        optimizer.step()
+        annealing.step()
+    return worst
+
+
 def compare_model(
     name: str, *, batch_size: int, num_steps: int, input_channels: int, num_classes: int, seed: int
 ) -> dict[str, Any]:
@@ -220,16 +280,17 @@ def compare_model(
     from flax_resnets.twins.torch_models import flax_layout_arrays, torch_model
 
     config = default_config(model=name)
-    config.seed = seed
-    total_steps = 2 * num_steps  # the schedule is still far from 0 when the check ends
+    # A cosine over 2 x the steps, updated every step: the rate still changes at each compared step.
+    config.update(seed=seed, schedule="cosine", cosine_period_epochs=0, num_epochs=1)
+    total_steps = 2 * num_steps
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((num_steps, batch_size, 32, 32, input_channels)).astype(np.float32)
     labels = rng.integers(0, num_classes, (num_steps, batch_size)).astype(np.int32)
 
-    flax32, start = run_flax(config, total_steps, images, labels, num_classes=num_classes)
-    flax64, _ = run_flax(config, total_steps, images, labels, num_classes=num_classes, float64=True)
+    flax32, start, dropout_rng = run_flax(config, total_steps, images, labels, num_classes=num_classes)
+    flax64, _, _ = run_flax(config, total_steps, images, labels, num_classes=num_classes, float64=True)
     torch32, torch64 = (
-        run_twin(name, start, total_steps, images, labels, num_classes=num_classes, dtype=dtype)
+        run_twin(name, start, dropout_rng, total_steps, images, labels, num_classes=num_classes, dtype=dtype)
         for dtype in (torch.float32, torch.float64)
     )
     float32 = compare_outcomes(flax32, torch32)
@@ -264,7 +325,9 @@ def main(argv: list[str]) -> int:
     if "--train" in argv:  # whole training runs against an independent PyTorch trainer (parity_train)
         return parity_train.main([arg for arg in argv if arg != "--train"])
     parser = command_parser("parity", __doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet20,plain20,vgg19", help="comma-separated model names")
+    parser.add_argument(
+        "--models", default="alexnet,vgg19,vgg19_bn,resnet18,resnet50", help="comma-separated model names"
+    )
     parser.add_argument("--batch_size", type=positive_int, default=16, help="the paper's batch size")
     parser.add_argument("--steps", type=positive_int, default=3, help="optimizer steps compared")
     parser.add_argument("--input_channels", type=positive_int, default=3)
@@ -288,8 +351,15 @@ def main(argv: list[str]) -> int:
         results.append(compare_model(name, batch_size=args.batch_size, num_steps=args.steps, **shape))
         print(format_table([results[-1]["row"]]).splitlines()[-1], flush=True)
     print(format_table([result["row"] for result in results]))
+    schedule = compare_schedule()
+    schedule_ok = schedule <= SCHEDULE_TOLERANCE
+    print(
+        f"schedule: the recipe's learning rate of {SCHEDULE_EPOCHS} epochs against torch's "
+        f"CosineAnnealingLR(T_max={default_config().cosine_period_epochs}) stepped per epoch: max relative "
+        f"difference {schedule:.1e} ({'ok' if schedule_ok else 'FAIL'}, limit {SCHEDULE_TOLERANCE:g})"
+    )
     for result in results:
         if result["failures"]:
             print(f"{result['row']['model']}: {'; '.join(result['failures'])}", file=sys.stderr)
-    return 1 if any(result["failures"] for result in results) else 0
+    return 1 if any(result["failures"] for result in results) or not schedule_ok else 0
 

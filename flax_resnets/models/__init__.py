@@ -1,7 +1,7 @@
 """The paper's model zoo in Flax NNX: ``create_model(name, ...)`` builds any of ``MODELS``.
 
 >>> model = create_model("resnet18", num_classes=10, input_channels=3, seed=0)
->>> logits = model(images, train=True)   # images: (N, 32, 32, C) float, NHWC
+>>> logits = model(images, train=True, dropout_key=key)   # images: (N, 32, 32, C) float, NHWC
 
 ``registry`` describes each model and builds it; ``resnet``, ``vgg``, ``alexnet`` are the
 families; ``layers`` holds the conventions every model shares (initialisation, BatchNorm).
@@ -11,9 +11,11 @@ from flax_resnets.models.layers import INITS
 from flax_resnets.models.registry import (
     MODELS,
     RESIDUAL_TWINS,
+    VGGS,
     ResNetSpec,
     count_parameters,
     create_model,
+    layer_init,
     require_init,
     require_models,
 )
@@ -22,9 +24,11 @@ __all__ = [
     "INITS",
     "MODELS",
     "RESIDUAL_TWINS",
+    "VGGS",
     "ResNetSpec",
     "count_parameters",
     "create_model",
+    "layer_init",
     "require_init",
     "require_models",
 ]

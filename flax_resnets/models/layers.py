@@ -3,20 +3,25 @@ dtype and the convolution, so that all families initialise, normalise and convol
 
 Initialisations (``init``):
 
-* ``"pytorch"`` (the default, the paper's): what the PyTorch CIFAR zoo the paper's parameter
-  counts come from (kuangliu/pytorch-cifar) gets by never re-initialising: PyTorch's layer
-  defaults. Convolution and linear weights ``kaiming_uniform(a=sqrt(5))``, i.e.
+* ``"pytorch"``: PyTorch's layer defaults, what the paper's code gets for every model but VGG by
+  never re-initialising. Convolution and linear weights ``kaiming_uniform(a=sqrt(5))``, i.e.
   U(-1/sqrt(fan_in), 1/sqrt(fan_in)); their biases U(-1/sqrt(fan_in), 1/sqrt(fan_in));
   BatchNorm scale 1 and shift 0.
-* ``"he"``: He et al.'s fan-out normal for convolutions (torchvision's ResNet choice), zero
-  convolution biases, linear layers as PyTorch.
+* ``"he"``: He et al.'s fan-out normal for convolutions, N(0, 2 / (k * k * out_channels)), zero
+  convolution biases, linear layers as PyTorch: what the paper's code does for VGG19.
+* ``"paper"`` (the default): each model as the paper's code initialised it, one of the two above
+  (``registry.PAPER_INITS``).
+
+Dropout is PyTorch's (each unit zeroed with probability ``rate`` in training, the kept ones scaled
+by 1 / (1 - rate)) with its masks drawn from a key the caller passes, so that a run's masks are a
+function of its seed and step (``Dropout``).
 
 BatchNorm computes what PyTorch's ``BatchNorm2d`` computes: running averages with momentum 0.1
 (Flax's ``momentum=0.9``), ``eps=1e-5``, and the running variance updated with the unbiased
 batch variance while normalising with the biased one. The batch variance is the mean of squared
 deviations from the batch mean (two passes, as PyTorch's kernels), never E[x^2] - E[x]^2: that
 one-pass form loses float32 digits where a channel's mean is large beside its spread, so the same
-global batch split over devices or hosts gave different variances (issue 24).
+global batch split over devices or hosts gave different variances.
 
 The convolution is ``lax.conv_general_dilated`` unless the caller passes another with the same
 signature (the trainer passes ``xla_cpu.convolution()``, which is faster on a CPU).
@@ -34,7 +39,8 @@ from flax import nnx
 from jax import lax
 
 Dtype = Any
-INITS = ("pytorch", "he")
+INITS = ("paper", "pytorch", "he")
+LAYER_INITS = ("pytorch", "he")  # what "paper" resolves to, model by model
 
 # PyTorch's BatchNorm updates running = (1 - 0.1) * running + 0.1 * batch; Flax keeps the first factor.
 BATCH_NORM_MOMENTUM = 0.9
@@ -84,8 +90,8 @@ class Layers:
     convolution: Callable[..., jax.Array] = lax.conv_general_dilated
 
     def __post_init__(self) -> None:
-        if self.init not in INITS:
-            raise ValueError(f"Unknown init {self.init!r}; choose one of: {', '.join(INITS)}.")
+        if self.init not in LAYER_INITS:
+            raise ValueError(f"Unknown layer init {self.init!r}; choose one of: {', '.join(LAYER_INITS)}.")
 
     def conv(
         self,
@@ -141,6 +147,32 @@ class Layers:
         )
 
 
+class Dropout(nnx.Module):
+    """PyTorch's dropout with the mask drawn from a key given at call time.
+
+    Layer ``stream`` of a model draws from ``fold_in(key, stream)``, so that each dropout layer of
+    one step has its own mask and anyone holding the step's key (the PyTorch twin in a parity
+    check) can draw the same masks with ``dropout_mask``."""
+
+    def __init__(self, rate: float, *, stream: int):
+        self.rate = rate
+        self.stream = stream
+
+    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
+        if not train:
+            return x
+        if key is None:
+            raise ValueError("A model with dropout needs a dropout_key in training mode.")
+        mask = dropout_mask(jax.random.fold_in(key, self.stream), x.shape, self.rate)
+        return jnp.where(mask, x / (1 - self.rate), jnp.zeros((), x.dtype))
+
+
+def dropout_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
+    """True where a unit is kept (probability 1 - rate); float32 draws whatever the computation's
+    precision, so that a float64 run drops the same units."""
+    return jax.random.uniform(key, shape, jnp.float32) < 1 - rate
+
+
 def at_least_float32(x: jax.Array) -> jax.Array:
     """``x`` in float32, or float64 if it is (logits and BatchNorm statistics are never bfloat16)."""
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
@@ -154,3 +186,17 @@ def max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
 def global_average_pool(x: jax.Array) -> jax.Array:
     """(N, H, W, C) -> (N, C)."""
     return jnp.mean(x, axis=(1, 2))
+
+
+def adaptive_average_pool(x: jax.Array, size: int) -> jax.Array:
+    """PyTorch's ``AdaptiveAvgPool2d((size, size))`` on NHWC maps: output cell i averages input
+    rows floor(i * H / size) to ceil((i + 1) * H / size) - 1 (and likewise columns), so a map
+    smaller than ``size`` is pooled *up*, its bins overlapping (AlexNet's 4x4 -> 6x6)."""
+    for axis in (1, 2):
+        length = x.shape[axis]
+        bins = [(i * length // size, -(-(i + 1) * length // size)) for i in range(size)]
+        x = jnp.concatenate(
+            [lax.slice_in_dim(x, start, end, axis=axis).mean(axis, keepdims=True) for start, end in bins],
+            axis=axis,
+        )
+    return x

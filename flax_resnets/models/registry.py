@@ -1,17 +1,19 @@
 """The paper's model zoo, built by name from one description per model.
 
-Each model is an ``Architecture``: a name for AlexNet and VGG19 (fixed networks), or a
+Each model is an ``Architecture``: a name for AlexNet and the two VGG19s (fixed networks), or a
 ``ResNetSpec`` (block kind, stage sizes and widths, shortcut kind) for the residual networks
 and their plain twins. The PyTorch twins (``flax_resnets.twins``) are built from the same
 descriptions, so a change here changes both frameworks alike.
 
 >>> model = create_model("resnet18", num_classes=10, input_channels=3, seed=0)
->>> logits = model(images, train=True)   # images: (N, 32, 32, C) float, NHWC
+>>> logits = model(images, train=True, dropout_key=key)   # images: (N, 32, 32, C) float, NHWC
 
-Every model takes ``train`` at call time: True normalises with batch statistics and updates
-the BatchNorm running averages, False uses the running averages and changes nothing.
-Models are initialised as the paper's PyTorch code initialised them (``init="pytorch"``) unless
-asked for He et al.'s initialisation (``init="he"``); see ``layers``.
+Every model takes ``train`` at call time: True normalises with batch statistics, updates the
+BatchNorm running averages and drops units (AlexNet's and VGG's classifiers) with masks drawn from
+``dropout_key``; False uses the running averages, drops nothing and changes nothing.
+Models are initialised as the paper's PyTorch code initialised each of them (``init="paper"``:
+``PAPER_INITS``) unless asked for PyTorch's defaults or He et al.'s initialisation everywhere
+(``init="pytorch"``, ``init="he"``); see ``layers``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from flax_resnets.errors import InputError
 from flax_resnets.models.alexnet import AlexNet
 from flax_resnets.models.layers import INITS, Dtype, Layers
 from flax_resnets.models.resnet import BasicBlock, Bottleneck, ResNet, ShortcutKind
-from flax_resnets.models.vgg import VGG
+from flax_resnets.models.vgg import HIDDEN_FEATURES, VGG, VGG8_STAGES, VGG19_STAGES
 
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 HE_CIFAR_WIDTHS = (16, 32, 64)
@@ -45,7 +47,7 @@ class ResNetSpec:
     shortcut: ShortcutKind  # projection (option B), pad (option A) or none (a plain network)
 
 
-Architecture = Literal["alexnet", "vgg19"] | ResNetSpec
+Architecture = Literal["alexnet", "vgg19", "vgg19_bn", "vgg8"] | ResNetSpec
 
 
 def _he_cifar(depth: int, shortcut: ShortcutKind) -> ResNetSpec:
@@ -56,6 +58,8 @@ def _he_cifar(depth: int, shortcut: ShortcutKind) -> ResNetSpec:
 MODELS: dict[str, Architecture] = {
     "alexnet": "alexnet",
     "vgg19": "vgg19",
+    "vgg19_bn": "vgg19_bn",
+    "vgg8": "vgg8",
     "resnet18": ResNetSpec("basic", (2, 2, 2, 2), IMAGENET_WIDTHS, "projection"),
     "resnet34": ResNetSpec("basic", (3, 4, 6, 3), IMAGENET_WIDTHS, "projection"),
     "resnet50": ResNetSpec("bottleneck", (3, 4, 6, 3), IMAGENET_WIDTHS, "projection"),
@@ -67,6 +71,15 @@ MODELS: dict[str, Architecture] = {
     **{f"plain{depth}": _he_cifar(depth, "none") for depth in (8, 20, 56)},
 }
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+# How the paper's code initialised each model where it is not PyTorch's layer defaults: its VGG
+# re-initialises every convolution He fan-out normal with a zero bias.
+PAPER_INITS = {"vgg19": "he", "vgg19_bn": "he", "vgg8": "he"}
+# The VGG networks: (stages, classifier width, BatchNorm).
+VGGS = {
+    "vgg19": (VGG19_STAGES, HIDDEN_FEATURES, False),
+    "vgg19_bn": (VGG19_STAGES, HIDDEN_FEATURES, True),
+    "vgg8": (VGG8_STAGES, 64, False),
+}
 
 # Each plain network and the residual network it is the shortcut-free twin of.
 RESIDUAL_TWINS = {
@@ -88,6 +101,11 @@ def require_init(init: str) -> None:
         raise InputError(f"Unknown init {init!r}; choose one of: {', '.join(INITS)}.")
 
 
+def layer_init(name: str, init: str) -> str:
+    """The layer initialisation model ``name`` is built with: ``init``, or for "paper" the model's own."""
+    return PAPER_INITS.get(name, "pytorch") if init == "paper" else init
+
+
 def create_model(
     name: str,
     *,
@@ -96,7 +114,7 @@ def create_model(
     seed: int = 0,
     rngs: nnx.Rngs | None = None,
     dtype: Dtype = jnp.float32,
-    init: str = "pytorch",
+    init: str = "paper",
     convolution: Callable[..., jax.Array] | None = None,
 ) -> nnx.Module:
     """Build model ``name`` with float32 parameters computing in ``dtype``; ``rngs`` overrides ``seed``.
@@ -113,14 +131,19 @@ def create_model(
     shared = dict(
         num_classes=num_classes,
         input_channels=input_channels,
-        layers=Layers(init=init, dtype=jnp.dtype(dtype), convolution=convolution or lax.conv_general_dilated),
+        layers=Layers(
+            init=layer_init(name, init),
+            dtype=jnp.dtype(dtype),
+            convolution=convolution or lax.conv_general_dilated,
+        ),
         rngs=rngs if rngs is not None else nnx.Rngs(seed),
     )
     spec = MODELS[name]
     if spec == "alexnet":
         return AlexNet(**shared)
-    if spec == "vgg19":
-        return VGG(**shared)
+    if spec in VGGS:
+        stages, hidden_features, batch_norm = VGGS[spec]
+        return VGG(stages=stages, hidden_features=hidden_features, batch_norm=batch_norm, **shared)
     return ResNet(
         block=BLOCKS[spec.block],
         stage_sizes=spec.stage_sizes,

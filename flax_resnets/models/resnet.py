@@ -161,7 +161,10 @@ class ResNet(nnx.Module):
         self.blocks = nnx.List(blocks)
         self.head = layers.linear(channels, num_classes, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        del dropout_key  # no dropout in residual networks
         x = nnx.relu(self.stem_bn(self.stem_conv(x), use_running_average=not train))
         for block in self.blocks:
             x = block(x, train=train)

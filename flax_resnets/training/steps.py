@@ -31,6 +31,10 @@ ModelState = dict[str, nnx.State]
 EPOCH_SUMS = ("loss", "correct", "count", "nonfinite_steps")
 
 
+# Salt of the dropout stream of a seed's randomness (parameters, order and crops draw elsewhere).
+DROPOUT_STREAM = 0x64726F70
+
+
 @struct.dataclass
 class TrainState:
     step: jax.Array
@@ -38,23 +42,33 @@ class TrainState:
     batch_stats: nnx.State
     opt_state: optax.OptState
     epoch_sums: dict[str, jax.Array]
+    # The member's dropout key (raw key data): step s drops units with ``dropout_key(rng, s)``, so
+    # the masks are a function of (seed, step), the same after a resume.
+    dropout_rng: jax.Array
 
     def model_state(self) -> ModelState:
         return {"params": self.params, "batch_stats": self.batch_stats}
 
 
 def make_schedule(config: ml_collections.ConfigDict, total_steps: int) -> Callable:
-    """The learning rate per step: the paper's cosine from ``learning_rate`` to 0 over the run
-    ("cosine_epochs": the same curve held constant through each epoch, as PyTorch's
-    ``CosineAnnealingLR(T_max=num_epochs)`` stepped once per epoch), "multistep": divided by 10 at
-    50% and 75% of the run (He et al. 2016), or "onecycle": linear from 0 to ``learning_rate`` over
-    ``warmup_epochs``, then linear to 0."""
-    if config.schedule == "cosine":
-        return optax.cosine_decay_schedule(config.learning_rate, decay_steps=max(total_steps, 1))
-    if config.schedule == "cosine_epochs":
-        per_epoch = optax.cosine_decay_schedule(config.learning_rate, decay_steps=config.num_epochs)
-        epoch_steps = max(total_steps // config.num_epochs, 1)
-        return lambda step: per_epoch(step // epoch_steps)
+    """The learning rate per step (``total_steps`` over ``config.num_epochs`` epochs).
+
+    "cosine_epochs" (the paper's): PyTorch's ``CosineAnnealingLR(T_max=cosine_period_epochs)``
+    stepped once per epoch, lr * (1 + cos(pi * e / T)) / 2 through epoch e (from 0), held constant
+    within the epoch; "cosine": the same curve updated every step; a period of 0 is the whole run.
+    "multistep": divided by 10 at 50% and 75% of the run (He et al. 2016). "onecycle": linear from
+    0 to ``learning_rate`` over ``warmup_epochs``, then linear to 0."""
+    epoch_steps = max(total_steps // config.num_epochs, 1)
+    period_epochs = config.cosine_period_epochs or config.num_epochs
+    if config.schedule in ("cosine", "cosine_epochs"):
+        period = period_epochs * (epoch_steps if config.schedule == "cosine" else 1)
+        per_step = config.schedule == "cosine"
+
+        def cosine(step: jax.Array) -> jax.Array:
+            position = step if per_step else step // epoch_steps
+            return config.learning_rate * (1 + jnp.cos(jnp.pi * position / period)) / 2
+
+        return cosine
     if config.schedule == "multistep":
         return optax.piecewise_constant_schedule(
             config.learning_rate, {round(total_steps * 0.5): 0.1, round(total_steps * 0.75): 0.1}
@@ -138,9 +152,15 @@ def create_train_state(
                 batch_stats=batch_stats,
                 opt_state=optimizer.init(params),
                 epoch_sums=zero_epoch_sums(),
+                dropout_rng=jax.random.key_data(jax.random.fold_in(jax.random.key(seed), DROPOUT_STREAM)),
             )
         )
     return graphdef, members.join(states)
+
+
+def dropout_key(dropout_rng: jax.Array, step: jax.Array) -> jax.Array:
+    """The key that step ``step`` of a member with ``dropout_rng`` draws its dropout masks from."""
+    return jax.random.fold_in(jax.random.wrap_key_data(dropout_rng), step)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
@@ -154,12 +174,13 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
 def train_step(
     graphdef: nnx.GraphDef, optimizer: Any, state: TrainState, batch: Batch, label_smoothing: float = 0.0
 ) -> TrainState:
-    """One SGD step on a global batch; BatchNorm uses and updates the batch's statistics."""
+    """One SGD step on a global batch; BatchNorm uses and updates the batch's statistics, dropout
+    draws the step's masks."""
 
     model = nnx.merge(graphdef, state.params, state.batch_stats)
 
     def loss_fn(model):
-        logits = model(batch["image"], train=True)
+        logits = model(batch["image"], train=True, dropout_key=dropout_key(state.dropout_rng, state.step))
         loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
         return loss, logits
 

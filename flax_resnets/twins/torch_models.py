@@ -1,20 +1,23 @@
 """PyTorch twins of the zoo's models, for ``python -m flax_resnets parity`` and
 ``benchmark --compare_torch``.
 
-Each twin is built from the model's description in ``flax_resnets.models.registry`` (for the
-residual networks, their ``ResNetSpec``), never from the Flax modules themselves, and is what
-the PyTorch CIFAR zoo the paper used (kuangliu/pytorch-cifar) computes, with PyTorch's default
-initialisation, and names its layers as the Flax model does
-(``blocks.3.conv1.weight`` is Flax's ``blocks/3/conv1/kernel``), so one set of weights can be
-copied across (``load_flax_weights``). One liberty: the AlexNet twin flattens its 256x6x6 map
-in (height, width, channel) order, as an NHWC Flax model does, so that both use one weight
-layout. PyTorch is imported only here (``pip install -e ".[test]"`` or ``".[bench]"``).
+Each twin is written from the paper's description of its model (``RECIPE.md`` beside the paper;
+for the residual networks, from their ``ResNetSpec`` in ``flax_resnets.models.registry``), never
+from the Flax modules themselves: the paper's AlexNet and VGG19s with their dropout, the
+kuangliu/pytorch-cifar ResNets the paper's parameter counts come from, each initialised as the
+paper's code initialised it (PyTorch's defaults; VGG's convolutions re-drawn He fan-out normal
+with zero biases). Layers are named as the Flax model names them (``blocks.3.conv1.weight`` is
+Flax's ``blocks/3/conv1/kernel``), so one set of weights can be copied across
+(``load_flax_weights``). PyTorch is imported only here (``pip install -e ".[test]"`` or ``".[bench]"``).
+
+Dropout draws from torch's generator, as ``nn.Dropout`` does, unless given the masks to use
+(``feed_dropout_masks``): then a parity check runs both frameworks with the same masks.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,9 +25,12 @@ import torch
 from torch import nn
 
 from flax_resnets.config import default_config
-from flax_resnets.models import MODELS, ResNetSpec
+from flax_resnets.models import MODELS, VGGS, ResNetSpec
 from flax_resnets.models.alexnet import FEATURE_MAP_SIZE
-from flax_resnets.models.vgg import VGG19_STAGES
+from flax_resnets.models.vgg import DROPOUT_RATE
+
+# (stream, shape) -> the mask of kept units: dropout layer ``stream`` of a model, on ``shape``.
+MaskSource = Callable[[int, tuple[int, ...]], torch.Tensor]
 
 
 class ProjectionShortcut(nn.Module):
@@ -100,48 +106,95 @@ class ResNet(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
-class ConvBNReLU(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int):
+class Dropout(nn.Module):
+    """``nn.Dropout(rate)``, or with ``masks`` set, the mask ``masks(stream, shape)`` gives."""
+
+    def __init__(self, rate: float, stream: int):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.rate, self.stream = rate, stream
+        self.masks: MaskSource | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.bn(self.conv(x)))
+        if not self.training:
+            return x
+        if self.masks is None:
+            return nn.functional.dropout(x, self.rate, training=True)
+        return x * self.masks(self.stream, tuple(x.shape)).to(x.dtype) / (1 - self.rate)
+
+
+def feed_dropout_masks(model: nn.Module, masks: MaskSource | None) -> None:
+    """Make every dropout layer of ``model`` take its masks from ``masks`` (None: torch's generator)."""
+    for module in model.modules():
+        if isinstance(module, Dropout):
+            module.masks = masks
+
+
+class Classifier(nn.Module):
+    """dropout(0.5), linear, ReLU, dropout(0.5), linear, ReLU, linear: AlexNet's and VGG's head."""
+
+    def __init__(self, in_features: int, hidden: int, num_classes: int):
+        super().__init__()
+        self.dropout1 = Dropout(DROPOUT_RATE, stream=0)
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.dropout2 = Dropout(DROPOUT_RATE, stream=1)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.fc1(self.dropout1(x)))
+        x = torch.relu(self.fc2(self.dropout2(x)))
+        return self.head(x)
+
+
+class ConvReLU(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(out_channels) if batch_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        return torch.relu(x if self.bn is None else self.bn(x))
 
 
 class VGG(nn.Module):
-    def __init__(self, input_channels: int, num_classes: int):
+    """A VGG without or with BatchNorm, its convolutions He fan-out normal with zero biases."""
+
+    def __init__(
+        self, input_channels: int, num_classes: int, stages: Any, hidden_features: int, batch_norm: bool
+    ):
         super().__init__()
-        stages, channels = [], input_channels
-        for widths in VGG19_STAGES:
+        layers, channels = [], input_channels
+        for widths in stages:
             stage = []
             for width in widths:
-                stage.append(ConvBNReLU(channels, width))
+                stage.append(ConvReLU(channels, width, batch_norm))
                 channels = width
-            stages.append(nn.ModuleList(stage))
-        self.stages = nn.ModuleList(stages)
-        self.head = nn.Linear(channels, num_classes)
+            layers.append(nn.ModuleList(stage))
+        self.stages = nn.ModuleList(layers)
+        self.classifier = Classifier(channels, hidden_features, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.stages:
             for layer in stage:
                 x = layer(x)
             x = nn.functional.max_pool2d(x, 2)
-        return self.head(x.flatten(1))
+        return self.classifier(x.flatten(1))
 
 
 class AlexNet(nn.Module):
     def __init__(self, input_channels: int, num_classes: int):
         super().__init__()
         self.conv1 = nn.Conv2d(input_channels, 64, 3, padding=1)
-        self.conv2 = nn.Conv2d(64, 192, 5, padding=2)
+        self.conv2 = nn.Conv2d(64, 192, 3, padding=1)
         self.conv3 = nn.Conv2d(192, 384, 3, padding=1)
         self.conv4 = nn.Conv2d(384, 256, 3, padding=1)
         self.conv5 = nn.Conv2d(256, 256, 3, padding=1)
-        self.fc1 = nn.Linear(256 * FEATURE_MAP_SIZE**2, 4096)
-        self.fc2 = nn.Linear(4096, 4096)
-        self.head = nn.Linear(4096, num_classes)
+        self.classifier = Classifier(256 * FEATURE_MAP_SIZE**2, 4096, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pool = nn.functional.max_pool2d
@@ -149,11 +202,9 @@ class AlexNet(nn.Module):
         x = pool(torch.relu(self.conv2(x)), 2)
         x = torch.relu(self.conv3(x))
         x = torch.relu(self.conv4(x))
-        x = pool(torch.relu(self.conv5(x)), 3, 1)
-        x = x.permute(0, 2, 3, 1).flatten(1)  # (H, W, C) order, as Flax flattens NHWC
-        x = torch.relu(self.fc1(x))
-        x = torch.relu(self.fc2(x))
-        return self.head(x)
+        x = pool(torch.relu(self.conv5(x)), 2)
+        x = nn.functional.adaptive_avg_pool2d(x, FEATURE_MAP_SIZE)
+        return self.classifier(x.flatten(1))
 
 
 def torch_model(name: str, input_channels: int = 3, num_classes: int = 10) -> nn.Module:
@@ -161,8 +212,8 @@ def torch_model(name: str, input_channels: int = 3, num_classes: int = 10) -> nn
     spec = MODELS[name]
     if spec == "alexnet":
         return AlexNet(input_channels, num_classes)
-    if spec == "vgg19":
-        return VGG(input_channels, num_classes)
+    if spec in VGGS:
+        return VGG(input_channels, num_classes, *VGGS[spec])
     return ResNet(spec, input_channels, num_classes)
 
 
@@ -173,8 +224,9 @@ FLAX_LEAVES = {"bias": "bias", "running_mean": "mean", "running_var": "var"}
 
 
 def flax_path(torch_name: str, ndim: int) -> tuple[str, ...]:
-    """Flax's path of a twin's tensor: ``blocks.0.bn1.weight`` -> ("blocks", "0", "bn1", "scale")."""
-    *prefix, leaf = torch_name.split(".")
+    """Flax's path of a twin's tensor: ``blocks.0.bn1.weight`` -> ("blocks", "0", "bn1", "scale")
+    (the classifier's layers sit at the Flax model's top level)."""
+    *prefix, leaf = torch_name.removeprefix("classifier.").split(".")
     if leaf == "weight":
         return (*prefix, "kernel" if ndim > 1 else "scale")
     return (*prefix, FLAX_LEAVES[leaf])
