@@ -1,7 +1,9 @@
-"""Table 1: AlexNet on CIFAR-100 (the paper reports 40.0% test accuracy)."""
+"""Table 1, CIFAR-100 AlexNet, as the paper's notebook ran it: AlexNet without weight decay.
+Its test accuracy was 39.98% (Table 1: 40.0).
+"""
 
 from configs import default
 
 
 def get_config():
-    return default.get_config(dataset="cifar100", model="alexnet")
+    return default.cell_config("cifar100_alexnet")

@@ -1,7 +1,9 @@
-"""Table 1: ResNet-34 on CIFAR-100 (the paper reports 65.2% test accuracy)."""
+"""Table 1, CIFAR-100 ResNet-34, as the paper's notebook ran it: ResNet-34.
+Its test accuracy was 65.24% (Table 1: 65.2).
+"""
 
 from configs import default
 
 
 def get_config():
-    return default.get_config(dataset="cifar100", model="resnet34")
+    return default.cell_config("cifar100_resnet34")

@@ -1,7 +1,10 @@
-"""Table 1: VGG19 on CIFAR-100 (the paper reports 47.9% test accuracy)."""
+"""Table 1, CIFAR-100 VGG19, as the paper's notebook ran it: VGG19 *with* BatchNorm, for 40
+epochs, without weight decay. Its test accuracy was 58.70%; Table 1's 47.9 is its validation
+accuracy after epoch 20.
+"""
 
 from configs import default
 
 
 def get_config():
-    return default.get_config(dataset="cifar100", model="vgg19")
+    return default.cell_config("cifar100_vgg19")

@@ -1,7 +1,9 @@
-"""Table 1: AlexNet on CIFAR-10 (the paper reports 77.6% test accuracy)."""
+"""Table 1, CIFAR-10 AlexNet, as the paper's notebook ran it: AlexNet.
+Its test accuracy was 77.58% (Table 1: 77.6).
+"""
 
 from configs import default
 
 
 def get_config():
-    return default.get_config(dataset="cifar10", model="alexnet")
+    return default.cell_config("cifar10_alexnet")

@@ -1,7 +1,9 @@
-"""Table 1: AlexNet on Fashion-MNIST (the paper reports 89.4% test accuracy)."""
+"""Table 1, Fashion-MNIST AlexNet, as the paper's notebook ran it: AlexNet.
+Its test accuracy was 89.41% (Table 1: 89.4).
+"""
 
 from configs import default
 
 
 def get_config():
-    return default.get_config(dataset="fashion_mnist", model="alexnet")
+    return default.cell_config("fashion_mnist_alexnet")

@@ -1,7 +1,9 @@
-"""Table 1: ResNet-34 on Fashion-MNIST (the paper reports 93.7% test accuracy)."""
+"""Table 1, Fashion-MNIST ResNet-34, as the paper's notebook ran it: ResNet-34.
+Its test accuracy was 93.68% (Table 1: 93.7).
+"""
 
 from configs import default
 
 
 def get_config():
-    return default.get_config(dataset="fashion_mnist", model="resnet34")
+    return default.cell_config("fashion_mnist_resnet34")

@@ -1,7 +1,9 @@
-"""Table 1: ResNet-50 on Fashion-MNIST (the paper reports 93.3% test accuracy)."""
+"""Table 1, Fashion-MNIST ResNet-50, as the paper's notebook ran it: ResNet-50.
+Its test accuracy was 93.33% (Table 1: 93.3).
+"""
 
 from configs import default
 
 
 def get_config():
-    return default.get_config(dataset="fashion_mnist", model="resnet50")
+    return default.cell_config("fashion_mnist_resnet50")

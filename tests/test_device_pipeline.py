@@ -18,7 +18,7 @@ from flax_resnets.data.order import epoch_permutation, steps_per_epoch
 from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
 from flax_resnets.data.tfdata import TfDataFeed
 from flax_resnets.errors import InputError
-from flax_resnets.runtime import parallel
+from flax_resnets.runtime import members, parallel
 from flax_resnets.training.steps import create_train_state, make_optimizer, train_step, train_steps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,6 +148,37 @@ def test_evaluation_covers_every_example_exactly_once(sample):
     assert [int(b["mask"].sum()) for b in batches] == [96] * 8 + [32]
     labels = np.concatenate([b["label"][b["mask"]] for b in batches])
     np.testing.assert_array_equal(labels, sample.validation.labels)
+
+
+@pytest.mark.parametrize("pad_after_normalization", [False, True], ids=["black", "grey"])
+def test_augmented_validation_images_are_each_members_own_the_same_in_both_feeds(
+    sample, pad_after_normalization
+):
+    """The paper's validation images are cropped and flipped afresh every epoch: both feeds crop
+    them alike (the draws are a function of seed and epoch alone), each member its own way, member
+    k as the one-seed run of seed + k; the test images are never augmented."""
+    settings = dict(batch_size=32, eval_batch_size=96, seed=3, augment=True, augment_validation=True)
+    settings.update(pad_after_normalization=pad_after_normalization)
+    mesh = parallel.make_mesh(2)
+    tfdata = TfDataFeed(sample, mesh, num_seeds=2, **settings)
+    device = DeviceFeed(sample, mesh, num_seeds=2, **settings)
+    make_batch = jax.jit(members.over_members(device.eval_batch, 2, in_axes=(0, None)))
+
+    def validation_images(epoch):
+        host = [np.asarray(batch["image"]) for batch in tfdata.eval_inputs("validation", epoch)]
+        constants = device.constants("validation")
+        inputs = device.eval_inputs("validation", epoch)
+        on_device = [np.asarray(make_batch(batch, constants)["image"]) for batch in inputs]
+        return np.concatenate(host, axis=1), np.concatenate(on_device, axis=1)  # (members, images, ...)
+
+    host, on_device = validation_images(0)
+    np.testing.assert_allclose(on_device, host, atol=1e-6)
+    assert not np.allclose(host[0], host[1]) and not np.allclose(validation_images(1)[0], host)
+    alone = TfDataFeed(sample, parallel.make_mesh(), **{**settings, "seed": 4})
+    member = np.concatenate([np.asarray(b["image"]) for b in alone.eval_inputs("validation", 0)])
+    np.testing.assert_array_equal(member, host[1])
+    tests = np.concatenate([np.asarray(b["image"]) for b in tfdata.eval_inputs("test", 0)])
+    np.testing.assert_allclose(tests[: len(sample.test)], device.normalize(sample.test.images), atol=1e-6)
 
 
 def run_quickstart(pipeline, workdir):

@@ -55,6 +55,21 @@ def test_a_run_killed_at_every_kind_of_point_resumes_to_the_same_result(
     assert_same_run(workdir, reference)
 
 
+def test_a_run_with_dropout_stopped_and_killed_resumes_to_the_same_result(
+    tmp_path, compile_cache, uninterrupted
+):
+    """Dropout's masks are a function of the seed and the step (VGG's classifier): a resumed run
+    draws the masks the uninterrupted one drew."""
+    images, _ = uninterrupted
+    reference, workdir = tmp_path / "reference", tmp_path / "run"
+    run_main([*run_args(images, reference), "--config.model=vgg8"], compile_cache)
+    args = [*run_args(images, workdir), "--config.model=vgg8"]
+    run_with_fault(args, compile_cache, "save:2")  # killed with step 3's save in flight
+    run_with_fault(args, compile_cache, "save:3", "TERM")  # a scheduler's notice: save, stop
+    assert "Resuming" in run_main(args, compile_cache).stdout
+    assert_same_run(workdir, reference)
+
+
 def test_damaged_latest_checkpoints_are_moved_aside_and_the_run_resumes(
     tmp_path, compile_cache, uninterrupted
 ):

@@ -49,10 +49,8 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
     graphdef, optimizer, state = placed_train_state(
         model, args.dtype, num_classes=dataset.num_classes, input_channels=dataset.channels, mesh=mesh
     )
-    feed_config = ml_collections.ConfigDict(
-        {"input_pipeline": args.input_pipeline, "batch_size": batch_size, "seed": 0, "augment": True}
-    )
-    feed_config.num_seeds = 1
+    feed_config = recipe(model, args.dtype)
+    feed_config.update(input_pipeline=args.input_pipeline, batch_size=batch_size)
     feed = make_feed(feed_config, dataset, mesh, eval_batch_size=batch_size)
     train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh)
     constants = feed.constants("train")

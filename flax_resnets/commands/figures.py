@@ -49,6 +49,8 @@ HE_RECIPE = {
     "weight_decay": 1e-4,
     "batch_size": 128,
     "init": "he",
+    "normalization": "data",  # He et al. subtract the pixels' mean
+    "augment_validation": False,
 }
 
 

@@ -39,16 +39,36 @@ class Split:
     def take(self, indices: np.ndarray) -> Split:
         return Split(self.images[indices], self.labels[indices])
 
+    def repeat_channels(self, channels: int) -> Split:
+        """A greyscale split as ``channels`` identical channels."""
+        return Split(np.repeat(self.images, channels, axis=-1), self.labels)
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     name: str
     class_names: tuple[str, ...]
-    mean: tuple[float, ...]  # per channel, pixels scaled to [0, 1]
+    mean: tuple[float, ...]  # of the training pixels per channel, scaled to [0, 1]
     std: tuple[float, ...]
     train: Split
     validation: Split
     test: Split
+    # The per-channel (mean, std) the feeds normalize with; None: the pixels' own (mean, std).
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+    def normalization_constants(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return self.normalization or (self.mean, self.std)
+
+    def repeat_channels(self, channels: int) -> Dataset:
+        """A greyscale dataset as ``channels`` identical channels, its statistics alike."""
+        return dataclasses.replace(
+            self,
+            mean=self.mean * channels,
+            std=self.std * channels,
+            train=self.train.repeat_channels(channels),
+            validation=self.validation.repeat_channels(channels),
+            test=self.test.repeat_channels(channels),
+        )
 
     @property
     def num_classes(self) -> int:

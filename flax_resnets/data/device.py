@@ -8,11 +8,13 @@ number, so the host does nothing per step but dispatch. TensorFlow is not needed
 file written by ``python -m flax_resnets data export``).
 
 Same semantics as the tf.data pipeline: the same per-epoch permutation (so the same examples
-in the same batches, for the same seed), pad-4 zero padding, a random 32x32 crop, a flip with
-probability 1/2, per-channel normalization, exact masked evaluation. The crops and flips are
-drawn from JAX's random numbers, keyed by (seed, epoch, step, row of the global batch), not
-TensorFlow's, so the augmentation of a given example differs between the two pipelines; its
-distribution does not (``data.augment``; ``tests/test_augment.py`` draws from both). Each split
+in the same batches, for the same seed), pad-4 zero padding before or after normalizing, a
+random 32x32 crop, a flip with probability 1/2, per-channel normalization, exact masked
+evaluation, validation images augmented with the same crops and flips
+(``augment.validation_draws``). The training crops and flips are drawn from JAX's random numbers,
+keyed by (seed, epoch, step, row of the global batch), not TensorFlow's, so the augmentation of a
+given example differs between the two pipelines; its distribution does not (``data.augment``;
+``tests/test_augment.py`` draws from both). Each split
 is replicated, not sharded, over the devices so that any global permutation costs no
 communication: a few hundred MB at most per device here.
 """
@@ -27,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flax_resnets.data.augment import pad_crop_flip
+from flax_resnets.data.augment import pad_crop_flip, pad_crop_flip_at, validation_draws
 from flax_resnets.data.feeds import FeedSettings
 from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
 from flax_resnets.runtime import members, parallel
@@ -36,8 +38,7 @@ from flax_resnets.runtime import members, parallel
 @dataclasses.dataclass(eq=False)
 class DeviceFeed(FeedSettings):
     def __post_init__(self) -> None:
-        self.mean = np.asarray(self.dataset.mean, np.float32)
-        self.std = np.asarray(self.dataset.std, np.float32)
+        self.mean, self.std = (np.asarray(c, np.float32) for c in self.dataset.normalization_constants())
         self.epoch_steps = steps_per_epoch(len(self.dataset.train), self.batch_size)
         splits = {
             "train": self.dataset.train,
@@ -84,22 +85,35 @@ class DeviceFeed(FeedSettings):
         epoch, epoch_step = step // self.epoch_steps, step % self.epoch_steps
         examples = inputs["order"][epoch_step]
         images = constants["images"][examples]
-        if self.augment:
-            rows = jnp.arange(self.batch_size, dtype=jnp.int32)
-            draws = jnp.stack([jnp.full_like(rows, epoch), jnp.full_like(rows, epoch_step), rows], axis=1)
-            keys = jax.vmap(lambda draw: example_key(inputs["seed"], draw))(draws)
-            images = jax.vmap(pad_crop_flip)(images, keys)
-        return {"image": self.normalize(images), "label": constants["labels"][examples]}
+        if not self.augment:
+            return {"image": self.normalize(images), "label": constants["labels"][examples]}
+        rows = jnp.arange(self.batch_size, dtype=jnp.int32)
+        draws = jnp.stack([jnp.full_like(rows, epoch), jnp.full_like(rows, epoch_step), rows], axis=1)
+        keys = jax.vmap(lambda draw: example_key(inputs["seed"], draw))(draws)
+        augmentation = jax.vmap(pad_crop_flip)
+        return {"image": self.augmented(images, augmentation, keys), "label": constants["labels"][examples]}
 
-    def eval_inputs(self, split: str) -> Iterator[dict[str, Any]]:
+    def eval_inputs(self, split: str, epoch: int = 0) -> Iterator[dict[str, Any]]:
+        """Per global batch, the examples' indices and mask (and for augmented validation images,
+        each member's crops and flips, stacked)."""
         num_examples = len(getattr(self.dataset, split))
         positions = eval_positions(
             num_examples, self.eval_batch_size, jax.process_index(), jax.process_count()
         )
+        draws = None
+        if self.augments(split):
+            draws = [validation_draws(num_examples, seed, epoch) for seed in self.seeds()]
+        on_members = self.member_eval_inputs(split)
         for batch_positions in positions:
             mask = batch_positions < num_examples
             index = np.where(mask, batch_positions, 0).astype(np.int32)
-            yield parallel.global_batch({"index": index, "mask": mask}, self.mesh)
+            batch = {"index": index, "mask": mask}
+            if draws is not None:
+                batch = members.join(
+                    [{**batch, "offsets": offsets[index], "flips": flips[index]} for offsets, flips in draws],
+                    xp=np,
+                )
+            yield parallel.global_batch(batch, self.mesh, batch_axis=int(on_members), members=on_members)
 
     def constants(self, split: str) -> dict[str, jax.Array]:
         """The split's images and labels, resident on every device."""
@@ -107,14 +121,21 @@ class DeviceFeed(FeedSettings):
 
     def eval_batch(self, inputs: dict[str, Any], constants: dict[str, jax.Array]) -> dict[str, jax.Array]:
         index = inputs["index"]
-        return {
-            "image": self.normalize(constants["images"][index]),
-            "label": constants["labels"][index],
-            "mask": inputs["mask"],
-        }
+        images = constants["images"][index]
+        if "offsets" in inputs:
+            images = self.augmented(images, jax.vmap(pad_crop_flip_at), inputs["offsets"], inputs["flips"])
+        else:
+            images = self.normalize(images)
+        return {"image": images, "label": constants["labels"][index], "mask": inputs["mask"]}
 
     def normalize(self, images: jax.Array) -> jax.Array:
         return (images.astype(jnp.float32) / 255.0 - self.mean) / self.std
+
+    def augmented(self, images: jax.Array, augmentation: Any, *draws: jax.Array) -> jax.Array:
+        """Normalized ``augmentation(images, *draws)``: padded with zeros before or after normalizing."""
+        if self.pad_after_normalization:
+            return augmentation(self.normalize(images), *draws)
+        return self.normalize(augmentation(images, *draws))
 
 
 def example_key(seed: int | jax.Array, draw: jax.Array) -> jax.Array:

@@ -33,7 +33,8 @@ class FeedSettings:
 
     With ``num_seeds`` > 1 the training inputs of a call have a leading member axis: member k's
     are those of a one-seed feed with seed ``seed + k`` (its own order and augmentation).
-    Evaluation inputs are the same for every member."""
+    Evaluation inputs are the same for every member, except augmented validation images
+    (``augment_validation``, the paper's), whose crops and flips are each member's own."""
 
     dataset: Dataset
     mesh: Mesh
@@ -42,9 +43,19 @@ class FeedSettings:
     seed: int
     augment: bool
     num_seeds: int = 1
+    pad_after_normalization: bool = False  # pad crops with 0 in normalized units, not with black
+    augment_validation: bool = False  # crop and flip the validation images afresh every epoch
 
     def seeds(self) -> list[int]:
         return members.member_seeds(self.seed, self.num_seeds)
+
+    def augments(self, split: str) -> bool:
+        """Whether ``split``'s evaluation images are cropped and flipped."""
+        return split == "validation" and self.augment_validation
+
+    def member_eval_inputs(self, split: str) -> bool:
+        """Whether ``split``'s evaluation inputs have a member axis (each member's own)."""
+        return self.augments(split) and self.num_seeds > 1
 
 
 class Feed(Protocol):
@@ -60,8 +71,9 @@ class Feed(Protocol):
         the run's step ``step``."""
         ...
 
-    def eval_inputs(self, split: str) -> Iterator[Any]:
-        """Every example of ``split`` once, in global batches; padding rows are masked."""
+    def eval_inputs(self, split: str, epoch: int = 0) -> Iterator[Any]:
+        """Every example of ``split`` once, in global batches; padding rows are masked. Augmented
+        validation images are cropped as in epoch ``epoch``."""
         ...
 
     def eval_batch(self, inputs: Any, constants: Any) -> Batch: ...

@@ -24,4 +24,6 @@ def make_feed(
         seed=config.seed,
         augment=config.augment,
         num_seeds=config.num_seeds,
+        pad_after_normalization=config.pad_after_normalization,
+        augment_validation=config.augment_validation,
     )

@@ -12,9 +12,9 @@ the same batches whatever the number of hosts.
   with TFDS's ``ImageFolder``. Decoded arrays and their statistics are cached (see
   ``cache_dir``), so only the first run pays for decoding.
 
-Splits: train = the first ``1 - validation_fraction`` of the source's training split,
-validation = the rest, test = its test split. Image folders are shuffled with ``split_seed``
-before that cut, since they are sorted by class.
+Splits, as the paper's code cut them: a random ``validation_fraction`` of the source's training
+split (a permutation seeded by ``split_seed``) is the validation split, the rest the training
+split; test is the source's test split.
 """
 
 from __future__ import annotations
@@ -83,9 +83,7 @@ def load_dataset(
     else:
         source = read_tfds(name, data_dir=data_dir, download=download)
     full_train = source["train"]
-    order = np.arange(len(full_train))
-    if name == "image_folder":
-        order = np.random.default_rng(split_seed).permutation(len(full_train))
+    order = np.random.default_rng(split_seed).permutation(len(full_train))
     num_train = len(full_train) - int(round(len(full_train) * validation_fraction))
     return Dataset(
         name=name,
@@ -98,18 +96,21 @@ def load_dataset(
     )
 
 
-# How images are normalised (``config.normalization``). "data": each channel by the training
-# images' own mean and standard deviation (for TFDS datasets, their published values, which are
-# those); "pytorch_cifar": the constants of the kuangliu/pytorch-cifar scripts (whose std is not
-# CIFAR-10's: 0.2023 where the pixels' is 0.2470), which the paper's code may have copied.
-NORMALIZATIONS = {
-    "data": None,
-    "pytorch_cifar": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-}
+# How images are normalised (``config.normalization``), per channel on pixels in [0, 1]:
+# "plus_minus_one": (x - 0.5) / 0.5, to [-1, 1] (the paper's code); "data": by the training images'
+# own mean and standard deviation (for TFDS datasets, their published values, which are those);
+# "pytorch_cifar": the constants of the kuangliu/pytorch-cifar scripts (whose std is not
+# CIFAR-10's: 0.2023 where the pixels' is 0.2470).
+NORMALIZATIONS = ("plus_minus_one", "data", "pytorch_cifar")
+PYTORCH_CIFAR_NORMALIZATION = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+# config.image_channels: 0 keeps the data's channels; 3 repeats a greyscale image into 3 identical
+# channels (the paper's Fashion-MNIST), and leaves colour images as they are.
+IMAGE_CHANNELS = (0, 3)
 
 
 def load_config_dataset(config: Any) -> Dataset:
-    """``load_dataset`` with a run config's data fields, normalised as ``config.normalization`` says."""
+    """``load_dataset`` with a run config's data fields, in ``config.image_channels`` channels and
+    normalised as ``config.normalization`` says."""
     dataset = load_dataset(
         config.dataset,
         data_dir=config.data_dir,
@@ -118,15 +119,19 @@ def load_config_dataset(config: Any) -> Dataset:
         split_seed=config.split_seed,
         train_images=config.train_images,
     )
-    constants = NORMALIZATIONS[config.normalization]
-    if constants is None:
-        return dataset
-    if dataset.channels != len(constants[0]):
-        raise InputError(
-            f"config.normalization={config.normalization!r} is for {len(constants[0])}-channel images, "
-            f"and {config.dataset!r} has {dataset.channels}: use normalization='data'."
-        )
-    return dataclasses.replace(dataset, mean=constants[0], std=constants[1])
+    if config.image_channels == 3 and dataset.channels == 1:
+        dataset = dataset.repeat_channels(3)
+    channels = dataset.channels
+    if config.normalization == "plus_minus_one":
+        return dataclasses.replace(dataset, normalization=((0.5,) * channels, (0.5,) * channels))
+    if config.normalization == "pytorch_cifar":
+        if channels != 3:
+            raise InputError(
+                f"config.normalization='pytorch_cifar' is for 3-channel images, and {config.dataset!r} "
+                f"has {channels}: use normalization='data' or 'plus_minus_one'."
+            )
+        return dataclasses.replace(dataset, normalization=PYTORCH_CIFAR_NORMALIZATION)
+    return dataset
 
 
 def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 Training (section 3.1 of the paper): every epoch a fresh permutation of the split; each
 example is zero-padded by 4 pixels, randomly cropped back to 32x32 and flipped horizontally
-with probability 1/2, then normalized per channel. Batches drop the remainder.
-Evaluation: no augmentation; every example exactly once, the last batch padded and masked.
+with probability 1/2, and normalized per channel (padded before normalizing, or after it with
+``pad_after_normalization``). Batches drop the remainder.
+Evaluation: every example exactly once, the last batch padded and masked; not augmented, unless
+given each example's crop and flip (the paper's validation images, ``augment.validation_draws``).
 
 Randomness is a pure function of (seed, epoch, step): the same seed gives the same order and
 the same augmentation, a run can resume at any step, and every process of a multi-host run
@@ -22,7 +24,7 @@ import jax
 import numpy as np
 
 from flax_resnets.data.arrays import Dataset, Split
-from flax_resnets.data.augment import tf_pad_crop_flip
+from flax_resnets.data.augment import tf_pad_crop_flip, tf_pad_crop_flip_at, validation_draws
 from flax_resnets.data.decoding import tensorflow
 from flax_resnets.data.feeds import Batch, FeedSettings, stacked_step
 from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
@@ -39,6 +41,7 @@ def train_batches(
     epoch: int,
     start_step: int = 0,
     augment: bool = True,
+    pad_after_normalization: bool = False,
     process_index: int = 0,
     process_count: int = 1,
 ) -> Iterator[Batch]:
@@ -55,16 +58,16 @@ def train_batches(
     order = epoch_permutation(len(split), seed, epoch)[: steps * global_batch_size]
     indices = order.reshape(steps, global_batch_size)[start_step:]
     images, labels = _as_tensors(split)
-    mean, std = _normalization(dataset)
+    normalize = _normalizer(dataset)
 
     def make_batch(global_indices, step):
         batch_images = tf.gather(images, global_indices)
         if augment:
-            batch_images = tf_pad_crop_flip(batch_images, tf.stack([seed, epoch, step]))
-        return {
-            "image": (tf.cast(batch_images[rows], tf.float32) / 255.0 - mean) / std,
-            "label": tf.gather(labels, global_indices[rows]),
-        }
+            augmentation = lambda x: tf_pad_crop_flip(x, tf.stack([seed, epoch, step]))  # noqa: E731
+            batch_images = _augmented(batch_images, normalize, augmentation, pad_after_normalization)
+        else:
+            batch_images = normalize(batch_images)
+        return {"image": batch_images[rows], "label": tf.gather(labels, global_indices[rows])}
 
     steps_ids = np.arange(start_step, steps, dtype=np.int64)
     ds = tf.data.Dataset.from_tensor_slices((indices, steps_ids))
@@ -77,23 +80,32 @@ def eval_batches(
     dataset: Dataset,
     *,
     global_batch_size: int,
+    draws: tuple[np.ndarray, np.ndarray] | None = None,
+    pad_after_normalization: bool = False,
     process_index: int = 0,
     process_count: int = 1,
 ) -> Iterator[Batch]:
-    """Every example once, in order; the last global batch is padded and ``mask`` marks real rows."""
+    """Every example once, in order; the last global batch is padded and ``mask`` marks real rows.
+    ``draws``: each example's crop offset and flip (``augment.validation_draws``) are applied."""
     tf = tensorflow()
     positions = eval_positions(len(split), global_batch_size, process_index, process_count)
     images, labels = _as_tensors(split)
-    mean, std = _normalization(dataset)
+    normalize = _normalizer(dataset)
+    if draws is not None:
+        offsets, flips = (tf.constant(draw) for draw in draws)
 
     def make_batch(batch_positions):
         mask = batch_positions < len(split)
         indices = tf.where(mask, batch_positions, 0)
-        return {
-            "image": (tf.cast(tf.gather(images, indices), tf.float32) / 255.0 - mean) / std,
-            "label": tf.gather(labels, indices),
-            "mask": mask,
-        }
+        batch_images = tf.gather(images, indices)
+        if draws is None:
+            batch_images = normalize(batch_images)
+        else:
+            augmentation = lambda x: tf_pad_crop_flip_at(  # noqa: E731
+                x, tf.gather(offsets, indices), tf.gather(flips, indices)
+            )
+            batch_images = _augmented(batch_images, normalize, augmentation, pad_after_normalization)
+        return {"image": batch_images, "label": tf.gather(labels, indices), "mask": mask}
 
     ds = tf.data.Dataset.from_tensor_slices(positions)
     ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -127,6 +139,7 @@ class TfDataFeed(FeedSettings):
                 epoch=epoch,
                 start_step=start_step,
                 augment=self.augment,
+                pad_after_normalization=self.pad_after_normalization,
                 process_index=jax.process_index(),
                 process_count=jax.process_count(),
             )
@@ -137,15 +150,29 @@ class TfDataFeed(FeedSettings):
 
     train_batch = staticmethod(stacked_step)
 
-    def eval_inputs(self, split: str) -> Iterator[dict[str, Any]]:
-        for batch in eval_batches(
-            getattr(self.dataset, split),
-            self.dataset,
-            global_batch_size=self.eval_batch_size,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        ):
-            yield parallel.global_batch(batch, self.mesh)
+    def eval_inputs(self, split: str, epoch: int = 0) -> Iterator[dict[str, Any]]:
+        """Every example of ``split`` once, in global batches (each member's, stacked, when the
+        validation images are augmented: its crops and flips are its own)."""
+        data = getattr(self.dataset, split)
+        draws = [None]
+        if self.augments(split):
+            draws = [validation_draws(len(data), seed, epoch) for seed in self.seeds()]
+        pipelines = [
+            eval_batches(
+                data,
+                self.dataset,
+                global_batch_size=self.eval_batch_size,
+                draws=member_draws,
+                pad_after_normalization=self.pad_after_normalization,
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
+            )
+            for member_draws in draws
+        ]
+        on_members = self.member_eval_inputs(split)
+        for batches in zip(*pipelines, strict=True):
+            batch = members.join(batches, xp=np)
+            yield parallel.global_batch(batch, self.mesh, batch_axis=int(on_members), members=on_members)
 
     @staticmethod
     def eval_batch(inputs: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any]:
@@ -163,8 +190,17 @@ def _as_tensors(split: Split) -> tuple[Any, Any]:
     return tf.constant(split.images), tf.constant(split.labels.astype(np.int32))
 
 
-def _normalization(dataset: Dataset) -> tuple[Any, Any]:
+def _normalizer(dataset: Dataset) -> Any:
+    """uint8 images -> float32, normalized per channel with the dataset's constants."""
     tf = tensorflow()
-    return tf.constant(dataset.mean, tf.float32), tf.constant(dataset.std, tf.float32)
+    mean, std = (tf.constant(constants, tf.float32) for constants in dataset.normalization_constants())
+    return lambda images: (tf.cast(images, tf.float32) / 255.0 - mean) / std
+
+
+def _augmented(images: Any, normalize: Any, augmentation: Any, pad_after_normalization: bool) -> Any:
+    """Normalized augmented images: padded (with zeros) before or after normalizing."""
+    if pad_after_normalization:
+        return augmentation(normalize(images))
+    return normalize(augmentation(images))
 
 

@@ -3,10 +3,11 @@
 One manager, one preservation policy that is the union of the latest ``keep`` checkpoints
 (saved every epoch and every ``checkpoint_every_steps`` steps) and, for each member of the run
 (``config.num_seeds``), its single best by validation accuracy (saved at epoch ends, with the
-members' metrics). No policy can delete a checkpoint another keeps. Each checkpoint holds
-the training state and the run's history (one record per finished epoch), which is everything
-needed to continue exactly: the data position and all randomness derive from the step and the
-config's seeds.
+members' metrics): the earliest of tied epochs, as the paper's code kept a model only when its
+validation accuracy was strictly greater than the best so far. No policy can delete a
+checkpoint another keeps. Each checkpoint holds the training state and the run's history (one
+record per finished epoch), which is everything needed to continue exactly: the data position
+and all randomness derive from the step and the config's seeds.
 
 The state is saved as a PyTree, so that evaluation can read the model's fields alone. Orbax
 writes each checkpoint under a temporary name and renames it when complete, so a crash
@@ -54,9 +55,13 @@ def member_value(record: dict, key: str, member: int) -> Any:
 
 class Checkpoints:
     def __init__(self, directory: Path, *, keep: int = 3, num_seeds: int = 1, read_only: bool = False):
+        # Ranked by (accuracy, -step): the earliest of tied checkpoints ranks highest.
         best_of_each_member = [
             checkpoint_managers.BestN(
-                get_metric_fn=lambda metrics, k=k: metrics.get(member_metric(k), metrics[VALIDATION_METRIC]),
+                get_metric_fn=lambda metrics, k=k: (
+                    metrics.get(member_metric(k), metrics[VALIDATION_METRIC]),
+                    -metrics["step"],
+                ),
                 n=1,
                 keep_checkpoints_without_metrics=False,
             )
@@ -93,7 +98,8 @@ class Checkpoints:
         goes on appending to its list."""
         metrics = None
         if val_accuracies is not None:
-            metrics = {VALIDATION_METRIC: statistics.fmean(val_accuracies)}  # a one-seed run's alone
+            # The mean is a one-seed run's own accuracy; the step breaks ties.
+            metrics = {VALIDATION_METRIC: statistics.fmean(val_accuracies), "step": step}
             if len(val_accuracies) > 1:
                 metrics.update({member_metric(k): value for k, value in enumerate(val_accuracies)})
         self.manager.save(
@@ -158,12 +164,12 @@ class Checkpoints:
         return None
 
     def best_step(self, history: list[dict], member: int = 0) -> int | None:
-        """The kept checkpoint with member ``member``'s highest validation accuracy (the latest
-        among ties)."""
+        """The kept checkpoint with member ``member``'s highest validation accuracy (the earliest
+        among ties: a later epoch must be strictly better to replace it)."""
         kept = set(self.steps())
-        scored = [(member_value(r, VALIDATION_METRIC, member), r["step"]) for r in history]
-        scored = [item for item in scored if item[0] is not None and item[1] in kept]
-        return max(scored)[1] if scored else None
+        scored = [(member_value(r, VALIDATION_METRIC, member), -r["step"]) for r in history]
+        scored = [item for item in scored if item[0] is not None and -item[1] in kept]
+        return -max(scored)[1] if scored else None
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

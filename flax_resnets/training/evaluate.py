@@ -25,16 +25,20 @@ from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
 
 
-def compile_eval_step(graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = False) -> Callable:
-    """The jitted evaluation step on a feed's inputs: batch sums of every member (the same batch
-    for all), replicated (``flip``: averaged with the mirror images, ``config.eval_flip``)."""
+def compile_eval_step(
+    graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = False, split: str = "test"
+) -> Callable:
+    """The jitted evaluation step on a feed's inputs of ``split``: batch sums of every member (on
+    the same batch for all, or each on its own where the feed's inputs are per member), replicated
+    (``flip``: averaged with the mirror images, ``config.eval_flip``)."""
 
     def evaluate_batch(model_state, inputs, constants):
         return steps.eval_step(graphdef, model_state, feed.eval_batch(inputs, constants), flip)
 
+    inputs_axis = 0 if feed.member_eval_inputs(split) else None
     return jax.jit(
         members.over_members(
-            evaluate_batch, feed.num_seeds, in_axes=(0, None, None), unroll=xla_cpu.unrolled_loops()
+            evaluate_batch, feed.num_seeds, in_axes=(0, inputs_axis, None), unroll=xla_cpu.unrolled_loops()
         ),
         out_shardings=parallel.replicated(mesh),
         compiler_options=xla_cpu.compiler_options(),
@@ -48,14 +52,15 @@ def eval_batch_size(config: ml_collections.ConfigDict) -> int:
 
 
 def evaluate_split(
-    eval_fn: Callable, model_state: steps.ModelState, feed: Feed, split: str
+    eval_fn: Callable, model_state: steps.ModelState, feed: Feed, split: str, epoch: int = 0
 ) -> list[dict[str, Any]] | None:
     """Per member: mean loss, accuracy and the confusion matrix (rows: labels, columns:
-    predictions) over every example of ``split`` exactly once; None for an empty split."""
+    predictions) over every example of ``split`` exactly once (augmented validation images as
+    cropped in epoch ``epoch``); None for an empty split."""
     if len(getattr(feed.dataset, split)) == 0:
         return None
     sums, constants = None, feed.constants(split)
-    for inputs in feed.eval_inputs(split):
+    for inputs in feed.eval_inputs(split, epoch):
         out = eval_fn(model_state, inputs, constants)
         sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     results = []

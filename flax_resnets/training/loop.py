@@ -101,6 +101,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     )
     train_data = feed.constants("train")
     eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
+    validation_fn = eval_fn
+    if feed.member_eval_inputs("validation"):  # each member's own crops of the validation images
+        validation_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip, split="validation")
 
     # Saves in flight finish, and files close, however the loop ends (a diverged loss included).
     with contextlib.ExitStack() as exit_stack:
@@ -162,13 +165,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             train_seconds = time.perf_counter() - started
 
             train = running_means(require_finite(state, step), num_seeds)
-            val = evaluate_split(eval_fn, state.model_state(), feed, "validation") or [None] * num_seeds
+            val = evaluate_split(validation_fn, state.model_state(), feed, "validation", epoch)
+            val = val or [None] * num_seeds
             seeds = member_records(feed.seeds(), train, val)
             record = {
                 "epoch": epoch + 1,
                 "step": step,
                 **member_means(seeds),
-                "learning_rate": float(schedule(step)),
+                "learning_rate": float(schedule(step - 1)),  # the epoch's last step's
                 "seconds": time.perf_counter() - started,
                 # Summed over the members: what the device did.
                 "images_per_second": (epoch_steps - first_step) * config.batch_size * num_seeds
