@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import write_image_folder
+from PIL import Image
 from run_helpers import REPO
 
 from flax_resnets.commands.parity_train import compare
@@ -20,10 +21,7 @@ torch_trainer = pytest.importorskip("flax_resnets.twins.torch_trainer", reason="
 def test_both_sides_cut_the_same_training_and_validation_images(tmp_path):
     root = write_image_folder(tmp_path / "images", train_per_class=20, size=(32, 32))  # no resizing
     ours = load_dataset("image_folder", data_dir=str(root), split_seed=3, train_images=40)
-    recipe = torch_trainer.Recipe(
-        model="resnet8", epochs=1, batch_size=16, learning_rate=0.1, momentum=0.9, weight_decay=0.0,
-        validation_fraction=0.2, split_seed=3, train_images=40, schedule="cosine",
-    )  # fmt: skip
+    recipe = their_recipe(split_seed=3, train_images=40, augment_validation=False)
     training, held_out, testing, channels, classes = torch_trainer.split(root, recipe)
     pairs = ((ours.train, training), (ours.validation, held_out), (ours.test, testing))
     for ours_split, theirs_split in pairs:
@@ -33,35 +31,77 @@ def test_both_sides_cut_the_same_training_and_validation_images(tmp_path):
     assert (len(training), channels, classes) == (40, 3, 3)
 
 
-@pytest.mark.parametrize("normalization", ["data", "pytorch_cifar"])
+def their_recipe(**fields):
+    recipe = {
+        "model": "resnet8", "epochs": 1, "batch_size": 16, "learning_rate": 0.1, "momentum": 0.9,
+        "weight_decay": 0.0, "validation_fraction": 0.2, "split_seed": 0, "train_images": 0,
+    }  # fmt: skip
+    return torch_trainer.Recipe(**{**recipe, **fields})
+
+
+@pytest.mark.parametrize("normalization", ["plus_minus_one", "data", "pytorch_cifar"])
 def test_both_sides_normalise_with_the_same_constants(tmp_path, normalization):
     root = write_image_folder(tmp_path / "images", train_per_class=20, size=(32, 32))
     config = default_config(dataset="image_folder")
     config.update(data_dir=str(root), normalization=normalization)
+    mean, std = load_config_dataset(config).normalization_constants()
+    training = torch_trainer.split(root, their_recipe(normalization=normalization))[0]
+    np.testing.assert_allclose(training.mean.flatten().numpy(), mean, rtol=1e-6)
+    np.testing.assert_allclose(training.std.flatten().numpy(), std, rtol=1e-6)
+    expected = {"plus_minus_one": (0.5,) * 3, "pytorch_cifar": (0.2023, 0.1994, 0.2010)}.get(normalization)
+    if expected:
+        assert std == expected
+
+
+def test_both_sides_read_grey_images_as_three_identical_channels(tmp_path):
+    root = write_image_folder(tmp_path / "images", size=(32, 32), mode="L")  # no resizing
+    config = default_config(dataset="fashion_mnist")  # the paper's Fashion-MNIST: 3 channels
+    config.update(dataset="image_folder", data_dir=str(root))
     ours = load_config_dataset(config)
-    recipe = torch_trainer.Recipe(
-        model="resnet8", epochs=1, batch_size=16, learning_rate=0.1, momentum=0.9, weight_decay=0.0,
-        validation_fraction=0.2, split_seed=0, train_images=0, schedule="cosine", normalization=normalization,
-    )  # fmt: skip
-    training = torch_trainer.split(root, recipe)[0]
-    np.testing.assert_allclose(training.mean.flatten().numpy(), ours.mean, rtol=1e-6)
-    np.testing.assert_allclose(training.std.flatten().numpy(), ours.std, rtol=1e-6)
-    if normalization == "pytorch_cifar":
-        assert ours.std == (0.2023, 0.1994, 0.2010)
+    theirs = torch_trainer.split(root, their_recipe(image_channels=3))[2]  # the test split
+    pixels = np.rint(theirs.images.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    assert ours.channels == 3 and (ours.test.images == ours.test.images[..., :1]).all()
+    np.testing.assert_array_equal(pixels, ours.test.images)
+
+
+@pytest.mark.parametrize("after, padding", [(False, -1.0), (True, 0.0)])
+def test_both_sides_pad_crops_black_or_with_zero_after_normalising(tmp_path, after, padding):
+    """White images: every pixel is 1.0 after (x - 0.5) / 0.5, so a crop's padding shows as -1.0
+    (black, the paper's CIFAR) or 0.0 (mid-grey, its Fashion-MNIST), in training and validation."""
+    from flax_resnets.data.tfdata import TfDataFeed
+    from flax_resnets.runtime import parallel
+
+    root = write_image_folder(tmp_path / "images", size=(32, 32), train_per_class=40)
+    for path in root.rglob("*.png"):
+        Image.fromarray(np.full((32, 32, 3), 255, np.uint8)).save(path)
+    config = default_config(dataset="image_folder")
+    config.update(data_dir=str(root), pad_after_normalization=after)
+    dataset = load_config_dataset(config)
+    settings = dict(batch_size=16, eval_batch_size=16, seed=0, augment=True, augment_validation=True)
+    feed = TfDataFeed(dataset, parallel.make_mesh(), pad_after_normalization=after, **settings)
+    calls = feed.train_calls(epoch=0, start_step=0, steps_per_call=1)
+    ours = [np.asarray(inputs["image"]) for inputs, _ in calls]
+    ours += [np.asarray(batch["image"]) for batch in feed.eval_inputs("validation", epoch=0)]
+    training, held_out, *_ = torch_trainer.split(root, their_recipe(pad_after_normalization=after))
+    theirs = [data[i][0].numpy() for data in (training, held_out) for i in range(len(data))]
+    for side in (ours, theirs):
+        values = set(np.unique(np.concatenate([x.ravel() for x in side])).tolist())
+        assert values == {padding, 1.0}
 
 
 def test_pytorch_cifars_constants_are_refused_for_grey_images(tmp_path):
     root = write_image_folder(tmp_path / "images", mode="L")
     config = default_config(dataset="image_folder")
     config.update(data_dir=str(root), normalization="pytorch_cifar")
-    message = "for 3-channel images, and 'image_folder' has 1: use normalization='data'"
+    message = "for 3-channel images, and 'image_folder' has 1: use normalization='data' or 'plus_minus_one'"
     with pytest.raises(InputError, match=message):
         load_config_dataset(config)
 
 
 def test_the_verdict_is_three_standard_errors_plus_half_a_point():
     runs = lambda accuracies: [  # noqa: E731
-        {"test_accuracy": a, "best_val_accuracy": a, "final_train_loss": 1.0} for a in accuracies
+        {"test_accuracy": a, "best_val_accuracy": a, "final_train_loss": 1.0, "final_train_accuracy": a}
+        for a in accuracies
     ]
     summary = compare(runs([0.50, 0.52, 0.54]), runs([0.40, 0.41, 0.42]))
     assert summary["difference"] == pytest.approx(0.11)
@@ -82,7 +122,7 @@ def test_the_harness_trains_both_sides_and_reports_each_seed(tmp_path):
     lines = result.stdout.splitlines()
     seeds_and_sides = (["0", "ours"], ["0", "theirs"], ["1", "ours"])
     rows = [line.split() for line in lines if line.split()[:2] in seeds_and_sides]
-    assert len(rows) >= 3 and all(len(row) == 5 for row in rows)
+    assert len(rows) >= 3 and all(len(row) == 6 for row in rows)
     assert any(line.startswith("  ours (2 seeds): test acc") for line in lines)
     verdict = lines[-1]
     assert verdict.startswith("test accuracy, ours - theirs:")

@@ -1,19 +1,23 @@
 """``python -m flax_resnets parity --train``: the project's trainer against an independent PyTorch
 trainer on the same images, several seeds each.
 
+    python -m flax_resnets parity --train --cell=cifar10_alexnet --data_dir=DIR --epochs=1 --seeds=3
     python -m flax_resnets parity --train --model=resnet20 --data_dir=DIR --epochs=1 --seeds=5
 
-**ours** is the project's own trainer (``train_and_evaluate``, what ``main.py`` runs) with the
-paper's recipe (``flax_resnets.config.default_config``) on an image folder; **theirs** is
-``flax_resnets.twins.torch_trainer``, which shares none of the project's data or training code.
-Seed k is ``--seed + k`` on both sides (each side draws its own initialisation, order and
-augmentation from it). Both read the same training images after the same 80/20 cut (a convention
-each side implements on its own); ``--train_images=M`` keeps the first M of them, for quick checks.
+**ours** is the project's own trainer (``train_and_evaluate``, what ``main.py`` runs) on an image
+folder, with the recipe of a Table 1 cell (``--cell``: ``flax_resnets.config.cell_config``, its
+model included) or the paper's recipe for ``--model`` (``flax_resnets.config.default_config``);
+**theirs** is ``flax_resnets.twins.torch_trainer``, which shares none of the project's data or
+training code and follows the paper's notebooks. The recipe's fields are flags on both sides.
+Seed k is ``--seed + k`` on both sides (each side draws its own initialisation, order,
+augmentation and dropout from it). Both read the same training images after the same 80/20 cut (a
+convention each side implements on its own); ``--train_images=M`` keeps the first M of them, for
+quick checks.
 
-Printed: per seed, test and best-validation accuracy and the last epoch's mean training loss on
-both sides; the means and standard deviations; the difference of the mean test accuracies with
-its standard error. Exit status 1 when they differ by more than 3 standard errors plus half a
-point: more than seed noise explains.
+Printed: per seed, test and best-validation accuracy and the last epoch's mean training loss and
+accuracy on both sides; the means and standard deviations; the difference of the mean test
+accuracies with its standard error. Exit status 1 when they differ by more than 3 standard errors
+plus half a point: more than seed noise explains.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ml_collections
+
 from flax_resnets.cli import command_parser, positive_int
-from flax_resnets.config import default_config
+from flax_resnets.config import cell_config, default_config, validate_config
 from flax_resnets.errors import InputError
 from flax_resnets.models import require_models
 from flax_resnets.runs.metrics import read_jsonl
@@ -36,74 +42,90 @@ METRICS = {
     "test_accuracy": "test acc",
     "best_val_accuracy": "best val acc",
     "final_train_loss": "final train loss",
+    "final_train_accuracy": "final train acc",
+}
+# The recipe fields both sides take (flags; by default the cell's or the paper's).
+RECIPE_FIELDS = {
+    "batch_size": int,
+    "learning_rate": float,
+    "momentum": float,
+    "weight_decay": float,
+    "validation_fraction": float,
+    "split_seed": int,
+    "schedule": str,
+    "cosine_period_epochs": int,
+    "normalization": str,
+    "image_channels": int,
+    "pad_after_normalization": bool,
+    "augment_validation": bool,
+}
+CHOICES = {
+    "schedule": ("cosine_epochs", "cosine"),
+    "normalization": ("plus_minus_one", "data", "pytorch_cifar"),
+    "image_channels": (0, 3),
 }
 
 
+def true_or_false(text: str) -> bool:
+    """argparse type: True or False."""
+    if text not in ("True", "False"):
+        raise ValueError(text)
+    return text == "True"
+
+
 def recipe_arguments(parser: Any) -> None:
-    """The recipe fields both sides take, defaulting to the paper's."""
-    paper = default_config()
-    for field in ("batch_size", "split_seed"):
-        parser.add_argument(f"--{field}", type=int, default=paper[field])
-    for field in ("learning_rate", "momentum", "weight_decay", "validation_fraction"):
-        parser.add_argument(f"--{field}", type=float, default=paper[field])
-    parser.add_argument(
-        "--schedule",
-        default=paper.schedule,
-        choices=("cosine", "cosine_epochs"),
-        help="cosine: updated every step (the paper's recipe here); cosine_epochs: once per epoch",
-    )
-    parser.add_argument(
-        "--normalization",
-        default=paper.normalization,
-        choices=("data", "pytorch_cifar"),
-        help="data: the training images' mean and std (the recipe here); pytorch_cifar: kuangliu's constants",
-    )
+    """A flag per recipe field, overriding the recipe's value when given."""
+    for field, kind in RECIPE_FIELDS.items():
+        parser.add_argument(
+            f"--{field}",
+            type=true_or_false if kind is bool else kind,
+            choices=CHOICES.get(field),
+            help="default: the recipe's",
+        )
 
 
-def ours(args: Any, seed: int, workdir: Path) -> dict[str, float]:
-    from flax_resnets.training.loop import train_and_evaluate
-
-    config = default_config(dataset="image_folder", model=args.model)
+def recipe(args: Any) -> ml_collections.ConfigDict:
+    """The run config both sides train with: the cell's or the model's recipe on the image folder,
+    for ``--epochs`` epochs, with the flags given."""
+    config = cell_config(args.cell) if args.cell else default_config(model=args.model)
     config.update(
+        dataset="image_folder",
         data_dir=str(args.data_dir),
         num_epochs=args.epochs,
-        seed=seed,
         train_images=args.train_images,
         checkpoint_every_steps=0,
         log_every_steps=0,
-        **{field: getattr(args, field) for field in RECIPE_FIELDS},
+        **{field: getattr(args, field) for field in RECIPE_FIELDS if getattr(args, field) is not None},
     )
+    validate_config(config)
+    return config
+
+
+def ours(config: ml_collections.ConfigDict, seed: int, workdir: Path) -> dict[str, float]:
+    from flax_resnets.training.loop import train_and_evaluate
+
+    config = config.copy_and_resolve_references()
+    config.seed = seed
     result = train_and_evaluate(config, workdir)
     records = read_jsonl(workdir / "metrics.jsonl")
     return {
         "test_accuracy": result["test_accuracy"],
         "best_val_accuracy": max(r["val_accuracy"] or 0.0 for r in records),
         "final_train_loss": records[-1]["train_loss"],
+        "final_train_accuracy": records[-1]["train_accuracy"],
     }
 
 
-def theirs(args: Any, seed: int) -> dict[str, float]:
+def theirs(config: ml_collections.ConfigDict, seed: int) -> dict[str, float]:
     from flax_resnets.twins import torch_trainer
 
-    recipe = torch_trainer.Recipe(
-        model=args.model,
-        epochs=args.epochs,
-        train_images=args.train_images,
-        **{field: getattr(args, field) for field in RECIPE_FIELDS},
+    their_recipe = torch_trainer.Recipe(
+        model=config.model,
+        epochs=config.num_epochs,
+        train_images=config.train_images,
+        **{field: config[field] for field in RECIPE_FIELDS},
     )
-    return torch_trainer.train_and_test(args.data_dir, recipe, seed)
-
-
-RECIPE_FIELDS = (
-    "batch_size",
-    "learning_rate",
-    "momentum",
-    "weight_decay",
-    "validation_fraction",
-    "split_seed",
-    "schedule",
-    "normalization",
-)
+    return torch_trainer.train_and_test(Path(config.data_dir), their_recipe, seed)
 
 
 def compare(ours_runs: list[dict], theirs_runs: list[dict]) -> dict[str, float]:
@@ -126,7 +148,8 @@ def compare(ours_runs: list[dict], theirs_runs: list[dict]) -> dict[str, float]:
 
 def main(argv: list[str]) -> int:
     parser = command_parser("parity --train", __doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--cell", help="this Table 1 cell's recipe and model, e.g. cifar10_alexnet")
+    parser.add_argument("--model", default="resnet20", help="without --cell: this model, the paper's recipe")
     parser.add_argument("--data_dir", type=Path, required=True, help="an image folder (train/, test/)")
     parser.add_argument("--epochs", type=positive_int, default=1)
     parser.add_argument("--seeds", type=positive_int, default=3, help="runs per side")
@@ -140,15 +163,16 @@ def main(argv: list[str]) -> int:
         raise InputError(f"--data_dir={args.data_dir} is not an image folder: it needs train/ and test/.")
     if args.seed < 0 or args.train_images < 0:
         raise InputError("--seed and --train_images must be 0 or more.")
+    config = recipe(args)
 
     rows, ours_runs, theirs_runs = [], [], []
     with tempfile.TemporaryDirectory() as scratch:
         root = args.workdir_root or Path(scratch)
         for seed in range(args.seed, args.seed + args.seeds):
             print(f"seed {seed}: ours", flush=True)
-            ours_runs.append(ours(args, seed, root / f"ours_seed{seed}"))
+            ours_runs.append(ours(config, seed, root / f"ours_seed{seed}"))
             print(f"seed {seed}: theirs", flush=True)
-            theirs_runs.append(theirs(args, seed))
+            theirs_runs.append(theirs(config, seed))
             for side, run in (("ours", ours_runs[-1]), ("theirs", theirs_runs[-1])):
                 rows.append({"seed": seed, "side": side, **{METRICS[m]: run[m] for m in METRICS}})
             print(format_table(rows[-2:]), flush=True)

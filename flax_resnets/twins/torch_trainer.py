@@ -1,14 +1,19 @@
-"""An independent PyTorch trainer, written the way the paper's code most plausibly was (the
-kuangliu/pytorch-cifar style), for ``python -m flax_resnets parity --train``.
+"""An independent PyTorch trainer, written the way the paper's notebooks train (RECIPE.md beside
+the paper), for ``python -m flax_resnets parity --train``.
 
 It shares nothing with the project's data path or trainer: it reads the image folder with
-Pillow, resizes with Pillow's bilinear filter (as ``torchvision.transforms.Resize`` does on
-Pillow images), augments with ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip`` written
-out in torch (torchvision does not install beside this project's CPU torch), normalises with the
-training images' mean and standard deviation, batches with a shuffling ``DataLoader``, and trains
-the model's PyTorch twin (PyTorch's default initialisation) with ``torch.optim.SGD(momentum,
-weight_decay)`` and ``CosineAnnealingLR``, stepped per batch or per epoch; the checkpoint with the
-best validation accuracy (the latest among ties) is tested.
+Pillow (greyscale images repeated into 3 channels where the recipe says so, then resized with
+Pillow's bilinear filter, as ``torchvision.transforms.Resize`` does on Pillow images), augments with
+``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip`` written out in torch (torchvision does not
+install beside this project's CPU torch) before normalising (black padding) or after it (the
+paper's Fashion-MNIST: padding 0 in normalised units), normalises by (x - 0.5) / 0.5 (or the
+training images' mean and std, or kuangliu/pytorch-cifar's constants), holds out a random subset
+of the augmented training set for validation (cropped and flipped afresh every epoch, as a
+``random_split`` of an augmented dataset is), batches with a shuffling ``DataLoader``, and trains
+the model's PyTorch twin (its dropout drawing from torch's generator) with
+``torch.optim.SGD(momentum, weight_decay)`` and ``CosineAnnealingLR`` stepped once per epoch after
+validation (or every batch); the weights are kept when validation accuracy is strictly greater
+than the best so far, and those are tested.
 
 What it must share to be comparable is a convention, implemented here again: the folder's
 examples in TFDS ImageFolder's order (labels and files sorted, then each split shuffled with
@@ -48,8 +53,12 @@ class Recipe:
     validation_fraction: float
     split_seed: int
     train_images: int  # 0: all
-    schedule: str  # "cosine" (stepped per batch) or "cosine_epochs" (stepped per epoch)
-    normalization: str = "data"  # or "pytorch_cifar": the constants of kuangliu/pytorch-cifar's main.py
+    schedule: str = "cosine_epochs"  # CosineAnnealingLR stepped per epoch, or per batch ("cosine")
+    cosine_period_epochs: int = 50  # T_max in epochs; 0: the whole run
+    normalization: str = "plus_minus_one"  # or "data", or "pytorch_cifar" (kuangliu's constants)
+    image_channels: int = 0  # 3: greyscale images as 3 identical channels
+    pad_after_normalization: bool = False  # crops padded with 0 after normalising, not black
+    augment_validation: bool = True  # validation images cropped and flipped like training's
 
 
 # transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)) in kuangliu/pytorch-cifar.
@@ -57,7 +66,7 @@ PYTORCH_CIFAR_NORMALIZATION = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010
 
 
 @functools.lru_cache(maxsize=2)  # read once for all seeds
-def read_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_split(root: Path, split: str, image_channels: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Every image of ``root/split`` as uint8 (N, 32, 32, C), its labels and the class names."""
     labels = sorted(p.name for p in (root / split).iterdir() if p.is_dir() and not p.name.startswith("."))
     examples = [
@@ -71,7 +80,7 @@ def read_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str
     for path, _ in examples:
         with Image.open(path) as image:
             modes.add(image.mode)
-    mode = "L" if modes <= {"L", "1"} else "RGB"
+    mode = "L" if modes <= {"L", "1"} and image_channels != 3 else "RGB"
     arrays = []
     for path, _ in examples:
         with Image.open(path) as image:
@@ -85,27 +94,45 @@ def read_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str
 
 class Images(torch.utils.data.Dataset):
     """uint8 images -> normalised CHW tensors; with ``augment``, RandomCrop(32, padding=4) and
-    RandomHorizontalFlip drawn from torch's global generator, as torchvision's transforms do."""
+    RandomHorizontalFlip drawn from torch's global generator at every read, as torchvision's
+    transforms do, padded before normalising or after it (``pad_after_normalization``)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: Any, std: Any, augment: bool):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        mean: Any,
+        std: Any,
+        *,
+        augment: bool,
+        pad_after_normalization: bool = False,
+    ):
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
         self.labels = torch.from_numpy(labels).long()
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
-        self.augment = augment
+        self.augment, self.pad_after_normalization = augment, pad_after_normalization
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        return (image - self.mean) / self.std
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.images[index]
-        if self.augment:
-            padded = nn.functional.pad(image, (4, 4, 4, 4))
-            top, left = torch.randint(0, 9, (2,)).tolist()
-            image = padded[:, top : top + 32, left : left + 32]
-            if torch.rand(1).item() < 0.5:
-                image = image.flip(-1)
-        return (image - self.mean) / self.std, self.labels[index]
+        if not self.augment:
+            return self.normalise(image), self.labels[index]
+        if self.pad_after_normalization:
+            image = self.normalise(image)
+        padded = nn.functional.pad(image, (4, 4, 4, 4))
+        top, left = torch.randint(0, 9, (2,)).tolist()
+        image = padded[:, top : top + 32, left : left + 32]
+        if torch.rand(1).item() < 0.5:
+            image = image.flip(-1)
+        if not self.pad_after_normalization:
+            image = self.normalise(image)
+        return image, self.labels[index]
 
 
 def accuracy(model: nn.Module, data: Images) -> float:
@@ -117,22 +144,32 @@ def accuracy(model: nn.Module, data: Images) -> float:
     return correct / len(data)
 
 
+def normalisation(images: np.ndarray, recipe: Recipe) -> tuple[Any, Any]:
+    """The per-channel mean and standard deviation the recipe normalises with."""
+    channels = images.shape[-1]
+    if recipe.normalization == "plus_minus_one":
+        return (0.5,) * channels, (0.5,) * channels
+    if recipe.normalization == "pytorch_cifar":
+        return PYTORCH_CIFAR_NORMALIZATION
+    pixels = images.reshape(-1, channels) / 255.0
+    return pixels.mean(axis=0), pixels.std(axis=0)
+
+
 def split(root: Path, recipe: Recipe) -> tuple[Images, Images, Images, int, int]:
     """(training, validation, test) data, channels and classes: the validation cut after a
-    permutation by ``split_seed``, the first ``train_images`` training images kept; normalised
-    with the whole training split's mean and standard deviation, or pytorch-cifar's constants."""
-    images, labels, names = read_split(root, "train")
-    test_images, test_labels, _ = read_split(root, "test")
+    permutation by ``split_seed``, the first ``train_images`` training images kept."""
+    images, labels, names = read_split(root, "train", recipe.image_channels)
+    test_images, test_labels, _ = read_split(root, "test", recipe.image_channels)
     order = np.random.default_rng(recipe.split_seed).permutation(len(labels))
     cut = len(order) - int(round(len(order) * recipe.validation_fraction))
     train, validation = order[:cut][: recipe.train_images or None], order[cut:]
-    pixels = images.reshape(-1, images.shape[-1]) / 255.0
-    mean, std = pixels.mean(axis=0), pixels.std(axis=0)
-    if recipe.normalization == "pytorch_cifar":
-        mean, std = PYTORCH_CIFAR_NORMALIZATION
+    mean, std = normalisation(images, recipe)
+    padding = {"pad_after_normalization": recipe.pad_after_normalization}
     return (
-        Images(images[train], labels[train], mean, std, augment=True),
-        Images(images[validation], labels[validation], mean, std, augment=False),
+        Images(images[train], labels[train], mean, std, augment=True, **padding),
+        Images(
+            images[validation], labels[validation], mean, std, augment=recipe.augment_validation, **padding
+        ),
         Images(test_images, test_labels, mean, std, augment=False),
         images.shape[-1],
         len(names),
@@ -140,7 +177,8 @@ def split(root: Path, recipe: Recipe) -> tuple[Images, Images, Images, int, int]
 
 
 def train_and_test(root: Path, recipe: Recipe, seed: int) -> dict[str, float]:
-    """One run: {"test_accuracy", "best_val_accuracy", "final_train_loss"} (the last epoch's mean)."""
+    """One run: {"test_accuracy", "best_val_accuracy", "final_train_loss", "final_train_accuracy"}
+    (the last epoch's means)."""
     torch.manual_seed(seed)
     training, held_out, testing, channels, classes = split(root, recipe)
     model = torch_model(recipe.model, channels, classes)
@@ -152,31 +190,35 @@ def train_and_test(root: Path, recipe: Recipe, seed: int) -> dict[str, float]:
         weight_decay=recipe.weight_decay,
     )
     per_batch = recipe.schedule == "cosine"
+    period = recipe.cosine_period_epochs or recipe.epochs
     annealing = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=recipe.epochs * len(loader) if per_batch else recipe.epochs
+        optimizer, T_max=period * len(loader) if per_batch else period
     )
-    best, best_accuracy, loss_sum = None, -1.0, 0.0
+    best, best_accuracy, loss_sum, correct = None, -1.0, 0.0, 0
     for epoch in range(recipe.epochs):
         model.train()
-        loss_sum, count = 0.0, 0
+        loss_sum, correct, count = 0.0, 0, 0
         interval = 1 if sys.stderr.isatty() else 30  # a log file gets a line now and then
         batches = tqdm(loader, desc=f"theirs epoch {epoch + 1}/{recipe.epochs}", mininterval=interval)
         for images, labels in batches:
             optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(images), labels)
+            logits = model(images)
+            loss = nn.functional.cross_entropy(logits, labels)
             loss.backward()
             optimizer.step()
             if per_batch:
                 annealing.step()
             loss_sum, count = loss_sum + loss.item() * len(labels), count + len(labels)
+            correct += (logits.argmax(-1) == labels).sum().item()
+        val_accuracy = accuracy(model, held_out) if len(held_out) else 0.0
+        if best is None or val_accuracy > best_accuracy:  # strictly greater: the earliest of ties
+            best, best_accuracy = copy.deepcopy(model.state_dict()), val_accuracy
         if not per_batch:
             annealing.step()
-        val_accuracy = accuracy(model, held_out) if len(held_out) else 0.0
-        if val_accuracy >= best_accuracy:
-            best, best_accuracy = copy.deepcopy(model.state_dict()), val_accuracy
     model.load_state_dict(best)
     return {
         "test_accuracy": accuracy(model, testing),
         "best_val_accuracy": best_accuracy,
         "final_train_loss": loss_sum / max(count, 1),
+        "final_train_accuracy": correct / max(count, 1),
     }
