@@ -8,7 +8,7 @@ import pytest
 from run_helpers import environment
 
 from flax_resnets.commands import sweep, table1
-from flax_resnets.config import default_config, recorded_config
+from flax_resnets.config import cell_config, recorded_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
 
@@ -22,17 +22,21 @@ def fake_run(
     source=None,
     finished="2026-11-27T10:00:00+00:00",
     seed_accuracies=None,
+    val_accuracy=None,
     **changes,
 ):
-    """The four small files of a finished run on the whole of ``dataset`` (``seed_accuracies``:
-    a run of several seeds, each with its test accuracy)."""
+    """The four small files of a finished run of ``dataset``'s cell of ``model`` on the whole
+    dataset, with the cell's recipe but for ``changes`` (``seed_accuracies``: a run of several
+    seeds, each with its test accuracy; ``val_accuracy``: the validation accuracy after epoch 20)."""
     classes, channels, images, test = table1.SIGNATURES[dataset]
-    config = default_config(dataset=source or dataset, model=model)
-    config.update(changes)
-    mean, std = TFDS_STATISTICS[dataset]
+    config = cell_config(f"{dataset}_{table1.column(model)}")
+    config.update(model=model, dataset=source or dataset, **changes)
+    channels = config.image_channels or channels
+    mean, std = (statistic * (channels // len(statistic)) for statistic in TFDS_STATISTICS[dataset])
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(config.to_json())
-    (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 20, "val_accuracy": accuracy}) + "\n")
+    record = {"epoch": 20, "val_accuracy": val_accuracy if val_accuracy is not None else accuracy}
+    (folder / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     report = {"test_accuracy": accuracy, "checkpoint_step": 60000}
     if seed_accuracies:
         report["seeds"] = [{"seed": k, "test_accuracy": a} for k, a in enumerate(seed_accuracies)]
@@ -70,7 +74,7 @@ def row(lines, title):
     ]
 
 
-def test_cells_show_ours_beside_the_papers_with_the_difference(tmp_path, capsys):
+def test_cells_show_ours_beside_the_papers_logged_runs_with_the_difference(tmp_path, capsys):
     runs = [
         fake_run(tmp_path / "a", "cifar10", "resnet18", 0.8841, source="image_folder"),
         fake_run(tmp_path / "b", "fashion_mnist", "vgg19", 0.9012),
@@ -78,18 +82,47 @@ def test_cells_show_ours_beside_the_papers_with_the_difference(tmp_path, capsys)
     ]
     lines = table_lines(tmp_path, capsys, runs)
     assert row(lines, "CIFAR-10") == [
-        "- / 77.6",
-        "- / 74.7",
-        "**88.4** (1) / 89.3 (-0.9)†",
-        "- / 89.6",
-        "- / 89.2",
+        "- / 77.58",
+        "- / 74.70",
+        "**88.4** (1) / 89.31 (-0.9)†",
+        "- / 89.58",
+        "- / 89.23",
     ]
-    assert row(lines, "Fashion-MNIST")[1] == "**90.1** (1) / 89.6 (+0.5)"
-    assert row(lines, "CIFAR-100")[0] == "**40.0** (1) / 40.0 (+0.0)*"
-    assert row(lines, "parameters, ours (10 classes)") == ["57.0M", "20.0M", "11.2M", "21.3M", "23.5M"]
+    assert row(lines, "Fashion-MNIST")[1] == "**90.1** (1) / 89.61 (+0.5)"
+    assert row(lines, "CIFAR-100")[0] == "**40.0** (1) / 39.98 (+0.0)*"
+    assert row(lines, "parameters, ours (10 classes)") == ["56.8M", "20.6M", "11.2M", "21.3M", "23.5M"]
     runs_shown = [line for line in lines if line.startswith("| CIFAR-100 AlexNet |")]
     assert runs_shown[0].split("|")[3].strip() == "1"  # seeds
     assert "num_epochs=5" in runs_shown[0] and "NVIDIA H100 x1" in runs_shown[0]
+
+
+def test_cifar100_vgg19_shows_its_test_accuracy_and_the_validation_accuracy_table1_printed(tmp_path, capsys):
+    empty = row(table_lines(tmp_path, capsys, []), "CIFAR-100")[1]
+    assert empty == "- / 58.70; val. ep. 20: - / 47.9"
+    run = fake_run(tmp_path / "vgg", "cifar100", "vgg19_bn", 0.587, val_accuracy=0.4812)
+    lines = table_lines(tmp_path, capsys, [run])
+    expected = "**58.7** (1) / 58.70 (+0.0); val. ep. 20: **48.1** (1) / 47.9 (+0.2)"
+    assert row(lines, "CIFAR-100")[1] == expected
+    assert any(line.startswith("| CIFAR-100 VGG19 |") and line.endswith("| none |") for line in lines)
+    # VGG19 without BatchNorm is not the cell's model: shown, and marked.
+    plain = fake_run(tmp_path / "plain", "cifar100", "vgg19", 0.5)
+    assert row(table_lines(tmp_path, capsys, [plain]), "CIFAR-100")[1].endswith("*")
+
+
+def test_a_run_of_an_older_recipe_is_marked_with_what_it_did_otherwise(tmp_path, capsys):
+    """A run recorded before the paper's code was read: its config.json lacks the fields since
+    added, which take the values it ran with, not today's defaults."""
+    run = fake_run(tmp_path / "old", "cifar10", "resnet18", 0.8687, normalization="data", schedule="cosine")
+    config = json.loads((run / "config.json").read_text())
+    for field in ("augment_validation", "cosine_period_epochs", "pad_after_normalization", "paper_cell"):
+        del config[field]
+    (run / "config.json").write_text(json.dumps(config))
+    lines = table_lines(tmp_path, capsys, [run])
+    assert row(lines, "CIFAR-10")[2] == "**86.9** (1) / 89.31 (-2.4)*"
+    shown = next(line for line in lines if line.startswith("| CIFAR-10 ResNet18 |"))
+    changes = ("normalization='data'", "schedule='cosine'", "augment_validation=False")
+    changes += ("cosine_period_epochs=0",)
+    assert all(change in shown for change in changes)
 
 
 def test_every_cell_is_printed_when_nothing_has_run(tmp_path, capsys):
@@ -105,7 +138,7 @@ def test_a_cell_shows_the_papers_recipe_before_a_changed_one_then_the_latest(tmp
         fake_run(tmp_path / "new", "cifar10", "resnet34", 0.86, finished="2026-11-02T00:00:00+00:00"),
         fake_run(tmp_path / "bf16", "cifar10", "resnet34", 0.90, dtype="bfloat16"),
     ]
-    assert row(table_lines(tmp_path, capsys, runs), "CIFAR-10")[3] == "**86.0** (1) / 89.6 (-3.6)"
+    assert row(table_lines(tmp_path, capsys, runs), "CIFAR-10")[3] == "**86.0** (1) / 89.58 (-3.6)"
 
 
 def test_runs_on_part_of_a_dataset_are_left_out_with_the_reason(tmp_path, capsys):
@@ -114,7 +147,7 @@ def test_runs_on_part_of_a_dataset_are_left_out_with_the_reason(tmp_path, capsys
     record["data"]["train"] = 3200  # the quickstart's sample
     (folder / "run.json").write_text(json.dumps(record))
     lines = table_lines(tmp_path, capsys, [folder])
-    assert row(lines, "Fashion-MNIST")[2] == "- / 93.4"
+    assert row(lines, "Fashion-MNIST")[2] == "- / 93.38"
     assert any("not a whole dataset of the paper" in line for line in lines)
 
 
@@ -293,6 +326,6 @@ def test_a_cell_of_several_seeds_shows_their_mean_and_spread_and_marks_a_paper_v
         fake_run(tmp_path / "b", "fashion_mnist", "vgg19", 0.0, seed_accuracies=[0.870, 0.872, 0.874]),
     ]
     cells = row(table_lines(tmp_path, capsys, runs), "Fashion-MNIST")
-    # 93.5 +- 0.4: the paper's 93.4 inside; 87.2 +- 0.2: the paper's 89.6 far outside (marked).
-    assert cells[2] == "**93.5 ± 0.4** (3) / 93.4 (+0.1)"
-    assert cells[1] == "**87.2 ± 0.2** (3) / 89.6 (-2.4)‡"
+    # 93.5 +- 0.4: the paper's 93.38 inside; 87.2 +- 0.2: the paper's 89.61 far outside (marked).
+    assert cells[2] == "**93.5 ± 0.4** (3) / 93.38 (+0.1)"
+    assert cells[1] == "**87.2 ± 0.2** (3) / 89.61 (-2.4)‡"

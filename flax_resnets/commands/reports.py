@@ -1,11 +1,13 @@
 """``python -m flax_resnets reports WORKDIR...``: one table row per run; with ``--plots``, redraw
-each run's curves.png and confusion.png."""
+each run's curves.png and confusion.png (``--paper_cell=CELL``: the paper's logged curves of that
+Table 1 cell beside the run's, for any run; by default a cell's config draws its own)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from flax_resnets.cli import command_parser
+from flax_resnets.config import TABLE1_CELLS
 from flax_resnets.errors import InputError
 from flax_resnets.runs.plots import write_plots
 from flax_resnets.runs.summary import format_table, run_summary
@@ -15,13 +17,18 @@ def main(argv: list[str]) -> int:
     parser = command_parser("reports", __doc__.splitlines()[0])
     parser.add_argument("workdirs", nargs="+")
     parser.add_argument("--plots", action="store_true", help="redraw curves.png and confusion.png")
+    parser.add_argument(
+        "--paper_cell",
+        choices=sorted(TABLE1_CELLS),
+        help="with --plots: draw this cell's logged curves from the paper beside each run's",
+    )
     args = parser.parse_args(argv)
     missing = [w for w in args.workdirs if not (Path(w) / "config.json").exists()]
     if missing:
         raise InputError(f"no run in {', '.join(missing)} (no config.json): pass training workdirs.")
     if args.plots:
         for workdir in args.workdirs:
-            for path in write_plots(Path(workdir)):
+            for path in write_plots(Path(workdir), args.paper_cell):
                 print(f"wrote {path}")
         return 0
     print(format_table([run_summary(Path(w)) for w in args.workdirs]))

@@ -1,6 +1,7 @@
 """The two pictures a run leaves in its workdir: learning curves and the test confusion matrix.
 
-``curves.png`` draws ``metrics.jsonl`` (training and validation loss and accuracy per epoch);
+``curves.png`` draws ``metrics.jsonl`` (training and validation loss and accuracy per epoch),
+beside the paper's own logged curves when the run is a Table 1 cell's recipe (``paper_cell``);
 ``confusion.png`` draws the confusion matrix in ``eval.json``, each row (true class) as fractions
 of its examples. Matplotlib draws off screen (no display needed) and only here.
 """
@@ -14,6 +15,7 @@ import numpy as np
 
 from flax_resnets.files import atomic_write
 from flax_resnets.runs.metrics import read_jsonl
+from flax_resnets.runs.paper import paper_curves
 
 CURVES = "curves.png"
 CONFUSION = "confusion.png"
@@ -30,35 +32,39 @@ def save(figure, path: Path) -> Path:
     return path
 
 
-def plot_curves(records: list[dict], title: str, path: Path) -> Path:
+def plot_curves(records: list[dict], title: str, path: Path, paper_cell: str = "") -> Path:
     """Loss and accuracy per epoch, training and validation, side by side; for a run of several
-    seeds, the members' mean with the band from their lowest to their highest."""
+    seeds, the members' mean with the band from their lowest to their highest; with
+    ``paper_cell``, the paper's logged run of that cell dashed beside them."""
     from matplotlib.ticker import MaxNLocator
 
     figure = new_figure(9, 3.6)
     epochs = [r["epoch"] for r in records]
     num_seeds = len(records[0].get("seeds", [])) if records else 0
-    for axes, metric, label in zip(
-        figure.subplots(1, 2), ("loss", "accuracy"), ("loss", "accuracy"), strict=True
-    ):
+    paper = paper_curves(paper_cell) if paper_cell else None
+    for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
         for split, style in (("train", "-o"), ("val", "-s")):
             field = f"{split}_{metric}"
             values = [r.get(field) for r in records]
+            name = "training" if split == "train" else "validation"
             if any(v is not None for v in values):
-                name = "training" if split == "train" else "validation"
-                if num_seeds > 1:
-                    name = f"{name}, mean of {num_seeds} seeds"
+                label = f"{name}, mean of {num_seeds} seeds" if num_seeds > 1 else name
                 (line,) = axes.plot(
-                    epochs, [np.nan if v is None else v for v in values], style, markersize=3, label=name
+                    epochs, [np.nan if v is None else v for v in values], style, markersize=3, label=label
                 )
                 if num_seeds > 1:
                     spread = np.array([[m[field] for m in r["seeds"]] for r in records], dtype=float)
                     axes.fill_between(epochs, spread.min(1), spread.max(1), color=line.get_color(), alpha=0.2)
+            if paper is not None:
+                colour = "C0" if split == "train" else "C1"
+                axes.plot(paper["epoch"], paper[field], "--", color=colour, alpha=0.6, label=f"paper, {name}")
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylabel(label)
+        axes.set_ylabel(metric)
         axes.grid(alpha=0.3)
-        axes.legend()
+        axes.legend(fontsize=7)
+    if paper is not None:
+        title = f"{title} (dashed: the paper's logged {paper_cell})"
     figure.suptitle(title)
     return save(figure, path)
 
@@ -86,8 +92,10 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], title: st
     return save(figure, path)
 
 
-def write_plots(workdir: Path) -> list[Path]:
-    """Draw whichever of the two pictures the workdir's files allow; return their paths."""
+def write_plots(workdir: Path, paper_cell: str | None = None) -> list[Path]:
+    """Draw whichever of the two pictures the workdir's files allow; return their paths. The
+    learning curves show the paper's logged run of ``paper_cell`` (default: the run's own
+    ``config.paper_cell``, set by a Table 1 cell's config)."""
     workdir = Path(workdir)
     config = json.loads((workdir / "config.json").read_text())
     name = f"{config['model']} on {config['dataset']}"
@@ -95,7 +103,8 @@ def write_plots(workdir: Path) -> list[Path]:
     metrics = workdir / "metrics.jsonl"
     records = read_jsonl(metrics) if metrics.exists() else []
     if records:
-        written.append(plot_curves(records, name, workdir / CURVES))
+        cell = config.get("paper_cell", "") if paper_cell is None else paper_cell
+        written.append(plot_curves(records, name, workdir / CURVES, cell))
     evaluation = workdir / "eval.json"
     report = json.loads(evaluation.read_text()) if evaluation.exists() else {}
     if "confusion" in report:

@@ -72,8 +72,9 @@ def run_record(config: Any, dataset: Any, history: list[dict]) -> dict[str, Any]
             "data_dir": config.data_dir,
             "class_names": list(dataset.class_names),
             "channels": dataset.channels,
-            "mean": list(dataset.mean),
+            "mean": list(dataset.mean),  # of the training pixels
             "std": list(dataset.std),
+            "normalization": [list(constants) for constants in dataset.normalization_constants()],
             "train": len(dataset.train),
             "validation": len(dataset.validation),
             "test": len(dataset.test),
