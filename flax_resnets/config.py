@@ -32,10 +32,12 @@ MAY_CHANGE_ON_RESUME = (
     "eval_batch_size",
 )
 # What runs recorded before a field existed did, where its default is not that: He et al.'s
-# initialisation was the only one before config.init; the data's own channels, black padding,
-# unaugmented validation images and a cosine over the whole run before the paper's code was read.
+# initialisation was the only one before config.init, the data's mean and std before
+# config.normalization; the data's own channels, black padding, unaugmented validation images and
+# a cosine over the whole run before the paper's code was read.
 FIELDS_BEFORE_THEY_EXISTED = {
     "init": "he",
+    "normalization": "data",
     "image_channels": 0,
     "pad_after_normalization": False,
     "augment_validation": False,

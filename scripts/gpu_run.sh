@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The device plan: on a lent GPU machine (no TensorFlow there), measure how seeds and cells share
-# the accelerator, then train the offline Table 1 cells with the paper's recipe, NUM_SEEDS seeds
-# each, PARALLEL cells at a time, within the call's budget, resumable by the next call.
+# The device plan: on a GPU machine without TensorFlow, measure how seeds and cells share the
+# accelerator, then train the offline Table 1 cells as the paper's code ran them (each cell's
+# config: flax_resnets.config.cell_config), Fashion-MNIST first, NUM_SEEDS seeds each, PARALLEL
+# cells at a time, within the call's budget, resumable by the next call.
 #
 #   FLAX_RESNETS_COMMIT=<sha> BUDGET_SECONDS=560 scripts/gpu_run.sh OUT DATA.npz...
 #

@@ -2,13 +2,14 @@
 
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from flax_resnets.commands import parity
-from flax_resnets.models import MODELS, create_model, layers
+from flax_resnets.models import MODELS, create_model, layers, named_arrays
 
 torch_models = pytest.importorskip("flax_resnets.twins.torch_models", reason="PyTorch: a test dependency")
 
@@ -18,7 +19,7 @@ def fresh_init_failures(name, init="paper"):
     sampling noise."""
     import torch
 
-    flax_params = parity.flax_arrays(nnx.state(create_model(name, seed=1, init=init), nnx.Param))
+    flax_params = named_arrays(nnx.state(create_model(name, seed=1, init=init), nnx.Param))
     torch.manual_seed(1)
     twin = torch_models.flax_layout_arrays(torch_models.torch_model(name))
     return parity.init_ratios(flax_params, {k: twin[k] for k in flax_params})[1]
@@ -48,11 +49,12 @@ def test_he_initialisation_draws_convolutions_from_fan_out_normals():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name, batch_size", [("resnet20", 4), ("plain20", 8), ("vgg19", 2), ("vgg19_bn", 2)]
+    "name, batch_size, num_steps",
+    [("resnet20", 4, 2), ("plain20", 8, 2), ("vgg19", 2, 2), ("vgg19_bn", 2, 1)],
 )
-def test_flax_and_pytorch_take_the_same_training_steps(name, batch_size):
+def test_flax_and_pytorch_take_the_same_training_steps(name, batch_size, num_steps):
     result = parity.compare_model(
-        name, batch_size=batch_size, num_steps=2, input_channels=3, num_classes=10, seed=0
+        name, batch_size=batch_size, num_steps=num_steps, input_channels=3, num_classes=10, seed=0
     )
     assert result["failures"] == []
     # In float64 the two frameworks agree to rounding: the same computation, step for step.
@@ -77,16 +79,23 @@ def test_parity_catches_a_batch_norm_that_keeps_the_biased_variance(monkeypatch)
 
 
 @pytest.mark.slow
-def test_parity_feeds_the_flax_steps_dropout_masks_to_the_twin(monkeypatch):
-    """With its own masks (another key's), the twin computes something else: the check compares
-    dropout, it does not switch it off."""
-    shape = {"batch_size": 2, "num_steps": 1, "input_channels": 3, "num_classes": 10, "seed": 0}
-    result = parity.compare_model("vgg19", **shape)
-    assert result["float64"]["logits train"] < 1e-9
-    other_key = parity.flax_dropout_masks
-    monkeypatch.setattr(parity, "flax_dropout_masks", lambda rng, step: other_key(rng, step + 1))
-    result = parity.compare_model("vgg19", **shape)
-    assert result["float64"]["logits train"] > 1e-3 and result["failures"]
+def test_parity_feeds_the_flax_steps_dropout_masks_to_the_twin():
+    """With the Flax step's masks the twin takes the same step in float64; with another step's, it
+    computes something else: the check compares dropout, it does not switch it off."""
+    import torch
+
+    config = parity.default_config(model="vgg8")
+    config.update(schedule="cosine", cosine_period_epochs=0, num_epochs=1)
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((2, 4, 32, 32, 3))
+    labels = rng.integers(0, 10, (2, 4)).astype(np.int32)
+    flax64, start, dropout_rng = parity.run_flax(config, 4, images, labels, num_classes=10, float64=True)
+    shape = {"num_classes": 10, "dtype": torch.float64}
+    same = parity.run_twin("vgg8", start, dropout_rng, 4, images, labels, **shape)
+    assert max(parity.compare_outcomes(flax64, same).values()) < 1e-9
+    other_rng = np.asarray(jax.random.key_data(jax.random.key(99)))
+    other = parity.run_twin("vgg8", start, other_rng, 4, images, labels, **shape)
+    assert parity.compare_outcomes(flax64, other)["logits train"] > 1e-3
 
 
 def test_the_schedule_is_torchs_cosine_annealing_epoch_by_epoch():
@@ -95,7 +104,7 @@ def test_the_schedule_is_torchs_cosine_annealing_epoch_by_epoch():
 
 def test_load_refuses_weights_that_do_not_fit_the_twin():
     twin = torch_models.torch_model("resnet8")
-    arrays = parity.flax_arrays(nnx.state(create_model("plain20"), (nnx.Param, nnx.BatchStat)))
+    arrays = named_arrays(nnx.state(create_model("plain20"), (nnx.Param, nnx.BatchStat)))
     with pytest.raises(ValueError, match="no Flax counterpart|shape"):
         torch_models.load_flax_weights(twin, arrays)
 
@@ -104,7 +113,7 @@ def test_plain_twins_have_no_shortcuts():
     import torch
 
     plain, residual = torch_models.torch_model("plain20"), torch_models.torch_model("resnet20")
-    arrays = parity.flax_arrays(nnx.state(create_model("plain20"), (nnx.Param, nnx.BatchStat)))
+    arrays = named_arrays(nnx.state(create_model("plain20"), (nnx.Param, nnx.BatchStat)))
     for twin in (plain, residual):
         torch_models.load_flax_weights(twin, arrays)  # option-A shortcuts: the same tensors
     # Training mode: batch statistics keep the plain network's signal from vanishing.

@@ -54,7 +54,7 @@ from flax_resnets.commands import parity_train
 from flax_resnets.config import default_config
 from flax_resnets.data.feeds import stacked_step
 from flax_resnets.errors import InputError
-from flax_resnets.models import require_models
+from flax_resnets.models import named_arrays, require_models
 from flax_resnets.models.layers import dropout_mask
 from flax_resnets.models.vgg import DROPOUT_RATE
 from flax_resnets.runs.summary import format_table
@@ -70,11 +70,6 @@ SCHEDULE_EPOCHS = 40
 NOISE_FACTOR = 10.0
 FLOOR = 4e-6
 Arrays = dict[tuple[str, ...], np.ndarray]
-
-
-def flax_arrays(state: Any) -> Arrays:
-    """Every array of an ``nnx.State`` by its path of strings: ("blocks", "0", "conv1", "kernel")."""
-    return {tuple(str(k) for k in path): np.asarray(v[...]) for path, v in nnx.to_flat_state(state)}
 
 
 def relative_difference(ours: Mapping, theirs: Mapping) -> float:
@@ -169,7 +164,7 @@ def run_flax(
         graphdef, state = steps.create_train_state(
             config, num_classes=num_classes, input_channels=images.shape[-1], optimizer=optimizer
         )
-        start = {**flax_arrays(state.params), **flax_arrays(state.batch_stats)}
+        start = {**named_arrays(state.params), **named_arrays(state.batch_stats)}
         if float64:
             state = jax.tree.map(lambda x: x.astype(np.float64) if x.dtype == np.float32 else x, state)
             images = images.astype(np.float64)
@@ -187,7 +182,7 @@ def run_flax(
         inputs = parallel.global_batch({"image": images, "label": labels}, mesh, batch_axis=1)
         dropout_rng = np.asarray(state.dropout_rng)
         state = train(parallel.replicate(state, mesh), inputs, {}, len(images))
-        after = {**flax_arrays(state.params), **flax_arrays(state.batch_stats)}
+        after = {**named_arrays(state.params), **named_arrays(state.batch_stats)}
         outcome.update(split_arrays(after, start))
         outcome["logits eval"] = logits(state, False)
     return outcome, start, dropout_rng
@@ -219,13 +214,8 @@ def run_twin(
     the units the Flax steps drop."""
     import torch
 
-    from flax_resnets.twins.torch_models import (
-        feed_dropout_masks,
-        flax_layout_arrays,
-        load_flax_weights,
-        paper_sgd,
-        torch_model,
-    )
+    from flax_resnets.twins.torch_models import flax_layout_arrays, load_flax_weights, paper_sgd, torch_model
+    from flax_resnets.twins.torch_modules import feed_dropout_masks
 
     twin = torch_model(name, images.shape[-1], num_classes)
     load_flax_weights(twin, start)

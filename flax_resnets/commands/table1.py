@@ -30,6 +30,7 @@ from flax_resnets.config import TABLE1_DATASETS, TABLE1_MODELS, cell_config, rec
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_text
+from flax_resnets.models import layer_init
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.paper import TABLE1_IS_VALIDATION, paper_runs
 
@@ -108,13 +109,17 @@ def column(model: str) -> str:
 
 
 def recipe_changes(config: dict[str, Any], cell: str) -> list[str]:
-    """The recipe fields in which the run differs from ``cell``'s, as ``field=value``."""
+    """The recipe fields in which the run differs from ``cell``'s, as ``field=value`` (an ``init``
+    by what it builds: "pytorch" is the paper's for a ResNet)."""
     recipe = cell_config(cell)
-    return [
-        f"{field}={config.get(field)!r}"
-        for field in recipe
-        if field not in NOT_RECIPE and config.get(field) != recipe[field]
-    ]
+    changes = []
+    for field in recipe:
+        ours, theirs = config.get(field), recipe[field]
+        if field == "init":
+            ours, theirs = layer_init(config["model"], ours), layer_init(recipe.model, theirs)
+        if field not in NOT_RECIPE and ours != theirs:
+            changes.append(f"{field}={config.get(field)!r}")
+    return changes
 
 
 def from_image_folder(run: dict[str, Any]) -> bool:

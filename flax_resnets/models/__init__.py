@@ -16,6 +16,7 @@ from flax_resnets.models.registry import (
     count_parameters,
     create_model,
     layer_init,
+    named_arrays,
     require_init,
     require_models,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "count_parameters",
     "create_model",
     "layer_init",
+    "named_arrays",
     "require_init",
     "require_models",
 ]

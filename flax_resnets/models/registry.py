@@ -24,6 +24,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax import lax
 
@@ -156,3 +157,8 @@ def create_model(
 def count_parameters(model: nnx.Module) -> int:
     """Trainable parameters (BatchNorm running statistics excluded), as PyTorch counts them."""
     return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def named_arrays(state: nnx.State) -> dict[tuple[str, ...], np.ndarray]:
+    """Every array of an ``nnx.State`` by its path of strings: ("blocks", "0", "conv1", "kernel")."""
+    return {tuple(str(k) for k in path): np.asarray(v[...]) for path, v in nnx.to_flat_state(state)}
