@@ -10,6 +10,8 @@
     models          parameters and GFLOPs of every model
     input_pipeline  throughput of the tf.data training pipeline
     figures         the degradation experiment and loss landscapes, as pictures and numbers
+    predict         classify image files with a trained run
+    export          a trained run's model for PyTorch, or as named arrays
 
 ``python -m flax_resnets COMMAND --help`` describes each one.
 """
@@ -23,7 +25,7 @@ from flax_resnets.cli import refuse, run_command
 
 COMMANDS = (
     *("train", "table1", "sweep", "benchmark", "parity", "reports"),
-    *("data", "models", "input_pipeline", "figures"),
+    *("data", "models", "input_pipeline", "figures", "predict", "export"),
 )
 
 

@@ -1,4 +1,7 @@
-"""TensorFlow for decoding only: images read by tf.data, resized to 32x32, held as uint8 arrays."""
+"""TensorFlow for decoding only: images read by tf.data, resized to 32x32, held as uint8 arrays.
+
+``decode_image_files`` is that path for any list of image files (what a trained model is asked
+to classify), so that they are decoded and resized exactly as its training images were."""
 
 from __future__ import annotations
 
@@ -20,6 +23,42 @@ def tensorflow() -> Any:
 
     tf.config.set_visible_devices([], "GPU")
     return tf
+
+
+def tf_decode_file(path: Any, channels: int) -> Any:
+    """Inside tf.data: an image file decoded to ``channels`` (1 or 3) channels, at its own size."""
+    tf = tensorflow()
+    contents = tf.io.read_file(path)
+    # PNG and JPEG convert to the wanted channels themselves; BMP, GIF and WebP decode to RGB
+    # (a greyscale image's first channel is the image).
+    native = tf.logical_or(tf.io.is_jpeg(contents), tf.strings.substr(contents, 0, 4) == b"\x89PNG")
+    return tf.cond(
+        native,
+        lambda: tf.io.decode_image(contents, channels=channels, expand_animations=False),
+        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False)[..., :channels],
+    )
+
+
+def decode_image_files(paths: list[str], channels: int) -> np.ndarray:
+    """Image files as uint8 (N, 32, 32, ``channels``), decoded and resized as an image folder's."""
+    tf = tensorflow()
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
+    decoded = ds.map(lambda path: (tf_decode_file(path, channels), 0), num_parallel_calls=tf.data.AUTOTUNE)
+    return decode_to_arrays(decoded, channels).images
+
+
+def resize_arrays(images: list[np.ndarray]) -> np.ndarray:
+    """uint8 (H, W, C) images of any size as (N, 32, 32, C), resized as an image folder's."""
+    tf = tensorflow()
+    channels = images[0].shape[-1]
+    ds = tf.data.Dataset.from_generator(
+        lambda: ((image, 0) for image in images),
+        output_signature=(
+            tf.TensorSpec((None, None, channels), tf.uint8),
+            tf.TensorSpec((), tf.int32),
+        ),
+    )
+    return decode_to_arrays(ds, channels).images
 
 
 def decode_to_arrays(ds: Any, channels: int) -> Split:

@@ -21,10 +21,11 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from flax_resnets.data.arrays import pixel_statistics
-from flax_resnets.data.decoding import decode_to_arrays, tensorflow
+from flax_resnets.data.decoding import decode_image_files, decode_to_arrays, tensorflow, tf_decode_file
 from flax_resnets.errors import InputError, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -120,17 +121,7 @@ def decode_image_folder(root: Path) -> dict[str, Any]:
         warn(f"skipped {count} entries of {root} that are not images (hidden, folders, others): {example}")
 
     def decode(path: Any, label: Any) -> tuple[Any, Any]:
-        contents = tf.io.read_file(path)
-        # PNG and JPEG convert to the wanted channels themselves; BMP, GIF and WebP decode to RGB
-        # (all of a greyscale folder's images are grey, so their first channel is the image).
-        native = tf.logical_or(tf.io.is_jpeg(contents), tf.strings.substr(contents, 0, 4) == b"\x89PNG")
-        channels = listing.channels
-        image = tf.cond(
-            native,
-            lambda: tf.io.decode_image(contents, channels=channels, expand_animations=False),
-            lambda: tf.io.decode_image(contents, channels=3, expand_animations=False)[..., :channels],
-        )
-        return image, label
+        return tf_decode_file(path, listing.channels), label
 
     splits = {}
     for split, examples in listing.examples.items():
@@ -146,3 +137,17 @@ def decode_image_folder(root: Path) -> dict[str, Any]:
             ) from error
     mean, std = pixel_statistics(splits["train"].images)
     return {**splits, "dataset": "image_folder", "class_names": listing.labels, "mean": mean, "std": std}
+
+
+def read_image_files(paths: list[str], channels: int) -> np.ndarray:
+    """Image files as uint8 (N, 32, 32, ``channels``), decoded and resized as an image folder's
+    images are (a grey image decoded into 3 channels is repeated, a colour one into 1 made grey);
+    a file that is not a readable image is refused, named."""
+    image_channels(paths)  # every header read first
+    tf = tensorflow()
+    try:
+        return decode_image_files(paths, channels)
+    except tf.errors.OpError as error:
+        raise first_undecodable(paths) or InputError(
+            f"the images cannot be decoded ({error.message.splitlines()[0]})."
+        ) from error

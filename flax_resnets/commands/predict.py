@@ -1,0 +1,72 @@
+"""``python -m flax_resnets predict --workdir=W IMAGE_OR_FOLDER...``: classify images with a trained run.
+
+    python -m flax_resnets predict --workdir=runs/c10_r18 photos/cat.jpg photos/more/
+    python -m flax_resnets predict --workdir=runs/c10_r18 --checkpoint=latest --top_k=1 --json photos/
+
+Prints one line per image: its path, then the ``--top_k`` classes with their probabilities. A
+folder stands for every image file inside it (sorted, hidden entries skipped); files are decoded
+and resized as the run's image folders were. ``--json``: a list of {"path", "top": [{"class",
+"probability"}, ...]} instead. A run of several seeds needs ``--seed``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from flax_resnets.cli import command_parser, positive_int
+from flax_resnets.data.image_folder import IMAGE_SUFFIXES, read_image_files
+from flax_resnets.errors import InputError
+from flax_resnets.inference import load_run
+
+
+def image_paths(targets: list[Path]) -> list[Path]:
+    """The image files named, and those inside the folders named (sorted, hidden entries skipped)."""
+    paths = []
+    for target in targets:
+        if target.is_dir():
+            inside = sorted(
+                path
+                for path in target.rglob("*")
+                if path.is_file()
+                and path.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in path.relative_to(target).parts)
+            )
+            if not inside:
+                raise InputError(f"{target} holds no image files ({', '.join(IMAGE_SUFFIXES)}): pass images.")
+            paths += inside
+        elif target.is_file():
+            paths.append(target)
+        else:
+            raise InputError(f"{target} does not exist: pass image files or folders of them.")
+    return paths
+
+
+def main(argv: list[str]) -> int:
+    parser = command_parser("predict", __doc__.splitlines()[0])
+    parser.add_argument("targets", nargs="+", type=Path, help="image files or folders of them")
+    parser.add_argument("--workdir", type=Path, required=True, help="the trained run")
+    parser.add_argument("--checkpoint", default="best", help="best, latest or a step number")
+    parser.add_argument("--seed", type=int, help="which member of a run of several seeds")
+    parser.add_argument("--top_k", type=positive_int, default=3, help="classes shown per image")
+    parser.add_argument("--json", action="store_true", help="a JSON list instead of lines")
+    args = parser.parse_args(argv)
+    paths = image_paths(args.targets)
+    run = load_run(args.workdir, args.checkpoint, args.seed)
+    images = read_image_files([str(path) for path in paths], run.channels)
+    probabilities = run.predict(images)
+    top_k = min(args.top_k, len(run.class_names))
+    results = []
+    for path, row in zip(paths, probabilities, strict=True):
+        best = np.argsort(-row, kind="stable")[:top_k]
+        top = [{"class": run.class_names[k], "probability": float(row[k])} for k in best]
+        results.append({"path": str(path), "top": top})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            top = ", ".join(f"{item['class']} ({item['probability']:.1%})" for item in result["top"])
+            print(f"{result['path']}: {top}")
+    return 0

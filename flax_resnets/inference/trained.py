@@ -1,0 +1,202 @@
+"""A trained run in Python: ``load_run(workdir)`` gives its model and what using it needs.
+
+>>> run = flax_resnets.load_run("runs/c10_r18")            # the best checkpoint, evaluation mode
+>>> probabilities = run.predict(images)                     # uint8 (N, H, W, C) arrays or PIL images
+>>> [run.class_names[k] for k in probabilities.argmax(-1)]
+
+``preprocess`` does to any images what the run's data pipeline did to its test images: greyscale
+or colour converted to the model's channels (a grey image repeated into 3 for the paper's
+Fashion-MNIST models), resized to 32x32 as its image folders were (TensorFlow's antialiased
+bilinear; Pillow's bilinear where TensorFlow is not installed), normalised with the run's constants.
+Nothing here imports TensorFlow until an image needs resizing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from flax_resnets.config import DATA_RECORD, recorded_config, validate_config
+from flax_resnets.data.arrays import IMAGE_SIZE
+from flax_resnets.data.sources import PYTORCH_CIFAR_NORMALIZATION, only_logged_errors
+from flax_resnets.errors import InputError
+from flax_resnets.runtime import members
+from flax_resnets.training import steps
+from flax_resnets.training.checkpoints import Checkpoints
+from flax_resnets.training.evaluate import choose_steps, restore_members
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """One trained model of a run, in evaluation mode, with what its inputs must be."""
+
+    model: nnx.Module
+    name: str  # the zoo model, e.g. "resnet18"
+    class_names: tuple[str, ...]
+    channels: int  # of the images the model takes (32x32)
+    mean: tuple[float, ...]  # normalisation per channel, on pixels in [0, 1]
+    std: tuple[float, ...]
+    seed: int
+    checkpoint_step: int
+    config: ml_collections.ConfigDict
+
+    image_size = IMAGE_SIZE
+
+    def preprocess(self, images: Any) -> np.ndarray:
+        """Images (a PIL image, a uint8 (H, W), (H, W, C) or (N, H, W, C) array, or a list of
+        those) as the model's float32 (N, 32, 32, channels) input."""
+        pixels = to_model_size(as_uint8_list(images), self.channels).astype(np.float32) / 255.0
+        return (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+
+    def logits(self, images: Any, *, batch_size: int = 256) -> np.ndarray:
+        """The model's logits for the images, (N, classes), in batches of ``batch_size``."""
+        inputs = self.preprocess(images)
+        batches = [inputs[start : start + batch_size] for start in range(0, len(inputs), batch_size)]
+        return np.concatenate([np.asarray(forward(self.model, batch)) for batch in batches])
+
+    def predict(self, images: Any, *, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities (N, classes), softmax of ``logits``."""
+        return np.asarray(jax.nn.softmax(self.logits(images, batch_size=batch_size), axis=-1))
+
+
+@nnx.jit
+def forward(model: nnx.Module, images: jax.Array) -> jax.Array:
+    return model(images, train=False)
+
+
+def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | None = None) -> TrainedModel:
+    """The model of a run in ``workdir``: its best checkpoint by validation accuracy ("best"), the
+    latest ("latest") or a step. A run of several seeds needs ``seed``: which member."""
+    workdir = Path(workdir)
+    recorded = recorded_config(workdir)
+    if recorded is None:
+        raise InputError(f"{workdir} holds no run (no config.json): pass a training workdir.")
+    config = ml_collections.ConfigDict(recorded)
+    validate_config(config)
+    seeds = members.member_seeds(config.seed, config.num_seeds)
+    if seed is None and len(seeds) > 1:
+        raise InputError(
+            f"{workdir} holds a run of {len(seeds)} seeds ({', '.join(map(str, seeds))}): choose one with "
+            "seed=K (--seed=K)."
+        )
+    if seed is not None and seed not in seeds:
+        raise InputError(f"{workdir} has no seed {seed}; its seeds are {', '.join(map(str, seeds))}.")
+    member = seeds.index(seed) if seed is not None else 0
+    data = read_json(workdir / DATA_RECORD, "the data it trained on")
+    class_names, channels = tuple(data["class_names"]), int(data["image_shape"][-1])
+    mean, std = normalization(workdir, config, channels)
+    with (
+        only_logged_errors(),
+        Checkpoints(  # orbax's notices about reading a run are not news here
+            workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds, read_only=True
+        ) as checkpoints,
+    ):
+        which = str(checkpoint)
+        member_steps = choose_steps(checkpoints, which, config.num_seeds)
+        graphdef, abstract = steps.abstract_model_state(
+            config, num_classes=len(class_names), input_channels=channels
+        )
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+        state = members.split(restore_members(checkpoints, member_steps, abstract), config.num_seeds)[member]
+    model = nnx.merge(graphdef, state["params"], state["batch_stats"])
+    model.eval()
+    return TrainedModel(
+        model=model,
+        name=config.model,
+        class_names=class_names,
+        channels=channels,
+        mean=mean,
+        std=std,
+        seed=seeds[member],
+        checkpoint_step=member_steps[member],
+        config=config,
+    )
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path} ({what}) cannot be read ({error}): restore it from a backup.") from error
+
+
+def normalization(workdir: Path, config: ml_collections.ConfigDict, channels: int) -> tuple[tuple, tuple]:
+    """The per-channel (mean, std) the run normalised its images with."""
+    if config.normalization == "plus_minus_one":
+        return (0.5,) * channels, (0.5,) * channels
+    if config.normalization == "pytorch_cifar":
+        return PYTORCH_CIFAR_NORMALIZATION
+    if not (workdir / "run.json").exists():
+        raise InputError(
+            f"{workdir} normalised with its training images' statistics, which its run.json records at "
+            "the end of training: finish the run first."
+        )
+    data = read_json(workdir / "run.json", "the finished run's record")["data"]
+    mean, std = data.get("normalization") or (data["mean"], data["std"])
+    return tuple(mean), tuple(std)
+
+
+def as_uint8_list(images: Any) -> list[np.ndarray]:
+    """Images as a list of uint8 (H, W, C) arrays."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        items = list(images)
+    elif isinstance(images, (list, tuple)):
+        items = list(images)
+    else:
+        items = [images]
+    arrays = []
+    for item in items:
+        if hasattr(item, "mode") and item.mode not in ("L", "RGB"):  # a PIL image: palette, alpha, ...
+            item = item.convert("RGB")
+        array = np.asarray(item)
+        if array.dtype != np.uint8:
+            raise InputError(f"images must be uint8 pixels (0-255), got {array.dtype}: convert them first.")
+        arrays.append(array[..., None] if array.ndim == 2 else array)
+    return arrays
+
+
+def to_model_size(images: list[np.ndarray], channels: int) -> np.ndarray:
+    """uint8 (N, 32, 32, channels): each image in the model's channels (a grey one repeated, as
+    the run's data did after resizing: the same, channel by channel), then resized if needed."""
+    converted = []
+    for image in images:
+        if image.shape[-1] == 4:
+            image = image[..., :3]  # alpha dropped
+        if image.shape[-1] == 3 and channels == 1:
+            image = np.asarray(grey(image))[..., None]
+        if image.shape[-1] == 1 and channels == 3:
+            image = np.repeat(image, 3, axis=-1)
+        converted.append(image)
+    if all(image.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE) for image in converted):
+        return np.stack(converted)
+    return resized(converted)
+
+
+def grey(image: np.ndarray) -> Any:
+    from PIL import Image
+
+    return Image.fromarray(image).convert("L")
+
+
+def resized(images: list[np.ndarray]) -> np.ndarray:
+    """(N, 32, 32, C) uint8: TensorFlow's resize as in training, or Pillow's bilinear without it."""
+    try:
+        from flax_resnets.data.decoding import resize_arrays
+
+        return resize_arrays(images)
+    except ImportError:
+        from PIL import Image
+
+        size = (IMAGE_SIZE, IMAGE_SIZE)
+        pillow = [Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image) for image in images]
+        return np.stack([np.asarray(image.resize(size, Image.BILINEAR)) for image in pillow]).reshape(
+            len(images), *size, -1
+        )
