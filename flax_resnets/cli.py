@@ -156,11 +156,38 @@ def without_flag(argv: list[str], name: str) -> list[str]:
     return kept
 
 
+TRAIN_FLAGS_MODULE = "flax_resnets.commands.train"  # where main.py's flags are defined
+
+
+def print_main_help(program: str) -> NoReturn:
+    """main.py's --help: how it is called and every flag a user types, exit status 0 (absl's own
+    --help lists only the flags of main.py's module, which has none, and exits 1)."""
+    lines = [
+        f"usage: {program} --config=CONFIG_FILE --workdir=DIR [--mode=train|eval] "
+        "[--checkpoint=best|latest|STEP] [--config.FIELD=VALUE ...]",
+        "",
+        (sys.modules[TRAIN_FLAGS_MODULE].__doc__ or "").strip(),
+        "",
+        "flags:",
+        "  --config: a config file, e.g. configs/cifar10_resnet18.py (configs/<dataset>_<model>.py are",
+        "    the paper's Table 1 cells); required to train, read from the workdir to evaluate.",
+        "  --config.FIELD=VALUE: a field of the config changed, e.g. --config.num_seeds=3 (the README",
+        "    lists the fields).",
+    ]
+    for flag in sorted(flags.FLAGS.get_flags_for_module(TRAIN_FLAGS_MODULE), key=lambda f: f.name):
+        default = "" if flag.default is None else f" (default: {flag.default})"
+        lines.append(f"  --{flag.name}: {flag.help}{default}")
+    print("\n".join(lines))
+    sys.exit(0)
+
+
 def main_flags_parser(argv: list[str]) -> list[str]:
     """``app.run``'s flags parser for main.py: the config file is loaded once, here, and its fields
     checked; absl then parses the other flags and applies the ``--config.FIELD`` overrides."""
     from ml_collections import config_flags
 
+    if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
+        print_main_help(argv[0])
     spec = flag_value(argv[1:], "config")
     if spec is not None:
         config = load_config_file(spec)

@@ -48,6 +48,9 @@ BAD_ARGUMENTS = [
     (["train", "--config=configs/nope.py", "--workdir=/tmp/never"], "there is no such file"),
     (["table1", "--no_such_flag"], "unrecognized arguments: --no_such_flag"),
     (["table1", "--keep", "/nonexistent/run"], "only finished runs"),
+    (["table1", "/nonexistent/run"], "/nonexistent/run: no such folder"),
+    (["predict", "--workdir=/nonexistent/run", "README.md"], "holds no run"),
+    (["export", "--workdir=/nonexistent/run", "--out=m.pt"], "holds no run"),
     (["sweep", "--cells=cifar10_resnet19", "--workdir_root=/tmp/never", "--budget_seconds=1"], "resnet19"),
     (["benchmark", "--models=resnet19"], "Unknown model(s) resnet19"),
     (["benchmark", "--batch_sizes=abc"], "expected comma-separated positive integers, got 'abc'"),
@@ -84,3 +87,12 @@ def test_every_command_refuses_bad_arguments_in_one_line(args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("program", [["main.py"], ["-m", "flax_resnets", "train"]], ids=["main.py", "train"])
+def test_main_answers_help_with_every_flag_a_user_types(program):
+    result = subprocess.run([sys.executable, *program, "--help"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("usage: ")
+    for flag in ("--config:", "--config.FIELD=VALUE:", "--workdir:", "--mode:", "--checkpoint:"):
+        assert f"\n  {flag}" in result.stdout, flag

@@ -232,6 +232,13 @@ def test_exported_file_holds_the_same_dataset(sample, exported_sample):
     )
 
 
+def test_an_exported_file_is_read_whatever_the_case_of_its_suffix(sample, exported_sample, tmp_path):
+    shouted = tmp_path / "SAMPLE.NPZ"
+    shouted.write_bytes(exported_sample.read_bytes())
+    read = load_dataset("image_folder", data_dir=str(shouted))
+    np.testing.assert_array_equal(read.test.images, sample.test.images)
+
+
 def test_exported_file_of_another_dataset_or_missing_is_refused(exported_sample, tmp_path):
     with pytest.raises(InputError, match="holds 'image_folder', not 'cifar10'"):
         load_dataset("cifar10", data_dir=str(exported_sample))

@@ -93,7 +93,7 @@ def test_two_processes_train_resume_and_end_where_one_process_ends(
         assert record["val_accuracy"] == reference["val_accuracy"]
     # Sums over the batch are split across processes: float32 rounding, 9 steps compounded (3.6e-7
     # at most, measured). A process normalizing or training on only its own half would be off by
-    # far more, and so was BatchNorm's one-pass variance (2.6e-5, issue 24).
+    # far more, and so was BatchNorm's one-pass variance (2.6e-5).
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6),
         saved_state(tmp_path / "two", 9),

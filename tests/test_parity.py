@@ -102,6 +102,22 @@ def test_the_schedule_is_torchs_cosine_annealing_epoch_by_epoch():
     assert parity.compare_schedule() <= parity.SCHEDULE_TOLERANCE
 
 
+def test_the_twins_module_imports_torch_alone_and_states_the_models_constants():
+    """``torch_modules.py`` is copied beside exported weights: nothing of this project in it."""
+    import ast
+
+    from flax_resnets.models import alexnet, vgg
+    from flax_resnets.twins import torch_modules
+
+    nodes = list(ast.walk(ast.parse(open(torch_modules.__file__).read())))
+    imported = {alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in nodes if isinstance(node, ast.ImportFrom)}
+    imported = {name.split(".")[0] for name in imported}
+    assert imported == {"__future__", "collections", "typing", "torch"}
+    assert torch_modules.DROPOUT_RATE == alexnet.DROPOUT_RATE == vgg.DROPOUT_RATE
+    assert torch_modules.FEATURE_MAP_SIZE == alexnet.FEATURE_MAP_SIZE
+
+
 def test_load_refuses_weights_that_do_not_fit_the_twin():
     twin = torch_models.torch_model("resnet8")
     arrays = named_arrays(nnx.state(create_model("plain20"), (nnx.Param, nnx.BatchStat)))

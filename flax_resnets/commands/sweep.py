@@ -34,6 +34,7 @@ from flax_resnets import config
 from flax_resnets.cli import command_parser, positive_int
 from flax_resnets.commands import table1
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
+from flax_resnets.data.sources import is_array_file
 from flax_resnets.errors import InputError
 
 CELL_CONFIG = Path(config.__file__)  # its get_config(cell): the paper's recipe for a cell
@@ -56,7 +57,7 @@ def data_flags(key: str, path: Path) -> list[str]:
     """The config flags that read ``path`` for the cells of dataset ``key``: an exported file names
     its dataset, a folder is one. A file exported from another of the paper's datasets, or with
     images of other channels than ``key``'s, is refused."""
-    if path.suffix != ".npz":
+    if not is_array_file(path):
         return ["--config.dataset=image_folder", f"--config.data_dir={path}"]
     try:
         source = load_arrays(path, only=("dataset", "train"))

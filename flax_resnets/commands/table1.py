@@ -12,7 +12,7 @@ paper's dataset. A run whose recipe is not the cell's as the paper's code ran it
 (``flax_resnets.config.cell_config``) is marked, with the fields it changed.
 
 Finished runs are kept in the repository under ``results/runs/<dataset>_<model>/``
-(``--keep WORKDIR...`` copies them there), so the table fills up across machines and sessions;
+(``--keep WORKDIR...`` copies them there), so the table fills up across machines;
 the table itself is written to ``results/table1.md``.
 """
 
@@ -326,6 +326,9 @@ def main(argv: list[str]) -> int:
             print(f"kept {workdir} as {keep(workdir, args.results)}")
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise InputError(f"{error}: only finished runs on the paper's datasets can be kept.") from error
+    missing = [str(folder) for folder in args.run_dirs if not folder.is_dir()]
+    if missing:
+        raise InputError(f"{', '.join(missing)}: no such folder; pass the workdirs of finished runs.")
     kept = sorted(p for p in (args.results / "runs").glob("*") if p.is_dir())
     runs, skipped = collect([*kept, *args.run_dirs])
     table = render(runs, skipped)

@@ -76,7 +76,7 @@ def load_dataset(
         raise InputError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}.")
     if not 0.0 <= validation_fraction < 1.0:
         raise InputError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
-    if data_dir and data_dir.endswith(".npz"):
+    if data_dir and is_array_file(data_dir):
         source = read_exported(name, Path(data_dir))
     elif name == "image_folder":
         source = read_image_folder(data_dir)
@@ -132,6 +132,11 @@ def load_config_dataset(config: Any) -> Dataset:
             )
         return dataclasses.replace(dataset, normalization=PYTORCH_CIFAR_NORMALIZATION)
     return dataset
+
+
+def is_array_file(data_dir: str | Path) -> bool:
+    """Whether ``data_dir`` names an exported array file (``.npz``, in any case) rather than a folder."""
+    return Path(data_dir).suffix.lower() == ".npz"
 
 
 def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """What makes training faster on a CPU: a compile option, and the convolution to build models with.
 
 By default XLA:CPU (jaxlib 0.10) hands convolutions to the YNNPACK library. Timed alternately in
-one process on a 2-core machine, XLA's own (Eigen) convolutions, with YNNPACK kept for
-reductions only, trained resnet20 and resnet18 1.1-1.4x faster at batch 16 and 128 (issue 5 has
-the measurements). The option is passed per compilation, so it touches neither the process's
-``XLA_FLAGS`` nor other programs; it is left out off CPU, where a user's ``XLA_FLAGS`` already
-set it, and where the running jaxlib does not know it.
+one process on a 2-core CPU, XLA's own (Eigen) convolutions, with YNNPACK kept for reductions
+only, trained resnet20 and resnet18 1.1-1.4x faster at batch 16 and 128. The option is passed
+per compilation, so it touches neither the process's ``XLA_FLAGS`` nor other programs; it is left
+out off CPU, where a user's ``XLA_FLAGS`` already set it, and where the running jaxlib does not
+know it.
 """
 
 from __future__ import annotations
