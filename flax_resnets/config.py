@@ -18,6 +18,7 @@ from ml_collections import config_dict as config_dicts
 from flax_resnets.data.pipelines import PIPELINES
 from flax_resnets.data.sources import DATASET_NAMES, IMAGE_CHANNELS, NORMALIZATIONS
 from flax_resnets.errors import InputError
+from flax_resnets.files import read_json_object
 from flax_resnets.models import require_init, require_models
 
 # Fields that may change between the runs of one workdir without changing the results. Not
@@ -45,6 +46,9 @@ FIELDS_BEFORE_THEY_EXISTED = {
     "paper_cell": "",
 }
 DTYPES = ("float32", "bfloat16")
+# Seeds become 32-bit keys (JAX's, the device feed's int32 arrays): larger ones would wrap around
+# onto smaller seeds' randomness.
+SEED_LIMIT = 2**31
 SCHEDULES = ("cosine", "cosine_epochs", "multistep", "onecycle")
 
 
@@ -183,6 +187,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for field in ("seed", "split_seed", "train_images", "cosine_period_epochs"):
         if config[field] < 0:
             raise InputError(f"config.{field} must be 0 or more, got {config[field]}.")
+    if config.seed + max(config.num_seeds, 1) - 1 >= SEED_LIMIT or config.split_seed >= SEED_LIMIT:
+        raise InputError(
+            f"config.seed (+ num_seeds - 1) and config.split_seed must be below 2**31 = {SEED_LIMIT}, "
+            f"got seed={config.seed}, num_seeds={config.num_seeds}, split_seed={config.split_seed}."
+        )
     require_models([config.model])
     if config.dataset not in DATASET_NAMES:
         raise InputError(f"Unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASET_NAMES)}.")
@@ -251,13 +260,9 @@ def recorded_config(workdir: Path) -> dict[str, Any] | None:
     path = Path(workdir) / "config.json"
     if not path.exists():
         return None
-    try:
-        recorded = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise InputError(
-            f"{path} cannot be read ({error}): restore it from a backup, or use a new --workdir."
-        ) from error
+    recorded = read_json_object(path, "restore it from a backup, or use a new --workdir")
     return {**config_dict(default_config()), **FIELDS_BEFORE_THEY_EXISTED, **recorded}
+
 
 
 def check_workdir(workdir: Path) -> None:
@@ -278,10 +283,7 @@ def check_same_data(workdir: Path, fingerprint: dict[str, Any]) -> None:
     path = Path(workdir) / DATA_RECORD
     if not path.exists():
         return
-    try:
-        recorded = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path} cannot be read ({error}): restore it, or use a new --workdir.") from error
+    recorded = read_json_object(path, "restore it, or use a new --workdir")
     if recorded == fingerprint:
         return
     differences = []

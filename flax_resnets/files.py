@@ -52,6 +52,17 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text))
 
 
+def read_json_object(path: Path, fix: str) -> dict[str, Any]:
+    """A JSON file that must hold an object (a record), or one line naming it and ``fix``."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path} cannot be read ({error}): {fix}.") from error
+    if not isinstance(value, dict):
+        raise InputError(f"{path} holds a JSON {type(value).__name__}, not an object: {fix}.")
+    return value
+
+
 def write_json(path: Path, value: Any) -> None:
     write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
@@ -84,7 +95,13 @@ class WorkdirLock:
 
     def __enter__(self) -> WorkdirLock:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        file = open(self.workdir / self.NAME, "a+")
+        try:
+            file = open(self.workdir / self.NAME, "a+")
+        except OSError as error:  # a folder or an unwritable file in its place
+            raise InputError(
+                f"{self.workdir / self.NAME} cannot be opened as the run's lock file "
+                f"({error.strerror or error}): remove it, or use another --workdir."
+            ) from error
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -49,6 +49,10 @@ BAD_ARGUMENTS = [
     (["table1", "--no_such_flag"], "unrecognized arguments: --no_such_flag"),
     (["table1", "--keep", "/nonexistent/run"], "only finished runs"),
     (["table1", "/nonexistent/run"], "/nonexistent/run: no such folder"),
+    (
+        ["sweep", "--cells=cifar10_resnet18", "--workdir_root=/tmp/never", "--budget_seconds=nan"],
+        "--budget_seconds must be a positive number of seconds, got nan",
+    ),
     (["predict", "--workdir=/nonexistent/run", "README.md"], "holds no run"),
     (["export", "--workdir=/nonexistent/run", "--out=m.pt"], "holds no run"),
     (["sweep", "--cells=cifar10_resnet19", "--workdir_root=/tmp/never", "--budget_seconds=1"], "resnet19"),

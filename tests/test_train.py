@@ -143,6 +143,9 @@ def finished_run(tmp_path_factory, compile_cache):
         (["--config.seed=-1"], 1, "config.seed must be 0 or more"),
         (["--config.learning_rate=inf"], 1, "config.learning_rate must be a finite number, got inf"),
         (["--config.weight_decay=nan"], 1, "config.weight_decay must be a finite number, got nan"),
+        (["--config.seed=2147483648"], 1, "must be below 2**31 = 2147483648, got seed=2147483648"),
+        (["--config.seed=2147483647", "--config.num_seeds=2"], 1, "must be below 2**31"),
+        (["--mode=eval", "--checkpoint=²"], 1, "--checkpoint must be 'best', 'latest' or a step number"),
     ],
 )
 def test_refused_input_exits_2_with_one_line_and_leaves_the_workdir_alone(

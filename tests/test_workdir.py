@@ -79,3 +79,41 @@ def test_checkpoints_that_cannot_be_written_stop_the_run_at_once(folder_run, tmp
     (workdir / "checkpoints").write_text("a file in the way")  # as a read-only or full disk would
     line = refused([*folder_args(images), "--config.num_epochs=1"], workdir, compile_cache)
     assert line.startswith(f"error: cannot write checkpoints in {workdir / 'checkpoints'}")
+
+
+@pytest.mark.parametrize(
+    "name, mode",
+    [("config.json", "eval"), ("data.json", "train"), ("data.json", "eval"), (".lock", "train")],
+)
+def test_a_run_file_that_is_not_what_it_should_be_is_one_line(
+    folder_run, tmp_path, compile_cache, name, mode
+):
+    """A JSON file that parses but is no record (``[]``), a lock that is a folder: refused, named."""
+    images, finished = folder_run
+    workdir = shutil.copytree(finished, tmp_path / "run")
+    if name == ".lock":
+        (workdir / ".lock").unlink(missing_ok=True)
+        (workdir / ".lock").mkdir()
+    else:
+        (workdir / name).write_text("[]")
+    args = [*folder_args(images), "--config.num_epochs=1"] if mode == "train" else []
+    line = refused([*args, f"--mode={mode}"], workdir, compile_cache)
+    expected = (
+        "cannot be opened as the run's lock file" if name == ".lock" else "holds a JSON list, not an object"
+    )
+    assert f"{workdir / name}" in line and expected in line
+
+
+def test_reports_refuse_a_run_whose_files_are_not_records(folder_run, tmp_path):
+    import subprocess
+    import sys
+
+    _, finished = folder_run
+    for name, text in (("eval.json", "[1]"), ("metrics.jsonl", '{"epoch": 1}\n[2]\n{"epoch": 3}\n')):
+        workdir = shutil.copytree(finished, tmp_path / name)
+        (workdir / name).write_text(text)
+        result = subprocess.run(
+            [sys.executable, "-m", "flax_resnets", "reports", str(workdir)], capture_output=True, text=True
+        )
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and "not a" in lines[0], result.stderr[-2000:]

@@ -22,6 +22,7 @@ into one file to carry elsewhere.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import subprocess
@@ -183,6 +184,8 @@ def main(argv: list[str]) -> int:
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     overrides = argv[split + 1 :]
+    if not math.isfinite(args.budget_seconds) or args.budget_seconds <= 0:
+        raise InputError(f"--budget_seconds must be a positive number of seconds, got {args.budget_seconds}.")
     budget = Budget(args.budget_seconds)
 
     cells = args.cells.split(",")

@@ -18,7 +18,6 @@ the table itself is written to ``results/table1.md``.
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import sys
@@ -29,7 +28,7 @@ from flax_resnets.cli import command_parser
 from flax_resnets.config import TABLE1_DATASETS, TABLE1_MODELS, cell_config, recorded_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
-from flax_resnets.files import write_text
+from flax_resnets.files import read_json_object, write_text
 from flax_resnets.models import layer_init
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.paper import TABLE1_IS_VALIDATION, paper_runs
@@ -82,8 +81,8 @@ def read_run(folder: Path) -> dict[str, Any]:
         "folder": folder,
         "config": recorded_config(folder),
         "metrics": read_jsonl(folder / "metrics.jsonl"),
-        "eval": json.loads((folder / "eval.json").read_text()),
-        "run": json.loads((folder / "run.json").read_text()),
+        "eval": read_json_object(folder / "eval.json", "evaluate the run again"),
+        "run": read_json_object(folder / "run.json", "restore it from a backup"),
     }
     float(run["eval"]["test_accuracy"]), str(run["config"]["model"]), str(run["run"]["finished"])
     return run

@@ -14,7 +14,6 @@ Nothing here imports TensorFlow until an image needs resizing.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from flax_resnets.config import DATA_RECORD, recorded_config, validate_config
 from flax_resnets.data.arrays import IMAGE_SIZE
 from flax_resnets.data.sources import PYTORCH_CIFAR_NORMALIZATION, only_logged_errors
 from flax_resnets.errors import InputError
+from flax_resnets.files import read_json_object
 from flax_resnets.runtime import members
 from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
@@ -89,7 +89,7 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | No
     if seed is not None and seed not in seeds:
         raise InputError(f"{workdir} has no seed {seed}; its seeds are {', '.join(map(str, seeds))}.")
     member = seeds.index(seed) if seed is not None else 0
-    data = read_json(workdir / DATA_RECORD, "the data it trained on")
+    data = read_json_object(workdir / DATA_RECORD, "restore it from a backup (the run's data record)")
     class_names, channels = tuple(data["class_names"]), int(data["image_shape"][-1])
     mean, std = normalization(workdir, config, channels)
     with (
@@ -121,13 +121,6 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | No
     )
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path} ({what}) cannot be read ({error}): restore it from a backup.") from error
-
-
 def normalization(workdir: Path, config: ml_collections.ConfigDict, channels: int) -> tuple[tuple, tuple]:
     """The per-channel (mean, std) the run normalised its images with."""
     if config.normalization == "plus_minus_one":
@@ -139,7 +132,7 @@ def normalization(workdir: Path, config: ml_collections.ConfigDict, channels: in
             f"{workdir} normalised with its training images' statistics, which its run.json records at "
             "the end of training: finish the run first."
         )
-    data = read_json(workdir / "run.json", "the finished run's record")["data"]
+    data = read_json_object(workdir / "run.json", "restore it from a backup (the run's record)")["data"]
     mean, std = data.get("normalization") or (data["mean"], data["std"])
     return tuple(mean), tuple(std)
 

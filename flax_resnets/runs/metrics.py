@@ -55,12 +55,18 @@ def read_jsonl(path: Path) -> list[dict]:
     records = []
     for number, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError as error:
             if number < len(lines):
                 message = f"{path}, line {number}, is not JSON ({error}): repair or remove that line."
                 raise InputError(message) from error
             print(f"warning: the last line of {path} is cut off; it is left out.", file=sys.stderr)
+            continue
+        if not isinstance(record, dict):
+            kind = type(record).__name__
+            message = f"{path}, line {number}, holds a JSON {kind}, not a record: repair or remove that line."
+            raise InputError(message)
+        records.append(record)
     return records
 
 

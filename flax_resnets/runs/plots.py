@@ -8,12 +8,11 @@ of its examples. Matplotlib draws off screen (no display needed) and only here.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from flax_resnets.files import atomic_write
+from flax_resnets.files import atomic_write, read_json_object
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.paper import paper_curves
 
@@ -97,7 +96,7 @@ def write_plots(workdir: Path, paper_cell: str | None = None) -> list[Path]:
     learning curves show the paper's logged run of ``paper_cell`` (default: the run's own
     ``config.paper_cell``, set by a Table 1 cell's config)."""
     workdir = Path(workdir)
-    config = json.loads((workdir / "config.json").read_text())
+    config = read_json_object(workdir / "config.json", "restore it from a backup")
     name = f"{config['model']} on {config['dataset']}"
     written = []
     metrics = workdir / "metrics.jsonl"
@@ -106,7 +105,7 @@ def write_plots(workdir: Path, paper_cell: str | None = None) -> list[Path]:
         cell = config.get("paper_cell", "") if paper_cell is None else paper_cell
         written.append(plot_curves(records, name, workdir / CURVES, cell))
     evaluation = workdir / "eval.json"
-    report = json.loads(evaluation.read_text()) if evaluation.exists() else {}
+    report = read_json_object(evaluation, "evaluate the run again") if evaluation.exists() else {}
     if "confusion" in report:
         accuracy, step = report["test_accuracy"], report["checkpoint_step"]
         title = f"{name}: test accuracy {accuracy:.2%} (checkpoint at step {step})"

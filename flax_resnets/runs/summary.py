@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from flax_resnets.files import read_json_object
 from flax_resnets.runs.metrics import read_jsonl
 
 
 def run_summary(workdir: Path) -> dict[str, Any]:
     """One row about a finished run: what it trained, how fast, how well."""
     workdir = Path(workdir)
-    config = json.loads((workdir / "config.json").read_text())
+    config = read_json_object(workdir / "config.json", "restore it from a backup")
     records = read_jsonl(workdir / "metrics.jsonl")
-    evaluation = json.loads((workdir / "eval.json").read_text()) if (workdir / "eval.json").exists() else {}
+    evaluation_path = workdir / "eval.json"
+    evaluation = {}
+    if evaluation_path.exists():
+        evaluation = read_json_object(evaluation_path, "evaluate the run again")
     last = records[-1] if records else {}
     return {
         "run": workdir.name,

@@ -89,7 +89,7 @@ def choose_steps(checkpoints: Checkpoints, which: str, num_seeds: int = 1) -> li
         history = checkpoints.history(latest)
         best = [checkpoints.best_step(history, member) for member in range(num_seeds)]
         return [latest if step is None else step for step in best]
-    if not which.isdigit():
+    if not (which.isascii() and which.isdigit()):
         raise InputError(f"--checkpoint must be 'best', 'latest' or a step number, got {which!r}.")
     return [checkpoints.require_step(int(which))] * num_seeds
 
