@@ -271,6 +271,8 @@ def check_workdir(workdir: Path) -> None:
     if workdir.exists() and not workdir.is_dir():
         raise InputError(f"--workdir={workdir} is a file, not a folder: pass a folder for the run.")
     existing = next(p for p in (workdir, *workdir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"--workdir={workdir} is inside {existing}, a file: pass a folder for the run.")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"--workdir={workdir}: {existing} is not writable; pass a folder you can write to.")
 
@@ -307,7 +309,7 @@ def check_same_run(config: ml_collections.ConfigDict, workdir: Path) -> None:
     """Refuse to mix two configs' checkpoints and metrics in one workdir."""
     recorded = recorded_config(workdir)
     if recorded is None:
-        if (Path(workdir) / "checkpoints").exists():
+        if (Path(workdir) / "checkpoints").is_dir():
             raise InputError(
                 f"{workdir} holds checkpoints but no config.json, so its run cannot be checked: "
                 "use a new --workdir."

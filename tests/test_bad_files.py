@@ -36,6 +36,13 @@ def test_a_file_that_is_not_an_image_is_named(image_folder, content):
         load(image_folder)
 
 
+def test_an_image_over_pillows_decompression_bomb_limit_is_named(image_folder, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 28x28 is over twice that: Pillow refuses it
+    message = r"/0\d\d\d\.png is not a readable image \(Image size .* exceeds limit"
+    with pytest.raises(InputError, match=message):
+        load(image_folder)
+
+
 def test_a_broken_link_is_named(image_folder):
     broken = first_class(image_folder) / "0100.png"
     broken.symlink_to(image_folder / "nowhere.png")
@@ -149,3 +156,20 @@ def test_a_cut_off_last_metrics_line_is_left_out_and_a_bad_middle_line_named(tmp
     metrics.write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
     with pytest.raises(InputError, match="line 2, is not JSON"):
         read_jsonl(metrics)
+
+
+def test_class_names_in_a_script_the_font_lacks_draw_without_a_warning(tmp_path, recwarn):
+    from flax_resnets.runs.plots import plot_confusion
+
+    plot_confusion([[3, 1], [0, 4]], ["猫", "犬"], "cats and dogs", tmp_path / "confusion.png")
+    assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]
+
+
+def test_reading_checkpoints_read_only_logs_nothing(tmp_path, caplog):
+    from flax_resnets.training.checkpoints import Checkpoints
+
+    (tmp_path / "checkpoints").mkdir()
+    with caplog.at_level("WARNING"), Checkpoints(tmp_path / "checkpoints", read_only=True) as checkpoints:
+        assert checkpoints.steps() == []
+    assert not caplog.records

@@ -1,8 +1,12 @@
 """Reading datasets into memory: TFDS (mocked), image folders, splits, statistics, bad input."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import write_image_folder
+from PIL import Image
 
 from flax_resnets.data import sources
 from flax_resnets.data.sources import load_dataset
@@ -23,13 +27,36 @@ def test_tfds_datasets_read_resized_uint8_arrays_with_their_info(name, channels,
     assert len(dataset.mean) == len(dataset.std) == channels
 
 
-def test_tfds_validation_is_the_tail_of_the_training_split():
-    with tfds.testing.mock_data(num_examples=10):
-        everything = load_dataset("cifar10", download=False, validation_fraction=0.0)
+def test_tfds_validation_is_a_seeded_random_subset_of_the_training_split():
+    """As the paper's code cut it (and the PyTorch trainer of ``parity --train`` does): a permutation
+    seeded by split_seed, its last 20% held out; not the split's tail."""
+    with tfds.testing.mock_data(num_examples=20):
+        source = sources.read_tfds("cifar10", data_dir=None, download=False)["train"]
         split = load_dataset("cifar10", download=False, validation_fraction=0.2)
-    np.testing.assert_array_equal(split.train.images, everything.train.images[:8])
-    np.testing.assert_array_equal(split.validation.images, everything.train.images[8:])
-    assert len(everything.validation) == 0
+        other = load_dataset("cifar10", download=False, validation_fraction=0.2, split_seed=1)
+    order = np.random.default_rng(0).permutation(20)
+    np.testing.assert_array_equal(split.train.images, source.images[order[:16]])
+    np.testing.assert_array_equal(split.validation.images, source.images[order[16:]])
+    assert not np.array_equal(split.validation.images, source.images[16:])
+    assert not np.array_equal(other.validation.images, split.validation.images)
+
+
+def test_a_symlinked_class_folder_is_fingerprinted_through_the_link(tmp_path):
+    """The decoded-image cache is keyed by what the reader reads, behind links too."""
+    images = write_image_folder(tmp_path / "real")
+    linked = tmp_path / "linked"
+    (linked / "test").mkdir(parents=True)
+    (linked / "train").symlink_to(images / "train", target_is_directory=True)
+    for label in ("class_0", "class_1", "class_2"):
+        (linked / "test" / label).symlink_to(images / "test" / label, target_is_directory=True)
+    before = sources.folder_fingerprint(linked)
+    first = load_dataset("image_folder", data_dir=str(linked))
+    changed = images / "train" / "class_0" / "0000.png"
+    Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(changed)
+    os.utime(changed, ns=(1, 1))
+    assert sources.folder_fingerprint(linked) != before
+    again = load_dataset("image_folder", data_dir=str(linked))
+    assert again.fingerprint()["sha256"] != first.fingerprint()["sha256"]
 
 
 def test_image_folder_split_is_shuffled_with_the_seed_and_keeps_every_class(image_folder):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import write_image_folder
 from run_helpers import (
     TINY,
     approx_numbers,
@@ -166,6 +168,60 @@ def test_refused_input_exits_2_with_one_line_and_leaves_the_workdir_alone(
     assert tree_fingerprint(finished_run) == before
 
 
+def untrainable_folder(tmp_path, case):
+    """An image folder that cannot make a run, and the overrides that go with it."""
+    if case == "one class":
+        return write_image_folder(tmp_path / "images", classes=1), []
+    images = write_image_folder(tmp_path / "images")
+    if case == "no test images":
+        for image in (images / "test").rglob("*.png"):
+            image.unlink()
+        return images, []
+    return images, ["--config.validation_fraction=0.999"]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("one class", "has 1 class: a classifier needs at least 2"),
+        ("no test images", "The test split of 'image_folder' is empty"),
+        ("no training images", "validation_fraction=0.999 leaves no training images of 30: lower it"),
+    ],
+)
+def test_data_that_cannot_make_a_run_is_refused_before_anything_is_written(
+    tmp_path, compile_cache, case, message
+):
+    images, overrides = untrainable_folder(tmp_path, case)
+    workdir = tmp_path / "never"
+    data = ["--config.dataset=image_folder", f"--config.data_dir={images}"]
+    result = run_main([*TINY, *data, *overrides, f"--workdir={workdir}"], compile_cache, expect=2)
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr[-2000:]
+    assert not workdir.exists()
+
+
+def test_a_workdir_inside_a_file_is_refused_as_such(tmp_path, compile_cache):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = run_main([*TINY, f"--workdir={tmp_path / 'notes.txt' / 'run'}"], compile_cache, expect=2)
+    assert f"is inside {tmp_path / 'notes.txt'}, a file" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_the_command_of_a_finished_run_run_again_keeps_its_record(finished_run, tmp_path, compile_cache):
+    """run.json is the record of the machine that trained: testing the run again elsewhere (what
+    the same command does once every epoch is done) leaves it, and the results, as they were."""
+    workdir = shutil.copytree(finished_run, tmp_path / "run")
+    record = json.loads((workdir / "run.json").read_text())
+    record["device"] = "the machine that trained"
+    (workdir / "run.json").write_text(json.dumps(record))
+    before = {name: (workdir / name).read_bytes() for name in ("run.json", "metrics.jsonl")}
+    report = json.loads((workdir / "eval.json").read_text())
+    args = [*TINY, "--config.dataset=cifar10", "--config.download=False", "--config.num_epochs=1"]
+    run_main([*args, f"--workdir={workdir}"], compile_cache, mock_examples=20)
+    assert {name: (workdir / name).read_bytes() for name in before} == before
+    assert json.loads((workdir / "eval.json").read_text()) == report
+
+
 def test_missing_offline_data_is_refused_before_the_workdir_is_made(tmp_path, compile_cache):
     workdir = tmp_path / "never"
     args = [
@@ -209,7 +265,11 @@ def test_diverging_loss_stops_training_and_keeps_only_finite_checkpoints(tmp_pat
         f"--workdir={workdir}",
     ]
     result = run_main(args, compile_cache, mock_examples=40, expect=1)
-    assert "NaN or infinite" in result.stderr.strip().splitlines()[-1]
+    line = result.stderr.strip().splitlines()[-1]
+    assert "NaN or infinite" in line and "lower the learning rate" in line
+    assert "float32" not in line  # the run is in float32 already
+    saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert (f"the checkpoint of step {saved[-1]} is kept" if saved else "no checkpoint was saved") in line
     assert not (workdir / "eval.json").exists()
     for step_dir in (workdir / "checkpoints").iterdir():
         if step_dir.name.isdigit():

@@ -29,6 +29,9 @@ from flax_resnets.data.decoding import decode_image_files, decode_to_arrays, ten
 from flax_resnets.errors import InputError, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+# What Pillow raises for a file it cannot read as an image, one over its decompression-bomb limit
+# (about 179 million pixels) included.
+UNREADABLE_IMAGE = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # Pillow's modes of single-channel images
 SPLITS = ("train", "test")
 
@@ -91,7 +94,7 @@ def image_channels(paths: list[str]) -> int:
         try:
             with Image.open(path) as image:
                 colour = colour or image.mode not in GRAY_MODES
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+        except UNREADABLE_IMAGE as error:
             raise unreadable(path, error) from error
     return 3 if colour else 1
 
@@ -102,7 +105,7 @@ def first_undecodable(paths: list[str]) -> InputError | None:
         try:
             with Image.open(path) as image:
                 image.load()
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+        except UNREADABLE_IMAGE as error:
             return unreadable(path, error)
     return None
 

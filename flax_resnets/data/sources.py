@@ -241,14 +241,15 @@ def read_image_folder(data_dir: str | None) -> dict[str, Any]:
 
 
 def folder_fingerprint(root: Path) -> str:
-    """Hash of every file's path, size and modification time: changes whenever the images do."""
+    """Hash of every file's path, size and modification time, through symbolic links as the reader
+    goes through them: changes whenever the images read do."""
     digest = hashlib.sha256(str(root.resolve()).encode())
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         for filename in sorted(filenames):
             path = os.path.join(dirpath, filename)
             stat = os.stat(path) if os.path.exists(path) else os.lstat(path)  # a broken link too
-            digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            digest.update(f"{path}:{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:20]
 
 

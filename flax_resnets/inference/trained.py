@@ -24,7 +24,7 @@ from flax import nnx
 
 from flax_resnets.config import DATA_RECORD, recorded_config, validate_config
 from flax_resnets.data.arrays import IMAGE_SIZE
-from flax_resnets.data.sources import PYTORCH_CIFAR_NORMALIZATION, only_logged_errors
+from flax_resnets.data.sources import PYTORCH_CIFAR_NORMALIZATION
 from flax_resnets.errors import InputError
 from flax_resnets.files import read_json_object
 from flax_resnets.runtime import members
@@ -92,12 +92,9 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | No
     data = read_json_object(workdir / DATA_RECORD, "restore it from a backup (the run's data record)")
     class_names, channels = tuple(data["class_names"]), int(data["image_shape"][-1])
     mean, std = normalization(workdir, config, channels)
-    with (
-        only_logged_errors(),
-        Checkpoints(  # orbax's notices about reading a run are not news here
-            workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds, read_only=True
-        ) as checkpoints,
-    ):
+    with Checkpoints(
+        workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds, read_only=True
+    ) as checkpoints:
         which = str(checkpoint)
         member_steps = choose_steps(checkpoints, which, config.num_seeds)
         graphdef, abstract = steps.abstract_model_state(

@@ -8,6 +8,7 @@ of its examples. Matplotlib draws off screen (no display needed) and only here.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,11 @@ def new_figure(width: float, height: float):
 
 
 def save(figure, path: Path) -> Path:
-    atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=110), binary=True)
+    """Write the figure as a PNG. Class names in a script the font lacks (CJK, say) are drawn as
+    boxes, without matplotlib's warning for every missing glyph."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+        atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=110), binary=True)
     return path
 
 

@@ -30,6 +30,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
+from flax_resnets.data.sources import only_logged_errors
 from flax_resnets.errors import InputError
 
 VALIDATION_METRIC = "val_accuracy"
@@ -71,16 +72,17 @@ class Checkpoints:
             [checkpoint_managers.LatestN(n=keep), *best_of_each_member]
         )
         self.directory = Path(directory).absolute()
-        self.manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                preservation_policy=policy,
-                cleanup_tmp_directories=not read_only,
-                read_only=read_only,
-                create=not read_only,
-            ),
-            item_names=("state", "history"),
-        )
+        with only_logged_errors():  # orbax's notices that a read-only manager saves nothing
+            self.manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(
+                    preservation_policy=policy,
+                    cleanup_tmp_directories=not read_only,
+                    read_only=read_only,
+                    create=not read_only,
+                ),
+                item_names=("state", "history"),
+            )
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())

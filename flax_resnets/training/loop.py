@@ -50,7 +50,7 @@ from flax_resnets.training.signals import StopSignals
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss or the gradients became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the gradients became NaN or infinite; the checkpoints saved before are kept."""
 
 
 class TrainingStoppedError(RuntimeError):
@@ -71,12 +71,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     check_batch_size(config.batch_size, jax.process_count(), jax.local_device_count(), config.num_seeds)
     check_same_run(config, workdir)
     dataset = load_config_dataset(config)
+    require_trainable(config, dataset)
     epoch_steps = steps_per_epoch(len(dataset.train), config.batch_size)
-    if epoch_steps == 0:
-        raise InputError(
-            f"batch_size={config.batch_size} is larger than the {len(dataset.train)} training examples "
-            f"of {config.dataset!r}: use a smaller batch_size."
-        )
     total_steps = epoch_steps * config.num_epochs
     data_fingerprint = dataset.fingerprint()
     check_same_data(workdir, data_fingerprint)
@@ -135,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         def stop_if_requested(step: int) -> None:
             if stop.requested(step):
                 if checkpoints.latest_step() != step:
-                    checkpoints.save(step, require_finite(state, step), history)
+                    checkpoints.save(step, require_finite(state, step, checkpoints, config.dtype), history)
                 checkpoints.wait()
                 raise TrainingStoppedError(
                     f"Stopped at step {step} of {total_steps} on request; the checkpoint is saved: "
@@ -143,6 +139,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                     stop.exit_status(),
                 )
 
+        trains = step < total_steps  # a finished run's command run again only tests it again
         for epoch in range(step // epoch_steps, config.num_epochs):
             first_step = step % epoch_steps
             if first_step == 0:
@@ -160,11 +157,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                     if passed_multiple(step, done, config.log_every_steps):
                         progress.set_postfix(progress_means(running_means(state, num_seeds)))
                     if mid_epoch_checkpoint_due(config, step, done, epoch_steps):
-                        checkpoints.save(step, require_finite(state, step), history)
+                        finite = require_finite(state, step, checkpoints, config.dtype)
+                        checkpoints.save(step, finite, history)
                     stop_if_requested(step)
             train_seconds = time.perf_counter() - started
 
-            train = running_means(require_finite(state, step), num_seeds)
+            train = running_means(require_finite(state, step, checkpoints, config.dtype), num_seeds)
             val = evaluate_split(validation_fn, state.model_state(), feed, "validation", epoch)
             val = val or [None] * num_seeds
             seeds = member_records(feed.seeds(), train, val)
@@ -194,9 +192,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         result = test_report(best, model_state, eval_fn, feed, config)
         if is_main:
             write_json(workdir / "eval.json", result)
-            write_json(workdir / "run.json", run_record(config, dataset, history))
+            if trains or not (workdir / "run.json").exists():  # the record of the machine that trained
+                write_json(workdir / "run.json", run_record(config, dataset, history))
             write_plots(workdir)
         return result
+
+
+def require_trainable(config: ml_collections.ConfigDict, dataset: Any) -> None:
+    """Refuse data that cannot make a run worth its time, before anything is compiled or written:
+    fewer than two classes, no training images left after the validation cut, fewer than a batch,
+    or no test images to test the result on."""
+    if dataset.num_classes < 2:
+        raise InputError(
+            f"{config.dataset!r} has {dataset.num_classes} class: a classifier needs at least 2 "
+            "(put each class's images in its own folder)."
+        )
+    if len(dataset.train) == 0:
+        raise InputError(
+            f"validation_fraction={config.validation_fraction} leaves no training images of "
+            f"{len(dataset.train) + len(dataset.validation)}: lower it."
+        )
+    if len(dataset.train) < config.batch_size:
+        raise InputError(
+            f"batch_size={config.batch_size} is larger than the {len(dataset.train)} training examples "
+            f"of {config.dataset!r}: use a smaller batch_size."
+        )
+    if len(dataset.test) == 0:
+        raise InputError(f"The test split of {config.dataset!r} is empty: add images to test the run on.")
 
 
 def progress_bar(epoch: int, num_epochs: int, epoch_steps: int, first_step: int, *, enabled: bool) -> tqdm:
@@ -244,15 +266,19 @@ def progress_means(means: list[dict[str, float]]) -> dict[str, Any]:
     return shown
 
 
-def require_finite(state: steps.TrainState, step: int) -> steps.TrainState:
+def require_finite(
+    state: steps.TrainState, step: int, checkpoints: Checkpoints, dtype: str
+) -> steps.TrainState:
     """Stop, before anything is saved, once a step of this epoch had a non-finite loss or gradient
     (in any member)."""
     sums = jax.device_get(state.epoch_sums)
     if np.any(sums["nonfinite_steps"] > 0) or not np.all(np.asarray(sums["loss"]) < float("inf")):
+        latest = checkpoints.latest_step()
+        kept = f"the checkpoint of step {latest} is kept" if latest is not None else "no checkpoint was saved"
+        fix = "lower the learning rate" + (" or use float32" if dtype != "float32" else "")
         raise TrainingDivergedError(
             f"The training loss or gradients became NaN or infinite before step {step}; training "
-            "stopped and the last good checkpoint is kept: lower the learning rate (or use float32) "
-            "and start a new workdir."
+            f"stopped and {kept}: {fix}, and start a new workdir."
         )
     return state
 
