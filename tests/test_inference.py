@@ -4,15 +4,17 @@ logits elsewhere (PyTorch without JAX, named arrays)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import write_image_folder
 from flax import nnx
 from PIL import Image
-from run_helpers import REPO, TINY, run_main
+from run_helpers import TINY, run_main
 
 from flax_resnets import load_run
+from flax_resnets.__main__ import main as flax_resnets_main
 from flax_resnets.config import default_config
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
@@ -58,20 +60,23 @@ def test_load_run_predicts_the_test_images_as_eval_did(trained):
     assert run.predict(test.images[:4]).sum(-1) == pytest.approx(np.ones(4), rel=1e-5)
 
 
-def test_the_predict_command_classifies_a_folder_as_eval_did_its_class(trained, images):
+def test_the_predict_command_classifies_each_class_folder_as_eval_did_that_class(trained, images, capsys):
     report = json.loads((trained / "resnet8" / "eval.json").read_text())
-    for label in range(3):
-        folder = images / "test" / f"class_{label}"
-        command = [sys.executable, "-m", "flax_resnets", "predict", f"--workdir={trained / 'resnet8'}"]
-        result = subprocess.run(
-            [*command, "--json", "--top_k=1", str(folder)], capture_output=True, text=True, cwd=REPO
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
-        predicted = [item["top"][0]["class"] for item in json.loads(result.stdout)]
+    folders = [images / "test" / f"class_{label}" for label in range(3)]
+    assert predict(f"--workdir={trained / 'resnet8'}", "--json", "--top_k=1", *map(str, folders)) == 0
+    results = json.loads(capsys.readouterr().out)
+    for label, folder in enumerate(folders):
+        predicted = [item["top"][0]["class"] for item in results if Path(item["path"]).parent == folder]
         counts = [predicted.count(name) for name in report["class_names"]]
         assert counts == report["confusion"][label]  # decoded and resized as training's test images
-    lines = subprocess.run([*command, str(folder / "0000.png")], capture_output=True, text=True, cwd=REPO)
-    assert lines.stdout.startswith(f"{folder / '0000.png'}: class_") and lines.stdout.count("%)") == 3
+    assert predict(f"--workdir={trained / 'resnet8'}", str(folders[0] / "0000.png")) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"{folders[0] / '0000.png'}: class_") and line.count("%)") == 3
+
+
+def predict(*args):
+    """``python -m flax_resnets predict ARGS`` in this process: its exit status."""
+    return flax_resnets_main(["predict", *args])
 
 
 def test_a_run_of_several_seeds_is_refused_without_a_seed_and_gives_each_member(trained):
@@ -162,26 +167,21 @@ def test_preprocess_converts_pil_images_channels_and_sizes_as_the_runs_data():
         colour_model.preprocess(np.zeros((2, 32, 32, 3), np.float32))
 
 
-def test_predict_and_export_refuse_bad_input_in_one_line(trained, tmp_path):
+def test_predict_and_export_refuse_bad_input_in_one_line(trained, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    command = [sys.executable, "-m", "flax_resnets"]
+    broken = str(tmp_path / "broken.png")
     for args, message in (
-        (["predict", f"--workdir={tmp_path}", str(tmp_path / "broken.png")], "holds no run"),
+        (["predict", f"--workdir={tmp_path}", broken], "holds no run"),
         (["predict", f"--workdir={trained / 'resnet8'}", str(tmp_path / "empty")], "holds no image files"),
-        (
-            ["predict", f"--workdir={trained / 'resnet8'}", str(tmp_path / "broken.png")],
-            "is not a readable image",
-        ),
-        (
-            ["predict", f"--workdir={trained / 'vgg8'}", str(tmp_path / "broken.png")],
-            "choose one with seed=K",
-        ),
+        (["predict", f"--workdir={trained / 'resnet8'}", broken], "is not a readable image"),
+        (["predict", f"--workdir={trained / 'vgg8'}", broken], "choose one with seed=K"),
         (
             ["export", f"--workdir={trained / 'resnet8'}", "--out=model.npz"],
             "must be a file name ending in .pt",
         ),
     ):
-        result = subprocess.run([*command, *args], capture_output=True, text=True, cwd=REPO)
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+        with pytest.raises(SystemExit) as exit_status:
+            flax_resnets_main(args)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_status.value.code == 2 and len(lines) == 1 and message in lines[0], lines
