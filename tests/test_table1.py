@@ -1,7 +1,9 @@
 """Table 1 from kept runs, and the sweep that trains cells within a time budget."""
 
 import json
+import os
 import re
+import signal
 import tarfile
 
 import pytest
@@ -11,6 +13,7 @@ from flax_resnets.commands import sweep, table1
 from flax_resnets.config import cell_config, recorded_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
+from flax_resnets.files import WorkdirLock
 
 
 def fake_run(
@@ -269,6 +272,28 @@ def test_parallel_cells_train_at_once_each_with_its_share_of_memory(tmp_path, sw
     assert "cifar10_resnet18: stopped by the budget after" in printed
     assert "cifar10_vgg19: stopped by the budget after" in printed and "not started" not in printed
     assert (tmp_path / "sweep" / "cifar10_vgg19.log").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_sweep_stops_its_cells_with_checkpoints_and_leaves_none_running(
+    tmp_path, sweep_until, capsys
+):
+    """A scheduler's SIGTERM to the sweep alone: each cell saves a checkpoint and stops (none is
+    left training, orphaned), what finished is kept, and the sweep exits 128 + 15."""
+    workdir = tmp_path / "sweep" / "cifar10_resnet18"
+
+    def terminate_once_saved():
+        if sweep.has_checkpoint(workdir):
+            os.kill(os.getpid(), signal.SIGTERM)  # to this process, the sweep: not to its cell
+        return False  # the budget never ends
+
+    assert sweep_until(terminate_once_saved) == 128 + signal.SIGTERM
+    printed = capsys.readouterr().out
+    assert "cifar10_resnet18: stopped by the sweep's SIGTERM after" in printed
+    assert "the same command resumes it" in printed
+    assert "Stopped at step" in (tmp_path / "sweep" / "cifar10_resnet18.log").read_text()
+    with WorkdirLock(workdir):  # free: no process trains there any more
+        pass
 
 
 def test_each_of_k_parallel_cells_gets_a_kth_of_the_accelerators_memory(monkeypatch):

@@ -13,7 +13,9 @@ flags after ``--``, in its own process with a log in the workdir root. ``--paral
 cells at once, each with 1/K of the accelerator's memory (``XLA_PYTHON_CLIENT_MEM_FRACTION``):
 small-batch cells leave an accelerator mostly idle, so several share it well. Cells still
 running when the budget ends are stopped with SIGTERM, which makes the trainer save a
-checkpoint and exit: the same sweep command later resumes them.
+checkpoint and exit: the same sweep command later resumes them. SIGTERM or SIGINT (Ctrl-C) to
+the sweep stops its cells the same way, keeps what finished and exits with 128 + the signal; the
+cells run in sessions of their own, so that a terminal's Ctrl-C reaches them only through it.
 Finished cells are kept as small files in ``RESULTS/runs/<dataset>_<model>/`` with the Table 1
 they fill (``python -m flax_resnets table1``), and ``--tar`` packs them, the table and the logs
 into one file to carry elsewhere.
@@ -30,6 +32,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 from flax_resnets import config
 from flax_resnets.cli import command_parser, positive_int
@@ -90,8 +93,32 @@ class CellProcess:
 
 def start_cell(cell: str, workdir: Path, log: Path, command: list[str], env: dict[str, str]) -> CellProcess:
     with open(log, "a") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     return CellProcess(cell, workdir, log, process, time.monotonic())
+
+
+class StopRequest:
+    """SIGTERM or SIGINT to the sweep, remembered (the previous handlers back on exit): the loop
+    answers it as it answers the end of the budget."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        self.previous = {number: signal.signal(number, self.handle) for number in self.SIGNALS}
+        return self
+
+    def handle(self, number: int, frame: object) -> None:
+        self.received = number
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
 def stop_cells(running: list[CellProcess]) -> None:
@@ -124,12 +151,12 @@ def has_checkpoint(workdir: Path) -> bool:
     return checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())
 
 
-def stopped_message(workdir: Path, seconds: float) -> str:
-    """What a cell stopped by the budget left: a checkpoint to resume from, or nothing yet."""
+def stopped_message(workdir: Path, seconds: float, reason: str = "the budget") -> str:
+    """What a cell stopped (by the budget or a signal) left: a checkpoint to resume from, or none."""
     if has_checkpoint(workdir):
-        return f"stopped by the budget after {seconds:.0f} s; the same command resumes it"
+        return f"stopped by {reason} after {seconds:.0f} s; the same command resumes it"
     return (
-        f"stopped by the budget after {seconds:.0f} s, before its first checkpoint: "
+        f"stopped by {reason} after {seconds:.0f} s, before its first checkpoint: "
         "nothing to resume, it will start again"
     )
 
@@ -214,12 +241,33 @@ def main(argv: list[str]) -> int:
             f"--workdir_root={args.workdir_root} is a file: pass a folder for the cells' workdirs."
         )
     args.workdir_root.mkdir(parents=True, exist_ok=True)
+    with StopRequest() as stop:
+        logs, failed = run_cells(cells, args, data, [*seeds, *overrides], budget, stop)
+    table1.main([f"--results={args.results}"])
+    if args.tar:
+        pack(args.tar, args.results, logs)
+        print(f"packed {args.results} and {len(logs)} log(s) into {args.tar}", flush=True)
+    if stop.received:
+        return 128 + stop.received
+    return 1 if failed else 0
+
+
+def run_cells(
+    cells: list[str],
+    args: Any,
+    data: dict[str, list[str]],
+    flags: list[str],
+    budget: Budget,
+    stop: StopRequest,
+) -> tuple[list[Path], list[str]]:
+    """Train the cells, ``args.parallel`` at a time, until done, the budget ends or a stop is
+    asked for; the logs written and the cells that failed."""
     pending = list(cells)
     running: list[CellProcess] = []
     logs, failed = [], []
     env = cell_environment(args.parallel)
     while pending or running:
-        while pending and len(running) < args.parallel and budget.remaining() > 0:
+        while pending and len(running) < args.parallel and budget.remaining() > 0 and not stop.received:
             cell = pending.pop(0)
             workdir, log = args.workdir_root / cell, args.workdir_root / f"{cell}.log"
             command = [
@@ -230,8 +278,7 @@ def main(argv: list[str]) -> int:
                 f"--config={CELL_CONFIG}:{cell}",
                 f"--workdir={workdir.absolute()}",
                 *data.get(table1.CELLS[cell][0], []),
-                *seeds,
-                *overrides,
+                *flags,
             ]
             logs.append(log)
             running.append(start_cell(cell, workdir, log, command, env))
@@ -239,19 +286,18 @@ def main(argv: list[str]) -> int:
             running.remove(finished)
             if not report_finished(finished, args.results):
                 failed.append(finished.cell)
-        if budget.remaining() <= 0:
+        if stop.received or budget.remaining() <= 0:
+            reason = "the budget"
+            if stop.received:
+                reason = f"the sweep's {signal.Signals(stop.received).name}"
             stop_cells(running)
             for stopped in running:
-                print(f"{stopped.cell}: {stopped_message(stopped.workdir, stopped.seconds())}", flush=True)
+                message = stopped_message(stopped.workdir, stopped.seconds(), reason)
+                print(f"{stopped.cell}: {message}", flush=True)
             for cell in pending:
-                print(f"{cell}: not started, the budget is spent", flush=True)
+                print(f"{cell}: not started, stopped by {reason}", flush=True)
             break
         if running:
             time.sleep(POLL_SECONDS)
-
-    table1.main([f"--results={args.results}"])
-    if args.tar:
-        pack(args.tar, args.results, logs)
-        print(f"packed {args.results} and {len(logs)} log(s) into {args.tar}", flush=True)
-    return 1 if failed else 0
+    return logs, failed
 
