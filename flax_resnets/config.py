@@ -280,29 +280,62 @@ def check_workdir(workdir: Path) -> None:
 DATA_RECORD = "data.json"  # the fingerprint of the data a workdir's run read
 
 
-def check_same_data(workdir: Path, fingerprint: dict[str, Any]) -> None:
-    """Refuse to continue or evaluate a run on data other than what it trained on."""
+def check_same_data(workdir: Path, dataset: Any, fingerprint: dict[str, Any] | None = None) -> None:
+    """Refuse to continue or evaluate a run on data other than what it trained on: by the run's
+    data.json (``fingerprint``: ``dataset.fingerprint()``, given where it is already made), or
+    without one by its run.json's record of the data (classes, channels, split sizes, pixel
+    statistics); a run with checkpoints and neither file is refused, its data unknowable."""
     path = Path(workdir) / DATA_RECORD
-    if not path.exists():
+    if path.exists():
+        recorded = read_json_object(path, "restore it, or use a new --workdir")
+        differences = data_differences(recorded, fingerprint or dataset.fingerprint())
+    elif (Path(workdir) / "run.json").exists():
+        run = read_json_object(Path(workdir) / "run.json", "restore it, or use a new --workdir")
+        differences = data_differences(summary_fields(run.get("data"), dataset), dataset.summary())
+    elif (Path(workdir) / "checkpoints").is_dir():
+        raise InputError(
+            f"{workdir} holds checkpoints but neither data.json nor run.json, so the data it trained on "
+            "cannot be checked: restore data.json from a backup, or use a new --workdir."
+        )
+    else:
         return
-    recorded = read_json_object(path, "restore it, or use a new --workdir")
-    if recorded == fingerprint:
-        return
+    if differences:
+        raise InputError(
+            f"{workdir} holds a run on other data ({'; '.join(differences)}): point data_dir at the data "
+            "it was started with, or use a new --workdir."
+        )
+
+
+def summary_fields(recorded: Any, dataset: Any) -> dict[str, Any]:
+    """The fields of a run.json data record that ``dataset.summary()`` has, the pixel statistics
+    rounded as the record's were, so that the same data compares equal."""
+    if not isinstance(recorded, dict):
+        raise InputError("run.json has no record of the data: restore it, or use a new --workdir.")
+    summary = dataset.summary()
+    fields = {key: recorded.get(key) for key in summary}
+    if "normalization" not in recorded:  # records older than the field held the constants as mean
+        fields.update(mean=summary["mean"], std=summary["std"], normalization=summary["normalization"])
+    for key in ("mean", "std"):
+        if isinstance(fields[key], list) and len(fields[key]) == len(summary[key]):
+            close = all(abs(a - b) < 1e-6 for a, b in zip(fields[key], summary[key], strict=True))
+            fields[key] = summary[key] if close else fields[key]
+    return fields
+
+
+def data_differences(there: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """How the data recorded for a run differs from the data read now, field by field."""
     differences = []
-    for key in sorted(set(recorded) | set(fingerprint)):
-        there, now = recorded.get(key), fingerprint.get(key)
-        if there == now:
+    for key in sorted(set(there) | set(now)):
+        before, after = there.get(key), now.get(key)
+        if before == after:
             continue
         if key == "sha256":
             differences.append("the images or labels differ")
         elif key == "class_names":
-            differences.append(f"{len(there or [])} classes there, {len(now or [])} now")
+            differences.append(f"{len(before or [])} classes there, {len(after or [])} now")
         else:
-            differences.append(f"{key} {there} there, {now} now")
-    raise InputError(
-        f"{workdir} holds a run on other data ({'; '.join(differences)}): point data_dir at the data "
-        "it was started with, or use a new --workdir."
-    )
+            differences.append(f"{key} {before} there, {after} now")
+    return differences
 
 
 def check_same_run(config: ml_collections.ConfigDict, workdir: Path) -> None:

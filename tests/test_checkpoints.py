@@ -34,3 +34,19 @@ def test_reasons_are_one_short_line():
     error = ValueError("OUT_OF_RANGE: bad read [tensorstore_spec='{\"a\": 1}']\nmore")
     assert short_reason(error) == "OUT_OF_RANGE: bad read"
     assert len(short_reason(ValueError("x" * 500))) == 160
+
+
+def test_a_checkpoint_of_other_shapes_is_refused_as_another_model_not_moved_as_damage(tmp_path):
+    import jax
+
+    with Checkpoints(tmp_path / "checkpoints") as checkpoints:
+        checkpoints.save(1, {"x": jnp.ones(3), "y": jnp.ones((2, 2))}, [])
+        checkpoints.wait()
+        other = {"x": jax.ShapeDtypeStruct((4,), jnp.float32), "y": jax.ShapeDtypeStruct((2, 2), jnp.float32)}
+        with pytest.raises(InputError, match=r"holds a model of other shapes .*\(3,\) there, \(4,\) now"):
+            checkpoints.restore_latest_readable(other)
+        with pytest.raises(InputError, match="other shapes"):
+            checkpoints.restore_fields(1, {"x": other["x"]})
+        assert checkpoints.steps() == [1] and not (tmp_path / "damaged_checkpoints").exists()
+        same = {"x": jax.ShapeDtypeStruct((3,), jnp.float32)}
+        assert checkpoints.restore_fields(1, same)["x"].tolist() == [1.0, 1.0, 1.0]

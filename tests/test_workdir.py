@@ -117,3 +117,27 @@ def test_reports_refuse_a_run_whose_files_are_not_records(folder_run, tmp_path):
         )
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and "not a" in lines[0], result.stderr[-2000:]
+
+
+def test_a_run_without_data_json_is_checked_by_its_run_record(folder_run, tmp_path, compile_cache):
+    """A kept run holds config, metrics, eval and run.json only: its data is still checked, a
+    checkpoint of another model is never called damaged, and the same data still evaluates."""
+    images, finished = folder_run
+    workdir = shutil.copytree(finished, tmp_path / "run")
+    (workdir / "data.json").unlink()
+    four_classes = write_image_folder(tmp_path / "four", classes=4)
+    line = refused([*folder_args(four_classes), "--config.num_epochs=1"], workdir, compile_cache)
+    assert "holds a run on other data (" in line and "3 classes there, 4 now" in line
+    assert not (workdir / "damaged_checkpoints").exists()
+
+    same_shape = write_image_folder(tmp_path / "other", size=(30, 30))
+    line = refused([*folder_args(same_shape), "--config.num_epochs=1", "--mode=eval"], workdir, compile_cache)
+    assert "holds a run on other data (mean [" in line
+
+    run_main([f"--workdir={workdir}", "--mode=eval"], compile_cache)
+    accuracy = [json.loads((w / "eval.json").read_text())["test_accuracy"] for w in (workdir, finished)]
+    assert accuracy[0] == accuracy[1]
+
+    (workdir / "run.json").unlink()
+    line = refused(["--mode=eval"], workdir, compile_cache)
+    assert "holds checkpoints but neither data.json nor run.json" in line

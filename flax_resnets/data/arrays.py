@@ -78,6 +78,20 @@ class Dataset:
     def channels(self) -> int:
         return self.train.images.shape[-1]
 
+    def summary(self) -> dict[str, Any]:
+        """What run.json records of the data: its classes, channels, split sizes, pixel statistics
+        and normalisation (checked against a resumed or evaluated run that lacks data.json)."""
+        return {
+            "class_names": list(self.class_names),
+            "channels": self.channels,
+            "mean": list(self.mean),  # of the training pixels
+            "std": list(self.std),
+            "normalization": [list(constants) for constants in self.normalization_constants()],
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": len(self.test),
+        }
+
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the data a run read: its classes, shapes and counts, and a hash of every
         split's pixels and labels (a run resumed on other data is refused with it)."""

@@ -67,16 +67,5 @@ def run_record(config: Any, dataset: Any, history: list[dict]) -> dict[str, Any]
         "epochs": len(history),
         "wall_seconds": sum(record["seconds"] for record in history),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "data": {
-            "dataset": config.dataset,
-            "data_dir": config.data_dir,
-            "class_names": list(dataset.class_names),
-            "channels": dataset.channels,
-            "mean": list(dataset.mean),  # of the training pixels
-            "std": list(dataset.std),
-            "normalization": [list(constants) for constants in dataset.normalization_constants()],
-            "train": len(dataset.train),
-            "validation": len(dataset.validation),
-            "test": len(dataset.test),
-        },
+        "data": {"dataset": config.dataset, "data_dir": config.data_dir, **dataset.summary()},
     }

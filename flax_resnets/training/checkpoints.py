@@ -18,6 +18,7 @@ with a warning, and the run resumes from the newest readable one.
 
 from __future__ import annotations
 
+import collections
 import copy
 import shutil
 import statistics
@@ -121,6 +122,29 @@ class Checkpoints:
             )
         return step
 
+    def require_shapes(self, step: int, abstract_state: Any, *, partial: bool = False) -> None:
+        """Refuse, as other data or another model (never as damage), a checkpoint whose arrays do
+        not have the shapes ``abstract_state`` wants (``partial``: among others). Metadata that
+        cannot be read, or names no array, is damage: left for the restore to find."""
+        try:
+            metadata = ocp.PyTreeCheckpointer().metadata(self.directory / str(step) / "state").item_metadata
+        except Exception:  # orbax raises many types for unreadable files
+            return
+        leaves = jax.tree.leaves(metadata)
+        saved = collections.Counter(tuple(leaf.shape) for leaf in leaves if hasattr(leaf, "shape"))
+        if not saved:
+            return
+        wanted = collections.Counter(tuple(leaf.shape) for leaf in jax.tree.leaves(abstract_state))
+        missing, extra = wanted - saved, saved - wanted
+        if missing or (extra and not partial):
+            there = ", ".join(map(str, sorted(extra)[:3])) or "none"
+            now = ", ".join(map(str, sorted(missing)[:3])) or "none"
+            raise InputError(
+                f"The checkpoint at step {step} in {self.directory} holds a model of other shapes than this "
+                f"config and data make (arrays {there} there, {now} now): train or evaluate it with the "
+                "config and data it was made with, or use a new --workdir."
+            )
+
     def _restore(self, step: int, **items: Any) -> Any:
         self.require_step(step)
         ignore_reads_after_a_failed_restore()
@@ -135,12 +159,14 @@ class Checkpoints:
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, list[dict]]:
         """The state (laid out like ``abstract_state``) and history saved at ``step``."""
+        self.require_shapes(step, abstract_state)
         restored = self._restore(step, state=pytree_restore(abstract_state), history=ocp.args.JsonRestore())
         return restored["state"], list(restored["history"])
 
     def restore_fields(self, step: int, abstract_fields: dict[str, Any]) -> dict[str, Any]:
         """Only some fields of the saved state (e.g. the model's, to evaluate it), laid out like
         ``abstract_fields``: the optimizer state is never read."""
+        self.require_shapes(step, abstract_fields, partial=True)
         return self._restore(step, state=pytree_restore(abstract_fields, partial=True))["state"]
 
     def history(self, step: int) -> list[dict]:

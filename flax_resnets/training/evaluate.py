@@ -162,7 +162,7 @@ def evaluate_workdir(
         is_best = member_steps == choose_steps(checkpoints, "best", config.num_seeds)
         parallel.initialize_distributed(config.distributed)
         dataset = load_config_dataset(config)
-        check_same_data(workdir, dataset.fingerprint())
+        check_same_data(workdir, dataset)
         mesh = parallel.make_mesh(config.num_seeds)
         feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
         graphdef, abstract = steps.abstract_model_state(

@@ -75,7 +75,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     epoch_steps = steps_per_epoch(len(dataset.train), config.batch_size)
     total_steps = epoch_steps * config.num_epochs
     data_fingerprint = dataset.fingerprint()
-    check_same_data(workdir, data_fingerprint)
+    check_same_data(workdir, dataset, data_fingerprint)
 
     # Models (one per member), optimizer and compiled steps, laid out over the mesh.
     num_seeds = config.num_seeds
@@ -109,7 +109,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             require_writable(checkpoint_dir if checkpoint_dir.exists() else workdir, "checkpoints")
             exit_stack.enter_context(WorkdirLock(workdir))
             check_same_run(config, workdir)
-            check_same_data(workdir, data_fingerprint)
+            check_same_data(workdir, dataset, data_fingerprint)
         # Resume from the latest readable checkpoint, if any.
         checkpoints = exit_stack.enter_context(
             Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=num_seeds)
