@@ -50,3 +50,26 @@ def test_a_checkpoint_of_other_shapes_is_refused_as_another_model_not_moved_as_d
         assert checkpoints.steps() == [1] and not (tmp_path / "damaged_checkpoints").exists()
         same = {"x": jax.ShapeDtypeStruct((3,), jnp.float32)}
         assert checkpoints.restore_fields(1, same)["x"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_restore_leaves_no_hook_and_a_failed_one_quiets_only_its_abandoned_reads(caplog):
+    import logging
+    import sys
+
+    from flax_resnets.training.checkpoints import quiet_reads_of_a_failed_restore, unretrieved_read
+
+    hooks = sys.excepthook, sys.unraisablehook
+    with quiet_reads_of_a_failed_restore():
+        assert sys.excepthook is not hooks[0]
+    assert (sys.excepthook, sys.unraisablehook) == hooks
+
+    asyncio_log = logging.getLogger("asyncio")
+    try:
+        with pytest.raises(ValueError), quiet_reads_of_a_failed_restore():
+            raise ValueError("OUT_OF_RANGE: a damaged array file")
+        asyncio_log.error("Future exception was never retrieved\nfuture: <Future finished exception=...>")
+        asyncio_log.error("Task was destroyed but it is pending!")
+        assert [record.getMessage() for record in caplog.records] == ["Task was destroyed but it is pending!"]
+    finally:
+        asyncio_log.removeFilter(unretrieved_read)
+        sys.excepthook, sys.unraisablehook = hooks

@@ -100,3 +100,25 @@ def test_main_answers_help_with_every_flag_a_user_types(program):
     assert result.stdout.startswith("usage: ")
     for flag in ("--config:", "--config.FIELD=VALUE:", "--workdir:", "--mode:", "--checkpoint:"):
         assert f"\n  {flag}" in result.stdout, flag
+
+
+def test_an_exit_asked_for_while_a_file_is_written_waits_until_the_file_is_whole(tmp_path):
+    """Ctrl-C's handler ends the process without Python's teardown: never between a file's write
+    and its rename."""
+    from flax_resnets.files import WritesInProgress, atomic_write, exit_when_files_are_whole
+
+    exits = []
+    path = tmp_path / "eval.json"
+
+    def write(file):
+        exit_when_files_are_whole(lambda: exits.append(sorted(p.name for p in tmp_path.iterdir())))
+        assert exits == []
+        file.write("{}")
+
+    try:
+        atomic_write(path, write)
+    finally:
+        WritesInProgress.exit_when_whole = None
+    assert exits == [["eval.json"]]
+    exit_when_files_are_whole(lambda: exits.append("at once"))
+    assert exits[-1] == "at once"

@@ -5,9 +5,24 @@ and test report of a run that was never interrupted, bit for bit.
 """
 
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
-from run_helpers import TINY, assert_same_run, damage, run_main, run_with_fault, tree_fingerprint
+from run_helpers import (
+    HANG_GUARD_SECONDS,
+    REPO,
+    TINY,
+    assert_same_run,
+    damage,
+    environment,
+    run_main,
+    run_with_fault,
+    tree_fingerprint,
+)
+
+from flax_resnets.cli import INTERRUPTED
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +118,62 @@ def test_ctrl_c_while_evaluating_is_one_line_and_changes_nothing(tmp_path, compi
         "Interrupted: files already written are whole; run the same command to resume or evaluate."
     ]
     assert tree_fingerprint(workdir) == before
+
+
+# main.py with Ctrl-C raising as in a terminal, even where the tests were started with it ignored.
+AS_IN_A_TERMINAL = (
+    "import runpy, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "sys.argv = ['main.py', *sys.argv[1:]]\n"
+    "runpy.run_path('main.py', run_name='__main__')\n"
+)
+
+
+def interrupted_at(args, compile_cache, delay):
+    """main.py ARGS, sent Ctrl-C (as in a terminal) after ``delay`` seconds unless it has ended."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", AS_IN_A_TERMINAL, *args],
+        cwd=REPO,
+        env=environment(compile_cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        process.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=HANG_GUARD_SECONDS)
+    return process.returncode, stdout, stderr
+
+
+def assert_interrupted_in_one_line(status, stdout, stderr):
+    """Exit 130 with one line (a training loop's: the checkpoint it saved); a signal that came after
+    the result was printed may also find the program gone (0) or in Python's last teardown, where
+    the default action ends it (-SIGINT, 130 in a shell). Never a traceback, a swallowed signal or
+    a crash."""
+    assert not any(word in stderr for word in ("Traceback", "Exception ignored", "Fatal")), stderr[-3000:]
+    if "test accuracy" in stdout and status in (0, -signal.SIGINT, 130):
+        return
+    last = stderr.strip().splitlines()[-1]
+    assert status == 130, f"exit {status}\n{stderr[-3000:]}"
+    assert last in (INTERRUPTED, "Interrupted.") or last.startswith("Stopped at step"), stderr[-3000:]
+
+
+@pytest.mark.parametrize("mode", ["eval", "resume"])
+def test_ctrl_c_at_any_moment_of_an_evaluation_or_a_resume_exits_130_in_one_line(
+    tmp_path, compile_cache, uninterrupted, mode
+):
+    """Ctrl-C landing anywhere (loading the libraries, restoring, compiling, training, testing,
+    tearing down) once crashed the process, or was swallowed, or became an ImportError."""
+    images, reference = uninterrupted
+    workdir = shutil.copytree(reference, tmp_path / "run")
+    if mode == "resume":
+        for step in range(4, 10):  # back to the end of the first epoch
+            shutil.rmtree(workdir / "checkpoints" / str(step))
+        (workdir / "eval.json").unlink()
+    args = run_args(images, workdir) if mode == "resume" else [f"--workdir={workdir}", "--mode=eval"]
+    for delay in (1, 2, 4, 6, 8, 10):
+        assert_interrupted_in_one_line(*interrupted_at(args, compile_cache, delay))
+    run_main(args, compile_cache)
+    assert_same_run(workdir, reference)

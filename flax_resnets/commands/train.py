@@ -12,9 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from flax_resnets.cli import main_flags_parser, refuse
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+from flax_resnets.cli import EXIT_INTERRUPTED, INTERRUPTED, exit_at_once_on_ctrl_c, main_flags_parser, refuse
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and eval.json.", required=True)
@@ -49,11 +47,8 @@ def train_or_evaluate(argv: list[str]) -> int:
     except TrainingStoppedError as error:
         print(str(error), file=sys.stderr)
         return error.exit_status
-    except KeyboardInterrupt:  # a second Ctrl-C while training, or one while evaluating
-        print(
-            "Interrupted: files already written are whole; run the same command to resume or evaluate.",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt:  # a second SIGTERM while training, or Ctrl-C where Python's handler is kept
+        print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
     if jax.process_index() == 0:
         print(
@@ -67,5 +62,6 @@ def train_or_evaluate(argv: list[str]) -> int:
 
 def main(argv: list[str], program: str = "python -m flax_resnets train") -> int:
     """``program ARGV``: absl parses the flags (``cli.main_flags_parser``), then train or evaluate."""
+    exit_at_once_on_ctrl_c()
     app.run(train_or_evaluate, argv=[program, *argv], flags_parser=main_flags_parser)
     return 0  # not reached: app.run exits with train_or_evaluate's status

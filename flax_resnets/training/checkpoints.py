@@ -19,10 +19,13 @@ with a warning, and the run resumes from the newest readable one.
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
+import logging
 import shutil
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +150,9 @@ class Checkpoints:
 
     def _restore(self, step: int, **items: Any) -> Any:
         self.require_step(step)
-        ignore_reads_after_a_failed_restore()
         try:
-            return self.manager.restore(step, args=ocp.args.Composite(**items))
+            with quiet_reads_of_a_failed_restore():
+                return self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # orbax raises many types for unreadable files
             raise UnreadableCheckpointError(
                 f"The checkpoint at step {step} in {self.directory} cannot be read ({type(error).__name__}: "
@@ -219,18 +222,14 @@ def short_reason(error: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def ignore_reads_after_a_failed_restore() -> None:
-    """When a restore fails, tensorstore's reads still in flight call back into orbax's event loop,
-    which is closed by then, from tensorstore's own threads: Python would print a traceback for
-    each (through ``sys.unraisablehook``, or ``sys.excepthook`` from those threads), as soon as
-    the loop closes. Drop exactly those; installed before every restore, since they come before
-    the failure reaches the caller."""
-    if getattr(sys.unraisablehook, "ignores_closed_loop", False):
-        return
-
-    def closed_loop(error: BaseException | None) -> bool:
-        return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
-
+@contextlib.contextmanager
+def quiet_reads_of_a_failed_restore() -> Iterator[None]:
+    """When a restore fails, tensorstore's reads still in flight end in errors nobody can act on:
+    its threads call into orbax's event loop, closed by then (``sys.unraisablehook``, or
+    ``sys.excepthook`` from those threads), and asyncio logs "exception was never retrieved" when
+    their futures are collected. Each would print a traceback after the one-line refusal. Around
+    a restore, the hooks drop exactly those; after a failed one, they and asyncio's log filter
+    stay, since the reads outlive it. A restore that succeeds leaves nothing installed."""
     previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
 
     def unraisable_hook(unraisable: Any) -> None:
@@ -241,8 +240,22 @@ def ignore_reads_after_a_failed_restore() -> None:
         if not closed_loop(value):
             previous_except(kind, value, traceback)
 
-    unraisable_hook.ignores_closed_loop = True
     sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
+    try:
+        yield
+    except BaseException:
+        logging.getLogger("asyncio").addFilter(unretrieved_read)  # added once however often
+        raise
+    sys.unraisablehook, sys.excepthook = previous_unraisable, previous_except
+
+
+def closed_loop(error: BaseException | None) -> bool:
+    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+def unretrieved_read(record: logging.LogRecord) -> bool:
+    """asyncio's report of a future whose exception nobody retrieved: a read of a failed restore."""
+    return not record.getMessage().startswith(("Future exception was never", "Task exception was never"))
 
 
 def pytree_restore(abstract: Any, *, partial: bool = False) -> ocp.args.PyTreeRestore:

@@ -126,7 +126,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             write_json(workdir / "config.json", config_dict(config))
             write_json(workdir / DATA_RECORD, data_fingerprint)
         report = exit_stack.enter_context(EpochReport(workdir, history)) if is_main else None
-        stop = exit_stack.enter_context(StopSignals())
+        stop = StopSignals()  # while training: after it, Ctrl-C is the command's (nothing to save)
 
         def stop_if_requested(step: int) -> None:
             if stop.requested(step):
@@ -140,50 +140,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 )
 
         trains = step < total_steps  # a finished run's command run again only tests it again
-        for epoch in range(step // epoch_steps, config.num_epochs):
-            first_step = step % epoch_steps
-            if first_step == 0:
-                zero = parallel.place_state(steps.zero_epoch_sums(num_seeds), mesh, num_seeds)
-                state = state.replace(epoch_sums=zero)
-            started = time.perf_counter()
-            with progress_bar(epoch, config.num_epochs, epoch_steps, first_step, enabled=is_main) as progress:
-                calls = feed.train_calls(
-                    epoch=epoch, start_step=first_step, steps_per_call=config.steps_per_call
-                )
-                for inputs, done in calls:
-                    state = train_fn(state, inputs, train_data, done)
-                    step += done
-                    progress.update(done)
-                    if passed_multiple(step, done, config.log_every_steps):
-                        progress.set_postfix(progress_means(running_means(state, num_seeds)))
-                    if mid_epoch_checkpoint_due(config, step, done, epoch_steps):
-                        finite = require_finite(state, step, checkpoints, config.dtype)
-                        checkpoints.save(step, finite, history)
-                    stop_if_requested(step)
-            train_seconds = time.perf_counter() - started
+        with stop:
+            for epoch in range(step // epoch_steps, config.num_epochs):
+                first_step = step % epoch_steps
+                if first_step == 0:
+                    zero = parallel.place_state(steps.zero_epoch_sums(num_seeds), mesh, num_seeds)
+                    state = state.replace(epoch_sums=zero)
+                started = time.perf_counter()
+                bar = progress_bar(epoch, config.num_epochs, epoch_steps, first_step, enabled=is_main)
+                with bar as progress:
+                    calls = feed.train_calls(
+                        epoch=epoch, start_step=first_step, steps_per_call=config.steps_per_call
+                    )
+                    for inputs, done in calls:
+                        state = train_fn(state, inputs, train_data, done)
+                        step += done
+                        progress.update(done)
+                        if passed_multiple(step, done, config.log_every_steps):
+                            progress.set_postfix(progress_means(running_means(state, num_seeds)))
+                        if mid_epoch_checkpoint_due(config, step, done, epoch_steps):
+                            finite = require_finite(state, step, checkpoints, config.dtype)
+                            checkpoints.save(step, finite, history)
+                        stop_if_requested(step)
+                train_seconds = time.perf_counter() - started
 
-            train = running_means(require_finite(state, step, checkpoints, config.dtype), num_seeds)
-            val = evaluate_split(validation_fn, state.model_state(), feed, "validation", epoch)
-            val = val or [None] * num_seeds
-            seeds = member_records(feed.seeds(), train, val)
-            record = {
-                "epoch": epoch + 1,
-                "step": step,
-                **member_means(seeds),
-                "learning_rate": float(schedule(step - 1)),  # the epoch's last step's
-                "seconds": time.perf_counter() - started,
-                # Summed over the members: what the device did.
-                "images_per_second": (epoch_steps - first_step) * config.batch_size * num_seeds
-                / train_seconds,
-                "seeds": seeds,
-            }
-            history.append(record)
-            val_accuracies = None if val[0] is None else [member["val_accuracy"] for member in seeds]
-            checkpoints.save(step, state, history, val_accuracies=val_accuracies)
-            if report:
-                report.write(record)
-                print(epoch_summary(record), flush=True)
-            stop_if_requested(step)
+                train = running_means(require_finite(state, step, checkpoints, config.dtype), num_seeds)
+                val = evaluate_split(validation_fn, state.model_state(), feed, "validation", epoch)
+                val = val or [None] * num_seeds
+                seeds = member_records(feed.seeds(), train, val)
+                record = {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    **member_means(seeds),
+                    "learning_rate": float(schedule(step - 1)),  # the epoch's last step's
+                    "seconds": time.perf_counter() - started,
+                    # Summed over the members: what the device did.
+                    "images_per_second": (epoch_steps - first_step) * config.batch_size * num_seeds
+                    / train_seconds,
+                    "seeds": seeds,
+                }
+                history.append(record)
+                val_accuracies = None if val[0] is None else [member["val_accuracy"] for member in seeds]
+                checkpoints.save(step, state, history, val_accuracies=val_accuracies)
+                if report:
+                    report.write(record)
+                    print(epoch_summary(record), flush=True)
+                stop_if_requested(step)
 
         checkpoints.wait()
         best = choose_steps(checkpoints, "best", num_seeds)

@@ -11,7 +11,8 @@ import jax
 class StopSignals:
     """SIGTERM (a scheduler's preemption, a sweep's time budget) and SIGINT (Ctrl-C) become a
     request that the loop answers after the call in flight: save a checkpoint, then stop. A
-    second signal stops at once. On several hosts, JAX's preemption sync point makes all of them
+    second signal stops at once: by the handler this replaced (a command's own), or a
+    KeyboardInterrupt. On several hosts, JAX's preemption sync point makes all of them
     stop at the same step (jax.distributed listens for SIGTERM itself)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -28,6 +29,9 @@ class StopSignals:
 
     def handle(self, number: int, frame: object) -> None:
         if self.received is not None:
+            previous = self.previous.get(number)
+            if callable(previous):
+                previous(number, frame)
             raise KeyboardInterrupt
         self.received = number
 
