@@ -143,6 +143,23 @@ class WorkdirLock:
         self.file = file
         return self
 
+    @classmethod
+    def holder(cls, workdir: Path) -> str | None:
+        """The pid of another process that holds ``workdir``'s lock now (a run training there), or
+        None. Looking takes a shared lock for an instant."""
+        try:
+            file = open(Path(workdir) / cls.NAME)
+        except OSError:
+            return None
+        with file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = file.read().strip() or "unknown"
+                return None if pid == str(os.getpid()) else pid
+            fcntl.flock(file, fcntl.LOCK_UN)
+        return None
+
     def __exit__(self, *exc_info: object) -> None:
         if self.file is not None:
             self.file.close()  # closing the file releases the lock

@@ -52,24 +52,33 @@ def test_a_checkpoint_of_other_shapes_is_refused_as_another_model_not_moved_as_d
         assert checkpoints.restore_fields(1, same)["x"].tolist() == [1.0, 1.0, 1.0]
 
 
-def test_a_restore_leaves_no_hook_and_a_failed_one_quiets_only_its_abandoned_reads(caplog):
+def test_checkpoints_leave_no_hook_and_after_a_failure_quiet_only_orbax_noise(tmp_path, caplog):
     import logging
     import sys
 
-    from flax_resnets.training.checkpoints import quiet_reads_of_a_failed_restore, unretrieved_read
+    from flax_resnets.training.checkpoints import OrbaxFailureNoise
 
     hooks = sys.excepthook, sys.unraisablehook
-    with quiet_reads_of_a_failed_restore():
+    with Checkpoints(tmp_path / "checkpoints"):
         assert sys.excepthook is not hooks[0]
     assert (sys.excepthook, sys.unraisablehook) == hooks
 
-    asyncio_log = logging.getLogger("asyncio")
+    noise = OrbaxFailureNoise()
+    noise.quiet()
+    noise.failed = True
+    noise.restore()  # after a failure: the threads that make the noise outlive the checkpoints
     try:
-        with pytest.raises(ValueError), quiet_reads_of_a_failed_restore():
-            raise ValueError("OUT_OF_RANGE: a damaged array file")
-        asyncio_log.error("Future exception was never retrieved\nfuture: <Future finished exception=...>")
-        asyncio_log.error("Task was destroyed but it is pending!")
-        assert [record.getMessage() for record in caplog.records] == ["Task was destroyed but it is pending!"]
+        logging.getLogger("asyncio").error("Future exception was never retrieved\nfuture: <Future ...>")
+        logging.getLogger("asyncio").error("Task was destroyed but it is pending!")
+        orbax_file = "/site-packages/orbax/checkpoint/future.py"
+        orbax_error = logging.LogRecord("absl", logging.ERROR, orbax_file, 1, "failed", (), None)
+        logging.getLogger("absl").handle(orbax_error)
+        logging.getLogger("absl").error("not orbax's")
+        assert [record.getMessage() for record in caplog.records] == [
+            "Task was destroyed but it is pending!",
+            "not orbax's",
+        ]
     finally:
-        asyncio_log.removeFilter(unretrieved_read)
-        sys.excepthook, sys.unraisablehook = hooks
+        noise.failed = False
+        noise.restore()
+    assert (sys.excepthook, sys.unraisablehook) == hooks

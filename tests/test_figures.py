@@ -86,6 +86,7 @@ def test_landscape_of_two_runs_writes_a_picture_and_a_grid_centred_on_each_check
     )
     result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "WARNING" not in result.stderr, result.stderr[-3000:]  # the libraries' notices are not the user's
     assert (out / "landscape.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     grid = np.load(out / "landscape.npz")
     assert int(grid["seed"]) == 4 and int(grid["images"]) == 16

@@ -141,3 +141,53 @@ def test_a_run_without_data_json_is_checked_by_its_run_record(folder_run, tmp_pa
     (workdir / "run.json").unlink()
     line = refused(["--mode=eval"], workdir, compile_cache)
     assert "holds checkpoints but neither data.json nor run.json" in line
+
+
+# main.py under a limit on the size of any file it writes: a checkpoint fails part-way, as on a full disk.
+UNDER_A_FILE_SIZE_LIMIT = (
+    "import resource, runpy, sys\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+    "sys.argv = ['main.py', *sys.argv[1:]]\n"
+    "runpy.run_path('main.py', run_name='__main__')\n"
+)
+
+
+def test_a_checkpoint_write_that_fails_part_way_is_one_line_and_the_run_resumes(tmp_path, compile_cache):
+    import subprocess
+    import sys
+
+    from run_helpers import HANG_GUARD_SECONDS, REPO, environment
+
+    images = write_image_folder(tmp_path / "images")
+    args = [*folder_args(images), "--config.num_epochs=1", f"--workdir={tmp_path / 'run'}"]
+    failed = subprocess.run(
+        [sys.executable, "-c", UNDER_A_FILE_SIZE_LIMIT, *args],
+        cwd=REPO,
+        env=environment(compile_cache),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+    )
+    last = failed.stderr.strip().splitlines()[-1]
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    assert last.startswith(f"error: A checkpoint could not be written in {tmp_path / 'run' / 'checkpoints'}")
+    assert "(File too large)" in last and "then run the same command to resume." in last
+    resumed = run_main(args, compile_cache)
+    assert "test accuracy" in resumed.stdout
+
+
+def test_a_checkpoint_that_changes_while_a_live_run_trains_is_not_called_damaged(
+    folder_run, tmp_path, compile_cache
+):
+    """Evaluating beside the run training in the workdir: a checkpoint it replaced while being read
+    is a reason to try again, not damage to move away."""
+    from run_helpers import damage
+
+    _, finished = folder_run
+    workdir = shutil.copytree(finished, tmp_path / "run")
+    latest = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    damage(workdir / "checkpoints" / str(latest), "empty array files")  # as if half replaced
+    with WorkdirLock(workdir):  # this test process is the run training there
+        line = refused(["--mode=eval", "--checkpoint=latest"], workdir, compile_cache)
+    assert f"The checkpoint at step {latest}" in line and "changed while it was read" in line
+    assert "try again" in line and "move that step" not in line

@@ -28,6 +28,7 @@ def train_or_evaluate(argv: list[str]) -> int:
     import jax
 
     from flax_resnets.errors import InputError
+    from flax_resnets.training.checkpoints import CheckpointWriteError
     from flax_resnets.training.evaluate import evaluate_workdir
     from flax_resnets.training.loop import TrainingDivergedError, TrainingStoppedError, train_and_evaluate
 
@@ -41,7 +42,7 @@ def train_or_evaluate(argv: list[str]) -> int:
             result = evaluate_workdir(config, FLAGS.workdir, FLAGS.checkpoint)
     except InputError as error:
         refuse(str(error))
-    except TrainingDivergedError as error:
+    except (TrainingDivergedError, CheckpointWriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except TrainingStoppedError as error:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from flax_resnets.errors import InputError
+from flax_resnets.errors import InputError, warn
 from flax_resnets.files import write_text
 
 # Fields of an epoch record that measure the machine, not the training: they differ between
@@ -60,7 +59,7 @@ def read_jsonl(path: Path) -> list[dict]:
             if number < len(lines):
                 message = f"{path}, line {number}, is not JSON ({error}): repair or remove that line."
                 raise InputError(message) from error
-            print(f"warning: the last line of {path} is cut off; it is left out.", file=sys.stderr)
+            warn(f"the last line of {path} is cut off; it is left out")
             continue
         if not isinstance(record, dict):
             kind = type(record).__name__
@@ -74,7 +73,7 @@ class EpochReport:
     """Appends one record per epoch to ``metrics.jsonl`` and to TensorBoard (``tensorboard/``)."""
 
     def __init__(self, workdir: Path, history: list[dict]):
-        SummaryWriter = summary_writer_class()  # noqa: N806
+        from tensorboardX import SummaryWriter  # here: only a training run needs it
 
         self.metrics_path = Path(workdir) / "metrics.jsonl"
         write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in history))
@@ -103,17 +102,3 @@ class EpochReport:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def summary_writer_class() -> type:
-    """tensorboardX's SummaryWriter, imported without PyTorch: tensorboardX imports it, when
-    installed, only to accept torch tensors (we write floats), and that costs ~2 s a run."""
-    if "torch" in sys.modules:
-        from tensorboardX import SummaryWriter
-    else:
-        sys.modules["torch"] = None  # makes tensorboardX's guarded `import torch` fail fast
-        try:
-            from tensorboardX import SummaryWriter
-        finally:
-            del sys.modules["torch"]
-    return SummaryWriter

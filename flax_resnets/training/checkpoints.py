@@ -22,6 +22,8 @@ import collections
 import contextlib
 import copy
 import logging
+import os
+import re
 import shutil
 import statistics
 import sys
@@ -35,7 +37,8 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from flax_resnets.data.sources import only_logged_errors
-from flax_resnets.errors import InputError
+from flax_resnets.errors import InputError, warn
+from flax_resnets.files import WorkdirLock
 
 VALIDATION_METRIC = "val_accuracy"
 DAMAGED = "damaged_checkpoints"
@@ -43,6 +46,11 @@ DAMAGED = "damaged_checkpoints"
 
 class UnreadableCheckpointError(InputError):
     """A checkpoint's files cannot be read back."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full disk, a file-size limit, a folder made read-only
+    while the run trained); the complete checkpoints written before it are kept."""
 
 
 def member_metric(member: int) -> str:
@@ -76,6 +84,9 @@ class Checkpoints:
             [checkpoint_managers.LatestN(n=keep), *best_of_each_member]
         )
         self.directory = Path(directory).absolute()
+        self.failed_write: CheckpointWriteError | None = None
+        self.noise = OrbaxFailureNoise()
+        self.noise.quiet()
         with only_logged_errors():  # orbax's notices that a read-only manager saves nothing
             self.manager = ocp.CheckpointManager(
                 self.directory,
@@ -108,13 +119,35 @@ class Checkpoints:
             metrics = {VALIDATION_METRIC: statistics.fmean(val_accuracies), "step": step}
             if len(val_accuracies) > 1:
                 metrics.update({member_metric(k): value for k, value in enumerate(val_accuracies)})
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.PyTreeSave(state), history=ocp.args.JsonSave(copy.deepcopy(history))
-            ),
-            metrics=metrics,
-        )
+        with self.writing():  # the previous save, if it failed, fails here
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.PyTreeSave(state), history=ocp.args.JsonSave(copy.deepcopy(history))
+                ),
+                metrics=metrics,
+            )
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """A failure of orbax's writer (now, or of a save in flight) as one CheckpointWriteError."""
+        if self.failed_write is not None:
+            raise self.failed_write
+        try:
+            yield
+        except Exception as error:
+            self.noise.failed = True
+            saved = self.steps_on_disk()
+            kept = f"the checkpoint of step {saved[-1]} is kept" if saved else "no checkpoint was saved"
+            self.failed_write = CheckpointWriteError(
+                f"A checkpoint could not be written in {self.directory} ({write_failure(error)}); {kept}: "
+                "free space there (or lift the limit on file sizes), then run the same command to resume."
+            )
+            raise self.failed_write from error
+
+    def steps_on_disk(self) -> list[int]:
+        """The complete checkpoints in the folder now, as a new manager would list them."""
+        return sorted(int(path.name) for path in self.directory.iterdir() if path.name.isdigit())
 
     def require_step(self, step: int) -> int:
         """``step``, or a refusal that names the saved steps."""
@@ -130,7 +163,9 @@ class Checkpoints:
         not have the shapes ``abstract_state`` wants (``partial``: among others). Metadata that
         cannot be read, or names no array, is damage: left for the restore to find."""
         try:
-            metadata = ocp.PyTreeCheckpointer().metadata(self.directory / str(step) / "state").item_metadata
+            with only_logged_errors():  # orbax's notice that a step-level metadata file is elsewhere
+                item = ocp.PyTreeCheckpointer().metadata(self.directory / str(step) / "state")
+            metadata = item.item_metadata
         except Exception:  # orbax raises many types for unreadable files
             return
         leaves = jax.tree.leaves(metadata)
@@ -151,9 +186,16 @@ class Checkpoints:
     def _restore(self, step: int, **items: Any) -> Any:
         self.require_step(step)
         try:
-            with quiet_reads_of_a_failed_restore():
-                return self.manager.restore(step, args=ocp.args.Composite(**items))
+            return self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # orbax raises many types for unreadable files
+            self.noise.failed = True
+            training = WorkdirLock.holder(self.directory.parent)
+            if training is not None:
+                raise InputError(
+                    f"The checkpoint at step {step} in {self.directory} changed while it was read: the run "
+                    f"training there (pid {training}) saves and removes checkpoints as it goes; try again, "
+                    "or once it has ended."
+                ) from error
             raise UnreadableCheckpointError(
                 f"The checkpoint at step {step} in {self.directory} cannot be read ({type(error).__name__}: "
                 f"{short_reason(error)}); move that step's folder away to use an earlier checkpoint, "
@@ -188,7 +230,7 @@ class Checkpoints:
                 if jax.process_index() == 0:
                     moved.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(self.directory / str(step)), str(moved))
-                    print(f"warning: {str(error).split('; move')[0]}; moved it to {moved}.", file=sys.stderr)
+                    warn(f"{str(error).split('; move')[0]}; moved it to {moved}")
                 if jax.process_count() > 1:  # every host sees the move before it looks again
                     multihost_utils.sync_global_devices(f"moved damaged checkpoint {step}")
                 self.manager.reload()
@@ -203,11 +245,20 @@ class Checkpoints:
         return -max(scored)[1] if scored else None
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        with self.writing():
+            self.manager.wait_until_finished()
 
     def close(self) -> None:
-        """Wait for saves in flight, then release the manager."""
-        self.manager.close()
+        """Wait for saves in flight, then release the manager; after a failed write, only release it."""
+        try:
+            if self.failed_write is None:
+                with self.writing():
+                    self.manager.close()
+            else:
+                with contextlib.suppress(Exception):
+                    self.manager.close()
+        finally:
+            self.noise.restore()
 
     def __enter__(self) -> Checkpoints:
         return self
@@ -216,45 +267,62 @@ class Checkpoints:
         self.close()
 
 
+def write_failure(error: BaseException) -> str:
+    """Why a write failed: the system's words where tensorstore gives an OS error code (``File too
+    large``, ``No space left on device``), else the error's first line."""
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    return os.strerror(int(code.group(1))) if code else f"{type(error).__name__}: {short_reason(error)}"
+
+
 def short_reason(error: BaseException, limit: int = 160) -> str:
     """The first line of an error, without tensorstore's spec, at most ``limit`` characters."""
     text = (str(error).splitlines() or ["no details"])[0].split(" [tensorstore_spec")[0]
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-@contextlib.contextmanager
-def quiet_reads_of_a_failed_restore() -> Iterator[None]:
-    """When a restore fails, tensorstore's reads still in flight end in errors nobody can act on:
-    its threads call into orbax's event loop, closed by then (``sys.unraisablehook``, or
-    ``sys.excepthook`` from those threads), and asyncio logs "exception was never retrieved" when
-    their futures are collected. Each would print a traceback after the one-line refusal. Around
-    a restore, the hooks drop exactly those; after a failed one, they and asyncio's log filter
-    stay, since the reads outlive it. A restore that succeeds leaves nothing installed."""
-    previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
+class OrbaxFailureNoise:
+    """What orbax prints when a write or a read fails, besides the exception its caller gets (which
+    a command says in one line): its threads log the error with a traceback, tensorstore's threads
+    call into orbax's event loop once it is closed (through ``sys.unraisablehook``, or
+    ``sys.excepthook`` from those threads), and asyncio logs "exception was never retrieved" as
+    their futures are collected: hundreds of lines in all. ``quiet`` drops exactly those while
+    checkpoints are open; after a failure they stay dropped, since those threads outlive it."""
 
-    def unraisable_hook(unraisable: Any) -> None:
+    def __init__(self) -> None:
+        self.failed = False
+        self.previous_hooks = sys.unraisablehook, sys.excepthook
+
+    def quiet(self) -> None:
+        self.previous_hooks = sys.unraisablehook, sys.excepthook
+        sys.unraisablehook, sys.excepthook = self.unraisable_hook, self.except_hook
+        logging.getLogger("absl").addFilter(not_an_orbax_error)  # orbax logs through absl
+        logging.getLogger("asyncio").addFilter(not_an_unretrieved_future)
+
+    def restore(self) -> None:
+        if self.failed:
+            return
+        sys.unraisablehook, sys.excepthook = self.previous_hooks
+        logging.getLogger("absl").removeFilter(not_an_orbax_error)
+        logging.getLogger("asyncio").removeFilter(not_an_unretrieved_future)
+
+    def unraisable_hook(self, unraisable: Any) -> None:
         if not closed_loop(unraisable.exc_value):
-            previous_unraisable(unraisable)
+            self.previous_hooks[0](unraisable)
 
-    def except_hook(kind: type, value: BaseException, traceback: Any) -> None:
+    def except_hook(self, kind: type, value: BaseException, traceback: Any) -> None:
         if not closed_loop(value):
-            previous_except(kind, value, traceback)
-
-    sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
-    try:
-        yield
-    except BaseException:
-        logging.getLogger("asyncio").addFilter(unretrieved_read)  # added once however often
-        raise
-    sys.unraisablehook, sys.excepthook = previous_unraisable, previous_except
+            self.previous_hooks[1](kind, value, traceback)
 
 
 def closed_loop(error: BaseException | None) -> bool:
     return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
 
 
-def unretrieved_read(record: logging.LogRecord) -> bool:
-    """asyncio's report of a future whose exception nobody retrieved: a read of a failed restore."""
+def not_an_orbax_error(record: logging.LogRecord) -> bool:
+    return not (record.levelno >= logging.ERROR and "/orbax/" in record.pathname.replace("\\", "/"))
+
+
+def not_an_unretrieved_future(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith(("Future exception was never", "Task exception was never"))
 
 
