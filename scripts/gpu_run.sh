@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# The device plan: on a GPU machine without TensorFlow, measure how seeds and cells share the
+# Table 1 on one GPU machine without TensorFlow or internet: measure how seeds and cells share the
 # accelerator, then train the offline Table 1 cells as the paper's code ran them (each cell's
 # config: flax_resnets.config.cell_config), Fashion-MNIST first, NUM_SEEDS seeds each, PARALLEL
-# cells at a time, within the call's budget, resumable by the next call.
+# cells at a time, within the run's budget, resumable by the next run.
 #
 #   FLAX_RESNETS_COMMIT=<sha> BUDGET_SECONDS=560 scripts/gpu_run.sh OUT DATA.npz...
 #
-# Two calls on the same warm machine, one per dataset (both together exceed what one call
-# carries), each carrying .gpu/ (git-ignored) with ml-collections and tensorboardX wheels in
-# .gpu/wheels/ and its dataset:
-#   call 1: .gpu/fashion_mnist.npz (python -m flax_resnets data export --dataset=image_folder
+# Run twice on the same machine, once per dataset (where each upload is limited to 64 MiB), each
+# time with .gpu/ (git-ignored) beside the clone, holding ml-collections and tensorboardX wheels in
+# .gpu/wheels/ (the machine has no package index) and that run's dataset:
+#   run 1: .gpu/fashion_mnist.npz (python -m flax_resnets data export --dataset=image_folder
 #           --data_dir=<Fashion-MNIST folder> --out=.gpu/fashion_mnist.npz: 42 MB; lossless)
 #           scripts/gpu_run.sh "$OUT" .gpu/fashion_mnist.npz            # STAGES=setup,measure,sweep
-#   call 2: .gpu/cifar10_jpeg_packed.npz and .gpu/unpack_npz.py (../shared/gpu/README.md)
+#   run 2: .gpu/cifar10_jpeg_packed.npz and .gpu/unpack_npz.py (../shared/gpu/README.md)
 #           STAGES=setup,sweep scripts/gpu_run.sh "$OUT" .gpu/cifar10_jpeg_packed.npz
-# Each call leaves its dataset in DATA_ROOT and the cells' workdirs in RUN_ROOT (both under /tmp,
-# which a warm machine keeps), so call 2 trains CIFAR-10 and resumes any Fashion-MNIST cell that
-# call 1's budget stopped (Fashion-MNIST first: lossless data, its cells speak to fidelity
+# Each run leaves its dataset in DATA_ROOT and the cells' workdirs in RUN_ROOT (both under /tmp,
+# kept between runs on one machine), so run 2 trains CIFAR-10 and resumes any Fashion-MNIST cell
+# that run 1's budget stopped (Fashion-MNIST first: lossless data, its cells speak to fidelity
 # without a JPEG caveat).
 #
 # Stages (STAGES, default setup,measure,sweep):
@@ -26,18 +26,18 @@
 #            with every kind of command (while loops too) at 1 and 10 steps per call.
 #   sweep    `sweep`: the Fashion-MNIST then the CIFAR-10 cells found in DATA_ROOT (or CELLS),
 #            kept in OUT as results/runs/<cell>/ with table1.md, packed in table1_runs.tar.gz.
-# BUDGET_SECONDS (default 560) bounds the call: measure takes at most MEASURE_SECONDS (300) and
+# BUDGET_SECONDS (default 560) bounds the run: measure takes at most MEASURE_SECONDS (300) and
 # the sweep what is left, less the time its cells need to save on SIGTERM.
-# At most 8 files come back: log.txt, seeds_and_cells.json, command_buffers.tar.gz,
+# OUT holds 4 files, to fetch: log.txt, seeds_and_cells.json, command_buffers.tar.gz,
 # table1_runs.tar.gz.
 #
-# Rehearsed on a CPU in two calls (results/checks/device_plan_rehearsal_cpu/), a tiny model,
+# Tried on a 2-core CPU in its two runs (results/checks/gpu_run_on_cpu/), a tiny model,
 # 2 seeds x 2 cells at once:
 #   MODEL=resnet8 BATCH=8 STAGES=setup,measure MEASURE_SECONDS=400 BUDGET_SECONDS=900 \
-#     scripts/gpu_run.sh /tmp/rehearsal1 .gpu/fashion_mnist.npz
+#     scripts/gpu_run.sh /tmp/gpu_run1 .gpu/fashion_mnist.npz
 #   NUM_SEEDS=2 PARALLEL=2 CELLS=fashion_mnist_resnet18,cifar10_resnet18 STAGES=setup,sweep \
 #     SWEEP_FLAGS="--config.model=resnet8 --config.num_epochs=1" BUDGET_SECONDS=1500 \
-#     scripts/gpu_run.sh /tmp/rehearsal2 .gpu/cifar10_jpeg_packed.npz
+#     scripts/gpu_run.sh /tmp/gpu_run2 .gpu/cifar10_jpeg_packed.npz
 set -euo pipefail
 out=${1:?usage: scripts/gpu_run.sh OUT DATA.npz...}
 shift

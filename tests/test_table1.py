@@ -183,7 +183,7 @@ def test_keep_copies_the_small_files_into_the_cells_folder(tmp_path):
 
 @pytest.mark.slow
 def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(tmp_path, image_folder, monkeypatch):
-    """A rehearsal of a GPU sweep on this CPU: a tiny model on a tiny folder stands in for a cell."""
+    """A GPU sweep tried on a CPU: a tiny model on a tiny folder stands in for a cell."""
     monkeypatch.setattr(table1, "paper_dataset", lambda run: "fashion_mnist")  # the folder is no dataset
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     tiny = ["--config.model=resnet8", "--config.batch_size=8", "--config.eval_batch_size=16"]

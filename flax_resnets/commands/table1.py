@@ -291,7 +291,7 @@ def collect(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
 
 def keep(workdir: Path, results: Path) -> Path:
     """Copy a finished run on a paper dataset to ``results/runs/<cell>/`` (its small files only).
-    Models outside Table 1 (a rehearsal's resnet8) are kept but not shown."""
+    Models outside Table 1 (resnet8 in a trial of the sweep) are kept but not shown."""
     run = read_run(workdir)
     dataset = paper_dataset(run)
     if dataset is None:
