@@ -1,6 +1,7 @@
 """The training-parity harness: both sides train on the same images after the same cut, and the
 command prints both sides' runs and a verdict that follows from its numbers."""
 
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from flax_resnets.config import default_config
 from flax_resnets.data.sources import load_config_dataset, load_dataset
 from flax_resnets.errors import InputError
 
+SIDES = ("ours", "theirs")
 torch_trainer = pytest.importorskip("flax_resnets.twins.torch_trainer", reason="PyTorch: a test dependency")
 
 
@@ -120,10 +122,14 @@ def test_the_harness_trains_both_sides_and_reports_each_seed(tmp_path):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode in (0, 1), result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    seeds_and_sides = (["0", "ours"], ["0", "theirs"], ["1", "ours"])
-    rows = [line.split() for line in lines if line.split()[:2] in seeds_and_sides]
-    assert len(rows) >= 3 and all(len(row) == 6 for row in rows)
+    seeds_and_sides = (["0", "ours"], ["0", "theirs"], ["1", "ours"], ["1", "theirs"])
+    rows = [line.split() for line in lines[-9:] if line.split()[:2] in seeds_and_sides]  # the final table
+    assert len(rows) == 4 and all(len(row) == 6 for row in rows)
     assert any(line.startswith("  ours (2 seeds): test acc") for line in lines)
     verdict = lines[-1]
     assert verdict.startswith("test accuracy, ours - theirs:")
+    tests = {side: [float(row[2].rstrip("%")) for row in rows if row[1] == side] for side in SIDES}
+    difference, limit = (float(number) for number in re.findall(r"([-+]?\d+\.\d+)%", verdict)[::2])
+    assert difference == pytest.approx(np.mean(tests["ours"]) - np.mean(tests["theirs"]), abs=0.011)
+    assert result.returncode == (0 if abs(difference) <= limit else 1)
     assert ("within seed noise" in verdict) == (result.returncode == 0)
