@@ -16,7 +16,7 @@ import ml_collections
 from ml_collections import config_dict as config_dicts
 
 from flax_resnets.data.pipelines import PIPELINES
-from flax_resnets.data.sources import DATASET_NAMES, IMAGE_CHANNELS, NORMALIZATIONS
+from flax_resnets.data.sources import IMAGE_CHANNELS, NORMALIZATIONS, require_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import read_json_object
 from flax_resnets.models import require_init, require_models
@@ -193,8 +193,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"got seed={config.seed}, num_seeds={config.num_seeds}, split_seed={config.split_seed}."
         )
     require_models([config.model])
-    if config.dataset not in DATASET_NAMES:
-        raise InputError(f"Unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASET_NAMES)}.")
+    require_dataset(config.dataset, config.validation_fraction)
     positive = (
         "learning_rate",
         "num_epochs",
@@ -211,8 +210,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise InputError(f"config.momentum must be in [0, 1), got {config.momentum}.")
     if config.weight_decay < 0:
         raise InputError(f"config.weight_decay must not be negative, got {config.weight_decay}.")
-    if not 0 <= config.validation_fraction < 1:
-        raise InputError(f"config.validation_fraction must be in [0, 1), got {config.validation_fraction}.")
     if config.schedule not in SCHEDULES:
         raise InputError(f"config.schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}.")
     if config.schedule == "onecycle" and not 0 <= config.warmup_epochs < config.num_epochs:

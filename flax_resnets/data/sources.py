@@ -61,6 +61,14 @@ CACHE_FORMAT = 2  # bump when the array files change, so that old caches are not
 SAMPLE_FASHION_MNIST = Path(__file__).parent / "sample_data" / "fashion_mnist"
 
 
+def require_dataset(name: str, validation_fraction: float) -> None:
+    """A dataset this package reads, and a validation cut that leaves training images."""
+    if name not in DATASET_NAMES:
+        raise InputError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}.")
+    if not 0.0 <= validation_fraction < 1.0:
+        raise InputError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
+
+
 def load_dataset(
     name: str,
     *,
@@ -72,10 +80,7 @@ def load_dataset(
 ) -> Dataset:
     """Read dataset ``name`` into memory and split it into train, validation and test
     (``train_images`` > 0: only the first that many training images after the split)."""
-    if name not in DATASET_NAMES:
-        raise InputError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}.")
-    if not 0.0 <= validation_fraction < 1.0:
-        raise InputError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
+    require_dataset(name, validation_fraction)
     if data_dir and is_array_file(data_dir):
         source = read_exported(name, Path(data_dir))
     elif name == "image_folder":

@@ -28,7 +28,6 @@ from flax_resnets.data.augment import tf_pad_crop_flip, tf_pad_crop_flip_at, val
 from flax_resnets.data.decoding import tensorflow
 from flax_resnets.data.feeds import Batch, FeedSettings, stacked_step
 from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
-from flax_resnets.errors import InputError
 from flax_resnets.runtime import members, parallel
 
 
@@ -48,11 +47,6 @@ def train_batches(
     """This process's share of each training batch of one epoch, from step ``start_step`` on."""
     tf = tensorflow()
     steps = steps_per_epoch(len(split), global_batch_size)
-    if steps == 0:
-        raise InputError(
-            f"batch_size={global_batch_size} is larger than the {len(split)} training examples: "
-            "use a smaller batch_size."
-        )
     local = global_batch_size // process_count
     rows = slice(process_index * local, (process_index + 1) * local)
     order = epoch_permutation(len(split), seed, epoch)[: steps * global_batch_size]

@@ -202,8 +202,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
 def require_trainable(config: ml_collections.ConfigDict, dataset: Any) -> None:
     """Refuse data that cannot make a run worth its time, before anything is compiled or written:
-    fewer than two classes, no training images left after the validation cut, fewer than a batch,
-    or no test images to test the result on."""
+    fewer than two classes, no training images left after the validation cut, or no test images
+    to test the result on (fewer than a batch: ``steps_per_epoch``, next)."""
     if dataset.num_classes < 2:
         raise InputError(
             f"{config.dataset!r} has {dataset.num_classes} class: a classifier needs at least 2 "
@@ -213,11 +213,6 @@ def require_trainable(config: ml_collections.ConfigDict, dataset: Any) -> None:
         raise InputError(
             f"validation_fraction={config.validation_fraction} leaves no training images of "
             f"{len(dataset.train) + len(dataset.validation)}: lower it."
-        )
-    if len(dataset.train) < config.batch_size:
-        raise InputError(
-            f"batch_size={config.batch_size} is larger than the {len(dataset.train)} training examples "
-            f"of {config.dataset!r}: use a smaller batch_size."
         )
     if len(dataset.test) == 0:
         raise InputError(f"The test split of {config.dataset!r} is empty: add images to test the run on.")
