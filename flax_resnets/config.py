@@ -32,19 +32,6 @@ MAY_CHANGE_ON_RESUME = (
     "steps_per_call",
     "eval_batch_size",
 )
-# What runs recorded before a field existed did, where its default is not that: He et al.'s
-# initialisation was the only one before config.init, the data's mean and std before
-# config.normalization; the data's own channels, black padding, unaugmented validation images and
-# a cosine over the whole run before the paper's code was read.
-FIELDS_BEFORE_THEY_EXISTED = {
-    "init": "he",
-    "normalization": "data",
-    "image_channels": 0,
-    "pad_after_normalization": False,
-    "augment_validation": False,
-    "cosine_period_epochs": 0,
-    "paper_cell": "",
-}
 DTYPES = ("float32", "bfloat16")
 # Seeds become 32-bit keys (JAX's, the device feed's int32 arrays): larger ones would wrap around
 # onto smaller seeds' randomness.
@@ -252,13 +239,12 @@ def config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def recorded_config(workdir: Path) -> dict[str, Any] | None:
-    """The config a workdir's run was started with, if any. Fields added since that run took the
-    value it ran with: their default, or the old behaviour in ``FIELDS_BEFORE_THEY_EXISTED``."""
+    """The config a workdir's run was started with, if any (a field it lacks: its default)."""
     path = Path(workdir) / "config.json"
     if not path.exists():
         return None
     recorded = read_json_object(path, "restore it from a backup, or use a new --workdir")
-    return {**config_dict(default_config()), **FIELDS_BEFORE_THEY_EXISTED, **recorded}
+    return {**config_dict(default_config()), **recorded}
 
 
 
@@ -310,8 +296,6 @@ def summary_fields(recorded: Any, dataset: Any) -> dict[str, Any]:
         raise InputError("run.json has no record of the data: restore it, or use a new --workdir.")
     summary = dataset.summary()
     fields = {key: recorded.get(key) for key in summary}
-    if "normalization" not in recorded:  # records older than the field held the constants as mean
-        fields.update(mean=summary["mean"], std=summary["std"], normalization=summary["normalization"])
     for key in ("mean", "std"):
         if isinstance(fields[key], list) and len(fields[key]) == len(summary[key]):
             close = all(abs(a - b) < 1e-6 for a, b in zip(fields[key], summary[key], strict=True))

@@ -71,9 +71,8 @@ RUN_FILES = ("config.json", "metrics.jsonl", "eval.json", "run.json")
 
 
 def read_run(folder: Path) -> dict[str, Any]:
-    """A finished run's files (its config with the values the fields it predates ran with); a
-    folder without them raises ``FileNotFoundError``, a damaged or incomplete one ``ValueError``,
-    ``KeyError`` or ``TypeError``."""
+    """A finished run's files; a folder without them raises ``FileNotFoundError``, a damaged or
+    incomplete one ``ValueError``, ``KeyError`` or ``TypeError``."""
     missing = [name for name in RUN_FILES if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder} is not a finished run: {', '.join(missing)} missing")
@@ -85,6 +84,7 @@ def read_run(folder: Path) -> dict[str, Any]:
         "run": read_json_object(folder / "run.json", "restore it from a backup"),
     }
     float(run["eval"]["test_accuracy"]), str(run["config"]["model"]), str(run["run"]["finished"])
+    [float(member["test_accuracy"]) for member in run["eval"]["seeds"]]
     return run
 
 
@@ -148,9 +148,9 @@ def markdown_row(cells: list[str]) -> str:
 
 
 def seed_accuracies(run: dict[str, Any]) -> list[float]:
-    """Test accuracy (%) of each seed of a run (one, for a run from before runs had seeds)."""
+    """Test accuracy (%) of each seed of a run."""
     evaluation = run["eval"]
-    return [100 * float(member["test_accuracy"]) for member in evaluation.get("seeds") or [evaluation]]
+    return [100 * float(member["test_accuracy"]) for member in evaluation["seeds"]]
 
 
 def seed_validation_accuracies(run: dict[str, Any], epoch: int) -> list[float] | None:
@@ -158,7 +158,7 @@ def seed_validation_accuracies(run: dict[str, Any], epoch: int) -> list[float] |
     record = next((r for r in run["metrics"] if r["epoch"] == epoch), None)
     if record is None or record.get("val_accuracy") is None:
         return None
-    return [100 * float(member["val_accuracy"]) for member in record.get("seeds") or [record]]
+    return [100 * float(member["val_accuracy"]) for member in record["seeds"]]
 
 
 def compared(ours: list[float], paper: float, digits: int) -> tuple[str, bool]:

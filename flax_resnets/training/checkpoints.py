@@ -58,14 +58,6 @@ def member_metric(member: int) -> str:
     return f"{VALIDATION_METRIC}_member{member}"
 
 
-def member_value(record: dict, key: str, member: int) -> Any:
-    """Member ``member``'s ``key`` in an epoch record (a record of a one-seed run made before
-    runs had members holds it at the top)."""
-    if "seeds" in record:
-        return record["seeds"][member][key]
-    return record[key]
-
-
 class Checkpoints:
     def __init__(self, directory: Path, *, keep: int = 3, num_seeds: int = 1, read_only: bool = False):
         # Ranked by (accuracy, -step): the earliest of tied checkpoints ranks highest.
@@ -240,7 +232,7 @@ class Checkpoints:
         """The kept checkpoint with member ``member``'s highest validation accuracy (the earliest
         among ties: a later epoch must be strictly better to replace it)."""
         kept = set(self.steps())
-        scored = [(member_value(r, VALIDATION_METRIC, member), -r["step"]) for r in history]
+        scored = [(r["seeds"][member][VALIDATION_METRIC], -r["step"]) for r in history]
         scored = [item for item in scored if item[0] is not None and -item[1] in kept]
         return -max(scored)[1] if scored else None
 
