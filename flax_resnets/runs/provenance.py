@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from flax_resnets.runtime.members import member_seeds
+
 
 def source_commit() -> str:
     """The project's git commit ("-dirty" with uncommitted changes), $FLAX_RESNETS_COMMIT where
@@ -63,7 +65,7 @@ def run_record(config: Any, dataset: Any, history: list[dict]) -> dict[str, Any]
         **provenance(),
         "model": config.model,
         "dtype": config.dtype,
-        "seeds": list(range(config.seed, config.seed + config.num_seeds)),
+        "seeds": member_seeds(config.seed, config.num_seeds),
         "epochs": len(history),
         "wall_seconds": sum(record["seconds"] for record in history),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

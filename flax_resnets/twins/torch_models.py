@@ -98,18 +98,27 @@ def load_flax_weights(model: nn.Module, flax_arrays: Mapping[tuple[str, ...], np
         raise ValueError(f"Flax arrays without a PyTorch counterpart: {sorted(unused)[:5]}.")
 
 
-def paper_sgd(model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """The paper's optimizer in PyTorch, from the same recipe as training: SGD with momentum and
-    weight decay on every parameter, CosineAnnealingLR from the initial rate to 0 over
-    ``total_steps`` scheduler steps."""
-    recipe = default_config()
+def sgd(
+    model: nn.Module, *, learning_rate: float, momentum: float, weight_decay: float, cosine_steps: int
+) -> tuple[torch.optim.Optimizer, Any]:
+    """The paper's optimizer in PyTorch: SGD with momentum and weight decay on every parameter,
+    and ``CosineAnnealingLR`` from the initial rate to 0 over ``cosine_steps`` scheduler steps."""
     optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.learning_rate,
+        model.parameters(), lr=learning_rate, momentum=momentum, weight_decay=weight_decay
+    )
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cosine_steps)
+
+
+def paper_sgd(model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """``sgd`` with the paper's recipe (``default_config``), its cosine over ``total_steps``."""
+    recipe = default_config()
+    return sgd(
+        model,
+        learning_rate=recipe.learning_rate,
         momentum=recipe.momentum,
         weight_decay=recipe.weight_decay,
+        cosine_steps=total_steps,
     )
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
 
 
 class TorchBench:

@@ -37,7 +37,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from flax_resnets.twins.torch_models import torch_model
+from flax_resnets.twins.torch_models import sgd, torch_model
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -183,16 +183,14 @@ def train_and_test(root: Path, recipe: Recipe, seed: int) -> dict[str, float]:
     training, held_out, testing, channels, classes = split(root, recipe)
     model = torch_model(recipe.model, channels, classes)
     loader = torch.utils.data.DataLoader(training, batch_size=recipe.batch_size, shuffle=True)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.learning_rate,
-        momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay,
-    )
     per_batch = recipe.schedule == "cosine"
     period = recipe.cosine_period_epochs or recipe.epochs
-    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=period * len(loader) if per_batch else period
+    optimizer, annealing = sgd(
+        model,
+        learning_rate=recipe.learning_rate,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        cosine_steps=period * len(loader) if per_batch else period,
     )
     best, best_accuracy, loss_sum, correct = None, -1.0, 0.0, 0
     for epoch in range(recipe.epochs):
