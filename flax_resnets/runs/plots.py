@@ -147,23 +147,27 @@ def plot_degradation(runs: dict[str, dict], title: str, path: Path) -> Path:
 def plot_landscapes(surfaces: list[dict], path: Path) -> Path:
     """Per surface (a run's name, the grid's axes and its loss): a contour plot above a 3-D surface,
     side by side (Li et al.'s Fig. 5). The loss far from the checkpoint is hundreds of times its
-    value near it, so both are drawn up to 10 times the checkpoint's loss, contours spaced
-    logarithmically: the shape of the basin, not the height of the corners, is the picture."""
+    value near it: the contours go up to 10 times the checkpoint's loss, spaced logarithmically,
+    and the surface is the loss on a logarithmic axis, whole (a surface cut flat at a cap shows
+    saw-teeth where its cells cross the cap): the shape of the basin, not the height of the
+    corners, is the picture."""
     figure = new_figure(5 * len(surfaces), 9)
     for column, surface in enumerate(surfaces):
         x, y = np.meshgrid(surface["x"], surface["y"], indexing="ij")
-        loss = np.asarray(surface["loss"])
+        loss = np.maximum(np.asarray(surface["loss"]), 1e-6)
         centre = loss[len(surface["x"]) // 2, len(surface["y"]) // 2]
         cap = min(loss.max(), 10 * centre)
-        shown = np.minimum(loss, cap)
         contour = figure.add_subplot(2, len(surfaces), column + 1)
-        levels = np.geomspace(max(loss.min(), 1e-6), cap, 15)
-        lines = contour.contour(x, y, shown, levels=levels, cmap="viridis")
+        levels = np.geomspace(loss.min(), cap, 15)
+        lines = contour.contour(x, y, np.minimum(loss, cap), levels=levels, cmap="viridis")
         contour.clabel(lines, fontsize=6, fmt="%.2g")
         contour.plot(0, 0, "r+")
         contour.set_title(surface["name"])
         contour.set_aspect("equal")
         relief = figure.add_subplot(2, len(surfaces), len(surfaces) + column + 1, projection="3d")
-        relief.plot_surface(x, y, shown, cmap="viridis", linewidth=0)
-        relief.set_zlabel(f"training loss (up to {cap:.3g})")
+        relief.plot_surface(x, y, np.log10(loss), cmap="viridis", linewidth=0)
+        ticks = np.arange(np.floor(np.log10(loss.min())), np.ceil(np.log10(loss.max())) + 1)
+        relief.set_zticks(ticks, [f"{10**tick:g}" for tick in ticks])
+        relief.set_zlabel("training loss (log scale)")
+        relief.set_box_aspect(None, zoom=0.85)  # room for the axis labels inside the figure
     return save(figure, path)
