@@ -312,7 +312,7 @@ def test_a_budget_ending_before_the_first_checkpoint_says_nothing_can_resume(tmp
 
 def test_the_sweep_refuses_unknown_cells_and_missing_data(tmp_path):
     for args, message in (
-        (["--cells=cifar10_resnet19"], "no Table 1 cell cifar10_resnet19"),
+        (["--cells=cifar10_resnet19"], "no Table 1 cell 'cifar10_resnet19'"),
         (["--cells=cifar10_resnet18", "--data", "cifar10=/nowhere"], "--data 'cifar10=/nowhere'"),
     ):
         with pytest.raises(InputError, match=re.escape(message)):

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from flax_resnets.cli import command_parser, positive_int, positive_ints
+from flax_resnets.cli import CommandParser, command_parser, positive_int, positive_ints
 from flax_resnets.commands.benchmark_cells import cells_table, wait_for_the_other_cells
 from flax_resnets.commands.benchmark_loop import loop_row, placed_train_state
 from flax_resnets.config import DTYPES
@@ -149,7 +149,8 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int, num_see
     return row
 
 
-def main(argv: list[str]) -> int:
+def argument_parser() -> CommandParser:
+    """The benchmark's flags."""
     parser = command_parser("benchmark", __doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,resnet18,vgg19")
     parser.add_argument("--batch_sizes", type=positive_ints, default="16,128")
@@ -192,7 +193,11 @@ def main(argv: list[str]) -> int:
         help="also time K processes at once on the accelerator, as sweep --parallel=K (comma-separated K)",
     )
     parser.add_argument("--json", default="benchmark.json", help="where to write the rows")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = argument_parser().parse_args(argv)
     models = args.models.split(",")
     require_models(models)
     for batch_size in args.batch_sizes:

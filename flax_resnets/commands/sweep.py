@@ -189,6 +189,23 @@ def pack(tar_path: Path, results: Path, logs: list[Path]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    args, data, flags = parse_arguments(argv)
+    budget = Budget(args.budget_seconds)
+    args.workdir_root.mkdir(parents=True, exist_ok=True)
+    with StopRequest() as stop:
+        logs, failed = run_cells(args.cells, args, data, flags, budget, stop)
+    table1.main([f"--results={args.results}"])
+    if args.tar:
+        pack(args.tar, args.results, logs)
+        print(f"packed {args.results} and {len(logs)} log(s) into {args.tar}", flush=True)
+    if stop.received:
+        return 128 + stop.received
+    return 1 if failed else 0
+
+
+def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[str]]:
+    """The sweep's arguments (``cells`` a list), each dataset's data flags, and the flags every
+    cell's training gets (the ``--config.FIELD=VALUE`` after ``--``); anything wrong refused."""
     parser = command_parser("sweep", __doc__.splitlines()[0])
     parser.add_argument(
         "--cells", required=True, help="comma-separated <dataset>_<model>, e.g. cifar10_resnet18"
@@ -213,15 +230,9 @@ def main(argv: list[str]) -> int:
     overrides = argv[split + 1 :]
     if not math.isfinite(args.budget_seconds) or args.budget_seconds <= 0:
         raise InputError(f"--budget_seconds must be a positive number of seconds, got {args.budget_seconds}.")
-    budget = Budget(args.budget_seconds)
-
-    cells = args.cells.split(",")
-    unknown = [cell for cell in cells if cell not in table1.CELLS]
-    if unknown:
-        raise InputError(
-            f"no Table 1 cell {', '.join(unknown)}: name cells <dataset>_<model>, e.g. cifar10_resnet18, "
-            f"with a dataset of {', '.join(table1.DATASETS)} and a model of {', '.join(table1.TABLE_MODELS)}."
-        )
+    args.cells = args.cells.split(",")
+    for cell in args.cells:
+        config.cell_config(cell)  # refuses a cell that is not one of Table 1's
     data = {}
     for item in args.data:
         dataset, _, path = item.partition("=")
@@ -231,25 +242,15 @@ def main(argv: list[str]) -> int:
                 "and PATH an existing .npz file or image folder."
             )
         data[dataset] = data_flags(dataset, Path(path).absolute())
-    seeds = [f"--config.num_seeds={args.num_seeds}"] if args.num_seeds > 1 else []
     bad = [flag for flag in overrides if not flag.startswith("--config.")]
     if bad:
         raise InputError(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}.")
-
     if args.workdir_root.exists() and not args.workdir_root.is_dir():
         raise InputError(
             f"--workdir_root={args.workdir_root} is a file: pass a folder for the cells' workdirs."
         )
-    args.workdir_root.mkdir(parents=True, exist_ok=True)
-    with StopRequest() as stop:
-        logs, failed = run_cells(cells, args, data, [*seeds, *overrides], budget, stop)
-    table1.main([f"--results={args.results}"])
-    if args.tar:
-        pack(args.tar, args.results, logs)
-        print(f"packed {args.results} and {len(logs)} log(s) into {args.tar}", flush=True)
-    if stop.received:
-        return 128 + stop.received
-    return 1 if failed else 0
+    seeds = [f"--config.num_seeds={args.num_seeds}"] if args.num_seeds > 1 else []
+    return args, data, [*seeds, *overrides]
 
 
 def run_cells(

@@ -202,6 +202,28 @@ def format_cell(cell: str, run: dict[str, Any] | None) -> str:
     return "; ".join(texts) + marks
 
 
+def run_row(cell: str, run: dict[str, Any]) -> list[str]:
+    """The row of ``Runs shown`` for the run shown in ``cell``: where, how and from what it ran."""
+    dataset, model = CELLS[cell]
+    record = run["run"]
+    data = record["data"]
+    source = data["dataset"]
+    if source == "image_folder":
+        source = f"image folder `{Path(str(data['data_dir'])).name}`"
+    return [
+        f"{DATASETS[dataset]} {TABLE_MODELS[model]}",
+        f"`{run['folder'].name}`",
+        str(len(seed_accuracies(run))),
+        f"{record['device']} x{record['device_count']}",
+        record["dtype"],
+        str(record["epochs"]),
+        f"{record['wall_seconds'] / 60:.1f} min",
+        f"`{record['commit'][:12]}`",
+        source,
+        ", ".join(run["changes"]) or "none",
+    ]
+
+
 def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
     """Table 1 in Markdown, then the runs it shows and the folders it could not use."""
     cells = cell_runs(runs)
@@ -238,28 +260,7 @@ def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
         ),
         "|---" * 10 + "|",
     ]
-    for cell, run in sorted(cells.items()):
-        dataset, model = CELLS[cell]
-        record = run["run"]
-        data = record["data"]
-        source = (
-            data["dataset"]
-            if data["dataset"] != "image_folder"
-            else f"image folder `{Path(str(data['data_dir'])).name}`"
-        )
-        row = [
-            f"{DATASETS[dataset]} {TABLE_MODELS[model]}",
-            f"`{run['folder'].name}`",
-            str(len(seed_accuracies(run))),
-            f"{record['device']} x{record['device_count']}",
-            record["dtype"],
-            str(record["epochs"]),
-            f"{record['wall_seconds'] / 60:.1f} min",
-            f"`{record['commit'][:12]}`",
-            source,
-            ", ".join(run["changes"]) or "none",
-        ]
-        lines.append(markdown_row(row))
+    lines += [markdown_row(run_row(cell, run)) for cell, run in sorted(cells.items())]
     if skipped:
         lines += ["", "## Not in the table", ""] + [f"- {reason}" for reason in skipped]
     return "\n".join(lines) + "\n"
