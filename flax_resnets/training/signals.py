@@ -30,9 +30,10 @@ class StopSignals:
     def handle(self, number: int, frame: object) -> None:
         if self.received is not None:
             previous = self.previous.get(number)
-            if callable(previous):
-                previous(number, frame)
-            raise KeyboardInterrupt
+            if not callable(previous):
+                raise KeyboardInterrupt
+            previous(number, frame)
+            return
         self.received = number
 
     def requested(self, step: int) -> bool:
