@@ -9,6 +9,7 @@ as a run that never stopped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -61,10 +62,56 @@ class TrainingStoppedError(RuntimeError):
         self.exit_status = exit_status
 
 
+@dataclasses.dataclass
+class Program:
+    """What a run trains with, made before anything is written: its data and feed, the mesh, the
+    members' initial state, the schedule and the compiled steps."""
+
+    config: ml_collections.ConfigDict
+    dataset: Any
+    data_fingerprint: dict[str, Any]
+    feed: Any
+    mesh: Any
+    schedule: Any
+    graphdef: Any
+    initial_state: steps.TrainState
+    train_fn: Any
+    train_data: Any
+    eval_fn: Any
+    validation_fn: Any
+    epoch_steps: int
+    total_steps: int
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming what is there), then test the best checkpoint."""
     workdir = Path(workdir)
-    # Refuse bad input before reading data or compiling anything; write nothing until then.
+    program = prepare(config, workdir)
+    is_main = jax.process_index() == 0  # the one process that writes files and prints
+    # Saves in flight finish, and files close, however the run ends (a diverged loss included).
+    with contextlib.ExitStack() as exit_stack:
+        if is_main:  # one run per workdir; checked again under the lock, a run may have just begun
+            checkpoint_dir = workdir / "checkpoints"
+            require_writable(checkpoint_dir if checkpoint_dir.exists() else workdir, "checkpoints")
+            exit_stack.enter_context(WorkdirLock(workdir))
+            check_same_run(config, workdir)
+            check_same_data(workdir, program.dataset, program.data_fingerprint)
+        checkpoints = exit_stack.enter_context(
+            Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds)
+        )
+        state, history = resume(program, checkpoints, workdir, is_main)
+        if is_main:
+            write_json(workdir / "config.json", config_dict(config))
+            write_json(workdir / DATA_RECORD, program.data_fingerprint)
+        report = exit_stack.enter_context(EpochReport(workdir, history)) if is_main else None
+        trains = int(members.split(state.step, config.num_seeds)[0]) < program.total_steps
+        state = train(program, state, history, checkpoints, report)
+        return test(program, state, history, checkpoints, workdir, trains=trains)
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
+    """Check everything, read the data, build the members and compile their steps; refuse bad
+    input before reading data or compiling anything, and write nothing."""
     validate_config(config)
     check_workdir(workdir)
     parallel.initialize_distributed(config.distributed)
@@ -73,20 +120,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     dataset = load_config_dataset(config)
     require_trainable(config, dataset)
     epoch_steps = steps_per_epoch(len(dataset.train), config.batch_size)
-    total_steps = epoch_steps * config.num_epochs
     data_fingerprint = dataset.fingerprint()
     check_same_data(workdir, dataset, data_fingerprint)
 
     # Models (one per member), optimizer and compiled steps, laid out over the mesh.
     num_seeds = config.num_seeds
     mesh = parallel.make_mesh(num_seeds)
-    optimizer, schedule = steps.make_optimizer(config, total_steps)
+    optimizer, schedule = steps.make_optimizer(config, epoch_steps * config.num_epochs)
     graphdef, state = steps.create_train_state(
         config, num_classes=dataset.num_classes, input_channels=dataset.channels, optimizer=optimizer
     )
-    state = parallel.place_state(state, mesh, num_seeds)
     feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
-
     train_fn = steps.jit_train_steps(
         graphdef,
         optimizer,
@@ -95,109 +139,172 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         label_smoothing=config.label_smoothing,
         num_seeds=num_seeds,
     )
-    train_data = feed.constants("train")
     eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
     validation_fn = eval_fn
     if feed.member_eval_inputs("validation"):  # each member's own crops of the validation images
         validation_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip, split="validation")
+    return Program(
+        config=config,
+        dataset=dataset,
+        data_fingerprint=data_fingerprint,
+        feed=feed,
+        mesh=mesh,
+        schedule=schedule,
+        graphdef=graphdef,
+        initial_state=parallel.place_state(state, mesh, num_seeds),
+        train_fn=train_fn,
+        train_data=feed.constants("train"),
+        eval_fn=eval_fn,
+        validation_fn=validation_fn,
+        epoch_steps=epoch_steps,
+        total_steps=epoch_steps * config.num_epochs,
+    )
 
-    # Saves in flight finish, and files close, however the loop ends (a diverged loss included).
-    with contextlib.ExitStack() as exit_stack:
-        is_main = jax.process_index() == 0  # the one process that writes files and prints
-        if is_main:  # one run per workdir; checked again under the lock, a run may have just begun
-            checkpoint_dir = workdir / "checkpoints"
-            require_writable(checkpoint_dir if checkpoint_dir.exists() else workdir, "checkpoints")
-            exit_stack.enter_context(WorkdirLock(workdir))
-            check_same_run(config, workdir)
-            check_same_data(workdir, dataset, data_fingerprint)
-        # Resume from the latest readable checkpoint, if any.
-        checkpoints = exit_stack.enter_context(
-            Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=num_seeds)
-        )
-        history: list[dict] = []
-        step = 0
-        restored = checkpoints.restore_latest_readable(parallel.abstract(state, mesh, num_seeds))
-        if restored is not None:
-            state, history = restored
-            step = int(members.split(state.step, num_seeds)[0])  # the same in every member
-            if is_main:
-                print(f"Resuming {workdir} from step {step} of {total_steps}.", flush=True)
-        if is_main:
-            write_json(workdir / "config.json", config_dict(config))
-            write_json(workdir / DATA_RECORD, data_fingerprint)
-        report = exit_stack.enter_context(EpochReport(workdir, history)) if is_main else None
-        stop = StopSignals()  # while training: after it, Ctrl-C is the command's (nothing to save)
 
-        def stop_if_requested(step: int) -> None:
-            if stop.requested(step):
-                if checkpoints.latest_step() != step:
-                    checkpoints.save(step, require_finite(state, step, checkpoints, config.dtype), history)
-                checkpoints.wait()
-                raise TrainingStoppedError(
-                    f"Stopped at step {step} of {total_steps} on request; the checkpoint is saved: "
-                    "run the same command to resume.",
-                    stop.exit_status(),
-                )
+def resume(
+    program: Program, checkpoints: Checkpoints, workdir: Path, is_main: bool
+) -> tuple[steps.TrainState, list[dict]]:
+    """The state and epoch records to go on from: the latest readable checkpoint's, or the start's."""
+    config = program.config
+    abstract = parallel.abstract(program.initial_state, program.mesh, config.num_seeds)
+    restored = checkpoints.restore_latest_readable(abstract)
+    if restored is None:
+        return program.initial_state, []
+    state, history = restored
+    step = int(members.split(state.step, config.num_seeds)[0])  # the same in every member
+    if is_main:
+        print(f"Resuming {workdir} from step {step} of {program.total_steps}.", flush=True)
+    return state, history
 
-        trains = step < total_steps  # a finished run's command run again only tests it again
-        with stop:
-            for epoch in range(step // epoch_steps, config.num_epochs):
-                first_step = step % epoch_steps
-                if first_step == 0:
-                    zero = parallel.place_state(steps.zero_epoch_sums(num_seeds), mesh, num_seeds)
-                    state = state.replace(epoch_sums=zero)
-                started = time.perf_counter()
-                bar = progress_bar(epoch, config.num_epochs, epoch_steps, first_step, enabled=is_main)
-                with bar as progress:
-                    calls = feed.train_calls(
-                        epoch=epoch, start_step=first_step, steps_per_call=config.steps_per_call
-                    )
-                    for inputs, done in calls:
-                        state = train_fn(state, inputs, train_data, done)
-                        step += done
-                        progress.update(done)
-                        if passed_multiple(step, done, config.log_every_steps):
-                            progress.set_postfix(progress_means(running_means(state, num_seeds)))
-                        if mid_epoch_checkpoint_due(config, step, done, epoch_steps):
-                            finite = require_finite(state, step, checkpoints, config.dtype)
-                            checkpoints.save(step, finite, history)
-                        stop_if_requested(step)
-                train_seconds = time.perf_counter() - started
 
-                train = running_means(require_finite(state, step, checkpoints, config.dtype), num_seeds)
-                val = evaluate_split(validation_fn, state.model_state(), feed, "validation", epoch)
-                val = val or [None] * num_seeds
-                seeds = member_records(feed.seeds(), train, val)
-                record = {
-                    "epoch": epoch + 1,
-                    "step": step,
-                    **member_means(seeds),
-                    "learning_rate": float(schedule(step - 1)),  # the epoch's last step's
-                    "seconds": time.perf_counter() - started,
-                    # Summed over the members: what the device did.
-                    "images_per_second": (epoch_steps - first_step) * config.batch_size * num_seeds
-                    / train_seconds,
-                    "seeds": seeds,
-                }
-                history.append(record)
-                val_accuracies = None if val[0] is None else [member["val_accuracy"] for member in seeds]
-                checkpoints.save(step, state, history, val_accuracies=val_accuracies)
-                if report:
-                    report.write(record)
-                    print(epoch_summary(record), flush=True)
-                stop_if_requested(step)
+def train(
+    program: Program,
+    state: steps.TrainState,
+    history: list[dict],
+    checkpoints: Checkpoints,
+    report: EpochReport | None,
+) -> steps.TrainState:
+    """Train from ``state``'s step to the end: every epoch validated, recorded (``history``, and
+    ``report`` on the main process) and checkpointed, besides every checkpoint_every_steps steps.
+    SIGTERM or a first Ctrl-C saves a checkpoint and stops (``TrainingStoppedError``)."""
+    config = program.config
+    step = int(members.split(state.step, config.num_seeds)[0])
+    with StopSignals() as stop:  # while training: after it, Ctrl-C is the command's (nothing to save)
+        for epoch in range(step // program.epoch_steps, config.num_epochs):
+            first_step = step % program.epoch_steps
+            started = time.perf_counter()
+            state, step = train_epoch(program, state, epoch, first_step, checkpoints, history, stop)
+            train_seconds = time.perf_counter() - started
+            seeds = validate(program, state, epoch, step, checkpoints)
+            record = {
+                "epoch": epoch + 1,
+                "step": step,
+                **member_means(seeds),
+                "learning_rate": float(program.schedule(step - 1)),  # the epoch's last step's
+                "seconds": time.perf_counter() - started,
+                # Summed over the members: what the device did.
+                "images_per_second": (program.epoch_steps - first_step) * config.batch_size * config.num_seeds
+                / train_seconds,
+                "seeds": seeds,
+            }
+            history.append(record)
+            val_accuracies = None
+            if record["val_accuracy"] is not None:
+                val_accuracies = [member["val_accuracy"] for member in seeds]
+            checkpoints.save(step, state, history, val_accuracies=val_accuracies)
+            if report:
+                report.write(record)
+                print(epoch_summary(record), flush=True)
+            stop_if_requested(stop, program, state, step, checkpoints, history)
+    return state
 
-        checkpoints.wait()
-        best = choose_steps(checkpoints, "best", num_seeds)
-        abstract_model = parallel.abstract(state.model_state(), mesh, num_seeds)
-        model_state = restore_members(checkpoints, best, abstract_model)
-        result = test_report(best, model_state, eval_fn, feed, config)
-        if is_main:
-            write_json(workdir / "eval.json", result)
-            if trains or not (workdir / "run.json").exists():  # the record of the machine that trained
-                write_json(workdir / "run.json", run_record(config, dataset, history))
-            write_plots(workdir)
-        return result
+
+def train_epoch(
+    program: Program,
+    state: steps.TrainState,
+    epoch: int,
+    first_step: int,
+    checkpoints: Checkpoints,
+    history: list[dict],
+    stop: StopSignals,
+) -> tuple[steps.TrainState, int]:
+    """Epoch ``epoch`` from its step ``first_step`` to its end, with a progress bar; the state and
+    the run's step after it."""
+    config, num_seeds = program.config, program.config.num_seeds
+    if first_step == 0:
+        zero = parallel.place_state(steps.zero_epoch_sums(num_seeds), program.mesh, num_seeds)
+        state = state.replace(epoch_sums=zero)
+    step = epoch * program.epoch_steps + first_step
+    calls = program.feed.train_calls(epoch=epoch, start_step=first_step, steps_per_call=config.steps_per_call)
+    show = jax.process_index() == 0
+    with progress_bar(epoch, config.num_epochs, program.epoch_steps, first_step, enabled=show) as progress:
+        for inputs, done in calls:
+            state = program.train_fn(state, inputs, program.train_data, done)
+            step += done
+            progress.update(done)
+            if passed_multiple(step, done, config.log_every_steps):
+                progress.set_postfix(progress_means(running_means(state, num_seeds)))
+            if mid_epoch_checkpoint_due(config, step, done, program.epoch_steps):
+                checkpoints.save(step, require_finite(state, step, checkpoints, config.dtype), history)
+            stop_if_requested(stop, program, state, step, checkpoints, history)
+    return state, step
+
+
+def validate(
+    program: Program, state: steps.TrainState, epoch: int, step: int, checkpoints: Checkpoints
+) -> list[dict]:
+    """Each member's entry of the epoch's record: its training means and its validation."""
+    config = program.config
+    train_means = running_means(require_finite(state, step, checkpoints, config.dtype), config.num_seeds)
+    val = evaluate_split(program.validation_fn, state.model_state(), program.feed, "validation", epoch)
+    return member_records(program.feed.seeds(), train_means, val or [None] * config.num_seeds)
+
+
+def stop_if_requested(
+    stop: StopSignals,
+    program: Program,
+    state: steps.TrainState,
+    step: int,
+    checkpoints: Checkpoints,
+    history: list[dict],
+) -> None:
+    """On a stop request (SIGTERM, a first Ctrl-C): save ``step``'s checkpoint if it is not yet,
+    wait for it, and stop with ``TrainingStoppedError``."""
+    if not stop.requested(step):
+        return
+    if checkpoints.latest_step() != step:
+        checkpoints.save(step, require_finite(state, step, checkpoints, program.config.dtype), history)
+    checkpoints.wait()
+    raise TrainingStoppedError(
+        f"Stopped at step {step} of {program.total_steps} on request; the checkpoint is saved: "
+        "run the same command to resume.",
+        stop.exit_status(),
+    )
+
+
+def test(
+    program: Program,
+    state: steps.TrainState,
+    history: list[dict],
+    checkpoints: Checkpoints,
+    workdir: Path,
+    *,
+    trains: bool,
+) -> dict[str, Any]:
+    """Test each member's best checkpoint: eval.json, run.json (by the run that trained: a finished
+    run's command run again only tests again) and the plots."""
+    config = program.config
+    checkpoints.wait()
+    best = choose_steps(checkpoints, "best", config.num_seeds)
+    abstract_model = parallel.abstract(state.model_state(), program.mesh, config.num_seeds)
+    model_state = restore_members(checkpoints, best, abstract_model)
+    result = test_report(best, model_state, program.eval_fn, program.feed, config)
+    if jax.process_index() == 0:
+        write_json(workdir / "eval.json", result)
+        if trains or not (workdir / "run.json").exists():  # the record of the machine that trained
+            write_json(workdir / "run.json", run_record(config, program.dataset, history))
+        write_plots(workdir)
+    return result
 
 
 def require_trainable(config: ml_collections.ConfigDict, dataset: Any) -> None:
