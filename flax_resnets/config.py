@@ -150,7 +150,9 @@ def get_config(cell: str) -> ml_collections.ConfigDict:
 
 def check_types(config: ml_collections.ConfigDict) -> None:
     """Each field holds a value of its default's type (an int where a float is expected is fine):
-    a hand-edited config.json gets one line, not a TypeError deep in training."""
+    a hand-edited config.json gets one line, not a TypeError deep in training. Ours, not
+    ml_collections': a workdir's config.json is read back as a plain dict, and ConfigDict's own
+    check would let True through as an int and None as anything."""
     for field, default in default_config().items():
         value = config.get(field)
         expected = str if default is None else type(default)
