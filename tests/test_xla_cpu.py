@@ -1,5 +1,6 @@
 """The CPU compile options: what they change in the compiled step, and what they must not."""
 
+import dataclasses
 import re
 
 import jax
@@ -7,10 +8,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from flax_resnets.commands import benchmark
 from flax_resnets.commands.benchmark import FlaxBench
 from flax_resnets.config import default_config
 from flax_resnets.models.layers import Layers
 from flax_resnets.runtime import xla_cpu
+from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training.steps import create_train_state, make_optimizer
 
 
@@ -31,7 +34,8 @@ def test_cpu_step_keeps_convolutions_out_of_ynnpack_and_its_results(monkeypatch)
     assert any("reduce(" in body for body in bodies)
     assert not any("convolution(" in body for body in bodies)
 
-    monkeypatch.setattr(xla_cpu, "compiler_options", lambda: {})
+    untuned = dataclasses.replace(for_backend(), compiler_options={})
+    monkeypatch.setattr(benchmark, "for_backend", lambda: untuned)
     default = FlaxBench("resnet8", batch_size=4, dtype="float32", steps_per_call=1, input_channels=3)
     expected = jax.device_get(default.train_call().params)
     got = jax.device_get(tuned.train_call().params)
@@ -94,13 +98,17 @@ def test_large_batches_convolve_in_micro_batches_with_the_same_result():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
 
 
-def test_the_trainer_builds_models_with_this_backends_convolution():
+def test_on_a_cpu_the_trainer_builds_models_with_xla_cpus_convolution():
+    tuning = for_backend()
+    assert (tuning.unroll, tuning.compiler_options) == (True, xla_cpu.compiler_options())
+    assert tuning.convolution.func is xla_cpu.micro_batched_convolution  # one CPU device here
     config = default_config(model="resnet8")
     optimizer, _ = make_optimizer(config, total_steps=1)
-    graphdef, state = create_train_state(config, num_classes=10, input_channels=3, optimizer=optimizer)
+    graphdef, state = create_train_state(
+        config, num_classes=10, input_channels=3, optimizer=optimizer, tuning=tuning
+    )
     model = nnx.merge(graphdef, state.params, state.batch_stats)
     convolutions = {
         id(conv.conv_general_dilated) for _, conv in nnx.iter_graph(model) if isinstance(conv, nnx.Conv)
     }
-    assert convolutions == {id(xla_cpu.convolution())}
-    assert xla_cpu.convolution().func is xla_cpu.micro_batched_convolution  # one CPU device here
+    assert convolutions == {id(tuning.convolution)}

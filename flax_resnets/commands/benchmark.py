@@ -39,7 +39,8 @@ from flax_resnets.files import write_json
 from flax_resnets.models import require_models
 from flax_resnets.runs.provenance import provenance
 from flax_resnets.runs.summary import format_table
-from flax_resnets.runtime import members, parallel, profiling, xla_cpu
+from flax_resnets.runtime import members, parallel, profiling
+from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
 
 
@@ -81,14 +82,16 @@ class FlaxBench:
         self.eval_inputs = parallel.global_batch(
             {"image": images[first], "label": labels[first], "mask": np.ones(batch_size, bool)}, mesh
         )
-        train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh, num_seeds=num_seeds)
+        tuning = for_backend()
+        train = steps.jit_train_steps(
+            graphdef, optimizer, stacked_step, mesh, num_seeds=num_seeds, tuning=tuning
+        )
         started = time.perf_counter()
         self.train = train.lower(self.state, self.inputs, {}, steps_per_call).compile()  # called without it
         self.compile_seconds = time.perf_counter() - started
         evaluate = functools.partial(steps.eval_step, graphdef)
-        self.evaluate = jax.jit(
-            members.over_members(evaluate, num_seeds, in_axes=(0, None), unroll=xla_cpu.unrolled_loops()),
-            compiler_options=xla_cpu.compiler_options(),
+        self.evaluate = tuning.jit(
+            members.over_members(evaluate, num_seeds, in_axes=(0, None), unroll=tuning.unroll)
         )
 
     def train_call(self) -> Any:

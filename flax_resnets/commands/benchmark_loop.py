@@ -17,6 +17,7 @@ from flax_resnets.config import default_config
 from flax_resnets.data.arrays import Dataset
 from flax_resnets.data.pipelines import make_feed
 from flax_resnets.runtime import parallel
+from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
 
 
@@ -36,7 +37,11 @@ def placed_train_state(
     config.num_seeds = num_seeds
     optimizer, _ = steps.make_optimizer(config, total_steps=10_000)
     graphdef, state = steps.create_train_state(
-        config, num_classes=num_classes, input_channels=input_channels, optimizer=optimizer
+        config,
+        num_classes=num_classes,
+        input_channels=input_channels,
+        optimizer=optimizer,
+        tuning=for_backend(),
     )
     return graphdef, optimizer, parallel.place_state(state, mesh, num_seeds)
 
@@ -52,7 +57,7 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
     feed_config = recipe(model, args.dtype)
     feed_config.update(input_pipeline=args.input_pipeline, batch_size=batch_size)
     feed = make_feed(feed_config, dataset, mesh, eval_batch_size=batch_size)
-    train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh)
+    train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh, tuning=for_backend())
     constants = feed.constants("train")
     # Epoch after epoch; an epoch's last, shorter call would compile anew inside the timing, so
     # it is made but not run.

@@ -37,6 +37,7 @@ from flax_resnets.models import RESIDUAL_TWINS, require_models
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.plots import plot_degradation, plot_landscapes
 from flax_resnets.runtime import members, parallel
+from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import landscape, steps
 from flax_resnets.training.checkpoints import Checkpoints
 from flax_resnets.training.evaluate import choose_steps, evaluate_workdir
@@ -120,7 +121,7 @@ def surface(workdir: Path, args: Any) -> dict[str, Any]:
             raise InputError(f"--member={args.member}: {workdir} has members 0 to {config.num_seeds - 1}.")
         step = choose_steps(checkpoints, args.checkpoint, config.num_seeds)[args.member]
         graphdef, abstract = steps.abstract_model_state(
-            config, num_classes=dataset.num_classes, input_channels=dataset.channels
+            config, num_classes=dataset.num_classes, input_channels=dataset.channels, tuning=for_backend()
         )
         saved = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh, config.num_seeds))
         model_state = parallel.replicate(members.split(saved, config.num_seeds)[args.member], mesh)

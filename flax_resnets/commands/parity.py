@@ -59,6 +59,7 @@ from flax_resnets.models.layers import dropout_mask
 from flax_resnets.models.vgg import DROPOUT_RATE
 from flax_resnets.runs.summary import format_table
 from flax_resnets.runtime import parallel
+from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
 
 QUANTITIES = ("logits train", "loss", "params", "updates", "running stats", "logits eval")
@@ -157,12 +158,17 @@ def run_flax(
     """The trainer's model and compiled training step on the batches, in float32 (as the trainer
     runs) or float64 (JAX's x64 mode, state cast up after the float32 initialisation); also the
     starting arrays and the state's dropout key (``steps.TrainState.dropout_rng``)."""
+    tuning = for_backend()
     with jax.enable_x64(float64):
         config = config.copy_and_resolve_references()
         config.dtype = "float64" if float64 else "float32"
         optimizer, _ = steps.make_optimizer(config, total_steps)
         graphdef, state = steps.create_train_state(
-            config, num_classes=num_classes, input_channels=images.shape[-1], optimizer=optimizer
+            config,
+            num_classes=num_classes,
+            input_channels=images.shape[-1],
+            optimizer=optimizer,
+            tuning=tuning,
         )
         start = {**named_arrays(state.params), **named_arrays(state.batch_stats)}
         if float64:
@@ -178,7 +184,7 @@ def run_flax(
         outcome: dict[str, Any] = {"logits train": logits(state, True)}
         outcome["loss"] = cross_entropy(outcome["logits train"], labels[0])
         mesh = parallel.make_mesh()
-        train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh)
+        train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh, tuning=tuning)
         inputs = parallel.global_batch({"image": images, "label": labels}, mesh, batch_axis=1)
         dropout_rng = np.asarray(state.dropout_rng)
         state = train(parallel.replicate(state, mesh), inputs, {}, len(images))
@@ -352,4 +358,3 @@ def main(argv: list[str]) -> int:
         if result["failures"]:
             print(f"{result['row']['model']}: {'; '.join(result['failures'])}", file=sys.stderr)
     return 1 if any(result["failures"] for result in results) or not schedule_ok else 0
-

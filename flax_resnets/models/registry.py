@@ -121,7 +121,7 @@ def create_model(
     """Build model ``name`` with float32 parameters computing in ``dtype``; ``rngs`` overrides ``seed``.
 
     ``convolution`` replaces ``lax.conv_general_dilated`` (same signature and results), e.g. with
-    ``xla_cpu.convolution()``; it changes how the model runs, never its parameters.
+    ``runtime.tuning.for_backend().convolution``; it changes how the model runs, never its parameters.
     """
     require_models([name])
     require_init(init)

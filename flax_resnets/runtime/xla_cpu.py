@@ -1,11 +1,11 @@
-"""What makes training faster on a CPU: a compile option, and the convolution to build models with.
+"""What makes training faster on a CPU: a compile option, loops unrolled, and the convolution to
+build models with (``runtime.tuning`` applies them on a CPU only).
 
 By default XLA:CPU (jaxlib 0.10) hands convolutions to the YNNPACK library. Timed alternately in
 one process on a 2-core CPU, XLA's own (Eigen) convolutions, with YNNPACK kept for reductions
 only, trained resnet20 and resnet18 1.1-1.4x faster at batch 16 and 128. The option is passed
 per compilation, so it touches neither the process's ``XLA_FLAGS`` nor other programs; it is left
-out off CPU, where a user's ``XLA_FLAGS`` already set it, and where the running jaxlib does not
-know it.
+out where a user's ``XLA_FLAGS`` already set it, and where the running jaxlib does not know it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ LIBRARY_FUSIONS = "LIBRARY_FUSION_TYPE_REDUCE"
 
 @functools.cache
 def compiler_options() -> dict[str, str]:
-    """The options for ``jax.jit(..., compiler_options=...)`` on this process's backend."""
-    if jax.default_backend() != "cpu" or LIBRARY_FUSIONS_OPTION in os.environ.get("XLA_FLAGS", ""):
+    """The options for ``jax.jit(..., compiler_options=...)`` on a CPU."""
+    if LIBRARY_FUSIONS_OPTION in os.environ.get("XLA_FLAGS", ""):
         return {}
     options = {LIBRARY_FUSIONS_OPTION: LIBRARY_FUSIONS}
     try:
@@ -36,12 +36,10 @@ def compiler_options() -> dict[str, str]:
     return options
 
 
-def unrolled_loops() -> bool:
-    """Whether the compiled programs unroll their loops (the steps of a call, the members of a run)
-    instead of ``lax.scan`` and ``jax.vmap``: on a CPU, where XLA runs convolutions inside a loop
-    several times slower, and vmap's grouped convolutions ~1.8x slower than one per member
-    (resnet8, batch 16, 4 members: 570 images/s unrolled, 308 under vmap, 569 for one member)."""
-    return jax.default_backend() == "cpu"
+# The steps of a call and the members of a run are unrolled on a CPU (``tuning.Tuning.unroll``):
+# XLA:CPU runs convolutions inside a loop several times slower, and vmap's grouped convolutions
+# ~1.8x slower than one per member (resnet8, batch 16, 4 members: 570 images/s unrolled, 308
+# under vmap, 569 for one member).
 
 
 # XLA:CPU's convolutions, their weight gradients most, slow down as the batch grows: a batch of
@@ -51,15 +49,12 @@ CONVOLUTION_MICRO_BATCH = 16
 
 @functools.cache
 def convolution() -> Callable[..., jax.Array]:
-    """The convolution to build models with on this process's backend (``create_model(convolution=)``).
-
-    Off CPU, ``lax.conv_general_dilated``. On a CPU, maps smaller than their kernel become one
-    matrix product (``small_map_convolution``), and on a single CPU device, batches over 16 are
-    convolved in micro-batches of 16 (across several devices a micro-batch would straddle their
-    shards of the batch). The results are the same; only the speed differs.
+    """The convolution to build models with on a CPU (``create_model(convolution=)``): maps smaller
+    than their kernel become one matrix product (``small_map_convolution``), and on a single CPU
+    device, batches over 16 are convolved in micro-batches of 16 (across several devices a
+    micro-batch would straddle their shards of the batch). The results are the same as
+    ``lax.conv_general_dilated``'s; only the speed differs.
     """
-    if jax.default_backend() != "cpu":
-        return lax.conv_general_dilated
     if jax.device_count() == 1:
         return functools.partial(micro_batched_convolution, micro_batch=CONVOLUTION_MICRO_BATCH)
     return small_map_convolution

@@ -20,13 +20,14 @@ from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_json
 from flax_resnets.runs.plots import write_plots
-from flax_resnets.runtime import members, parallel, xla_cpu
+from flax_resnets.runtime import members, parallel
+from flax_resnets.runtime.tuning import PLAIN, Tuning, for_backend
 from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
 
 
 def compile_eval_step(
-    graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = False, split: str = "test"
+    graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = False, split: str = "test", tuning: Tuning = PLAIN
 ) -> Callable:
     """The jitted evaluation step on a feed's inputs of ``split``: batch sums of every member (on
     the same batch for all, or each on its own where the feed's inputs are per member), replicated
@@ -36,12 +37,11 @@ def compile_eval_step(
         return steps.eval_step(graphdef, model_state, feed.eval_batch(inputs, constants), flip)
 
     inputs_axis = 0 if feed.member_eval_inputs(split) else None
-    return jax.jit(
+    return tuning.jit(
         members.over_members(
-            evaluate_batch, feed.num_seeds, in_axes=(0, inputs_axis, None), unroll=xla_cpu.unrolled_loops()
+            evaluate_batch, feed.num_seeds, in_axes=(0, inputs_axis, None), unroll=tuning.unroll
         ),
         out_shardings=parallel.replicated(mesh),
-        compiler_options=xla_cpu.compiler_options(),
     )
 
 
@@ -165,13 +165,14 @@ def evaluate_workdir(
         check_same_data(workdir, dataset)
         mesh = parallel.make_mesh(config.num_seeds)
         feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
+        tuning = for_backend()
         graphdef, abstract = steps.abstract_model_state(
-            config, num_classes=dataset.num_classes, input_channels=dataset.channels
+            config, num_classes=dataset.num_classes, input_channels=dataset.channels, tuning=tuning
         )
         model_state = restore_members(
             checkpoints, member_steps, parallel.abstract(abstract, mesh, config.num_seeds)
         )
-        eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
+        eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip, tuning=tuning)
         report = test_report(member_steps, model_state, eval_fn, feed, config)
     if jax.process_index() == 0:
         if is_best:

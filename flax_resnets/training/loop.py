@@ -37,6 +37,7 @@ from flax_resnets.runs.metrics import EpochReport, member_means, member_records
 from flax_resnets.runs.plots import write_plots
 from flax_resnets.runs.provenance import run_record
 from flax_resnets.runtime import members, parallel
+from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
 from flax_resnets.training.evaluate import (
@@ -127,8 +128,13 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
     num_seeds = config.num_seeds
     mesh = parallel.make_mesh(num_seeds)
     optimizer, schedule = steps.make_optimizer(config, epoch_steps * config.num_epochs)
+    tuning = for_backend()  # plain JAX but on a CPU
     graphdef, state = steps.create_train_state(
-        config, num_classes=dataset.num_classes, input_channels=dataset.channels, optimizer=optimizer
+        config,
+        num_classes=dataset.num_classes,
+        input_channels=dataset.channels,
+        optimizer=optimizer,
+        tuning=tuning,
     )
     feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
     train_fn = steps.jit_train_steps(
@@ -138,11 +144,14 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
         mesh,
         label_smoothing=config.label_smoothing,
         num_seeds=num_seeds,
+        tuning=tuning,
     )
-    eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
+    eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip, tuning=tuning)
     validation_fn = eval_fn
     if feed.member_eval_inputs("validation"):  # each member's own crops of the validation images
-        validation_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip, split="validation")
+        validation_fn = compile_eval_step(
+            graphdef, feed, mesh, flip=config.eval_flip, split="validation", tuning=tuning
+        )
     return Program(
         config=config,
         dataset=dataset,

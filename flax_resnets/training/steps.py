@@ -20,7 +20,8 @@ from jax.sharding import Mesh
 
 from flax_resnets.data.feeds import Batch
 from flax_resnets.models import create_model
-from flax_resnets.runtime import members, parallel, xla_cpu
+from flax_resnets.runtime import members, parallel
+from flax_resnets.runtime.tuning import PLAIN, Tuning
 
 # Inside a compiled call: (call inputs, constants, index of the step in the call, run step) -> batch.
 MakeBatch = Callable[[Any, Any, Any, jax.Array], Batch]
@@ -109,10 +110,15 @@ def zero_epoch_sums(num_seeds: int = 1) -> dict[str, jax.Array]:
 
 
 def config_model(
-    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int, seed: int | None = None
+    config: ml_collections.ConfigDict,
+    *,
+    num_classes: int,
+    input_channels: int,
+    seed: int | None = None,
+    tuning: Tuning = PLAIN,
 ) -> nnx.Module:
-    """The config's model, freshly initialized from ``seed`` (default ``config.seed``). It
-    convolves with this backend's fastest equivalent of ``lax.conv_general_dilated``."""
+    """The config's model, freshly initialized from ``seed`` (default ``config.seed``), convolving
+    with ``tuning``'s convolution."""
     return create_model(
         config.model,
         num_classes=num_classes,
@@ -120,30 +126,37 @@ def config_model(
         seed=config.seed if seed is None else seed,
         dtype=jnp.dtype(config.dtype),
         init=config.init,
-        convolution=xla_cpu.convolution(),
+        convolution=tuning.convolution,
     )
 
 
 def abstract_model_state(
-    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int
+    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int, tuning: Tuning = PLAIN
 ) -> tuple[nnx.GraphDef, ModelState]:
     """The model's graph, and its parameters and BatchNorm statistics as shapes only (nothing is
     initialized), with the run's member axis: what evaluating a checkpoint needs."""
     model = nnx.eval_shape(
-        lambda: config_model(config, num_classes=num_classes, input_channels=input_channels)
+        lambda: config_model(config, num_classes=num_classes, input_channels=input_channels, tuning=tuning)
     )
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     return graphdef, members.join_shapes({"params": params, "batch_stats": batch_stats}, config.num_seeds)
 
 
 def create_train_state(
-    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int, optimizer: Any
+    config: ml_collections.ConfigDict,
+    *,
+    num_classes: int,
+    input_channels: int,
+    optimizer: Any,
+    tuning: Tuning = PLAIN,
 ) -> tuple[nnx.GraphDef, TrainState]:
     """Freshly initialized models and optimizers, split into graph and state: one per member,
     member k initialized from seed ``config.seed + k`` exactly as a one-seed run of that seed."""
     states = []
     for seed in members.member_seeds(config.seed, config.num_seeds):
-        model = config_model(config, num_classes=num_classes, input_channels=input_channels, seed=seed)
+        model = config_model(
+            config, num_classes=num_classes, input_channels=input_channels, seed=seed, tuning=tuning
+        )
         graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
         states.append(
             TrainState(
@@ -222,8 +235,7 @@ def train_steps(
 
     ``make_batch(inputs, constants, index, step)`` makes the model's batch of the call's step
     ``index`` (the run's step ``step``) inside the compiled call. The steps are a ``lax.scan``
-    (compiled once, whatever their number) unless ``unroll``: XLA:CPU runs convolutions inside a
-    loop several times slower, so on a CPU they are unrolled.
+    (compiled once, whatever their number) unless ``unroll`` (``Tuning.unroll``).
     """
 
     def one_step(state: TrainState, index: Any) -> tuple[TrainState, None]:
@@ -245,6 +257,7 @@ def jit_train_steps(
     *,
     label_smoothing: float = 0.0,
     num_seeds: int = 1,
+    tuning: Tuning = PLAIN,
 ) -> Callable[[TrainState, Any, Any, int], TrainState]:
     """``train_steps`` of every member compiled over ``mesh``: (state, inputs, constants,
     num_steps) -> state; one compilation per distinct ``num_steps``. Each member has its own
@@ -252,7 +265,7 @@ def jit_train_steps(
 
     The old state's buffers are donated: the caller must use only the state it returns.
     """
-    unroll = xla_cpu.unrolled_loops()
+    unroll = tuning.unroll
     one_member = functools.partial(
         train_steps, graphdef, optimizer, make_batch, unroll=unroll, label_smoothing=label_smoothing
     )
@@ -261,12 +274,11 @@ def jit_train_steps(
         step = lambda state, inputs: one_member(state, inputs, constants, num_steps)  # noqa: E731
         return members.over_members(step, num_seeds, unroll=unroll)(state, inputs)
 
-    return jax.jit(
+    return tuning.jit(
         every_member,
         static_argnums=3,
         out_shardings=parallel.state_sharding(mesh, num_seeds),
         donate_argnums=0,
-        compiler_options=xla_cpu.compiler_options(),
     )
 
 

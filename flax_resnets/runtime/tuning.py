@@ -1,0 +1,44 @@
+"""How the compiled programs are built for the backend they run on: plain JAX everywhere but on a
+CPU, where ``xla_cpu``'s settings train faster (its module says how much). The one place that
+chooses; models and steps take a ``Tuning`` and know nothing of backends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+from jax import lax
+
+from flax_resnets.runtime import xla_cpu
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """``convolution``: what models convolve with (same signature and results as
+    ``lax.conv_general_dilated``); ``unroll``: the steps of a call and the members of a run
+    unrolled instead of ``lax.scan`` and ``jax.vmap``; ``compiler_options``: for every ``jit``."""
+
+    convolution: Callable[..., jax.Array] = lax.conv_general_dilated
+    unroll: bool = False
+    compiler_options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def jit(self, function: Callable, **kwargs: Any) -> Any:
+        """``jax.jit`` with this tuning's compiler options."""
+        return jax.jit(function, compiler_options=dict(self.compiler_options), **kwargs)
+
+
+PLAIN = Tuning()
+
+
+@functools.cache
+def for_backend() -> Tuning:
+    """This process's backend's tuning: ``xla_cpu``'s on a CPU, plain JAX elsewhere."""
+    if jax.default_backend() != "cpu":
+        return PLAIN
+    return Tuning(
+        convolution=xla_cpu.convolution(), unroll=True, compiler_options=xla_cpu.compiler_options()
+    )
