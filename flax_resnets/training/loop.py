@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
 from flax_resnets.config import (
     DATA_RECORD,
@@ -35,6 +33,7 @@ from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock, require_writable, write_json
 from flax_resnets.runs.metrics import EpochReport, member_means, member_records
 from flax_resnets.runs.plots import write_plots
+from flax_resnets.runs.progress import epoch_summary, progress_bar, progress_means
 from flax_resnets.runs.provenance import run_record
 from flax_resnets.runtime import members, parallel
 from flax_resnets.runtime.tuning import for_backend
@@ -334,18 +333,6 @@ def require_trainable(config: ml_collections.ConfigDict, dataset: Any) -> None:
         raise InputError(f"The test split of {config.dataset!r} is empty: add images to test the run on.")
 
 
-def progress_bar(epoch: int, num_epochs: int, epoch_steps: int, first_step: int, *, enabled: bool) -> tqdm:
-    return tqdm(
-        total=epoch_steps,
-        initial=first_step,
-        desc=f"epoch {epoch + 1}/{num_epochs}",
-        unit="step",
-        disable=not enabled,
-        dynamic_ncols=True,
-        mininterval=1 if sys.stderr.isatty() else 30,  # a log file gets a line now and then
-    )
-
-
 def passed_multiple(step: int, done: int, every: int) -> bool:
     """Whether the last ``done`` steps, ending at ``step``, reached a multiple of ``every``."""
     return bool(every) and step // every > (step - done) // every
@@ -368,17 +355,6 @@ def running_means(state: steps.TrainState, num_seeds: int) -> list[dict[str, flo
     return means
 
 
-def progress_means(means: list[dict[str, float]]) -> dict[str, Any]:
-    """The progress bar's figures: one member's loss and accuracy, or the members' mean +- std."""
-    if len(means) == 1:
-        return means[0]
-    shown = {}
-    for key in ("loss", "accuracy"):
-        mean, std = members.mean_and_std([m[key] for m in means])
-        shown[key] = f"{mean:.4f}+-{std:.4f}"
-    return shown
-
-
 def require_finite(
     state: steps.TrainState, step: int, checkpoints: Checkpoints, dtype: str
 ) -> steps.TrainState:
@@ -394,18 +370,3 @@ def require_finite(
             f"stopped and {kept}: {fix}, and start a new workdir."
         )
     return state
-
-
-def epoch_summary(record: dict) -> str:
-    val = (
-        f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.2%}"
-        if record["val_accuracy"] is not None
-        else "no validation split"
-    )
-    members = len(record.get("seeds", []))
-    averaged = f" (mean of {members} seeds)" if members > 1 else ""
-    return (
-        f"epoch {record['epoch']} step {record['step']}{averaged}: train loss {record['train_loss']:.4f} "
-        f"acc {record['train_accuracy']:.2%}, {val}, lr {record['learning_rate']:.2e}, "
-        f"{record['seconds']:.1f}s, {record['images_per_second']:.0f} images/s"
-    )
