@@ -14,6 +14,7 @@ import pytest
 from flax_resnets.config import default_config
 from flax_resnets.data.augment import pad_crop_flip
 from flax_resnets.data.device import DeviceFeed, example_key
+from flax_resnets.data.feeds import CallStep
 from flax_resnets.data.order import epoch_permutation, steps_per_epoch
 from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
 from flax_resnets.data.tfdata import TfDataFeed
@@ -42,7 +43,7 @@ def train_epoch(feed, epoch=0, steps=None):
     batches = []
     for inputs, num_steps in feed.train_calls(epoch=epoch, start_step=0, steps_per_call=4):
         for index in range(num_steps):
-            batch = make_batch(inputs, feed.constants("train"), index, jnp.int32(step))
+            batch = make_batch(CallStep(inputs, feed.constants("train"), index, jnp.int32(step)))
             batches.append(jax.tree.map(np.asarray, batch))
             step += 1
             if len(batches) == steps:

@@ -23,6 +23,7 @@ from run_helpers import (
 
 from flax_resnets.config import default_config
 from flax_resnets.data.device import DeviceFeed
+from flax_resnets.data.feeds import CallStep
 from flax_resnets.data.order import check_batch_size, steps_per_epoch
 from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
 from flax_resnets.data.tfdata import TfDataFeed
@@ -62,14 +63,15 @@ def test_member_k_sees_the_batches_of_the_one_seed_run_of_seed_k(sample, feed_cl
     mesh = parallel.make_mesh(3)
     settings = dict(batch_size=16, eval_batch_size=64, augment=True)
     joined = feed_class(sample, mesh, seed=2, num_seeds=3, **settings)
-    make_batch = jax.jit(members.over_members(joined.train_batch, 3, in_axes=(0, None, None, None)))
+    batch_of = lambda *call: joined.train_batch(CallStep(*call))  # noqa: E731
+    make_batch = jax.jit(members.over_members(batch_of, 3, in_axes=(0, None, None, None)))
     inputs, num_steps = next(joined.train_calls(epoch=1, start_step=0, steps_per_call=2))
     step = jnp.int32(steps_per_epoch(len(sample.train), 16) + 1)  # epoch 1's second step
     batches = members.split(jax.device_get(make_batch(inputs, joined.constants("train"), 1, step)), 3)
     for k, batch in enumerate(batches):
         alone = feed_class(sample, parallel.make_mesh(), seed=2 + k, **settings)
         alone_inputs, alone_steps = next(alone.train_calls(epoch=1, start_step=0, steps_per_call=2))
-        expected = jax.jit(alone.train_batch)(alone_inputs, alone.constants("train"), 1, step)
+        expected = jax.jit(alone.train_batch)(CallStep(alone_inputs, alone.constants("train"), 1, step))
         assert num_steps == alone_steps == 2
         jax.tree.map(np.testing.assert_array_equal, batch, jax.device_get(expected))
     assert not np.array_equal(batches[0]["label"], batches[1]["label"])

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flax_resnets.data.augment import pad_crop_flip, pad_crop_flip_at, validation_draws
-from flax_resnets.data.feeds import FeedSettings
+from flax_resnets.data.feeds import CallStep, FeedSettings
 from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
 from flax_resnets.runtime import members, parallel
 
@@ -76,13 +76,11 @@ class DeviceFeed(FeedSettings):
         sharding = parallel.batch_sharded(self.mesh, batch_axis=1 + on_members, members=on_members)
         return jax.make_array_from_callback(order.shape, sharding, lambda index: order[index])
 
-    def train_batch(
-        self, inputs: dict[str, jax.Array], constants: dict[str, jax.Array], index: Any, step: jax.Array
-    ) -> dict:
-        """Inside the compiled step: gather, augment and normalize the global batch of run step
-        ``step`` (``index``, its place in the call, is not needed)."""
-        del index
-        epoch, epoch_step = step // self.epoch_steps, step % self.epoch_steps
+    def train_batch(self, call: CallStep) -> dict:
+        """Inside the compiled step: gather, augment and normalize the global batch of the run's
+        step (from the epoch's order in the call's inputs and the dataset in the constants)."""
+        inputs, constants = call.inputs, call.constants
+        epoch, epoch_step = call.step // self.epoch_steps, call.step % self.epoch_steps
         examples = inputs["order"][epoch_step]
         images = constants["images"][examples]
         if not self.augment:

@@ -8,15 +8,16 @@ Two feeds give the same batches of examples for the same seed:
   epoch's order is sent once, and each call receives nothing new: the compiled step reads its
   batch's examples from the order at the state's step, then crops, flips and normalizes them.
 
-Either way the compiled step turns (call inputs, constants, index of the step within the call,
-global step) into the model's batch (``train_batch``), so one ``steps.train_steps`` serves both.
+Either way the compiled step turns where a step stands (``CallStep``: the call's inputs, the
+constants, the step's index in the call, the run's step) into the model's batch
+(``train_batch``), each feed reading what it needs of it, so one ``steps.train_steps`` serves both.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jax
 from jax.sharding import Mesh
@@ -25,6 +26,16 @@ from flax_resnets.data.arrays import Dataset
 from flax_resnets.runtime import members
 
 Batch = dict[str, Any]  # the model's batch: image, label (and mask when evaluating)
+
+
+class CallStep(NamedTuple):
+    """A training step inside a compiled call: the call's inputs (a member's own), the feed's
+    constants, the step's index within the call and the run's step."""
+
+    inputs: Any
+    constants: Any
+    index: Any
+    step: jax.Array
 
 
 @dataclasses.dataclass(eq=False)  # eq=False: feeds hash by identity, as jit needs of their methods
@@ -66,9 +77,8 @@ class Feed(Protocol):
         ``steps_per_call`` steps per call (fewer at the epoch's end)."""
         ...
 
-    def train_batch(self, inputs: Any, constants: Any, index: Any, step: jax.Array) -> Batch:
-        """Inside the compiled call: the model's batch for step ``index`` of the call, which is
-        the run's step ``step``."""
+    def train_batch(self, call: CallStep) -> Batch:
+        """Inside the compiled call: the model's batch of the step ``call`` stands at."""
         ...
 
     def eval_inputs(self, split: str, epoch: int = 0) -> Iterator[Any]:
@@ -83,8 +93,7 @@ class Feed(Protocol):
         ...
 
 
-def stacked_step(inputs: Any, constants: Any, index: Any, step: jax.Array) -> Batch:
-    """The batch of step ``index`` from inputs that stack one batch per step (tf.data's feed,
-    the benchmark's random batches)."""
-    del constants, step
-    return jax.tree.map(lambda x: x[index], inputs)
+def stacked_step(call: CallStep) -> Batch:
+    """The batch of the call's step ``index`` from inputs that stack one batch per step (tf.data's
+    feed, the benchmark's random batches)."""
+    return jax.tree.map(lambda x: x[call.index], call.inputs)

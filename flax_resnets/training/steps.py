@@ -18,13 +18,13 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh
 
-from flax_resnets.data.feeds import Batch
+from flax_resnets.data.feeds import Batch, CallStep
 from flax_resnets.models import create_model
 from flax_resnets.runtime import members, parallel
 from flax_resnets.runtime.tuning import PLAIN, Tuning
 
-# Inside a compiled call: (call inputs, constants, index of the step in the call, run step) -> batch.
-MakeBatch = Callable[[Any, Any, Any, jax.Array], Batch]
+# Inside a compiled call: where a step stands -> the model's batch (a feed's ``train_batch``).
+MakeBatch = Callable[[CallStep], Batch]
 # What evaluation needs of a training state: {"params": ..., "batch_stats": ...}.
 ModelState = dict[str, nnx.State]
 # Sums over the current epoch's training steps, kept in the state so that an epoch resumed
@@ -233,13 +233,13 @@ def train_steps(
     """``num_steps`` training steps in one compiled call (``config.steps_per_call``): fewer
     dispatches, which dominate small batches on accelerators.
 
-    ``make_batch(inputs, constants, index, step)`` makes the model's batch of the call's step
-    ``index`` (the run's step ``step``) inside the compiled call. The steps are a ``lax.scan``
+    ``make_batch(CallStep(inputs, constants, index, step))`` makes the model's batch of the call's
+    step ``index`` (the run's step ``step``) inside the compiled call. The steps are a ``lax.scan``
     (compiled once, whatever their number) unless ``unroll`` (``Tuning.unroll``).
     """
 
     def one_step(state: TrainState, index: Any) -> tuple[TrainState, None]:
-        batch = make_batch(inputs, constants, index, state.step)
+        batch = make_batch(CallStep(inputs, constants, index, state.step))
         return train_step(graphdef, optimizer, state, batch, label_smoothing), None
 
     if unroll:
