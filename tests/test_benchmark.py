@@ -189,3 +189,26 @@ def test_ops_are_told_apart_by_their_xla_and_kernel_names(op, kernel, kind):
     from flax_resnets.runtime.profiling import op_kind
 
     assert op_kind(op, kernel) == kind
+
+
+def test_a_rows_rates_are_its_images_over_the_median_call_on_the_clock(monkeypatch):
+    """Timed on a clock that advances a quarter second per reading: every call lasts 0.25 s, so
+    each rate is exactly the images of one call (members and steps per call included) over it."""
+    import argparse
+    import itertools
+
+    from flax_resnets.commands import benchmark
+
+    ticks = itertools.count()
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: next(ticks) * 0.25)
+    args = argparse.Namespace(
+        warmup=1, steps=3, rounds=2, dtype="float32", steps_per_call=2, input_channels=3,
+        compare_torch=True, profile_dir=None,
+    )  # fmt: skip
+    row = benchmark.benchmark_row(args, "resnet8", 4, 1)
+    assert row["compile s"] == 0.25
+    assert row["train img/s"] == 4 * 2 / 0.25 and row["eval img/s"] == 4 / 0.25
+    assert row["torch img/s"] == 4 / 0.25 and row["flax/torch"] == 2.0  # torch's step is one step a call
+    two_members = benchmark.benchmark_row(args, "resnet8", 4, 2)
+    assert two_members["train img/s"] == 2 * 4 * 2 / 0.25  # summed over the members
+    assert two_members["torch img/s"] is None  # PyTorch's step is one seed's: nothing to compare
