@@ -15,8 +15,16 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def compile_cache(tmp_path_factory):
-    """One persistent JAX compilation cache for the tests' main.py processes."""
+    """One persistent JAX compilation cache for a test worker and the main.py processes it starts."""
     return tmp_path_factory.mktemp("jax_cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def in_process_compile_cache(compile_cache):
+    """The tests' own compilations use the cache too: many compile the same small programs."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(compile_cache))
 
 
 @pytest.fixture(autouse=True)

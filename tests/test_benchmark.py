@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from flax import nnx
+from run_helpers import environment
 
 from flax_resnets.models import count_parameters, create_model
 from flax_resnets.runs.summary import format_table
@@ -14,7 +15,7 @@ BENCHMARK = [sys.executable, "-m", "flax_resnets", "benchmark"]
 
 
 @pytest.mark.slow
-def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_folder):
+def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_folder, compile_cache):
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [
@@ -30,6 +31,7 @@ def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_f
             "--loop_steps=5",
             f"--json={out}",
         ],
+        env=environment(compile_cache),
         capture_output=True,
         text=True,
         check=True,
@@ -58,13 +60,15 @@ def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_f
 
 
 @pytest.mark.slow
-def test_benchmark_sums_the_images_of_seeds_and_of_cells_sharing_the_device(tmp_path):
+def test_benchmark_sums_the_images_of_seeds_and_of_cells_sharing_the_device(tmp_path, compile_cache):
     out = tmp_path / "bench.json"
     command = [
         *(*BENCHMARK, "--models=resnet8", "--batch_sizes=4", "--num_seeds=1,3", "--parallel=1,2"),
         *("--steps=2", "--rounds=1", "--warmup=1", f"--json={out}"),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    # Its cells' processes compile what the first process compiled: the cache serves them.
+    env = environment(compile_cache)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     written = json.loads(out.read_text())
     assert [(r["seeds"], r["train img/s"] > 0) for r in written["rows"]] == [(1, True), (3, True)]

@@ -4,12 +4,12 @@ import functools
 import itertools
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from run_helpers import REPO, environment
 
 from flax_resnets.config import default_config
 from flax_resnets.data.augment import pad_crop_flip
@@ -21,8 +21,6 @@ from flax_resnets.data.tfdata import TfDataFeed
 from flax_resnets.errors import InputError
 from flax_resnets.runtime import members, parallel
 from flax_resnets.training.steps import create_train_state, make_optimizer, train_step, train_steps
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +246,9 @@ def test_exported_file_of_another_dataset_or_missing_is_refused(exported_sample,
 
 
 @pytest.mark.slow
-def test_train_and_evaluate_without_tensorflow_from_an_exported_file(exported_sample, tmp_path):
+def test_train_and_evaluate_without_tensorflow_from_an_exported_file(
+    exported_sample, tmp_path, compile_cache
+):
     # TensorFlow and TFDS made unimportable, as on the GPU machines that lack them.
     code = (
         "import runpy, sys\n"
@@ -263,12 +263,16 @@ def test_train_and_evaluate_without_tensorflow_from_an_exported_file(exported_sa
         "--config.num_epochs=1",
         f"--workdir={tmp_path / 'run'}",
     ]
-    trained = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True)
+    env = environment(compile_cache)  # the evaluation reuses the training's compiled test step
+    trained = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "test accuracy" in trained.stdout
     evaluated = subprocess.run(
         [sys.executable, "-c", code, f"--workdir={tmp_path / 'run'}", "--mode=eval"],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import write_image_folder
 from PIL import Image
-from run_helpers import REPO
+from run_helpers import REPO, environment
 
 from flax_resnets.commands.parity_train import compare
 from flax_resnets.config import default_config
@@ -113,13 +113,13 @@ def test_the_verdict_is_three_standard_errors_plus_half_a_point():
 
 
 @pytest.mark.slow
-def test_the_harness_trains_both_sides_and_reports_each_seed(tmp_path):
+def test_the_harness_trains_both_sides_and_reports_each_seed(tmp_path, compile_cache):
     root = write_image_folder(tmp_path / "images", train_per_class=40, test_per_class=10)
     command = [
         *(sys.executable, "-m", "flax_resnets", "parity", "--train"),
         *("--model=resnet8", f"--data_dir={root}", "--epochs=1", "--seeds=2", "--learning_rate=0.05"),
     ]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)
     assert result.returncode in (0, 1), result.stderr[-3000:]
     lines = result.stdout.splitlines()
     seeds_and_sides = (["0", "ours"], ["0", "theirs"], ["1", "ours"], ["1", "theirs"])
