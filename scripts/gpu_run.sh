@@ -1,51 +1,61 @@
 #!/usr/bin/env bash
-# Table 1 on one GPU machine without TensorFlow or internet: measure how seeds and cells share the
-# accelerator, then train the offline Table 1 cells as the paper's code ran them (each cell's
-# config: flax_resnets.config.cell_config), Fashion-MNIST first, NUM_SEEDS seeds each, PARALLEL
-# cells at a time, within the run's budget, resumable by the next run.
+# Table 1 on one GPU machine without TensorFlow or internet, one call per dataset: the offline Table 1
+# cells as the paper's code ran them (each cell's config: flax_resnets.config.cell_config), planned
+# so that every cell started finishes within the call (`sweep --rates`: estimates from measured
+# rates, cells packed longest first, seeds lowered before a cell is left out), kept under OUT.
 #
-#   FLAX_RESNETS_COMMIT=<sha> BUDGET_SECONDS=560 scripts/gpu_run.sh OUT DATA.npz...
+#   FLAX_RESNETS_COMMIT=<sha> scripts/gpu_run.sh OUT DATA.npz...
 #
-# Run twice on the same machine, once per dataset (where each upload is limited to 64 MiB), each
-# time with .gpu/ (git-ignored) beside the clone, holding ml-collections and tensorboardX wheels in
-# .gpu/wheels/ (the machine has no package index) and that run's dataset:
-#   run 1: .gpu/fashion_mnist.npz (python -m flax_resnets data export --dataset=image_folder
+# Each call brings .gpu/ (git-ignored) beside the clone: ml-collections and tensorboardX wheels in
+# .gpu/wheels/ (the machine has no package index) and that call's dataset, one dataset a call
+# (each upload is limited to 64 MiB):
+#   call 1: .gpu/fashion_mnist.npz (python -m flax_resnets data export --dataset=image_folder
 #           --data_dir=<Fashion-MNIST folder> --out=.gpu/fashion_mnist.npz: 42 MB; lossless)
-#           scripts/gpu_run.sh "$OUT" .gpu/fashion_mnist.npz            # STAGES=setup,measure,sweep
-#   run 2: .gpu/cifar10_jpeg_packed.npz and .gpu/unpack_npz.py (../shared/gpu/README.md)
-#           STAGES=setup,sweep scripts/gpu_run.sh "$OUT" .gpu/cifar10_jpeg_packed.npz
-# Each run leaves its dataset in DATA_ROOT and the cells' workdirs in RUN_ROOT (both under /tmp,
-# kept between runs on one machine), so run 2 trains CIFAR-10 and resumes any Fashion-MNIST cell
-# that run 1's budget stopped (Fashion-MNIST first: lossless data, its cells speak to fidelity
-# without a JPEG caveat).
+#           scripts/gpu_run.sh "$OUT" .gpu/fashion_mnist.npz
+#   call 2: .gpu/cifar10_jpeg_packed.npz and .gpu/unpack_npz.py (../shared/gpu/README.md)
+#           scripts/gpu_run.sh "$OUT" .gpu/cifar10_jpeg_packed.npz
+# A call leaves its dataset, the measured rates and the cells' workdirs under /tmp (DATA_ROOT,
+# RUN_ROOT), kept while the machine stays warm: call 2 on the same machine measures nothing again,
+# keeps Fashion-MNIST cells that call 1 finished and plans the ones it left out beside CIFAR-10's.
 #
 # Stages (STAGES, default setup,measure,sweep):
 #   setup    installs the carried wheels if missing; copies (or unpacks) each DATA into DATA_ROOT.
-#   measure  `benchmark`: MODEL at batch BATCH, images/s for 1, 2, 4, 8 seeds and 1, 2, 4 cells at
-#            once; then one seed with XLA's command buffers (CUDA graphs) off, as XLA sets them, and
-#            with every kind of command (while loops too) at 1 and 10 steps per call.
-#   sweep    `sweep`: the Fashion-MNIST then the CIFAR-10 cells found in DATA_ROOT (or CELLS),
-#            kept in OUT as results/runs/<cell>/ with table1.md, packed in table1_runs.tar.gz.
-# BUDGET_SECONDS (default 560) bounds the run: measure takes at most MEASURE_SECONDS (300) and
-# the sweep what is left, less the time its cells need to save on SIGTERM.
-# OUT holds 4 files, to fetch: log.txt, seeds_and_cells.json, command_buffers.tar.gz,
-# table1_runs.tar.gz.
+#   measure  at most MEASURE_SECONDS (45), once per machine: `benchmark` of MODEL (resnet18) at batch
+#            BATCH (16), 1 and NUM_SEEDS seeds, 1 and PARALLEL cells at once: the rates the sweep
+#            plans from (DATA_ROOT/rates.json; where it does not finish, the H100 rates in
+#            results/gpu_h100/benchmark_float32.json, which measured no sharing).
+#   sweep    `sweep --rates`: the Fashion-MNIST then the CIFAR-10 cells found in DATA_ROOT (or CELLS),
+#            NUM_SEEDS (3) seeds each, up to PARALLEL (4) at once, within what is left of
+#            BUDGET_SECONDS (520) less 20 s for the table; kept in OUT as results/runs/<cell>/ with
+#            table1.md, packed in table1_runs.tar.gz. A cell whose estimate was short is stopped
+#            resumably at the budget's end and may take 60 s more to save: give the call 600 s.
+#   command_buffers (opt-in) one seed with XLA's command buffers (CUDA graphs) off, as XLA sets them,
+#            and with every kind of command (while loops too) at 1 and 10 steps per call.
+# So call 1 spends at most 5 + 45 s of its 520 on setup and measurement (about 90% on cells), call 2
+# about 20 s unpacking CIFAR-10 (96%).
 #
-# Tried on a 2-core CPU in its two runs (results/checks/gpu_run_on_cpu/), a tiny model,
-# 2 seeds x 2 cells at once:
-#   MODEL=resnet8 BATCH=8 STAGES=setup,measure MEASURE_SECONDS=400 BUDGET_SECONDS=900 \
-#     scripts/gpu_run.sh /tmp/gpu_run1 .gpu/fashion_mnist.npz
-#   NUM_SEEDS=2 PARALLEL=2 CELLS=fashion_mnist_resnet18,cifar10_resnet18 STAGES=setup,sweep \
-#     SWEEP_FLAGS="--config.model=resnet8 --config.num_epochs=1" BUDGET_SECONDS=1500 \
-#     scripts/gpu_run.sh /tmp/gpu_run2 .gpu/cifar10_jpeg_packed.npz
+# What one call fills, estimated (`sweep --dry_run`) from the one H100 rate measured so far
+# (ResNet18, batch 16, float32, one seed: 4,474 images/s; other models scaled down by FLOPs, none
+# up; seeds and cells at once assumed to cost as many runs, since that sharing was never measured):
+#   call 1, 450 s for cells: fashion_mnist_resnet18, 1 seed, ends at ~277 s (every other cell needs
+#           ~277 s (VGG19, AlexNet) to ~590 s (ResNet50) alone; two at once, each would take twice).
+#   call 2, 480 s: cifar10_resnet18 and cifar10_vgg19, 1 seed each, 2 at once, end at ~432 s.
+# The measure stage replaces the assumption with the machine's own sharing: where 3 seeds or 4 cells
+# cost about what one does (a GPU at batch 16 is mostly idle between kernel launches), the same
+# calls plan every cell of a row with 3 seeds.
+# OUT holds at most 4 files, to fetch: log.txt, rates.json, table1_runs.tar.gz and, when asked for,
+# command_buffers.tar.gz.
+#
+# Tried on a 2-core CPU (results/checks/sweep_plan_on_cpu/), a tiny model and a budget too small for
+# every cell: the cells started all finished, the rest were listed as left out.
 set -euo pipefail
 out=${1:?usage: scripts/gpu_run.sh OUT DATA.npz...}
 shift
-deadline=$((SECONDS + ${BUDGET_SECONDS:-560}))
+deadline=$((SECONDS + ${BUDGET_SECONDS:-520}))
 model=${MODEL:-resnet18}
 batch=${BATCH:-16}
 num_seeds=${NUM_SEEDS:-3}
-parallel=${PARALLEL:-2}
+parallel=${PARALLEL:-4}
 data_root=${DATA_ROOT:-/tmp/flax_resnets_data}
 run_root=${RUN_ROOT:-/tmp/flax_resnets_runs}
 stages=${STAGES:-setup,measure,sweep}
@@ -60,9 +70,10 @@ wanted() { [[ ",$stages," == *",$1,"* ]]; }
 read -r -a sweep_flags <<< "${SWEEP_FLAGS:-}"
 
 # stage NAME CAP_SECONDS COMMAND...: run COMMAND for at most CAP seconds and what is left of the
-# budget, its output in the log; a stage that fails is logged and the script goes on.
+# budget (plus OVERRUN seconds), its output in the log; a stage that fails is logged and the script
+# goes on.
 stage() {
-  local name=$1 cap=$2 left=$((deadline - SECONDS))
+  local name=$1 cap=$2 left=$((deadline - SECONDS + ${OVERRUN:-0}))
   shift 2
   local seconds=$((cap < left ? cap : left))
   if [ "$seconds" -le 5 ]; then echo "== $name: skipped, the budget is spent" | tee -a "$log"; return; fi
@@ -87,12 +98,24 @@ if wanted setup; then
   ls -la "$data_root" | tee -a "$log"
 fi
 
+rates="$data_root/rates.json"
+bench=("$python" -m flax_resnets benchmark --models="$model" --batch_sizes="$batch" --steps=10 --rounds=1
+  --warmup=2)
 if wanted measure; then
-  measure_deadline=$((SECONDS + ${MEASURE_SECONDS:-300}))
-  bench=("$python" -m flax_resnets benchmark --models="$model" --batch_sizes="$batch" --steps=20
-    --rounds=2 --warmup=3)
-  stage "seeds and cells" $((measure_deadline - SECONDS)) "${bench[@]}" --num_seeds=1,2,4,8 \
-    --parallel=1,2,4 --json="$out/seeds_and_cells.json"
+  if [ -f "$rates" ]; then
+    echo "== measure: $rates is there from an earlier call on this machine" | tee -a "$log"
+  else
+    seeds_list=1 cells_list=1
+    [ "$num_seeds" -gt 1 ] && seeds_list="1,$num_seeds"
+    [ "$parallel" -gt 1 ] && cells_list="1,$parallel"
+    stage "rates for the plan" "${MEASURE_SECONDS:-45}" "${bench[@]}" --num_seeds="$seeds_list" \
+      --parallel="$cells_list" --json="$rates"
+  fi
+  [ -f "$rates" ] && cp "$rates" "$out/rates.json"
+fi
+
+if wanted command_buffers; then
+  measure_deadline=$((SECONDS + ${COMMAND_BUFFER_SECONDS:-240}))
   mkdir -p "$out/command_buffers"
   all_commands=FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL,CONDITIONAL,WHILE,DYNAMIC_SLICE_FUSION
   for steps_per_call in 1 10; do
@@ -102,7 +125,6 @@ if wanted measure; then
         default) flags="" ;;
         all) flags="--xla_gpu_enable_command_buffer=$all_commands --xla_gpu_graph_min_graph_size=1" ;;
       esac
-      [ "$variant$steps_per_call" = default1 ] && continue  # the seeds-and-cells rows above
       # XLA reads a non-empty XLA_FLAGS that does not start with -- as a file name: never " ".
       xla_flags=$(echo "${XLA_FLAGS:-} $flags" | xargs)
       with_flags=(env -u XLA_FLAGS)
@@ -126,10 +148,12 @@ if wanted sweep; then
   if [ -z "$cells_flag" ]; then
     echo "== sweep: no dataset in $data_root: run the setup stage with DATA first" | tee -a "$log"
   else
-    grace=75  # the sweep's SIGTERM grace (60 s) and the table at its end
-    sweep_seconds=$((deadline - SECONDS - grace))
-    stage "sweep of $cells_flag" $((sweep_seconds + grace)) "$python" -m flax_resnets sweep \
-      --cells="$cells_flag" --data "${data[@]}" --workdir_root="$run_root" \
+    [ -f "$rates" ] || rates=results/gpu_h100/benchmark_float32.json
+    table_seconds=20  # the table and the tar at the sweep's end
+    sweep_seconds=$((deadline - SECONDS - table_seconds))
+    # The stage's cap leaves the sweep's SIGTERM grace (60 s) to a cell whose estimate was short.
+    OVERRUN=60 stage "sweep of $cells_flag" $((sweep_seconds + table_seconds + 60)) "$python" -m flax_resnets sweep \
+      --cells="$cells_flag" --data "${data[@]}" --workdir_root="$run_root" --rates="$rates" \
       --budget_seconds="$sweep_seconds" --results="$out/results" --tar="$out/table1_runs.tar.gz" \
       --num_seeds="$num_seeds" --parallel="$parallel" \
       -- --config.input_pipeline=device --config.checkpoint_every_steps=0 --config.log_every_steps=500 \

@@ -355,3 +355,13 @@ def test_a_cell_of_several_seeds_shows_their_mean_and_spread_and_marks_a_paper_v
     # 93.5 +- 0.4: the paper's 93.38 inside; 87.2 +- 0.2: the paper's 89.61 far outside (marked).
     assert cells[2] == "**93.5 ± 0.4** (3) / 93.38 (+0.1)"
     assert cells[1] == "**87.2 ± 0.2** (3) / 89.61 (-2.4)‡"
+
+
+def test_a_cell_an_earlier_sweep_finished_is_kept_not_trained_again(tmp_path, monkeypatch, capsys):
+    fake_run(tmp_path / "sweep" / "cifar10_resnet18", "cifar10", "resnet18", 0.87)
+    monkeypatch.setattr(sweep, "start_cell", lambda *args: pytest.fail("a finished cell was started again"))
+    args = ["--cells=cifar10_resnet18", f"--workdir_root={tmp_path / 'sweep'}", "--budget_seconds=10"]
+    assert sweep.main([*args, f"--results={tmp_path / 'results'}"]) == 0
+    assert "cifar10_resnet18: finished by an earlier sweep, kept in" in capsys.readouterr().out
+    kept = json.loads((tmp_path / "results" / "runs" / "cifar10_resnet18" / "eval.json").read_text())
+    assert kept["test_accuracy"] == 0.87

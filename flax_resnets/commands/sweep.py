@@ -16,9 +16,16 @@ running when the budget ends are stopped with SIGTERM, which makes the trainer s
 checkpoint and exit: the same sweep command later resumes them. SIGTERM or SIGINT (Ctrl-C) to
 the sweep stops its cells the same way, keeps what finished and exits with 128 + the signal; the
 cells run in sessions of their own, so that a terminal's Ctrl-C reaches them only through it.
-Finished cells are kept as small files in ``RESULTS/runs/<dataset>_<model>/`` with the Table 1
-they fill (``python -m flax_resnets table1``), and ``--tar`` packs them, the table and the logs
-into one file to carry elsewhere.
+With ``--rates`` (a ``benchmark --json`` file measured on the device), the sweep plans before it
+starts (``sweep_plan``): each cell's seconds estimated, the cells packed longest first into up to
+``--parallel`` slots, each with the most seeds (``--num_seeds`` down to 1) that end within the
+budget, so that every cell it starts finishes; the cells that fit with none are listed and not
+started, and a cell is not started either when less of the budget is left than its estimate.
+``--dry_run`` prints the plan and exits. Without ``--rates`` the cells start in the order given
+and the budget stops those still running. A cell whose workdir holds its finished run (an earlier
+sweep's) is kept, not trained again. Finished cells are kept as small files in
+``RESULTS/runs/<dataset>_<model>/`` with the Table 1 they fill (``python -m flax_resnets table1``),
+and ``--tar`` packs them, the table and the logs into one file to carry elsewhere.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any
 from flax_resnets import config
 from flax_resnets.cli import command_parser, positive_int
 from flax_resnets.commands import table1
+from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, make_plan, overridden
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
 from flax_resnets.data.sources import is_array_file
 from flax_resnets.errors import InputError
@@ -190,10 +198,17 @@ def pack(tar_path: Path, results: Path, logs: list[Path]) -> None:
 
 def main(argv: list[str]) -> int:
     args, data, flags = parse_arguments(argv)
+    if not args.dry_run:
+        args.cells = [cell for cell in args.cells if not kept_if_finished(cell, args)]
+    plan = None
+    if args.rates:
+        plan = plan_cells(args, flags)
+        if args.dry_run:
+            return 0
     budget = Budget(args.budget_seconds)
     args.workdir_root.mkdir(parents=True, exist_ok=True)
     with StopRequest() as stop:
-        logs, failed = run_cells(args.cells, args, data, flags, budget, stop)
+        logs, failed = run_cells(args, data, flags, budget, stop, plan)
     table1.main([f"--results={args.results}"])
     if args.tar:
         pack(args.tar, args.results, logs)
@@ -225,11 +240,21 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
     parser.add_argument(
         "--num_seeds", type=positive_int, default=1, help="seeds per cell, trained as one (config.num_seeds)"
     )
+    parser.add_argument(
+        "--rates",
+        type=Path,
+        help="a `benchmark --json` file measured on this device: plan so that every cell started finishes",
+    )
+    parser.add_argument("--dry_run", action="store_true", help="print the plan (needs --rates) and exit")
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     overrides = argv[split + 1 :]
     if not math.isfinite(args.budget_seconds) or args.budget_seconds <= 0:
         raise InputError(f"--budget_seconds must be a positive number of seconds, got {args.budget_seconds}.")
+    if args.dry_run and not args.rates:
+        raise InputError(
+            "--dry_run prints the plan made from --rates: give --rates=FILE (a benchmark --json)."
+        )
     args.cells = args.cells.split(",")
     for cell in args.cells:
         config.cell_config(cell)  # refuses a cell that is not one of Table 1's
@@ -245,31 +270,66 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
     bad = [flag for flag in overrides if not flag.startswith("--config.")]
     if bad:
         raise InputError(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}.")
+    for cell in args.cells:
+        overridden(config.cell_config(cell), overrides)  # an unknown field or a bad value, refused now
     if args.workdir_root.exists() and not args.workdir_root.is_dir():
         raise InputError(
             f"--workdir_root={args.workdir_root} is a file: pass a folder for the cells' workdirs."
         )
-    seeds = [f"--config.num_seeds={args.num_seeds}"] if args.num_seeds > 1 else []
-    return args, data, [*seeds, *overrides]
+    return args, data, overrides
+
+
+def kept_if_finished(cell: str, args: Any) -> bool:
+    """Whether ``cell``'s workdir already holds its finished run (an earlier sweep's), kept now
+    instead of trained again."""
+    workdir = args.workdir_root / cell
+    try:
+        table1.read_run(workdir)
+    except (FileNotFoundError, InputError, ValueError):
+        return False
+    print(f"{cell}: finished by an earlier sweep, kept in {table1.keep(workdir, args.results)}", flush=True)
+    return True
+
+
+def plan_cells(args: Any, flags: list[str]) -> Plan:
+    """The sweep's plan from ``args.rates``, printed; the cells it leaves out are dropped from
+    ``args.cells``, the others put in the order they start, and ``args.parallel`` is the plan's
+    number of cells at once."""
+    rates = Rates.read(args.rates)
+    works = [cell_work(cell, overridden(config.cell_config(cell), flags)) for cell in args.cells]
+    plan = make_plan(works, rates, args.num_seeds, args.parallel, args.budget_seconds)
+    print("\n".join(plan.lines(args.budget_seconds, rates.device)), flush=True)
+    args.cells = [planned.cell for planned in plan.planned]
+    args.parallel = plan.cells_at_once
+    return plan
 
 
 def run_cells(
-    cells: list[str],
     args: Any,
     data: dict[str, list[str]],
     flags: list[str],
     budget: Budget,
     stop: StopRequest,
+    plan: Plan | None = None,
 ) -> tuple[list[Path], list[str]]:
-    """Train the cells, ``args.parallel`` at a time, until done, the budget ends or a stop is
-    asked for; the logs written and the cells that failed."""
-    pending = list(cells)
+    """Train ``args.cells``, ``args.parallel`` at a time, until done, the budget ends or a stop is
+    asked for (with a plan: each with its planned seeds, and none started with less of the budget
+    left than its estimate); the logs written and the cells that failed."""
+    pending = list(args.cells)
     running: list[CellProcess] = []
     logs, failed = [], []
     env = cell_environment(args.parallel)
     while pending or running:
         while pending and len(running) < args.parallel and budget.remaining() > 0 and not stop.received:
             cell = pending.pop(0)
+            seeds = plan.seeds(cell) if plan else args.num_seeds
+            if plan and plan.seconds(cell) > budget.remaining():
+                print(
+                    f"{cell}: not started, its estimated {plan.seconds(cell):.0f} s exceed the "
+                    f"{budget.remaining():.0f} s left of the budget",
+                    flush=True,
+                )
+                continue
             workdir, log = args.workdir_root / cell, args.workdir_root / f"{cell}.log"
             command = [
                 sys.executable,
@@ -279,6 +339,7 @@ def run_cells(
                 f"--config={CELL_CONFIG}:{cell}",
                 f"--workdir={workdir.absolute()}",
                 *data.get(table1.CELLS[cell][0], []),
+                *([f"--config.num_seeds={seeds}"] if seeds > 1 else []),
                 *flags,
             ]
             logs.append(log)

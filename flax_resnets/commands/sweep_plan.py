@@ -1,0 +1,314 @@
+"""The sweep's plan: each cell's seconds estimated from measured rates, and the cells packed longest
+first into the ``--parallel`` slots so that every cell the sweep starts finishes within its budget.
+
+Rates come from a ``benchmark --json`` file measured on the device the sweep runs on: its ``rows``
+(one process: training and evaluation images/s and compile seconds per model, batch and members)
+and ``cells_rows`` (``--parallel``: K processes at once). A cell's estimate is
+
+    startup + 2 compilations + epochs x (its training images x members / its training rate
+                                        + validation images x members / the evaluation rate)
+    + test images x members / the evaluation rate
+
+and its training rate, in this order of preference: measured for its model, batch, members and
+cells at once; its model's one-member rate (or, where its model was not measured, a measured
+model's rate scaled down by their FLOPs, never up) times the sharing measured on a model at that
+batch; and where no sharing was measured, members and cells that cost what as many runs cost (at
+small batches an accelerator does better: the estimate errs long, never short). Each estimate
+says which of these it rests on. A cell that does not fit in its slot with ``--num_seeds`` seeds
+is tried with fewer before it is left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from flax_resnets.commands import table1
+from flax_resnets.errors import InputError
+
+STARTUP_SECONDS = 30.0  # a cell's process: imports, reading the data, placing it on the device
+UNMEASURED_COMPILE_SECONDS = 60.0  # per program, where the rates file has no compile time
+
+
+@dataclasses.dataclass(frozen=True)
+class CellWork:
+    """What one member of a cell trains and evaluates, from its config."""
+
+    cell: str
+    model: str
+    batch: int
+    dtype: str
+    epochs: int
+    train_images: int  # per epoch: its full batches
+    validation_images: int  # per epoch, padded to whole evaluation batches
+    test_images: int
+    num_classes: int
+    channels: int
+
+
+def cell_work(cell: str, config: ml_collections.ConfigDict) -> CellWork:
+    """``cell``'s work under ``config``, on its Table 1 dataset's full split sizes."""
+    dataset = table1.CELLS[cell][0]
+    classes, channels, images, test = table1.SIGNATURES[dataset]
+    validation = int(round(images * config.validation_fraction))
+    train = min(images - validation, config.train_images or images)
+    padded = lambda count: -(-count // config.eval_batch_size) * config.eval_batch_size  # noqa: E731
+    return CellWork(
+        cell=cell,
+        model=config.model,
+        batch=config.batch_size,
+        dtype=config.dtype,
+        epochs=config.num_epochs,
+        train_images=train // config.batch_size * config.batch_size,
+        validation_images=padded(validation) if validation else 0,
+        test_images=padded(test),
+        num_classes=classes,
+        channels=3 if config.image_channels == 3 else channels,
+    )
+
+
+@functools.cache
+def forward_gflops(model: str, num_classes: int, channels: int) -> float:
+    """The model's forward GFLOPs per 32x32 image, from its shapes alone (nothing allocated)."""
+    from flax import nnx
+
+    from flax_resnets.commands.models import forward_gflops as gflops_of
+    from flax_resnets.models import create_model
+
+    abstract = nnx.eval_shape(lambda: create_model(model, num_classes=num_classes, input_channels=channels))
+    return gflops_of(abstract, (32, 32, channels))
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    basis: str  # what the training rate rests on
+
+
+@dataclasses.dataclass
+class Rates:
+    """A benchmark's measured rates: one process's rows by (model, batch, members), the per-cell
+    rates of K processes at once by (model, batch, members, K)."""
+
+    source: str
+    device: str
+    dtypes: set[str]
+    alone: dict[tuple[str, int, int], dict[str, Any]]
+    shared: dict[tuple[str, int, int, int], float]
+
+    @classmethod
+    def read(cls, path: Path) -> Rates:
+        """The rates of a ``benchmark --json`` file; one that is not such a file is refused."""
+        fix = "give the file `python -m flax_resnets benchmark --json=FILE` wrote on this device"
+        try:
+            result = json.loads(Path(path).read_text())
+            rows = result["rows"]
+            alone = {(r["model"], r["batch"], r.get("seeds", 1)): r for r in rows}
+            shared = {
+                (r["model"], r["batch"], r["seeds"], r["cells"]): r["per cell"]
+                for r in result.get("cells_rows", [])
+            }
+            float(next(iter(alone.values()))["train img/s"])
+        except (OSError, ValueError, KeyError, TypeError, StopIteration) as error:
+            raise InputError(f"--rates={path} holds no benchmark rates ({error!r}): {fix}.") from error
+        for (model, batch, seeds), row in alone.items():
+            shared.setdefault((model, batch, seeds, 1), row["train img/s"])
+        device = f"{result.get('device', 'an unnamed device')} x{result.get('device_count', 1)}"
+        return cls(str(path), device, {r.get("dtype", "float32") for r in rows}, alone, shared)
+
+    def estimate(self, work: CellWork, seeds: int, cells: int) -> Estimate:
+        """Seconds for ``work`` with ``seeds`` members while ``cells`` cells share the device."""
+        if work.dtype not in self.dtypes:
+            raise InputError(
+                f"--rates={self.source} measured {', '.join(sorted(self.dtypes))}, not {work.dtype} "
+                f"({work.cell}): measure {work.dtype} with `benchmark --dtype={work.dtype}`."
+            )
+        training, evaluation, basis = self.cell_rates(work, seeds, cells)
+        compile_seconds = self.one_member(work)[0].get("compile s") or UNMEASURED_COMPILE_SECONDS
+        images = seeds * work.epochs * work.train_images
+        evaluated = seeds * (work.epochs * work.validation_images + work.test_images)
+        seconds = STARTUP_SECONDS + 2 * compile_seconds + images / training + evaluated / evaluation
+        return Estimate(seconds, basis)
+
+    def training_rate(self, work: CellWork, seeds: int, cells: int) -> float:
+        """The cell's training images/s, its members' summed."""
+        return self.cell_rates(work, seeds, cells)[0]
+
+    def cell_rates(self, work: CellWork, seeds: int, cells: int) -> tuple[float, float, str]:
+        """The cell's training and evaluation images/s (its members' summed) and what they rest on:
+        one member's rates times the sharing of ``seeds`` members among ``cells`` cells."""
+        row, scale, basis = self.one_member(work)
+        measured = self.shared.get((work.model, work.batch, seeds, cells))
+        if measured:
+            sharing = measured / (row["train img/s"] * scale)
+            basis = f"measured: {work.model}, {seeds} seed(s), {cells} cell(s) at once"
+        else:
+            sharing, how = self.sharing(work, seeds, cells)
+            basis = f"{basis}; {how}"
+        evaluation = row.get("eval img/s") or row["train img/s"]  # evaluating is faster than training
+        return row["train img/s"] * scale * sharing, evaluation * scale * sharing, basis
+
+    def one_member(self, work: CellWork) -> tuple[dict[str, Any], float, str]:
+        """The measured one-member row the cell's rates come from, the factor to scale them by
+        (1, or a measured model's FLOPs over the cell's model's, at most 1) and what it is."""
+        if (work.model, work.batch, 1) in self.alone:
+            return self.alone[work.model, work.batch, 1], 1.0, f"{work.model} measured"
+        row = self.reference_row(work)
+        ratio = forward_gflops(row["model"], work.num_classes, work.channels) / forward_gflops(
+            work.model, work.num_classes, work.channels
+        )
+        scale = min(1.0, ratio)
+        return row, scale, f"{row['model']}'s rate x {scale:.2f} (FLOPs)"
+
+    def sharing(self, work: CellWork, seeds: int, cells: int) -> tuple[float, str]:
+        """A cell's summed rate with ``seeds`` members among ``cells`` cells, over one member
+        alone: measured on a model at this batch (its own first), or 1 / cells."""
+        if seeds == 1 and cells == 1:
+            return 1.0, "one seed alone"
+        models = sorted({m for m, b, _, _ in self.shared if b == work.batch}, key=lambda m: m != work.model)
+        for model in models:
+            together = self.shared.get((model, work.batch, seeds, cells))
+            alone = self.shared.get((model, work.batch, 1, 1))
+            if together and alone:
+                return together / alone, f"{seeds} seed(s) x {cells} cell(s) sharing as measured on {model}"
+        return 1.0 / cells, f"{seeds} seed(s) x {cells} cell(s) assumed to cost as many runs (not measured)"
+
+    def reference_row(self, work: CellWork) -> dict[str, Any]:
+        """A measured one-member row at the cell's batch, to scale from."""
+        rows = [
+            row for (_, batch, seeds), row in sorted(self.alone.items()) if batch == work.batch and seeds == 1
+        ]
+        if not rows:
+            measured = sorted({batch for _, batch, _ in self.alone})
+            raise InputError(
+                f"--rates={self.source} has no one-seed rate at batch {work.batch} ({work.cell}; it measured "
+                f"batches {measured}): measure it with `benchmark --batch_sizes={work.batch}`."
+            )
+        return rows[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedCell:
+    cell: str
+    seeds: int
+    slot: int
+    start: float
+    end: float
+    basis: str
+
+
+@dataclasses.dataclass
+class Plan:
+    """Cells in the order they start, those left out with the reason, and what was changed."""
+
+    planned: list[PlannedCell]
+    left_out: list[tuple[str, str]]
+    notes: list[str]
+    cells_at_once: int
+
+    def end(self) -> float:
+        return max((p.end for p in self.planned), default=0.0)
+
+    def rank(self) -> tuple[int, int, int, float]:
+        """Better plans rank higher: more cells, more seeds, the fewest of a cell more, ending sooner."""
+        seeds = [p.seeds for p in self.planned]
+        return len(seeds), sum(seeds), min(seeds, default=0), -self.end()
+
+    def seeds(self, cell: str) -> int:
+        return next(p.seeds for p in self.planned if p.cell == cell)
+
+    def seconds(self, cell: str) -> float:
+        return next(p.end - p.start for p in self.planned if p.cell == cell)
+
+    def lines(self, budget: float, device: str) -> list[str]:
+        """The plan as printed: one line per cell, then the cells left out and why."""
+        lines = [f"plan for {budget:.0f} s on {device}, {self.cells_at_once} cell(s) at once (estimates):"]
+        for p in self.planned:
+            lines.append(
+                f"  {p.cell}: {p.seeds} seed(s), slot {p.slot + 1}, {p.start:.0f}-{p.end:.0f} s ({p.basis})"
+            )
+        lines += [f"  {note}" for note in self.notes]
+        lines += [f"  {cell}: left out, {reason}" for cell, reason in self.left_out]
+        lines.append(
+            f"  estimated end {self.end():.0f} s of {budget:.0f}; {len(self.planned)} cell(s) planned"
+        )
+        return lines
+
+
+def make_plan(works: list[CellWork], rates: Rates, num_seeds: int, parallel: int, budget: float) -> Plan:
+    """The best of the plans with 1 to ``parallel`` cells at once and at most 1 to ``num_seeds``
+    seeds a cell: the most cells, then the most seeds, then the fewest seeds of a cell highest,
+    then the earliest end (so seeds are lowered before a cell is left out; more cells at once are
+    each slower, and unmeasured sharing is assumed to gain nothing)."""
+    plans = [
+        pack(works, rates, num_seeds, most, cells, budget)
+        for cells in range(1, min(parallel, len(works)) + 1)
+        for most in range(num_seeds, 0, -1)
+    ]
+    return max(plans, key=Plan.rank)
+
+
+def pack(works: list[CellWork], rates: Rates, num_seeds: int, most: int, cells: int, budget: float) -> Plan:
+    """``cells`` slots; longest first, each cell in the slot free earliest, with the most seeds
+    (``most`` down to 1) that end within ``budget``; a cell that fits with none is left out."""
+    wanted = {work.cell: rates.estimate(work, num_seeds, cells) for work in works}
+    free = [0.0] * cells
+    plan = Plan([], [], [], cells)
+    for work in sorted(works, key=lambda w: -wanted[w.cell].seconds):
+        slot = min(range(cells), key=free.__getitem__)
+        for seeds in range(most, 0, -1):
+            estimate = rates.estimate(work, seeds, cells)
+            if free[slot] + estimate.seconds <= budget:
+                plan.planned.append(
+                    PlannedCell(
+                        work.cell, seeds, slot, free[slot], free[slot] + estimate.seconds, estimate.basis
+                    )
+                )
+                if seeds < num_seeds:
+                    plan.notes.append(
+                        f"{work.cell}: {num_seeds} seeds lowered to {seeds}: with {num_seeds} it would "
+                        f"end at {free[slot] + wanted[work.cell].seconds:.0f} s"
+                    )
+                free[slot] += estimate.seconds
+                break
+        else:
+            plan.left_out.append(
+                (
+                    work.cell,
+                    f"needs {estimate.seconds:.0f} s with 1 seed and its slot is free from "
+                    f"{free[slot]:.0f} s of {budget:.0f}",
+                )
+            )
+    plan.planned.sort(key=lambda p: (p.start, p.slot))
+    return plan
+
+
+def overridden(config: ml_collections.ConfigDict, flags: list[str]) -> ml_collections.ConfigDict:
+    """``config`` with the ``--config.FIELD=VALUE`` flags applied, as the trainer will read them."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    for flag in flags:
+        field, _, text = flag.removeprefix("--config.").partition("=")
+        if field not in config:
+            raise InputError(f"{flag}: the config has no field {field!r}; see the README's table of fields.")
+        kind = type(config[field]) if config[field] is not None else str
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                value: Any = text.lower() in ("true", "1")
+            else:
+                value = kind(text)
+                if kind is float and not math.isfinite(value):
+                    raise ValueError(text)
+        except ValueError as error:
+            raise InputError(
+                f"{flag}: {text!r} is not a valid {kind.__name__} for config.{field}."
+            ) from error
+        config[field] = value
+    return config
