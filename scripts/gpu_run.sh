@@ -47,7 +47,8 @@
 # command_buffers.tar.gz.
 #
 # Tried on a 2-core CPU (results/checks/sweep_plan_on_cpu/), a tiny model and a budget too small for
-# every cell: the cells started all finished, the rest were listed as left out.
+# every cell: the three cells started all finished (76-100 s each against 91 s estimated, 270 s of
+# 300), the two left out were listed with the seconds they needed.
 set -euo pipefail
 out=${1:?usage: scripts/gpu_run.sh OUT DATA.npz...}
 shift

@@ -56,6 +56,9 @@ def test_an_estimate_is_startup_compilation_training_and_evaluation(tmp_path):
     two = rates.estimate(fashion, seeds=2, cells=1)
     assert two.seconds - sweep_plan.STARTUP_SECONDS - 10 == pytest.approx(2 * (expected - 40))
     assert "assumed to cost as many runs" in two.basis
+    # An evaluation step measured faster than twice the training step counts at twice it.
+    fast_eval = Rates.read(rates_file(tmp_path, [("resnet18", 16, 1, 1000.0, 9000.0, 5.0)]))
+    assert fast_eval.estimate(fashion, seeds=1, cells=1).seconds == pytest.approx(expected)
     shorter = rates.estimate(work("fashion_mnist_resnet18", train_images=1600, num_epochs=2), 1, 1)
     assert shorter.seconds == pytest.approx(40 + 2 * 1600 / 1000 + (2 * 12_032 + 10_240) / 2000)
 
