@@ -37,12 +37,12 @@
 # What one call fills, estimated (`sweep --dry_run`) from the one H100 rate measured so far
 # (ResNet18, batch 16, float32, one seed: 4,474 images/s; other models scaled down by FLOPs, none
 # up; seeds and cells at once assumed to cost as many runs, since that sharing was never measured):
-#   call 1, 450 s for cells: fashion_mnist_resnet18, 1 seed, ends at ~277 s (every other cell needs
-#           ~277 s (VGG19, AlexNet) to ~590 s (ResNet50) alone; two at once, each would take twice).
-#   call 2, 480 s: cifar10_resnet18 and cifar10_vgg19, 1 seed each, 2 at once, end at ~432 s.
+#   call 1, 450 s for cells: fashion_mnist_resnet18, 1 seed, ends at ~287 s (VGG19 and AlexNet need
+#           ~287 s each alone, ResNet34 ~551 s, ResNet50 ~611 s; two at once, each takes twice).
+#   call 2, 480 s: cifar10_resnet18 and cifar10_vgg19, 1 seed each, 2 at once, end at ~450 s.
 # The measure stage replaces the assumption with the machine's own sharing: where 3 seeds or 4 cells
 # cost about what one does (a GPU at batch 16 is mostly idle between kernel launches), the same
-# calls plan every cell of a row with 3 seeds.
+# calls plan more cells, with more seeds.
 # OUT holds at most 4 files, to fetch: log.txt, rates.json, table1_runs.tar.gz and, when asked for,
 # command_buffers.tar.gz.
 #
