@@ -62,6 +62,9 @@ else:
     from flax_resnets.training import checkpoints, evaluate, loop
     if point == "save":  # a save was started and is being written in the background
         checkpoints.Checkpoints.save = after(checkpoints.Checkpoints.save)
+    elif point == "call":  # a compiled training call has returned
+        compile_train_calls = loop.steps.jit_train_steps
+        loop.steps.jit_train_steps = lambda *args, **kwargs: after(compile_train_calls(*args, **kwargs))
     elif point == "validation":  # an epoch is trained, its validation runs, nothing saved yet
         loop.evaluate_split = before(loop.evaluate_split)
     elif point == "test":  # training is over; the best checkpoint is being tested

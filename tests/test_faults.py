@@ -23,6 +23,7 @@ from run_helpers import (
 )
 
 from flax_resnets.cli import INTERRUPTED
+from flax_resnets.runs.metrics import read_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +75,22 @@ def test_a_run_killed_at_every_kind_of_point_resumes_to_the_same_result(
 
     resumed = run_main(args, compile_cache)
     assert "Resuming" in resumed.stdout
+    assert_same_run(workdir, reference)
+
+
+def test_ctrl_c_on_any_step_of_an_epoch_its_last_too_resumes_with_every_epochs_records(
+    tmp_path, compile_cache, uninterrupted
+):
+    """Ctrl-C on the last step of an epoch once stopped before the epoch was validated: the resumed
+    run never recorded that epoch (metrics.jsonl without it, the best checkpoint chosen without it)."""
+    images, reference = uninterrupted
+    workdir = tmp_path / "run"
+    args = run_args(images, workdir)
+    for call, step, epochs in ((3, 3, [1]), (3, 6, [1, 2])):  # mid-epoch stops: the test above
+        stopped = run_with_fault(args, compile_cache, f"call:{call}", "INT")  # calls of this process
+        assert stopped.stderr.strip().splitlines()[-1].startswith(f"Stopped at step {step} of 9")
+        assert [record["epoch"] for record in read_jsonl(workdir / "metrics.jsonl")] == epochs
+    run_main(args, compile_cache)
     assert_same_run(workdir, reference)
 
 

@@ -10,7 +10,7 @@ from flax_resnets.runs import provenance
 from flax_resnets.training.signals import StopSignals
 
 
-def test_a_first_signal_is_a_request_a_second_goes_to_the_handler_it_replaced():
+def test_a_first_signal_is_a_request_a_second_goes_to_the_handler_it_replaced(capsys):
     seen = []
     previous = signal.signal(signal.SIGINT, lambda number, frame: seen.append(number))
     try:
@@ -18,6 +18,11 @@ def test_a_first_signal_is_a_request_a_second_goes_to_the_handler_it_replaced():
             assert not stop.requested(step=1)
             signal.raise_signal(signal.SIGTERM)  # in this thread, so handled before the next line
             assert stop.requested(step=2) and stop.exit_status() == 128 + signal.SIGTERM
+            said = capsys.readouterr().err.splitlines()  # at once, while the call is in flight
+            assert said == [
+                "SIGTERM: stopping after the call in flight (an epoch that has just ended is validated "
+                "first); its checkpoint is saved, then the run exits. Ctrl-C again stops at once."
+            ]
             signal.raise_signal(signal.SIGINT)  # the command's own handler, e.g. exit at once
             assert seen == [signal.SIGINT]
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # both restored

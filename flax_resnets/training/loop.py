@@ -254,7 +254,8 @@ def train_epoch(
                 progress.set_postfix(progress_means(running_means(state, num_seeds)))
             if mid_epoch_checkpoint_due(config, step, done, program.epoch_steps):
                 checkpoints.save(step, require_finite(state, step, checkpoints, config.dtype), history)
-            stop_if_requested(stop, program, state, step, checkpoints, history)
+            if step % program.epoch_steps:  # at the epoch's end, train() validates and records it first
+                stop_if_requested(stop, program, state, step, checkpoints, history)
     return state, step
 
 

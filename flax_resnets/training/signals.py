@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 import jax
@@ -35,6 +36,13 @@ class StopSignals:
             previous(number, frame)
             return
         self.received = number
+        name = "Ctrl-C" if number == signal.SIGINT else signal.Signals(number).name
+        print(
+            f"{name}: stopping after the call in flight (an epoch that has just ended is validated "
+            "first); its checkpoint is saved, then the run exits. Ctrl-C again stops at once.",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def requested(self, step: int) -> bool:
         if jax.process_count() > 1:
