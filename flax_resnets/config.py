@@ -321,8 +321,12 @@ def data_differences(there: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return differences
 
 
-def check_same_run(config: ml_collections.ConfigDict, workdir: Path) -> None:
-    """Refuse to mix two configs' checkpoints and metrics in one workdir."""
+def check_same_run(
+    config: ml_collections.ConfigDict,
+    workdir: Path,
+    fix: str = "use a new --workdir, or the config it was started with",
+) -> None:
+    """Refuse to mix two configs' checkpoints and metrics in one workdir (``fix``: what to do)."""
     recorded = recorded_config(workdir)
     if recorded is None:
         if (Path(workdir) / "checkpoints").is_dir():
@@ -340,6 +344,5 @@ def check_same_run(config: ml_collections.ConfigDict, workdir: Path) -> None:
     if differing:
         changes = ", ".join(f"{k}={recorded.get(k)!r} there, {current.get(k)!r} now" for k in differing)
         raise InputError(
-            f"{workdir} holds a run of a different config ({changes}): use a new --workdir, "
-            "or the config it was started with."
+            f"{workdir} holds a run of a different config ({changes}): {fix}."
         )

@@ -63,3 +63,29 @@ def test_landscape_surfaces_are_the_whole_loss_on_a_log_axis_and_contours_stop_a
     np.testing.assert_allclose(heights, np.log10(loss))  # whole: no flat cap, no saw-teeth
     levels = calls["contour"][1]["levels"]
     assert levels[0] == pytest.approx(1.0) and levels[-1] == pytest.approx(10.0)
+
+
+def test_a_run_is_named_by_its_folder_and_a_multi_seed_result_by_its_spread_and_members_steps():
+    from flax_resnets.runs.summary import data_label, result_line
+
+    assert data_label({"dataset": "cifar10", "data_dir": None}) == "cifar10"
+    folder = {"dataset": "image_folder", "data_dir": "/data/fashion_mnist/"}
+    assert data_label(folder) == "fashion_mnist (image folder)"
+    assert data_label({"dataset": "image_folder", "data_dir": "x/cifar10.npz"}) == "cifar10 (image folder)"
+    report = {
+        "test_accuracy": 0.8577,
+        "test_accuracy_std": 0.0025,
+        "test_loss": 0.41,
+        "num_examples": 100,
+        "checkpoint_step": [300, 200],
+        "seeds": [{"seed": 0, "checkpoint_step": 300}, {"seed": 1, "checkpoint_step": 200}],
+    }
+    config = {"model": "resnet8", "dataset": "image_folder", "data_dir": "/data/fashion_mnist"}
+    assert result_line(report, config) == (
+        "resnet8 on fashion_mnist (image folder): test accuracy 85.77% ± 0.25% over 2 seeds, loss 0.4100 "
+        "over 100 images (checkpoints at steps 300 (seed 0), 200 (seed 1))"
+    )
+    one = {**report, "checkpoint_step": 300, "seeds": report["seeds"][:1]}
+    assert result_line(one, {**config, "dataset": "cifar10"}).endswith(
+        "on cifar10: test accuracy 85.77%, loss 0.4100 over 100 images (checkpoint at step 300)"
+    )

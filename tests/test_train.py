@@ -65,11 +65,17 @@ def test_train_two_epochs_then_eval_mode_reproduces_eval_json(tmp_path, compile_
     assert np.trace(confusion) == round(at_training_end["test_accuracy"] * 40)
     best = max(records, key=lambda r: (r["val_accuracy"], -r["step"]))["step"]  # the earliest of ties
     assert at_training_end["checkpoint_step"] == best
+    val_accuracy = next(r["val_accuracy"] for r in records if r["step"] == best)
+    marked = {"seeds": [{"seed": 0, "step": best, "val_accuracy": val_accuracy}]}
+    assert json.loads((workdir / "checkpoints" / "best.json").read_text()) == marked
+    (workdir / "checkpoints" / "best.json").unlink()  # evaluating writes it again
 
     for stale in ("eval.json", "confusion.png"):
         (workdir / stale).unlink()
-    run_main([f"--workdir={workdir}", "--mode=eval"], compile_cache, mock_examples=40)
+    evaluated = run_main([f"--workdir={workdir}", "--mode=eval"], compile_cache, mock_examples=40)
     assert json.loads((workdir / "eval.json").read_text()) == at_training_end
+    assert json.loads((workdir / "checkpoints" / "best.json").read_text()) == marked
+    assert evaluated.stdout.splitlines()[-1].endswith(f"(checkpoint at step {best})")
     assert (workdir / "confusion.png").exists()
 
     # Another checkpoint than the best is written beside eval.json, never over it.

@@ -3,6 +3,7 @@ evaluated on other data, and a hand-edited config.json are refused in one line, 
 file of the run as it was."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -191,3 +192,17 @@ def test_a_checkpoint_that_changes_while_a_live_run_trains_is_not_called_damaged
         line = refused(["--mode=eval", "--checkpoint=latest"], workdir, compile_cache)
     assert f"The checkpoint at step {latest}" in line and "changed while it was read" in line
     assert "try again" in line and "move that step" not in line
+
+
+def test_evaluating_with_a_config_other_than_the_runs_says_to_leave_it_out(tmp_path):
+    """The README's image-folder run is trained with overrides: its own config file differs."""
+    from flax_resnets.config import config_dict, default_config
+    from flax_resnets.errors import InputError
+    from flax_resnets.training.evaluate import evaluate_workdir
+
+    trained = default_config()
+    trained.update(dataset="image_folder", data_dir=str(tmp_path / "images"))
+    (tmp_path / "config.json").write_text(json.dumps(config_dict(trained)))
+    message = "(dataset='image_folder' there, 'cifar10' now): leave out --config to evaluate the run"
+    with pytest.raises(InputError, match=re.escape(message)):
+        evaluate_workdir(default_config(), tmp_path)

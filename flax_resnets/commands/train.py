@@ -27,7 +27,9 @@ def train_or_evaluate(argv: list[str]) -> int:
     # Imported here so that --help answers without loading JAX and TensorFlow.
     import jax
 
+    from flax_resnets.config import config_dict, recorded_config
     from flax_resnets.errors import InputError
+    from flax_resnets.runs.summary import result_line
     from flax_resnets.training.checkpoints import CheckpointWriteError
     from flax_resnets.training.evaluate import evaluate_workdir
     from flax_resnets.training.loop import TrainingDivergedError, TrainingStoppedError, train_and_evaluate
@@ -52,12 +54,8 @@ def train_or_evaluate(argv: list[str]) -> int:
         print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
     if jax.process_index() == 0:
-        print(
-            f"{result['model']} on {result['dataset']}: test accuracy {result['test_accuracy']:.2%}, "
-            f"loss {result['test_loss']:.4f} over {result['num_examples']} images "
-            f"(checkpoint at step {result['checkpoint_step']})",
-            flush=True,
-        )
+        run_config = config_dict(config) if config else recorded_config(FLAGS.workdir)
+        print(result_line(result, run_config), flush=True)
     return 0
 
 

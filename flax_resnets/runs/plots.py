@@ -16,6 +16,7 @@ import numpy as np
 from flax_resnets.files import atomic_write, read_json_object
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.paper import paper_curves
+from flax_resnets.runs.summary import data_label
 
 CURVES = "curves.png"
 CONFUSION = "confusion.png"
@@ -102,7 +103,7 @@ def write_plots(workdir: Path, paper_cell: str | None = None) -> list[Path]:
     ``config.paper_cell``, set by a Table 1 cell's config)."""
     workdir = Path(workdir)
     config = read_json_object(workdir / "config.json", "restore it from a backup")
-    name = f"{config['model']} on {config['dataset']}"
+    name = f"{config['model']} on {data_label(config)}"
     written = []
     metrics = workdir / "metrics.jsonl"
     records = read_jsonl(metrics) if metrics.exists() else []

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flax_resnets.files import read_json_object
 from flax_resnets.runs.metrics import read_jsonl
+
+
+def data_label(config: Mapping[str, Any]) -> str:
+    """What a run trained on, as a person names it: the dataset, or an image folder's (or exported
+    file's) own name."""
+    if config["dataset"] != "image_folder" or not config.get("data_dir"):
+        return config["dataset"]
+    return f"{Path(str(config['data_dir']).rstrip('/')).stem} (image folder)"
+
+
+def result_line(report: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """The console's last line of a run or an evaluation: the test accuracy (the members' mean and
+    standard deviation) and the checkpoint (each member's) it was measured on."""
+    members = report["seeds"]
+    accuracy = f"{report['test_accuracy']:.2%}"
+    checkpoint = f"checkpoint at step {report['checkpoint_step']}"
+    if len(members) > 1:
+        accuracy += f" ± {report['test_accuracy_std']:.2%} over {len(members)} seeds"
+        steps = ", ".join(f"{m['checkpoint_step']} (seed {m['seed']})" for m in members)
+        checkpoint = f"checkpoints at steps {steps}"
+    return (
+        f"{config['model']} on {data_label(config)}: test accuracy {accuracy}, "
+        f"loss {report['test_loss']:.4f} over {report['num_examples']} images ({checkpoint})"
+    )
 
 
 def run_summary(workdir: Path) -> dict[str, Any]:
@@ -22,7 +47,7 @@ def run_summary(workdir: Path) -> dict[str, Any]:
     return {
         "run": workdir.name,
         "model": config["model"],
-        "dataset": config["dataset"],
+        "dataset": data_label(config),
         "dtype": config["dtype"],
         "batch": config["batch_size"],
         "epochs": f"{len(records)}/{config['num_epochs']}",

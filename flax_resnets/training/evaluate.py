@@ -94,6 +94,25 @@ def choose_steps(checkpoints: Checkpoints, which: str, num_seeds: int = 1) -> li
     return [checkpoints.require_step(int(which))] * num_seeds
 
 
+BEST_MARKER = "best.json"  # in the checkpoints folder: which checkpoint is each member's best
+
+
+def mark_best(checkpoints: Checkpoints, seeds: list[int]) -> None:
+    """Write ``checkpoints/best.json``: each member's best checkpoint (``choose_steps``' "best") with
+    its validation accuracy, so that the disk says which it is. Rewritten whenever a run ends,
+    stops, resumes or is evaluated; by the main process only."""
+    latest = checkpoints.latest_step()
+    if latest is None or jax.process_index() != 0:
+        return
+    accuracies = {r["step"]: r["seeds"] for r in checkpoints.history(latest)}
+    chosen = choose_steps(checkpoints, "best", len(seeds))
+    entries = []
+    for member, (seed, step) in enumerate(zip(seeds, chosen, strict=True)):
+        accuracy = accuracies[step][member]["val_accuracy"] if step in accuracies else None
+        entries.append({"seed": seed, "step": step, "val_accuracy": accuracy})
+    write_json(checkpoints.directory / BEST_MARKER, {"seeds": entries})
+
+
 def restore_members(
     checkpoints: Checkpoints, member_steps: list[int], abstract_state: steps.ModelState
 ) -> steps.ModelState:
@@ -153,7 +172,7 @@ def evaluate_workdir(
     if config is None:
         config = ml_collections.ConfigDict(recorded)
     validate_config(config)
-    check_same_run(config, workdir)
+    check_same_run(config, workdir, "leave out --config to evaluate the run as it was trained")
     with Checkpoints(
         workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds, read_only=True
     ) as checkpoints:
@@ -174,6 +193,7 @@ def evaluate_workdir(
         )
         eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip, tuning=tuning)
         report = test_report(member_steps, model_state, eval_fn, feed, config)
+        mark_best(checkpoints, feed.seeds())
     if jax.process_index() == 0:
         if is_best:
             write_json(workdir / "eval.json", report)

@@ -44,6 +44,7 @@ from flax_resnets.training.evaluate import (
     compile_eval_step,
     eval_batch_size,
     evaluate_split,
+    mark_best,
     restore_members,
     test_report,
 )
@@ -182,6 +183,7 @@ def resume(
     step = int(members.split(state.step, config.num_seeds)[0])  # the same in every member
     if is_main:
         print(f"Resuming {workdir} from step {step} of {program.total_steps}.", flush=True)
+    mark_best(checkpoints, program.feed.seeds())
     return state, history
 
 
@@ -284,6 +286,7 @@ def stop_if_requested(
     if checkpoints.latest_step() != step:
         checkpoints.save(step, require_finite(state, step, checkpoints, program.config.dtype), history)
     checkpoints.wait()
+    mark_best(checkpoints, program.feed.seeds())
     raise TrainingStoppedError(
         f"Stopped at step {step} of {program.total_steps} on request; the checkpoint is saved: "
         "run the same command to resume.",
@@ -304,6 +307,7 @@ def test(
     run's command run again only tests again) and the plots."""
     config = program.config
     checkpoints.wait()
+    mark_best(checkpoints, program.feed.seeds())
     best = choose_steps(checkpoints, "best", config.num_seeds)
     abstract_model = parallel.abstract(state.model_state(), program.mesh, config.num_seeds)
     model_state = restore_members(checkpoints, best, abstract_model)
