@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
 from typing import Any
 
 import jax
 import ml_collections
-from tqdm import tqdm
 
 from flax_resnets.config import default_config
 from flax_resnets.data.arrays import Dataset
 from flax_resnets.data.pipelines import make_feed
+from flax_resnets.progress import progress
 from flax_resnets.runtime import parallel
 from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
@@ -81,14 +80,10 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
     step_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    for inputs in tqdm(
-        itertools.islice(chunks, calls),
-        total=calls,
-        desc=f"{model} loop",
-        leave=False,
-        disable=not sys.stderr.isatty(),
-    ):
-        state = train(state, inputs, constants, size)
+    with progress(calls, f"{model} loop", "call") as bar:
+        for inputs in itertools.islice(chunks, calls):
+            state = train(state, inputs, constants, size)
+            bar.update()
     jax.block_until_ready(state)
     loop_seconds = time.perf_counter() - started
     images = calls * size * batch_size

@@ -26,7 +26,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
 from flax_resnets.cli import command_parser, positive_int
 from flax_resnets.config import default_config, recorded_config, validate_config
@@ -34,6 +33,7 @@ from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import atomic_write, write_json
 from flax_resnets.models import RESIDUAL_TWINS, require_models
+from flax_resnets.progress import progress
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.plots import plot_degradation, plot_landscapes
 from flax_resnets.runtime import members, parallel
@@ -130,7 +130,7 @@ def surface(workdir: Path, args: Any) -> dict[str, Any]:
     axis = np.linspace(-args.span, args.span, args.grid)
     coordinates = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
     images, labels = landscape.normalised_images(dataset, args.images)
-    with tqdm(total=len(coordinates), desc=f"{workdir.name} landscape", unit="point") as bar:
+    with progress(len(coordinates), f"{workdir.name} landscape", "point", in_logs=True) as bar:
         loss, accuracy = landscape.loss_surface(
             graphdef, model_state, directions, coordinates, images, labels, mesh, progress=bar.update
         )

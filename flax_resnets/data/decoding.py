@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from flax_resnets.data.arrays import IMAGE_SIZE, Split
+from flax_resnets.progress import progress
 
 
 @functools.cache
@@ -61,9 +62,11 @@ def resize_arrays(images: list[np.ndarray]) -> np.ndarray:
     return decode_to_arrays(ds, channels).images
 
 
-def decode_to_arrays(ds: Any, channels: int) -> Split:
-    """A tf.data dataset of (image, label) pairs -> uint8 arrays resized to 32x32."""
+def decode_to_arrays(ds: Any, channels: int, description: str = "decoding") -> Split:
+    """A tf.data dataset of (image, label) pairs -> uint8 arrays resized to 32x32, with a progress
+    bar (``description``) where the dataset's size is known."""
     tf = tensorflow()
+    total = int(ds.cardinality())
 
     def resize(image, label):
         image = tf.ensure_shape(image, [None, None, channels])
@@ -75,11 +78,13 @@ def decode_to_arrays(ds: Any, channels: int) -> Split:
         )
         return tf.ensure_shape(image, [IMAGE_SIZE, IMAGE_SIZE, channels]), tf.cast(label, tf.int32)
 
-    ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(4096).prefetch(2)
+    ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(1024).prefetch(2)
     images, labels = [], []
-    for image_batch, label_batch in ds.as_numpy_iterator():
-        images.append(image_batch)
-        labels.append(label_batch)
+    with progress(total if total >= 0 else None, description, "image", enabled=total != 0) as bar:
+        for image_batch, label_batch in ds.as_numpy_iterator():
+            images.append(image_batch)
+            labels.append(label_batch)
+            bar.update(len(label_batch))
     if not images:
         return Split(np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, channels), np.uint8), np.zeros((0,), np.int32))
     return Split(np.concatenate(images), np.concatenate(labels))

@@ -133,7 +133,7 @@ def decode_image_folder(root: Path) -> dict[str, Any]:
         ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels))
         try:
             decoded = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-            splits[split] = decode_to_arrays(decoded, listing.channels)
+            splits[split] = decode_to_arrays(decoded, listing.channels, f"decoding {root / split}")
         except tf.errors.OpError as error:
             raise first_undecodable(paths) or InputError(
                 f"the images of {root / split} cannot be decoded ({error.message.splitlines()[0]})."

@@ -166,7 +166,8 @@ def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, A
                 "and pass data_dir=DIR, or set download=True, or train from a folder of images "
                 "with dataset='image_folder'."
             ) from error
-        splits[split] = decode_to_arrays(ds, builder.info.features["image"].shape[-1])
+        channels = builder.info.features["image"].shape[-1]
+        splits[split] = decode_to_arrays(ds, channels, f"reading {name} {split}")
     mean, std = TFDS_STATISTICS[name]
     names = tuple(builder.info.features["label"].names)
     return {**splits, "dataset": name, "class_names": names, "mean": mean, "std": std}

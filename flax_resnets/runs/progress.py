@@ -3,24 +3,17 @@ accuracy, and one line per finished epoch."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from tqdm import tqdm
 
+from flax_resnets.progress import progress
 from flax_resnets.runtime import members
 
 
 def progress_bar(epoch: int, num_epochs: int, epoch_steps: int, first_step: int, *, enabled: bool) -> tqdm:
-    return tqdm(
-        total=epoch_steps,
-        initial=first_step,
-        desc=f"epoch {epoch + 1}/{num_epochs}",
-        unit="step",
-        disable=not enabled,
-        dynamic_ncols=True,
-        mininterval=1 if sys.stderr.isatty() else 30,  # a log file gets a line now and then
-    )
+    description = f"epoch {epoch + 1}/{num_epochs}"
+    return progress(epoch_steps, description, "step", initial=first_step, enabled=enabled, in_logs=True)
 
 
 def progress_means(means: list[dict[str, float]]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from flax_resnets.data.pipelines import make_feed
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_json
+from flax_resnets.progress import progress
 from flax_resnets.runs.plots import write_plots
 from flax_resnets.runtime import members, parallel
 from flax_resnets.runtime.tuning import PLAIN, Tuning, for_backend
@@ -60,9 +61,12 @@ def evaluate_split(
     if len(getattr(feed.dataset, split)) == 0:
         return None
     sums, constants = None, feed.constants(split)
-    for inputs in feed.eval_inputs(split, epoch):
-        out = eval_fn(model_state, inputs, constants)
-        sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+    batches = -(-len(getattr(feed.dataset, split)) // feed.eval_batch_size)
+    with progress(batches, split, "batch", enabled=jax.process_index() == 0) as bar:
+        for inputs in feed.eval_inputs(split, epoch):
+            out = eval_fn(model_state, inputs, constants)
+            sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+            bar.update()
     results = []
     for member_sums in members.split(jax.device_get(sums), feed.num_seeds):
         count = int(member_sums["count"])

@@ -1,0 +1,64 @@
+"""Progress on a terminal: decoding an image folder, training, validating and testing each draw a
+bar; into a log only training does."""
+
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+import threading
+
+from run_helpers import HANG_GUARD_SECONDS, REPO, TINY, environment
+
+from flax_resnets.progress import progress
+
+
+def test_bars_are_drawn_on_a_terminal_and_only_trainings_into_a_log(capsys, monkeypatch):
+    for terminal, in_logs, drawn in ((True, False, True), (False, False, False), (False, True, True)):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda terminal=terminal: terminal)
+        with progress(3, "validation", "batch", in_logs=in_logs) as bar:
+            bar.update(3)
+        assert ("validation:" in capsys.readouterr().err) == drawn
+
+
+def test_a_run_on_a_terminal_shows_decoding_validation_and_test_progress(
+    tmp_path, compile_cache, image_folder
+):
+    args = [
+        *TINY,
+        "--config.num_epochs=1",
+        "--config.dataset=image_folder",
+        f"--config.data_dir={image_folder}",
+    ]
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # bars need a width
+    process = subprocess.Popen(
+        [sys.executable, "main.py", *args, f"--workdir={tmp_path / 'run'}"],
+        cwd=REPO,
+        env=environment(compile_cache),
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    chunks = []
+
+    def read_all():
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed with the process
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    assert process.wait(timeout=HANG_GUARD_SECONDS) == 0
+    reader.join(timeout=HANG_GUARD_SECONDS)
+    os.close(primary)
+    shown = b"".join(chunks).decode(errors="replace")
+    for bar in (f"decoding {image_folder / 'train'}:", "epoch 1/1: 100%", "validation:", "test:"):
+        assert bar in shown, shown[-3000:]
