@@ -12,6 +12,7 @@
     figures         the degradation experiment and loss landscapes, as pictures and numbers
     predict         classify image files with a trained run
     export          a trained run's model for PyTorch, or as named arrays
+    config          every field of a config (a file's, with overrides), its value and meaning
 
 ``python -m flax_resnets COMMAND --help`` describes each one.
 """
@@ -25,14 +26,17 @@ from flax_resnets.cli import refuse, run_command
 
 COMMANDS = (
     *("train", "table1", "sweep", "benchmark", "parity", "reports"),
-    *("data", "models", "input_pipeline", "figures", "predict", "export"),
+    *("data", "models", "input_pipeline", "figures", "predict", "export", "config"),
 )
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.replace("``", "").strip())
         return 0
+    if not argv:  # a command is missing: the list of them, as an error
+        print(__doc__.replace("``", "").strip(), file=sys.stderr)
+        return 2
     name, *rest = argv
     if name not in COMMANDS:
         refuse(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}.")

@@ -71,9 +71,14 @@ def _positive_ints(text: str, expected: str) -> list[int]:
     return values
 
 
-def command_parser(name: str, description: str) -> CommandParser:
-    """The parser of ``python -m flax_resnets NAME``."""
-    return CommandParser(prog=f"python -m flax_resnets {name}", description=description)
+def command_parser(name: str, doc: str) -> CommandParser:
+    """The parser of ``python -m flax_resnets NAME``, described by its module's docstring ``doc``
+    whole, as plain text (its double backticks dropped)."""
+    return CommandParser(
+        prog=f"python -m flax_resnets {name}",
+        description=doc.replace("``", "").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def exit_at_once_on_ctrl_c() -> None:
@@ -197,8 +202,8 @@ def print_main_help(program: str) -> NoReturn:
         "flags:",
         "  --config: a config file, e.g. configs/cifar10_resnet18.py (configs/<dataset>_<model>.py are",
         "    the paper's Table 1 cells); required to train, read from the workdir to evaluate.",
-        "  --config.FIELD=VALUE: a field of the config changed, e.g. --config.num_seeds=3 (the README",
-        "    lists the fields).",
+        "  --config.FIELD=VALUE: a field of the config changed, e.g. --config.num_seeds=3;",
+        "    `python -m flax_resnets config CONFIG_FILE` lists every field, its value and meaning.",
     ]
     for flag in sorted(flags.FLAGS.get_flags_for_module(TRAIN_FLAGS_MODULE), key=lambda f: f.name):
         default = "" if flag.default is None else f" (default: {flag.default})"
@@ -232,4 +237,4 @@ def main_flags_parser(argv: list[str]) -> list[str]:
     except flags.Error as error:
         refuse(f"{first_line(error)}: see python main.py --help for the flags.")
     except Exception as error:  # ml_collections applying a --config.FIELD value
-        refuse(f"{first_line(error)} (in the --config flags): see the README's config fields.")
+        refuse(f"{first_line(error)} (in the --config flags): `python -m flax_resnets config` lists fields.")

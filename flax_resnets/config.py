@@ -39,8 +39,73 @@ SEED_LIMIT = 2**31
 SCHEDULES = ("cosine", "cosine_epochs", "multistep", "onecycle")
 
 
+# Every field of a config and what it means, in the order they are shown: the one source of the
+# README's table of fields and of ``python -m flax_resnets config``.
+FIELDS = {
+    "model": "any name from the model table below",
+    "dataset": "`fashion_mnist`, `cifar10`, `cifar100` (TFDS) or `image_folder`",
+    "data_dir": "TFDS data directory, the image folder's root, or an exported `.npz`",
+    "download": "let TFDS download a dataset that `data_dir` lacks",
+    "validation_fraction": (
+        'a random subset held out from the training split (0: none; "best" is then the latest)'
+    ),
+    "split_seed": "the permutation the validation subset is cut from",
+    "train_images": "> 0: train on only the first N training images after the cut (quick checks)",
+    "image_channels": (
+        "`3`: greyscale images as 3 identical channels (the paper's Fashion-MNIST); `0`: the data's own"
+    ),
+    "augment": "pad-4 random crop and horizontal flip",
+    "pad_after_normalization": "crops padded with 0 after normalising (mid-grey), not with black pixels",
+    "augment_validation": (
+        "validation images cropped and flipped afresh every epoch, as the paper's split of its augmented set"
+    ),
+    "normalization": (
+        "(x - 0.5) / 0.5 per channel (`plus_minus_one`, the paper's), the training images' mean and std "
+        "(`data`), or kuangliu/pytorch-cifar's constants (`pytorch_cifar`)"
+    ),
+    "input_pipeline": (
+        "`tfdata` (host batches) or `device` (dataset in accelerator memory, batches made in the "
+        "compiled step)"
+    ),
+    "init": (
+        "each model as the paper's code (VGG: He fan-out normal convolutions; the rest: PyTorch's defaults), "
+        "`pytorch` or `he` everywhere"
+    ),
+    "batch_size": "global batch, over all devices and hosts",
+    "num_epochs": "the schedule spans all of them",
+    "learning_rate": "initial (cosine) or peak (onecycle) rate",
+    "momentum": "SGD momentum (PyTorch convention)",
+    "weight_decay": "L2 term added to the gradient",
+    "seed": "initialization, shuffling, augmentation and dropout",
+    "num_seeds": "members trained side by side as one program, seeds `seed` .. `seed + num_seeds - 1`",
+    "dtype": "compute dtype, `float32` or `bfloat16` (parameters stay float32)",
+    "steps_per_call": "training steps per compiled call (a `lax.scan` on accelerators; same results)",
+    "schedule": (
+        "`cosine_epochs` (PyTorch's `CosineAnnealingLR` stepped once per epoch, the paper's), `cosine` (the "
+        "same curve updated every step), `multistep` (divided by 10 at 50% and 75% of the run, He et al.) or "
+        "`onecycle` (linear warm-up, linear to 0)"
+    ),
+    "cosine_period_epochs": "the cosine's `T_max` in epochs (0: the whole run, to 0 at its end)",
+    "warmup_epochs": "`onecycle`'s rise from 0",
+    "nesterov": "Nesterov momentum",
+    "label_smoothing": "targets smoothed towards uniform",
+    "weight_decay_kernels_only": "no weight decay on biases and BatchNorm",
+    "eval_flip": "average each test image's logits with its mirror image's",
+    "eval_batch_size": "evaluation batch (exact: the last batch is padded and masked)",
+    "checkpoint_every_steps": "checkpoint interval besides every epoch end (0: epoch ends only)",
+    "keep_checkpoints": "latest checkpoints kept, besides the best by validation accuracy",
+    "log_every_steps": "progress-bar refresh of the running loss and accuracy",
+    "paper_cell": (
+        "the Table 1 cell whose recipe this is (set by its config): its logged curves are drawn in "
+        "`curves.png`"
+    ),
+    "distributed": "call `jax.distributed.initialize()` (also when `JAX_COORDINATOR_ADDRESS` is set)",
+}
+
+
 def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_collections.ConfigDict:
-    """The paper's recipe for ``model`` on ``dataset``, as its code ran it: every config starts here.
+    """The paper's recipe for ``model`` on ``dataset``, as its code ran it: every config starts here
+    (``FIELDS`` says what each field means).
 
     SGD with momentum 0.9 and learning rate 0.001, PyTorch's ``CosineAnnealingLR(T_max=50)`` stepped
     once per epoch (20 epochs end at 6.84e-4), L2 weight decay 0.001 added to every parameter's
@@ -52,68 +117,66 @@ def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_coll
     CIFAR padded before (black). Table 1's cells differ only as ``TABLE1_CELLS`` says.
     """
     config = ml_collections.ConfigDict()
-
     # What to train on, and how the data is read.
     config.model = model
-    config.dataset = dataset  # fashion_mnist, cifar10, cifar100 (TFDS) or image_folder
-    config.data_dir = config_dicts.placeholder(str)  # TFDS data_dir, the image folder's root, or a .npz
-    config.download = True  # let TFDS download a dataset missing from data_dir
-    config.validation_fraction = 0.2  # a random subset, drawn with split_seed
-    config.train_images = 0  # > 0: only the first N training images after the split (quick checks)
-    config.split_seed = 0  # the permutation the validation subset is cut from
-    # 0: the data's own channels; 3: greyscale repeated into 3 identical channels (colour kept).
+    config.dataset = dataset
+    config.data_dir = config_dicts.placeholder(str)
+    config.download = True
+    config.validation_fraction = 0.2
+    config.train_images = 0
+    config.split_seed = 0
     config.image_channels = 3 if dataset == "fashion_mnist" else 0
-    config.augment = True  # pad-4 random crop and horizontal flip
-    # Crops padded with 0 after normalising (mid-grey under plus_minus_one), not black pixels.
+    config.augment = True
     config.pad_after_normalization = dataset == "fashion_mnist"
-    config.augment_validation = True  # validation images cropped and flipped afresh every epoch
-    # plus_minus_one: (x - 0.5) / 0.5; data: the training images' mean and std per channel;
-    # pytorch_cifar: kuangliu/pytorch-cifar's constants.
+    config.augment_validation = True
     config.normalization = "plus_minus_one"
-    # tfdata: batches made by tf.data on the host; device: the dataset in accelerator memory,
-    # batches made inside the compiled step (no TensorFlow needed with an exported .npz file).
     config.input_pipeline = "tfdata"
-
     # The model, the optimizer and the schedule.
-    # paper: each model as the paper's code (VGG's convolutions He fan-out normal, the rest
-    # PyTorch's defaults); pytorch: PyTorch's layer defaults everywhere; he: He et al.'s everywhere.
     config.init = "paper"
-    config.batch_size = 16  # global, over all devices and hosts
+    config.batch_size = 16
     config.num_epochs = 20
     config.learning_rate = 0.001
     config.momentum = 0.9
     config.weight_decay = 0.001
-    config.seed = 0  # parameters, shuffling, augmentation and dropout
-    # Members trained side by side as one compiled program, seeds seed .. seed + num_seeds - 1,
-    # each exactly the one-seed run of its seed (flax_resnets.runtime.members).
-    config.num_seeds = 1
-    config.dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
-    config.steps_per_call = 1  # training steps fused into one compiled call (same results)
-    # cosine_epochs: PyTorch's CosineAnnealingLR stepped once per epoch; cosine: the same curve
-    # updated every step; multistep: divided by 10 at 50% and 75% of the run (He et al.);
-    # onecycle: linear warm-up, then linear to 0.
+    config.seed = 0
+    config.num_seeds = 1  # flax_resnets.runtime.members
+    config.dtype = "float32"
+    config.steps_per_call = 1
     config.schedule = "cosine_epochs"
-    config.cosine_period_epochs = 50  # the cosine's T_max in epochs (0: the whole run)
-
+    config.cosine_period_epochs = 50
     # Beyond the paper (configs/cifar10_fast.py): off in its recipe.
-    config.warmup_epochs = 0.0  # onecycle's rise from 0 to learning_rate
+    config.warmup_epochs = 0.0
     config.nesterov = False
     config.label_smoothing = 0.0
-    config.weight_decay_kernels_only = False  # True: no weight decay on biases and BatchNorm
-    config.eval_flip = False  # average the logits of each test image and its mirror image
-
+    config.weight_decay_kernels_only = False
+    config.eval_flip = False
     # Evaluation, checkpoints, logs.
     config.eval_batch_size = 256
-    config.checkpoint_every_steps = 1000  # and at the end of every epoch
-    config.keep_checkpoints = 3  # latest ones kept, besides the best by validation accuracy
-    config.log_every_steps = 50  # progress-bar refresh of the running loss and accuracy
-    # The Table 1 cell whose recipe this is (cell_config), if any: its logged curves are drawn
-    # beside the run's in curves.png.
+    config.checkpoint_every_steps = 1000
+    config.keep_checkpoints = 3
+    config.log_every_steps = 50
     config.paper_cell = ""
-
-    # Multi-host: call jax.distributed.initialize() (also done when JAX_COORDINATOR_ADDRESS is set).
+    # Multi-host.
     config.distributed = False
     return config
+
+
+def shown_value(value: Any) -> str:
+    """A field's value as the README and ``python -m flax_resnets config`` show it."""
+    return "none" if value is None else f"`{json.dumps(value) if value == '' else value}`"
+
+
+def fields_table() -> list[str]:
+    """The README's table of fields: each field, its default (the dataset's where it depends on it)
+    and its meaning."""
+    cifar, fashion = default_config(), default_config(dataset="fashion_mnist")
+    rows = ["| field | default | meaning |", "| --- | --- | --- |"]
+    for field, meaning in FIELDS.items():
+        default = shown_value(cifar[field])
+        if field != "dataset" and fashion[field] != cifar[field]:
+            default = f"{shown_value(fashion[field])} for Fashion-MNIST, else {default}"
+        rows.append(f"| `{field}` | {default} | {meaning} |")
+    return rows
 
 
 # How each Table 1 cell, as the paper's notebooks ran it, differs from ``default_config`` of its
@@ -146,6 +209,33 @@ def get_config(cell: str) -> ml_collections.ConfigDict:
     """``--config=<this file>:<cell>``: what ``configs/<cell>.py`` gives, for an installed package
     without the configs folder."""
     return cell_config(cell)
+
+
+def with_overrides(config: ml_collections.ConfigDict, flags: list[str]) -> ml_collections.ConfigDict:
+    """``config`` with the ``--config.FIELD=VALUE`` flags applied, as the trainer will read them."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    for flag in flags:
+        field, _, text = flag.removeprefix("--config.").partition("=")
+        if field not in config:
+            raise InputError(
+                f"{flag}: the config has no field {field!r}; `python -m flax_resnets config` lists them."
+            )
+        kind = type(config[field]) if config[field] is not None else str
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                value: Any = text.lower() in ("true", "1")
+            else:
+                value = kind(text)
+                if kind is float and not math.isfinite(value):
+                    raise ValueError(text)
+        except ValueError as error:
+            raise InputError(
+                f"{flag}: {text!r} is not a valid {kind.__name__} for config.{field}."
+            ) from error
+        config[field] = value
+    return config
 
 
 def check_types(config: ml_collections.ConfigDict) -> None:

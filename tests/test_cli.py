@@ -1,6 +1,7 @@
 """Every command answers --help with what it does and bad arguments with one line; a broken
 jax/flax pair is one sentence."""
 
+import importlib
 import subprocess
 import sys
 
@@ -24,9 +25,19 @@ def test_every_command_answers_help(command):
     usage, _, description = result.stdout.partition("\n\n")
     assert usage.startswith(f"usage: python -m flax_resnets {command}")
     assert len(description.splitlines()[0]) > 20  # a sentence, not just the flags
+    module = importlib.import_module(f"flax_resnets.commands.{command.split()[0]}")
+    assert module.__doc__.replace("``", "").strip() in result.stdout  # whole, as plain text
+    assert "``" not in result.stdout
     # One style of flag names, as main.py's: --flag_name.
     flags = [word for word in result.stdout.split() if word.startswith("--")]
     assert flags and not [flag for flag in flags if "-" in flag[2:].split("=")[0]]
+
+
+def test_no_command_lists_the_commands_as_an_error_and_help_as_an_answer():
+    missing, asked = run_command(), run_command("--help")
+    assert missing.returncode == 2 and asked.returncode == 0
+    for command in COMMANDS:
+        assert f"    {command} " in missing.stderr and f"    {command} " in asked.stdout
 
 
 def test_a_flax_that_does_not_import_with_this_jax_is_one_sentence():

@@ -104,3 +104,26 @@ def test_quickstart_reads_the_sample_shipped_with_the_package():
     config = load_config(next(p for p in CONFIGS if p.stem == "quickstart"))
     assert config.dataset == "image_folder"
     assert (Path(config.data_dir) / "train").is_dir() and (Path(config.data_dir) / "test").is_dir()
+
+
+def test_every_field_has_one_meaning_and_the_readmes_table_is_the_one_the_code_makes():
+    from flax_resnets.config import FIELDS, fields_table
+
+    assert set(FIELDS) == set(default_config().keys())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
+    start = readme.index("| field | default | meaning |", readme.index("## Config fields"))
+    end = readme.index("", start)
+    assert readme[start:end] == fields_table(), "regenerate the README's table from config.fields_table()"
+
+
+def test_the_config_command_shows_a_files_fields_with_overrides_marked_and_refuses_unknown_ones(capsys):
+    from flax_resnets.commands import config as config_command
+    from flax_resnets.errors import InputError
+
+    quickstart = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.py")
+    assert config_command.main([quickstart, "--config.num_seeds=3", "--config.augment=False"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
+    assert rows["num_seeds"][:2] == ["*", "3"] and rows["augment"][:2] == ["*", "False"]
+    assert rows["seed"][0] == "0" and rows["seed"][1:3] == ["initialization,", "shuffling,"]
+    with pytest.raises(InputError, match="the config has no field 'num_seed'"):
+        config_command.main([quickstart, "--config.num_seed=3"])

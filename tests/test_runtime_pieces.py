@@ -2,6 +2,7 @@
 
 import signal
 import subprocess
+from pathlib import Path
 
 import ml_collections
 import pytest
@@ -63,3 +64,8 @@ def test_run_json_records_every_member_seed_the_data_and_the_training_time():
     data = {"dataset": "image_folder", "data_dir": "/d", "class_names": ["a", "b"], "train": 8}
     assert record["data"] == data
     assert record["device"] and record["versions"]["jax"]
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():  # the processor as the OS names it (where it says)
+        named = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if ":" in line]
+        assert record["processor"] in named
+    assert record["processor"]

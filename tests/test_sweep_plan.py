@@ -6,8 +6,8 @@ import re
 import pytest
 
 from flax_resnets.commands import sweep, sweep_plan
-from flax_resnets.commands.sweep_plan import Estimate, Rates, cell_work, make_plan, overridden
-from flax_resnets.config import cell_config
+from flax_resnets.commands.sweep_plan import Estimate, Rates, cell_work, make_plan
+from flax_resnets.config import cell_config, with_overrides
 from flax_resnets.errors import InputError
 
 
@@ -174,7 +174,7 @@ def test_the_sweep_starts_planned_cells_only_with_their_seeds_and_none_past_its_
 
 
 def test_overrides_apply_as_the_trainer_reads_them_and_bad_ones_are_refused_before_any_work(tmp_path):
-    config = overridden(
+    config = with_overrides(
         cell_config("cifar10_vgg19"),
         [
             "--config.model=resnet8",

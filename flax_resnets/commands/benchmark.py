@@ -154,7 +154,7 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int, num_see
 
 def argument_parser() -> CommandParser:
     """The benchmark's flags."""
-    parser = command_parser("benchmark", __doc__.splitlines()[0])
+    parser = command_parser("benchmark", __doc__)
     parser.add_argument("--models", default="resnet20,resnet18,vgg19")
     parser.add_argument("--batch_sizes", type=positive_ints, default="16,128")
     parser.add_argument("--dtype", default="float32", choices=DTYPES)

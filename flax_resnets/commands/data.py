@@ -15,7 +15,7 @@ from flax_resnets.errors import InputError
 
 
 def main(argv: list[str]) -> int:
-    parser = command_parser("data", __doc__.splitlines()[0])
+    parser = command_parser("data", __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write a dataset as an .npz array file")
     export.add_argument("--dataset", required=True, choices=DATASET_NAMES)

@@ -10,8 +10,10 @@ beside them, a module that imports torch alone:
     model = flax_resnets_twins.build(spec["architecture"]).eval()
     model.load_state_dict(torch.load("model.pt"))
 
-``--format=npz`` writes every parameter and BatchNorm statistic as a named array (its Flax path)
-and the same JSON (``model.npz.json``). ``--checkpoint`` and ``--seed`` choose the model as ``predict`` does.
+The model takes 32x32 images (the JSON's ``input_size``) with the run's channels: resize others
+first. ``--format=npz`` writes every parameter and BatchNorm statistic as a named array (its Flax
+path) and ``model.npz.json``: the same description, with the arrays' layout instead of the PyTorch
+architecture and module. ``--checkpoint`` and ``--seed`` choose the model as ``predict`` does.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ from flax_resnets.inference.export import FORMATS
 
 
 def main(argv: list[str]) -> int:
-    parser = command_parser("export", __doc__.splitlines()[0])
+    parser = command_parser("export", __doc__)
     parser.add_argument("--workdir", type=Path, required=True, help="the trained run")
-    parser.add_argument("--format", choices=sorted(FORMATS), default="torch")
+    parser.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        default="torch",
+        help="torch: the PyTorch twin's state_dict and its module file; npz: every array by its Flax path",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the file to write (.pt or .npz)")
     parser.add_argument("--checkpoint", default="best", help="best, latest or a step number")
     parser.add_argument("--seed", type=int, help="which member of a run of several seeds")

@@ -150,7 +150,7 @@ def landscapes(args: Any) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = command_parser("figures", __doc__.splitlines()[0])
+    parser = command_parser("figures", __doc__)
     kinds = parser.add_subparsers(dest="figure", required=True)
     drawing = kinds.add_parser("degradation", help="plain vs residual networks of several depths")
     drawing.add_argument("--models", default="plain20,plain56,resnet20,resnet56")

@@ -12,7 +12,7 @@ from flax_resnets.errors import InputError
 
 
 def main(argv: list[str]) -> int:
-    parser = command_parser("input_pipeline", __doc__.splitlines()[0])
+    parser = command_parser("input_pipeline", __doc__)
     parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--batch_size", type=int, default=128)

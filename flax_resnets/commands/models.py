@@ -60,7 +60,7 @@ def forward_gflops(model: nnx.Module, image_shape: tuple[int, int, int] = (32, 3
 
 
 def main(argv: list[str]) -> int:
-    parser = command_parser("models", __doc__.splitlines()[0])
+    parser = command_parser("models", __doc__)
     parser.add_argument("--num_classes", type=positive_int, default=10)
     parser.add_argument("--input_channels", type=positive_int, default=3)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")

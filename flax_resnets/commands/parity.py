@@ -320,7 +320,7 @@ def compare_model(
 def main(argv: list[str]) -> int:
     if "--train" in argv:  # whole training runs against an independent PyTorch trainer (parity_train)
         return parity_train.main([arg for arg in argv if arg != "--train"])
-    parser = command_parser("parity", __doc__.splitlines()[0])
+    parser = command_parser("parity", __doc__)
     parser.add_argument(
         "--models", default="alexnet,vgg19,vgg19_bn,resnet18,resnet50", help="comma-separated model names"
     )

@@ -147,7 +147,7 @@ def compare(ours_runs: list[dict], theirs_runs: list[dict]) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    parser = command_parser("parity --train", __doc__.splitlines()[0])
+    parser = command_parser("parity --train", __doc__)
     parser.add_argument("--cell", help="this Table 1 cell's recipe and model, e.g. cifar10_alexnet")
     parser.add_argument("--model", default="resnet20", help="without --cell: this model, the paper's recipe")
     parser.add_argument("--data_dir", type=Path, required=True, help="an image folder (train/, test/)")

@@ -45,7 +45,7 @@ def image_paths(targets: list[Path]) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    parser = command_parser("predict", __doc__.splitlines()[0])
+    parser = command_parser("predict", __doc__)
     parser.add_argument("targets", nargs="+", type=Path, help="image files or folders of them")
     parser.add_argument("--workdir", type=Path, required=True, help="the trained run")
     parser.add_argument("--checkpoint", default="best", help="best, latest or a step number")

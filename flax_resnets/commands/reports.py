@@ -14,7 +14,7 @@ from flax_resnets.runs.summary import format_table, run_summary
 
 
 def main(argv: list[str]) -> int:
-    parser = command_parser("reports", __doc__.splitlines()[0])
+    parser = command_parser("reports", __doc__)
     parser.add_argument("workdirs", nargs="+")
     parser.add_argument("--plots", action="store_true", help="redraw curves.png and confusion.png")
     parser.add_argument(

@@ -44,7 +44,7 @@ from typing import Any
 from flax_resnets import config
 from flax_resnets.cli import command_parser, positive_int
 from flax_resnets.commands import table1
-from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, make_plan, overridden
+from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, make_plan
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
 from flax_resnets.data.sources import is_array_file
 from flax_resnets.errors import InputError
@@ -221,7 +221,7 @@ def main(argv: list[str]) -> int:
 def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[str]]:
     """The sweep's arguments (``cells`` a list), each dataset's data flags, and the flags every
     cell's training gets (the ``--config.FIELD=VALUE`` after ``--``); anything wrong refused."""
-    parser = command_parser("sweep", __doc__.splitlines()[0])
+    parser = command_parser("sweep", __doc__)
     parser.add_argument(
         "--cells", required=True, help="comma-separated <dataset>_<model>, e.g. cifar10_resnet18"
     )
@@ -271,7 +271,7 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
     if bad:
         raise InputError(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}.")
     for cell in args.cells:
-        overridden(config.cell_config(cell), overrides)  # an unknown field or a bad value, refused now
+        config.with_overrides(config.cell_config(cell), overrides)  # a bad field or value, refused now
     if args.workdir_root.exists() and not args.workdir_root.is_dir():
         raise InputError(
             f"--workdir_root={args.workdir_root} is a file: pass a folder for the cells' workdirs."
@@ -296,7 +296,7 @@ def plan_cells(args: Any, flags: list[str]) -> Plan:
     ``args.cells``, the others put in the order they start, and ``args.parallel`` is the plan's
     number of cells at once."""
     rates = Rates.read(args.rates)
-    works = [cell_work(cell, overridden(config.cell_config(cell), flags)) for cell in args.cells]
+    works = [cell_work(cell, config.with_overrides(config.cell_config(cell), flags)) for cell in args.cells]
     plan = make_plan(works, rates, args.num_seeds, args.parallel, args.budget_seconds)
     print("\n".join(plan.lines(args.budget_seconds, rates.device)), flush=True)
     args.cells = [planned.cell for planned in plan.planned]

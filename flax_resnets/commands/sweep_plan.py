@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -294,28 +293,3 @@ def pack(works: list[CellWork], rates: Rates, num_seeds: int, most: int, cells: 
             )
     plan.planned.sort(key=lambda p: (p.start, p.slot))
     return plan
-
-
-def overridden(config: ml_collections.ConfigDict, flags: list[str]) -> ml_collections.ConfigDict:
-    """``config`` with the ``--config.FIELD=VALUE`` flags applied, as the trainer will read them."""
-    config = ml_collections.ConfigDict(config.to_dict())
-    for flag in flags:
-        field, _, text = flag.removeprefix("--config.").partition("=")
-        if field not in config:
-            raise InputError(f"{flag}: the config has no field {field!r}; see the README's table of fields.")
-        kind = type(config[field]) if config[field] is not None else str
-        try:
-            if kind is bool:
-                if text.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(text)
-                value: Any = text.lower() in ("true", "1")
-            else:
-                value = kind(text)
-                if kind is float and not math.isfinite(value):
-                    raise ValueError(text)
-        except ValueError as error:
-            raise InputError(
-                f"{flag}: {text!r} is not a valid {kind.__name__} for config.{field}."
-            ) from error
-        config[field] = value
-    return config

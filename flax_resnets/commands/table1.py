@@ -305,7 +305,7 @@ def keep(workdir: Path, results: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    parser = command_parser("table1", __doc__.splitlines()[0])
+    parser = command_parser("table1", __doc__)
     parser.add_argument(
         "run_dirs", nargs="*", type=Path, help="runs to show beside the kept ones (a preview)"
     )

@@ -34,6 +34,18 @@ def source_commit() -> str:
     return commit + ("-dirty" if changes else "")
 
 
+def processor_name() -> str:
+    """The host's processor model ("Intel(R) Xeon(R) Processor", ...): float rounding, and so a
+    run's last digits, can differ from one processor to another."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance() -> dict[str, Any]:
     """The machine, the library versions and the commit that produced a result."""
     import flax
@@ -44,6 +56,7 @@ def provenance() -> dict[str, Any]:
 
     return {
         "device": jax.devices()[0].device_kind,
+        "processor": processor_name(),
         "platform": jax.default_backend(),
         "device_count": jax.device_count(),
         "process_count": jax.process_count(),

@@ -1,0 +1,32 @@
+"""``python -m flax_resnets config [FILE[:ARG]] [--config.FIELD=VALUE ...]``: every field of a config,
+its value and what it means.
+
+    python -m flax_resnets config                                      # the defaults
+    python -m flax_resnets config configs/cifar10_resnet18.py --config.num_seeds=3
+
+The config is resolved as ``main.py`` resolves it: the file's ``get_config()`` (the defaults without
+a file), then the ``--config.FIELD=VALUE`` overrides; a value other than the paper's recipe's for
+that dataset (``default_config``) is marked ``*``.
+"""
+
+from __future__ import annotations
+
+from flax_resnets import config as configs
+from flax_resnets.cli import command_parser, load_config_file
+
+
+def main(argv: list[str]) -> int:
+    parser = command_parser("config", __doc__)
+    parser.add_argument("file", nargs="?", help="a config file, e.g. configs/quickstart.py (or FILE:ARG)")
+    split = next((k for k, arg in enumerate(argv) if arg.startswith("--config.")), len(argv))
+    args = parser.parse_args(argv[:split])
+    config = load_config_file(args.file) if args.file else configs.default_config()
+    config = configs.with_overrides(config, argv[split:])
+    configs.validate_config(config)
+    defaults = configs.default_config(dataset=config.dataset)
+    width = max(map(len, configs.FIELDS))
+    for field, meaning in configs.FIELDS.items():
+        changed = "*" if config[field] != defaults[field] else " "
+        value = configs.shown_value(config[field]).strip("`")
+        print(f"{field:<{width}} {changed} {value:<14} {meaning.replace('`', '')}")
+    return 0
