@@ -104,9 +104,10 @@ BEST_MARKER = "best.json"  # in the checkpoints folder: which checkpoint is each
 def mark_best(checkpoints: Checkpoints, seeds: list[int]) -> None:
     """Write ``checkpoints/best.json``: each member's best checkpoint (``choose_steps``' "best") with
     its validation accuracy, so that the disk says which it is. Rewritten whenever a run ends,
-    stops, resumes or is evaluated; by the main process only."""
+    stops, resumes or is evaluated. Every process reads the history (orbax's reads are collective
+    on several hosts); the main process writes."""
     latest = checkpoints.latest_step()
-    if latest is None or jax.process_index() != 0:
+    if latest is None:
         return
     accuracies = {r["step"]: r["seeds"] for r in checkpoints.history(latest)}
     chosen = choose_steps(checkpoints, "best", len(seeds))
@@ -114,7 +115,8 @@ def mark_best(checkpoints: Checkpoints, seeds: list[int]) -> None:
     for member, (seed, step) in enumerate(zip(seeds, chosen, strict=True)):
         accuracy = accuracies[step][member]["val_accuracy"] if step in accuracies else None
         entries.append({"seed": seed, "step": step, "val_accuracy": accuracy})
-    write_json(checkpoints.directory / BEST_MARKER, {"seeds": entries})
+    if jax.process_index() == 0:
+        write_json(checkpoints.directory / BEST_MARKER, {"seeds": entries})
 
 
 def restore_members(
