@@ -25,7 +25,6 @@ def get_config():
         weight_decay=5e-4,
         weight_decay_kernels_only=True,
         dtype="bfloat16",
-        input_pipeline="device",
         validation_fraction=0.0,
         eval_flip=True,
         eval_batch_size=1024,

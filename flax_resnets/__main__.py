@@ -8,7 +8,6 @@
     reports         one row per finished run, or redraw a run's plots
     data            export a dataset as one array file (training then needs no TensorFlow)
     models          parameters and GFLOPs of every model
-    input_pipeline  throughput of the tf.data training pipeline
     figures         the degradation experiment and loss landscapes, as pictures and numbers
     predict         classify image files with a trained run
     export          a trained run's model for PyTorch, or as named arrays
@@ -26,7 +25,7 @@ from flax_resnets.cli import refuse, run_command
 
 COMMANDS = (
     *("train", "table1", "sweep", "benchmark", "parity", "reports"),
-    *("data", "models", "input_pipeline", "figures", "predict", "export", "config"),
+    *("data", "models", "figures", "predict", "export", "config"),
 )
 
 

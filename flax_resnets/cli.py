@@ -150,12 +150,21 @@ def load_config_file(spec: str) -> Any:
         refuse(f"--config={spec}: get_config() failed ({type(error).__name__}: {first_line(error)}).")
 
 
+# Fields that earlier versions had, and why they are gone: a config or flag that sets one is refused
+# saying so; a workdir's config.json that holds one is read without it.
+RETIRED_FIELDS = {
+    "input_pipeline": "every run keeps its data on the devices and makes its batches in the compiled step",
+}
+
+
 def check_fields(config: Any, argv: list[str]) -> None:
     """Refuse ``--config.FIELD=...`` for a FIELD the config does not have, naming the closest ones."""
     for arg in argv:
         if not arg.startswith("--config."):
             continue
         field = arg[len("--config.") :].split("=", 1)[0]
+        if field in RETIRED_FIELDS:
+            refuse(f"--config.{field} is no longer needed: {RETIRED_FIELDS[field]}; leave it out.")
         if field.split(".")[0] not in config:
             close = difflib.get_close_matches(field, list(config.keys()), n=3, cutoff=0.6)
             hint = (

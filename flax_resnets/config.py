@@ -15,15 +15,13 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict as config_dicts
 
-from flax_resnets.data.pipelines import PIPELINES
+from flax_resnets.cli import RETIRED_FIELDS
 from flax_resnets.data.sources import IMAGE_CHANNELS, NORMALIZATIONS, require_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import read_json_object
 from flax_resnets.models import require_init, require_models
 
-# Fields that may change between the runs of one workdir without changing the results. Not
-# input_pipeline: the two pipelines draw different crops and flips, so a run resumed with the
-# other one would no longer be the run it continues.
+# Fields that may change between the runs of one workdir without changing the results.
 MAY_CHANGE_ON_RESUME = (
     "data_dir",
     "download",
@@ -62,10 +60,6 @@ FIELDS = {
     "normalization": (
         "(x - 0.5) / 0.5 per channel (`plus_minus_one`, the paper's), the training images' mean and std "
         "(`data`), or kuangliu/pytorch-cifar's constants (`pytorch_cifar`)"
-    ),
-    "input_pipeline": (
-        "`tfdata` (host batches) or `device` (dataset in accelerator memory, batches made in the "
-        "compiled step)"
     ),
     "init": (
         "each model as the paper's code (VGG: He fan-out normal convolutions; the rest: PyTorch's defaults), "
@@ -130,7 +124,6 @@ def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_coll
     config.pad_after_normalization = dataset == "fashion_mnist"
     config.augment_validation = True
     config.normalization = "plus_minus_one"
-    config.input_pipeline = "tfdata"
     # The model, the optimizer and the schedule.
     config.init = "paper"
     config.batch_size = 16
@@ -259,6 +252,9 @@ def check_types(config: ml_collections.ConfigDict) -> None:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
+    for field, why in RETIRED_FIELDS.items():
+        if field in config:
+            raise InputError(f"config.{field} is no longer needed: {why}; remove it from the config.")
     check_types(config)
     for field, value in config.items():
         if isinstance(value, float) and not math.isfinite(value):
@@ -315,10 +311,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"config.paper_cell must be a Table 1 cell such as cifar10_resnet18 (or empty), "
             f"got {config.paper_cell!r}."
         )
-    if config.input_pipeline not in PIPELINES:
-        raise InputError(
-            f"config.input_pipeline must be one of {', '.join(PIPELINES)}, got {config.input_pipeline!r}."
-        )
     if config.checkpoint_every_steps < 0:
         raise InputError(
             "config.checkpoint_every_steps must be >= 0 (0: at epoch ends only), "
@@ -336,8 +328,27 @@ def recorded_config(workdir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     recorded = read_json_object(path, "restore it from a backup, or use a new --workdir")
+    for field in RETIRED_FIELDS:
+        recorded.pop(field, None)
     return {**config_dict(default_config()), **recorded}
 
+
+def check_continuable(workdir: Path) -> None:
+    """Refuse to go on training a run that an earlier version fed through tf.data: its crops and
+    flips were TensorFlow's, which the compiled step does not draw, so it would not continue as
+    the run it is (evaluating it is fine)."""
+    path = Path(workdir) / "config.json"
+    if not path.exists() or not (Path(workdir) / "checkpoints").is_dir():
+        return
+    if (
+        read_json_object(path, "restore it from a backup, or use a new --workdir").get("input_pipeline")
+        == "tfdata"
+    ):
+        raise InputError(
+            f"{workdir} holds a run fed by tf.data (an earlier version's input_pipeline), whose crops "
+            "this version does not draw, so it cannot go on as the same run: evaluate it (--mode=eval), "
+            "or train in a new --workdir."
+        )
 
 
 def check_workdir(workdir: Path) -> None:
@@ -433,6 +444,4 @@ def check_same_run(
     )
     if differing:
         changes = ", ".join(f"{k}={recorded.get(k)!r} there, {current.get(k)!r} now" for k in differing)
-        raise InputError(
-            f"{workdir} holds a run of a different config ({changes}): {fix}."
-        )
+        raise InputError(f"{workdir} holds a run of a different config ({changes}): {fix}.")

@@ -157,7 +157,7 @@ if wanted sweep; then
       --cells="$cells_flag" --data "${data[@]}" --workdir_root="$run_root" --rates="$rates" \
       --budget_seconds="$sweep_seconds" --results="$out/results" --tar="$out/table1_runs.tar.gz" \
       --num_seeds="$num_seeds" --parallel="$parallel" \
-      -- --config.input_pipeline=device --config.checkpoint_every_steps=0 --config.log_every_steps=500 \
+      -- --config.checkpoint_every_steps=0 --config.log_every_steps=500 \
       "${sweep_flags[@]}"
     rm -rf "$out/results"
   fi

@@ -75,7 +75,6 @@ BAD_ARGUMENTS = [
     (["reports", "/nonexistent/run"], "no run in /nonexistent/run"),
     (["data", "export", "--dataset=image_folder", "--out=x.txt"], "--out must be a file name ending in .npz"),
     (["models", "--models=resnet19"], "Unknown model(s) resnet19"),
-    (["input_pipeline", "--dataset=mnist"], "invalid choice: 'mnist'"),
     (["benchmark", "--num_seeds=0"], "expected comma-separated positive integers, got '0'"),
     (
         [

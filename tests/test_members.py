@@ -22,11 +22,9 @@ from run_helpers import (
 )
 
 from flax_resnets.config import default_config
-from flax_resnets.data.device import DeviceFeed
-from flax_resnets.data.feeds import CallStep
+from flax_resnets.data.feeds import CallStep, Feed
 from flax_resnets.data.order import check_batch_size, steps_per_epoch
 from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
-from flax_resnets.data.tfdata import TfDataFeed
 from flax_resnets.errors import InputError
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runtime import members, parallel
@@ -58,18 +56,17 @@ def test_member_k_starts_from_the_parameters_of_the_one_seed_run_of_seed_k():
     assert not np.array_equal(first["head"]["kernel"][...], second["head"]["kernel"][...])
 
 
-@pytest.mark.parametrize("feed_class", [TfDataFeed, DeviceFeed], ids=["tfdata", "device"])
-def test_member_k_sees_the_batches_of_the_one_seed_run_of_seed_k(sample, feed_class):
+def test_member_k_sees_the_batches_of_the_one_seed_run_of_seed_k(sample):
     mesh = parallel.make_mesh(3)
     settings = dict(batch_size=16, eval_batch_size=64, augment=True)
-    joined = feed_class(sample, mesh, seed=2, num_seeds=3, **settings)
+    joined = Feed(sample, mesh, seed=2, num_seeds=3, **settings)
     batch_of = lambda *call: joined.train_batch(CallStep(*call))  # noqa: E731
     make_batch = jax.jit(members.over_members(batch_of, 3, in_axes=(0, None, None, None)))
     inputs, num_steps = next(joined.train_calls(epoch=1, start_step=0, steps_per_call=2))
     step = jnp.int32(steps_per_epoch(len(sample.train), 16) + 1)  # epoch 1's second step
     batches = members.split(jax.device_get(make_batch(inputs, joined.constants("train"), 1, step)), 3)
     for k, batch in enumerate(batches):
-        alone = feed_class(sample, parallel.make_mesh(), seed=2 + k, **settings)
+        alone = Feed(sample, parallel.make_mesh(), seed=2 + k, **settings)
         alone_inputs, alone_steps = next(alone.train_calls(epoch=1, start_step=0, steps_per_call=2))
         expected = jax.jit(alone.train_batch)(CallStep(alone_inputs, alone.constants("train"), 1, step))
         assert num_steps == alone_steps == 2
@@ -90,7 +87,7 @@ def test_members_train_exactly_as_their_one_seed_runs(sample, unroll, model):
     config = tiny_config(seed=7, num_seeds=2, dtype="float64", model=model)
 
     def trained(config, seed, num_seeds):
-        feed = DeviceFeed(sample, mesh, batch_size=8, eval_batch_size=8, seed=seed, augment=True,
+        feed = Feed(sample, mesh, batch_size=8, eval_batch_size=8, seed=seed, augment=True,
                           num_seeds=num_seeds)  # fmt: skip
         optimizer, _ = make_optimizer(config, total_steps=100)
         graphdef, state = create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
@@ -212,13 +209,12 @@ def test_two_seeds_stop_resume_and_recover_from_damage_as_one_seed_does(tmp_path
 
 
 # Two members on 4 devices (a 2 x 2 mesh: each member's batch split over 2 devices) against the
-# same members on one device, one training step of each feed, in float64 (one seed on 8 devices:
-# test_train.py).
+# same members on one device, one training step, in float64 (one seed on 8 devices: test_train.py).
 ON_FOUR_DEVICES = """
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh
 from flax_resnets.config import default_config
-from flax_resnets.data.pipelines import PIPELINES
+from flax_resnets.data.feeds import Feed
 from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
 from flax_resnets.runtime import parallel
 from flax_resnets.training import steps
@@ -228,8 +224,8 @@ dataset = load_dataset("image_folder", data_dir=str(SAMPLE_FASHION_MNIST))
 config = default_config(dataset="image_folder", model="resnet8")
 config.update(learning_rate=0.05, batch_size=24, num_seeds=2, dtype="float64")
 
-def one_step(mesh, feed_class):
-    feed = feed_class(dataset, mesh, batch_size=24, eval_batch_size=24, seed=0, augment=True, num_seeds=2)
+def one_step(mesh):
+    feed = Feed(dataset, mesh, batch_size=24, eval_batch_size=24, seed=0, augment=True, num_seeds=2)
     optimizer, _ = steps.make_optimizer(config, 100)
     graphdef, state = steps.create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
     state = jax.tree.map(lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, state)
@@ -240,10 +236,9 @@ def one_step(mesh, feed_class):
 mesh = parallel.make_mesh(2)
 assert mesh.devices.shape == (2, 2), mesh.devices.shape
 single = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), mesh.axis_names)
-for name, feed_class in PIPELINES.items():
-    four, one = one_step(mesh, feed_class), one_step(single, feed_class)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12), four, one)
-    print(name, "same on 4 devices")
+four, one = one_step(mesh), one_step(single)
+jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12), four, one)
+print("same on 4 devices")
 """
 
 
@@ -258,4 +253,4 @@ def test_two_seeds_on_four_devices_take_the_step_of_one_device(compile_cache):
         timeout=HANG_GUARD_SECONDS,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines() == ["tfdata same on 4 devices", "device same on 4 devices"]
+    assert result.stdout.splitlines() == ["same on 4 devices"]

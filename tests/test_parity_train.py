@@ -70,7 +70,9 @@ def test_both_sides_read_grey_images_as_three_identical_channels(tmp_path):
 def test_both_sides_pad_crops_black_or_with_zero_after_normalising(tmp_path, after, padding):
     """White images: every pixel is 1.0 after (x - 0.5) / 0.5, so a crop's padding shows as -1.0
     (black, the paper's CIFAR) or 0.0 (mid-grey, its Fashion-MNIST), in training and validation."""
-    from flax_resnets.data.tfdata import TfDataFeed
+    import jax
+
+    from flax_resnets.data.feeds import CallStep, Feed
     from flax_resnets.runtime import parallel
 
     root = write_image_folder(tmp_path / "images", size=(32, 32), train_per_class=40)
@@ -80,10 +82,16 @@ def test_both_sides_pad_crops_black_or_with_zero_after_normalising(tmp_path, aft
     config.update(data_dir=str(root), pad_after_normalization=after)
     dataset = load_config_dataset(config)
     settings = dict(batch_size=16, eval_batch_size=16, seed=0, augment=True, augment_validation=True)
-    feed = TfDataFeed(dataset, parallel.make_mesh(), pad_after_normalization=after, **settings)
-    calls = feed.train_calls(epoch=0, start_step=0, steps_per_call=1)
-    ours = [np.asarray(inputs["image"]) for inputs, _ in calls]
-    ours += [np.asarray(batch["image"]) for batch in feed.eval_inputs("validation", epoch=0)]
+    feed = Feed(dataset, parallel.make_mesh(), pad_after_normalization=after, **settings)
+    train_batch, eval_batch = jax.jit(feed.train_batch), jax.jit(feed.eval_batch)
+    ours = [
+        np.asarray(train_batch(CallStep(inputs, feed.constants("train"), 0, step))["image"])
+        for step, (inputs, _) in enumerate(feed.train_calls(epoch=0, start_step=0, steps_per_call=1))
+    ]
+    ours += [
+        np.asarray(eval_batch(inputs, feed.constants("validation"))["image"])
+        for inputs in feed.eval_inputs("validation", epoch=0)
+    ]
     training, held_out, *_ = torch_trainer.split(root, their_recipe(pad_after_normalization=after))
     theirs = [data[i][0].numpy() for data in (training, held_out) for i in range(len(data))]
     for side in (ours, theirs):

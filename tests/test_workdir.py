@@ -206,3 +206,33 @@ def test_evaluating_with_a_config_other_than_the_runs_says_to_leave_it_out(tmp_p
     message = "(dataset='image_folder' there, 'cifar10' now): leave out --config to evaluate the run"
     with pytest.raises(InputError, match=re.escape(message)):
         evaluate_workdir(default_config(), tmp_path)
+
+
+def test_a_workdir_of_the_retired_tf_data_feed_is_read_evaluated_but_not_continued(tmp_path):
+    """config.json of an earlier version holds input_pipeline: read without it (a run fed on the
+    devices goes on as it was); a run that tf.data fed drew other crops, so it is not continued."""
+    from flax_resnets.config import check_continuable, config_dict, default_config, recorded_config
+    from flax_resnets.errors import InputError
+
+    for pipeline in ("device", "tfdata"):
+        workdir = tmp_path / pipeline
+        (workdir / "checkpoints").mkdir(parents=True)
+        (workdir / "config.json").write_text(
+            json.dumps({**config_dict(default_config()), "input_pipeline": pipeline})
+        )
+        assert recorded_config(workdir) == config_dict(default_config())
+    check_continuable(tmp_path / "device")
+    with pytest.raises(InputError, match="holds a run fed by tf.data .* evaluate it \\(--mode=eval\\)"):
+        check_continuable(tmp_path / "tfdata")
+
+
+def test_a_config_that_sets_a_retired_field_is_refused_saying_why():
+    from flax_resnets.config import default_config, validate_config
+    from flax_resnets.errors import InputError
+
+    config = default_config()
+    config.input_pipeline = "device"
+    with pytest.raises(
+        InputError, match="config.input_pipeline is no longer needed: every run keeps its data"
+    ):
+        validate_config(config)

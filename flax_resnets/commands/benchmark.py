@@ -33,7 +33,6 @@ from flax_resnets.commands.benchmark_loop import loop_row, placed_train_state
 from flax_resnets.config import DTYPES
 from flax_resnets.data.feeds import stacked_step
 from flax_resnets.data.order import check_batch_size
-from flax_resnets.data.pipelines import PIPELINES
 from flax_resnets.data.sources import DATASET_NAMES, load_dataset
 from flax_resnets.files import write_json
 from flax_resnets.models import require_models
@@ -176,7 +175,6 @@ def argument_parser() -> CommandParser:
     parser.add_argument(
         "--dataset", default="image_folder", choices=DATASET_NAMES, help="what --data_dir holds"
     )
-    parser.add_argument("--input_pipeline", default="tfdata", choices=sorted(PIPELINES))
     parser.add_argument(
         "--loop_steps", type=positive_int, default=200, help="training steps timed in the loop"
     )

@@ -13,7 +13,7 @@ import ml_collections
 
 from flax_resnets.config import default_config
 from flax_resnets.data.arrays import Dataset
-from flax_resnets.data.pipelines import make_feed
+from flax_resnets.data.feeds import make_feed
 from flax_resnets.progress import progress
 from flax_resnets.runtime import parallel
 from flax_resnets.runtime.tuning import for_backend
@@ -54,7 +54,7 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
         model, args.dtype, num_classes=dataset.num_classes, input_channels=dataset.channels, mesh=mesh
     )
     feed_config = recipe(model, args.dtype)
-    feed_config.update(input_pipeline=args.input_pipeline, batch_size=batch_size)
+    feed_config.update(batch_size=batch_size)
     feed = make_feed(feed_config, dataset, mesh, eval_batch_size=batch_size)
     train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh, tuning=for_backend())
     constants = feed.constants("train")
@@ -92,7 +92,6 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
     return {
         "model": model,
         "batch": batch_size,
-        "pipeline": args.input_pipeline,
         "steps": calls * size,
         "step img/s": step_images_per_second,
         "loop img/s": loop_images_per_second,

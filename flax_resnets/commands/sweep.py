@@ -3,7 +3,7 @@
     python -m flax_resnets sweep --cells=cifar10_resnet18,fashion_mnist_alexnet \\
         --data cifar10=/data/cifar10.npz fashion_mnist=/data/fashion_mnist.npz \\
         --workdir_root=runs/sweep --budget_seconds=3600 --tar=out/table1_runs.tar.gz \\
-        --num_seeds=3 --parallel=2 -- --config.input_pipeline=device
+        --num_seeds=3 --parallel=2
 
 Each cell (``<dataset>_<model>``) runs the trainer (``python -m flax_resnets train``, what
 ``main.py`` runs) with the paper's recipe for that cell (``flax_resnets.config.get_config``, the

@@ -58,7 +58,6 @@ NOT_RECIPE = (
     "split_seed",
     "seed",
     "num_seeds",
-    "input_pipeline",
     "steps_per_call",
     "eval_batch_size",
     "checkpoint_every_steps",

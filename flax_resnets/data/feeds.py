@@ -1,31 +1,45 @@
-"""What the training loop needs of an input pipeline (``Feed``).
+"""The one input pipeline: each split in device memory, each batch made inside the compiled step.
 
-Two feeds give the same batches of examples for the same seed:
+The paper's datasets are small for an accelerator (CIFAR-10's training images are 150 MB of uint8),
+so each split is copied once to every device as uint8 (replicated: any global permutation costs no
+communication; on a CPU that is host memory). The host computes each epoch's order of examples
+(``order.epoch_permutation``) and sends it once; a training step finds its batch in it from the
+state's step, gathers its rows, pads, crops and flips them (``augment.pad_crop_flip``, keyed by
+(seed, epoch, step, row), so a resumed run draws what it would have drawn) and normalises them,
+all inside the compiled step: the host does nothing per step but dispatch, and a run reads no
+TensorFlow (train from a file written by ``python -m flax_resnets data export``).
 
-* ``tfdata`` (``tfdata.TfDataFeed``): tf.data makes each batch on the host; every call
-  of the compiled step receives its steps' batches, stacked.
-* ``device`` (``device.DeviceFeed``): the dataset lives in accelerator memory; the
-  epoch's order is sent once, and each call receives nothing new: the compiled step reads its
-  batch's examples from the order at the state's step, then crops, flips and normalizes them.
+Evaluation visits every example once, the last batch padded and masked; the paper's validation
+images are cropped and flipped as drawn by ``augment.validation_draws`` (seed and epoch alone).
+With ``num_seeds`` > 1 the training inputs have a leading member axis: member k's are those of a
+one-seed feed with seed ``seed + k`` (its own order and augmentation).
 
-Either way the compiled step turns where a step stands (``CallStep``: the call's inputs, the
-constants, the step's index in the call, the run's step) into the model's batch
-(``train_batch``), each feed reading what it needs of it, so one ``steps.train_steps`` serves both.
+The compiled step turns where a step stands (``CallStep``: the call's inputs, the constants, the
+step's index in the call, the run's step) into the model's batch (``Feed.train_batch``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 
 from flax_resnets.data.arrays import Dataset
-from flax_resnets.runtime import members
+from flax_resnets.data.augment import pad_crop_flip, pad_crop_flip_at, validation_draws
+from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
+from flax_resnets.errors import InputError
+from flax_resnets.runtime import members, parallel
 
 Batch = dict[str, Any]  # the model's batch: image, label (and mask when evaluating)
+# Of a device's memory, what the dataset may take (the rest is the model's, its optimizer's and
+# its activations').
+DATASET_SHARE_OF_MEMORY = 0.5
 
 
 class CallStep(NamedTuple):
@@ -38,15 +52,14 @@ class CallStep(NamedTuple):
     step: jax.Array
 
 
+def stacked_step(call: CallStep) -> Batch:
+    """The batch of the call's step ``index`` from inputs that stack one batch per step (the
+    benchmark's and the parity check's random batches)."""
+    return jax.tree.map(lambda x: x[call.index], call.inputs)
+
+
 @dataclasses.dataclass(eq=False)  # eq=False: feeds hash by identity, as jit needs of their methods
-class FeedSettings:
-    """What every feed is made from: the data, the mesh, the batch sizes and the randomness.
-
-    With ``num_seeds`` > 1 the training inputs of a call have a leading member axis: member k's
-    are those of a one-seed feed with seed ``seed + k`` (its own order and augmentation).
-    Evaluation inputs are the same for every member, except augmented validation images
-    (``augment_validation``, the paper's), whose crops and flips are each member's own."""
-
+class Feed:
     dataset: Dataset
     mesh: Mesh
     batch_size: int
@@ -57,6 +70,24 @@ class FeedSettings:
     pad_after_normalization: bool = False  # pad crops with 0 in normalized units, not with black
     augment_validation: bool = False  # crop and flip the validation images afresh every epoch
 
+    def __post_init__(self) -> None:
+        require_room(self.dataset)
+        self.mean, self.std = (np.asarray(c, np.float32) for c in self.dataset.normalization_constants())
+        self.epoch_steps = steps_per_epoch(len(self.dataset.train), self.batch_size)
+        splits = {
+            "train": self.dataset.train,
+            "validation": self.dataset.validation,
+            "test": self.dataset.test,
+        }
+        self.on_device = {
+            name: parallel.replicate(
+                {"images": split.images, "labels": split.labels.astype(np.int32)}, self.mesh
+            )
+            for name, split in splits.items()
+        }
+        seeds = members.join([np.int32(seed) for seed in self.seeds()], xp=np)
+        self.member_seeds = parallel.place_state(seeds, self.mesh, self.num_seeds)
+
     def seeds(self) -> list[int]:
         return members.member_seeds(self.seed, self.num_seeds)
 
@@ -65,35 +96,130 @@ class FeedSettings:
         return split == "validation" and self.augment_validation
 
     def member_eval_inputs(self, split: str) -> bool:
-        """Whether ``split``'s evaluation inputs have a member axis (each member's own)."""
+        """Whether ``split``'s evaluation inputs have a member axis (each member's own crops)."""
         return self.augments(split) and self.num_seeds > 1
 
-
-class Feed(Protocol):
-    dataset: Dataset
-
     def train_calls(self, *, epoch: int, start_step: int, steps_per_call: int) -> Iterator[tuple[Any, int]]:
-        """Per compiled call from ``start_step`` of ``epoch`` on: (its inputs, its number of steps),
-        ``steps_per_call`` steps per call (fewer at the epoch's end)."""
-        ...
+        """Per compiled call from ``start_step`` of ``epoch`` on: its inputs (the epoch's order and
+        the seed, per member, sent to the devices once) and its number of steps, ``steps_per_call``
+        (fewer at the epoch's end)."""
+        inputs = {"order": self.epoch_order(epoch), "seed": self.member_seeds}
+        for first in range(start_step, self.epoch_steps, steps_per_call):
+            yield inputs, min(steps_per_call, self.epoch_steps - first)
+
+    def epoch_order(self, epoch: int) -> jax.Array:
+        """(steps, batch) example indices of the epoch (per member), each device holding its rows
+        of every batch."""
+        orders = [
+            epoch_permutation(len(self.dataset.train), seed, epoch)[: self.epoch_steps * self.batch_size]
+            .reshape(self.epoch_steps, self.batch_size)
+            .astype(np.int32)
+            for seed in self.seeds()
+        ]
+        order = members.join(orders, xp=np)
+        on_members = self.num_seeds > 1
+        sharding = parallel.batch_sharded(self.mesh, batch_axis=1 + on_members, members=on_members)
+        return jax.make_array_from_callback(order.shape, sharding, lambda index: order[index])
+
+    def constants(self, split: str) -> dict[str, jax.Array]:
+        """The split's images and labels, resident on every device."""
+        return self.on_device[split]
 
     def train_batch(self, call: CallStep) -> Batch:
-        """Inside the compiled call: the model's batch of the step ``call`` stands at."""
-        ...
+        """Inside the compiled step: gather, augment and normalize the global batch of the run's
+        step (from the epoch's order in the call's inputs and the dataset in the constants)."""
+        inputs, constants = call.inputs, call.constants
+        epoch, epoch_step = call.step // self.epoch_steps, call.step % self.epoch_steps
+        examples = inputs["order"][epoch_step]
+        images = constants["images"][examples]
+        if not self.augment:
+            return {"image": self.normalize(images), "label": constants["labels"][examples]}
+        rows = jnp.arange(self.batch_size, dtype=jnp.int32)
+        draws = jnp.stack([jnp.full_like(rows, epoch), jnp.full_like(rows, epoch_step), rows], axis=1)
+        keys = jax.vmap(lambda draw: example_key(inputs["seed"], draw))(draws)
+        augmentation = jax.vmap(pad_crop_flip)
+        return {"image": self.augmented(images, augmentation, keys), "label": constants["labels"][examples]}
 
-    def eval_inputs(self, split: str, epoch: int = 0) -> Iterator[Any]:
-        """Every example of ``split`` once, in global batches; padding rows are masked. Augmented
-        validation images are cropped as in epoch ``epoch``."""
-        ...
+    def eval_inputs(self, split: str, epoch: int = 0) -> Iterator[dict[str, Any]]:
+        """Every example of ``split`` once, in global batches: the examples' indices and mask
+        (padding rows are masked), and for augmented validation images each member's crops and
+        flips of epoch ``epoch``, stacked."""
+        num_examples = len(getattr(self.dataset, split))
+        positions = eval_positions(
+            num_examples, self.eval_batch_size, jax.process_index(), jax.process_count()
+        )
+        draws = None
+        if self.augments(split):
+            draws = [validation_draws(num_examples, seed, epoch) for seed in self.seeds()]
+        on_members = self.member_eval_inputs(split)
+        for batch_positions in positions:
+            mask = batch_positions < num_examples
+            index = np.where(mask, batch_positions, 0).astype(np.int32)
+            batch = {"index": index, "mask": mask}
+            if draws is not None:
+                batch = members.join(
+                    [{**batch, "offsets": offsets[index], "flips": flips[index]} for offsets, flips in draws],
+                    xp=np,
+                )
+            yield parallel.global_batch(batch, self.mesh, batch_axis=int(on_members), members=on_members)
 
-    def eval_batch(self, inputs: Any, constants: Any) -> Batch: ...
+    def eval_batch(self, inputs: dict[str, Any], constants: dict[str, jax.Array]) -> Batch:
+        """Inside the compiled evaluation step: the model's batch of ``eval_inputs``' batch."""
+        index = inputs["index"]
+        images = constants["images"][index]
+        if "offsets" in inputs:
+            images = self.augmented(images, jax.vmap(pad_crop_flip_at), inputs["offsets"], inputs["flips"])
+        else:
+            images = self.normalize(images)
+        return {"image": images, "label": constants["labels"][index], "mask": inputs["mask"]}
 
-    def constants(self, split: str) -> Any:
-        """Arrays every step of ``split`` reads (already on the mesh)."""
-        ...
+    def normalize(self, images: jax.Array) -> jax.Array:
+        return (images.astype(jnp.float32) / 255.0 - self.mean) / self.std
+
+    def augmented(self, images: jax.Array, augmentation: Any, *draws: jax.Array) -> jax.Array:
+        """Normalized ``augmentation(images, *draws)``: padded with zeros before or after normalizing."""
+        if self.pad_after_normalization:
+            return augmentation(self.normalize(images), *draws)
+        return self.normalize(augmentation(images, *draws))
 
 
-def stacked_step(call: CallStep) -> Batch:
-    """The batch of the call's step ``index`` from inputs that stack one batch per step (tf.data's
-    feed, the benchmark's random batches)."""
-    return jax.tree.map(lambda x: x[call.index], call.inputs)
+def make_feed(
+    config: ml_collections.ConfigDict, dataset: Dataset, mesh: Mesh, *, eval_batch_size: int
+) -> Feed:
+    """The feed of a run's config."""
+    return Feed(
+        dataset,
+        mesh,
+        batch_size=config.batch_size,
+        eval_batch_size=eval_batch_size,
+        seed=config.seed,
+        augment=config.augment,
+        num_seeds=config.num_seeds,
+        pad_after_normalization=config.pad_after_normalization,
+        augment_validation=config.augment_validation,
+    )
+
+
+def example_key(seed: int | jax.Array, draw: jax.Array) -> jax.Array:
+    """The random key of one example: a function of (seed, epoch, step, row of the global batch)."""
+    key = jax.random.key(seed)
+    for value in (draw[0], draw[1], draw[2]):
+        key = jax.random.fold_in(key, value)
+    return key
+
+
+def require_room(dataset: Dataset, memory_stats: Any = None) -> None:
+    """Refuse a dataset that would take more than ``DATASET_SHARE_OF_MEMORY`` of a device's memory
+    (where the device says how much it has: accelerators do, a CPU's host memory does not)."""
+    stats = (memory_stats or jax.local_devices()[0].memory_stats)() or {}
+    limit = stats.get("bytes_limit")
+    size = sum(
+        split.images.nbytes + split.labels.nbytes
+        for split in (dataset.train, dataset.validation, dataset.test)
+    )
+    if limit and size > DATASET_SHARE_OF_MEMORY * limit:
+        raise InputError(
+            f"the dataset takes {size / 1e6:,.0f} MB as uint8 and a device has {limit / 1e6:,.0f} MB: it "
+            f"must fit in {DATASET_SHARE_OF_MEMORY:.0%} of it; use fewer images (train_images) or a "
+            "device with more memory."
+        )

@@ -14,8 +14,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from flax_resnets.config import check_same_data, check_same_run, recorded_config, validate_config
-from flax_resnets.data.feeds import Feed
-from flax_resnets.data.pipelines import make_feed
+from flax_resnets.data.feeds import Feed, make_feed
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_json

@@ -20,14 +20,15 @@ import numpy as np
 
 from flax_resnets.config import (
     DATA_RECORD,
+    check_continuable,
     check_same_data,
     check_same_run,
     check_workdir,
     config_dict,
     validate_config,
 )
+from flax_resnets.data.feeds import make_feed
 from flax_resnets.data.order import check_batch_size, steps_per_epoch
-from flax_resnets.data.pipelines import make_feed
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock, require_writable, write_json
@@ -118,6 +119,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
     parallel.initialize_distributed(config.distributed)
     check_batch_size(config.batch_size, jax.process_count(), jax.local_device_count(), config.num_seeds)
     check_same_run(config, workdir)
+    check_continuable(workdir)
     dataset = load_config_dataset(config)
     require_trainable(config, dataset)
     epoch_steps = steps_per_epoch(len(dataset.train), config.batch_size)

@@ -1,4 +1,5 @@
-"""Data in device memory: the same batches as tf.data, exact evaluation, training without TensorFlow."""
+"""The feed: the dataset in device memory, batches made in the compiled step (gathered, augmented,
+normalized), exact evaluation, training without TensorFlow."""
 
 import functools
 import itertools
@@ -12,12 +13,10 @@ import pytest
 from run_helpers import REPO, environment
 
 from flax_resnets.config import default_config
-from flax_resnets.data.augment import pad_crop_flip
-from flax_resnets.data.device import DeviceFeed, example_key
-from flax_resnets.data.feeds import CallStep
-from flax_resnets.data.order import epoch_permutation, steps_per_epoch
+from flax_resnets.data.augment import PAD, pad_crop_flip, validation_draws
+from flax_resnets.data.feeds import CallStep, Feed, example_key, require_room
+from flax_resnets.data.order import check_batch_size, epoch_permutation, steps_per_epoch
 from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
-from flax_resnets.data.tfdata import TfDataFeed
 from flax_resnets.errors import InputError
 from flax_resnets.runtime import members, parallel
 from flax_resnets.training.steps import create_train_state, make_optimizer, train_step, train_steps
@@ -28,18 +27,19 @@ def sample():
     return load_dataset("image_folder", data_dir=str(SAMPLE_FASHION_MNIST))
 
 
-def feeds(dataset, *, augment, batch_size=32, eval_batch_size=96, seed=0):
-    mesh = parallel.make_mesh()
+def feed(dataset, *, augment, batch_size=32, eval_batch_size=96, seed=0, **settings):
+    mesh = parallel.make_mesh(settings.get("num_seeds", 1))
     kwargs = dict(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed, augment=augment)
-    return TfDataFeed(dataset, mesh, **kwargs), DeviceFeed(dataset, mesh, **kwargs)
+    return Feed(dataset, mesh, **kwargs, **settings)
 
 
-def train_epoch(feed, epoch=0, steps=None):
-    """The model's batches of one epoch (its first ``steps``), as the compiled step sees them."""
+def train_epoch(feed, epoch=0, steps=None, start_step=0):
+    """The model's batches of one epoch from ``start_step`` (its first ``steps``), as the compiled
+    step sees them."""
     make_batch = jax.jit(feed.train_batch)
-    step = epoch * steps_per_epoch(len(feed.dataset.train), feed.batch_size)
+    step = epoch * steps_per_epoch(len(feed.dataset.train), feed.batch_size) + start_step
     batches = []
-    for inputs, num_steps in feed.train_calls(epoch=epoch, start_step=0, steps_per_call=4):
+    for inputs, num_steps in feed.train_calls(epoch=epoch, start_step=start_step, steps_per_call=4):
         for index in range(num_steps):
             batch = make_batch(CallStep(inputs, feed.constants("train"), index, jnp.int32(step)))
             batches.append(jax.tree.map(np.asarray, batch))
@@ -49,40 +49,59 @@ def train_epoch(feed, epoch=0, steps=None):
     return batches
 
 
-def test_same_examples_in_the_same_batches_as_tf_data(sample):
-    tfdata, device = feeds(sample, augment=False)
-    for host, on_device in zip(train_epoch(tfdata, steps=5), train_epoch(device, steps=5), strict=True):
-        assert on_device["image"].shape == host["image"].shape == (32, 32, 32, 1)
-        assert on_device["image"].dtype == host["image"].dtype == np.float32
-        np.testing.assert_array_equal(on_device["label"], host["label"])
-        np.testing.assert_allclose(on_device["image"], host["image"], atol=1e-5)
+def test_unaugmented_batches_are_the_epochs_examples_normalized(sample):
+    plain = feed(sample, augment=False)
+    order = epoch_permutation(len(sample.train), 0, 0)
+    for step, batch in enumerate(train_epoch(plain, steps=3)):
+        examples = order[step * 32 : (step + 1) * 32]
+        assert batch["image"].shape == (32, 32, 32, 1) and batch["image"].dtype == np.float32
+        np.testing.assert_array_equal(batch["label"], sample.train.labels[examples])
+        expected = (sample.train.images[examples] / 255.0 - plain.mean) / plain.std
+        np.testing.assert_allclose(batch["image"], expected, atol=1e-6)
 
 
-def test_augmented_batches_match_tf_data_in_distribution(sample):
-    tfdata, device = feeds(sample, augment=True)
-    host, on_device = train_epoch(tfdata, steps=20), train_epoch(device, steps=20)
-    host_pixels = np.concatenate([b["image"] for b in host])
-    device_pixels = np.concatenate([b["image"] for b in on_device])
-    assert device_pixels.mean() == pytest.approx(host_pixels.mean(), abs=0.03)
-    assert device_pixels.std() == pytest.approx(host_pixels.std(), abs=0.03)
-    host_labels = np.concatenate([b["label"] for b in host])
-    np.testing.assert_array_equal(np.concatenate([b["label"] for b in on_device]), host_labels)
+def test_a_resumed_epoch_gives_the_rest_of_its_batches(sample):
+    augmented = feed(sample, augment=True)
+    whole, rest = (
+        train_epoch(augmented, epoch=2, steps=6),
+        train_epoch(augmented, epoch=2, steps=4, start_step=2),
+    )
+    for a, b in zip(whole[2:], rest, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_batch_sizes_that_cannot_be_shared_or_exceed_the_data_are_refused(sample):
+    check_batch_size(16, process_count=2, local_device_count=4)
+    with pytest.raises(InputError, match="batch_size=12 cannot be shared by 2 process.*multiple of 8"):
+        check_batch_size(12, process_count=2, local_device_count=4)
+    with pytest.raises(InputError, match="batch_size=0"):
+        check_batch_size(0, process_count=1, local_device_count=1)
+    with pytest.raises(InputError, match="larger than the 3200 training examples"):
+        feed(sample, augment=False, batch_size=4096)
+
+
+def test_a_dataset_too_large_for_a_devices_memory_is_refused_naming_both_sizes(sample):
+    require_room(sample, lambda: None)  # a CPU says nothing of its memory: the host's is used
+    require_room(sample, lambda: {"bytes_limit": 10**9})
+    message = "the dataset takes 5 MB as uint8 and a device has 1 MB: it must fit in 50% of it"
+    with pytest.raises(InputError, match=message):
+        require_room(sample, lambda: {"bytes_limit": 10**6})
 
 
 def test_augmentation_changes_pixels_never_labels_and_is_seeded(sample):
-    _, plain = feeds(sample, augment=False)
-    _, augmented = feeds(sample, augment=True)
+    plain = feed(sample, augment=False)
+    augmented = feed(sample, augment=True)
     for a, p in zip(train_epoch(augmented, steps=3), train_epoch(plain, steps=3), strict=True):
         np.testing.assert_array_equal(a["label"], p["label"])
         assert not np.allclose(a["image"], p["image"])
-    again = train_epoch(feeds(sample, augment=True)[1], steps=3)
+    again = train_epoch(feed(sample, augment=True), steps=3)
     other_epoch = train_epoch(augmented, epoch=1, steps=3)
     np.testing.assert_array_equal(again[0]["image"], train_epoch(augmented, steps=1)[0]["image"])
     assert not np.array_equal(other_epoch[0]["image"], again[0]["image"])
 
 
 def test_an_epoch_visits_every_training_example_once(sample):
-    _, device = feeds(sample, augment=False)
+    device = feed(sample, augment=False)
     calls = list(device.train_calls(epoch=3, start_step=0, steps_per_call=7))  # 100 steps: 14 x 7 + 2
     assert [num_steps for _, num_steps in calls] == [7] * 14 + [2]
     assert all(inputs is calls[0][0] for inputs, _ in calls)  # sent to the devices once per epoch
@@ -97,17 +116,17 @@ def test_training_from_the_epoch_order_takes_the_steps_that_per_step_indices_too
     draws from the state's step. The loop before sent each step's example indices and draw keys:
     the parameters after 6 steps must be that loop's, scanned or unrolled. In float64, so that
     float32 rounding cannot flip a ReLU between the two compilations and hide a real difference."""
-    _, feed = feeds(sample, augment=True, batch_size=8)
+    the_feed = feed(sample, augment=True, batch_size=8)
     config = default_config(dataset="image_folder", model="resnet8")
     config.update(learning_rate=0.05, dtype="float64")
-    order = epoch_permutation(len(sample.train), feed.seed, 0)[:48].reshape(6, 8)
-    constants = feed.constants("train")
+    order = epoch_permutation(len(sample.train), the_feed.seed, 0)[:48].reshape(6, 8)
+    constants = the_feed.constants("train")
 
     def per_step_batch(step):
         draws = np.stack([np.zeros(8), np.full(8, step), np.arange(8)], axis=1).astype(np.int32)
-        keys = jax.vmap(lambda draw: example_key(feed.seed, draw))(draws)
+        keys = jax.vmap(lambda draw: example_key(the_feed.seed, draw))(draws)
         images = jax.vmap(pad_crop_flip)(constants["images"][order[step]], keys)
-        return {"image": feed.normalize(images), "label": constants["labels"][order[step]]}
+        return {"image": the_feed.normalize(images), "label": constants["labels"][order[step]]}
 
     with jax.enable_x64(True):
         optimizer, _ = make_optimizer(config, total_steps=100)
@@ -120,12 +139,12 @@ def test_training_from_the_epoch_order_takes_the_steps_that_per_step_indices_too
 
         for unroll in (True, False):
             train = jax.jit(
-                functools.partial(train_steps, graphdef, optimizer, feed.train_batch, unroll=unroll),
+                functools.partial(train_steps, graphdef, optimizer, the_feed.train_batch, unroll=unroll),
                 static_argnums=3,
             )
             state = start
             for inputs, num_steps in itertools.islice(
-                feed.train_calls(epoch=0, start_step=0, steps_per_call=3), 2
+                the_feed.train_calls(epoch=0, start_step=0, steps_per_call=3), 2
             ):
                 state = train(state, inputs, constants, num_steps)
             assert int(state.step) == 6
@@ -137,65 +156,64 @@ def test_training_from_the_epoch_order_takes_the_steps_that_per_step_indices_too
             )
 
 
-def test_evaluation_covers_every_example_exactly_once(sample):
-    _, device = feeds(sample, augment=False)
-    make_batch = jax.jit(device.eval_batch)
-    constants = device.constants("validation")
-    batches = [
-        jax.tree.map(np.asarray, make_batch(inputs, constants)) for inputs in device.eval_inputs("validation")
+def evaluation_batches(the_feed, split, epoch=0):
+    """The model's batches of ``split`` as the compiled evaluation step sees them (each member's)."""
+    make_batch = jax.jit(members.over_members(the_feed.eval_batch, the_feed.num_seeds, in_axes=(0, None)))
+    if not the_feed.member_eval_inputs(split):
+        make_batch = jax.jit(the_feed.eval_batch)
+    constants = the_feed.constants(split)
+    return [
+        jax.tree.map(np.asarray, make_batch(inputs, constants))
+        for inputs in the_feed.eval_inputs(split, epoch)
     ]
+
+
+def test_evaluation_covers_every_example_exactly_once_in_order_normalized(sample):
+    plain = feed(sample, augment=False)
+    batches = evaluation_batches(plain, "validation")
     assert [int(b["mask"].sum()) for b in batches] == [96] * 8 + [32]
     labels = np.concatenate([b["label"][b["mask"]] for b in batches])
     np.testing.assert_array_equal(labels, sample.validation.labels)
+    images = np.concatenate([b["image"][b["mask"]] for b in batches])
+    np.testing.assert_allclose(images, (sample.validation.images / 255.0 - plain.mean) / plain.std, atol=1e-6)
+
+
+def numpy_pad_crop_flip(image, offset, flip, pad_value):
+    padded = np.pad(image, ((PAD, PAD), (PAD, PAD), (0, 0)), constant_values=pad_value)
+    window = padded[offset[0] : offset[0] + image.shape[0], offset[1] : offset[1] + image.shape[1]]
+    return window[:, ::-1] if flip else window
 
 
 @pytest.mark.parametrize("pad_after_normalization", [False, True], ids=["black", "grey"])
-def test_augmented_validation_images_are_each_members_own_the_same_in_both_feeds(
+def test_augmented_validation_images_are_each_members_own_crops_of_its_seed_and_epoch(
     sample, pad_after_normalization
 ):
-    """The paper's validation images are cropped and flipped afresh every epoch: both feeds crop
-    them alike (the draws are a function of seed and epoch alone), each member its own way, member
-    k as the one-seed run of seed + k; the test images are never augmented."""
-    settings = dict(batch_size=32, eval_batch_size=96, seed=3, augment=True, augment_validation=True)
-    settings.update(pad_after_normalization=pad_after_normalization)
-    mesh = parallel.make_mesh(2)
-    tfdata = TfDataFeed(sample, mesh, num_seeds=2, **settings)
-    device = DeviceFeed(sample, mesh, num_seeds=2, **settings)
-    make_batch = jax.jit(members.over_members(device.eval_batch, 2, in_axes=(0, None)))
-
-    def validation_images(epoch):
-        host = [np.asarray(batch["image"]) for batch in tfdata.eval_inputs("validation", epoch)]
-        constants = device.constants("validation")
-        inputs = device.eval_inputs("validation", epoch)
-        on_device = [np.asarray(make_batch(batch, constants)["image"]) for batch in inputs]
-        return np.concatenate(host, axis=1), np.concatenate(on_device, axis=1)  # (members, images, ...)
-
-    host, on_device = validation_images(0)
-    np.testing.assert_allclose(on_device, host, atol=1e-6)
-    assert not np.allclose(host[0], host[1]) and not np.allclose(validation_images(1)[0], host)
-    alone = TfDataFeed(sample, parallel.make_mesh(), **{**settings, "seed": 4})
-    member = np.concatenate([np.asarray(b["image"]) for b in alone.eval_inputs("validation", 0)])
-    np.testing.assert_array_equal(member, host[1])
-    tests = np.concatenate([np.asarray(b["image"]) for b in tfdata.eval_inputs("test", 0)])
-    np.testing.assert_allclose(tests[: len(sample.test)], device.normalize(sample.test.images), atol=1e-6)
-
-
-def run_quickstart(pipeline, workdir):
-    from configs import quickstart
-    from flax_resnets.training.loop import train_and_evaluate
-
-    config = quickstart.get_config()
-    config.num_epochs = 3
-    config.input_pipeline = pipeline
-    return train_and_evaluate(config, workdir)
-
-
-@pytest.mark.slow
-def test_training_on_device_data_reaches_the_accuracy_of_tf_data(tmp_path):
-    on_device = run_quickstart("device", tmp_path / "device")
-    on_host = run_quickstart("tfdata", tmp_path / "tfdata")
-    assert on_device["test_accuracy"] > 0.65 and on_host["test_accuracy"] > 0.65
-    assert on_device["test_accuracy"] == pytest.approx(on_host["test_accuracy"], abs=0.08)
+    """The paper's validation images are cropped and flipped afresh every epoch, as drawn from the
+    seed and epoch alone, each member its own way (member k as the one-seed run of seed + k),
+    padded with black (before normalising) or with 0 (after); test images are never augmented."""
+    settings = dict(seed=3, augment_validation=True, pad_after_normalization=pad_after_normalization)
+    two = feed(sample, augment=True, num_seeds=2, **settings)
+    images = np.concatenate([b["image"] for b in evaluation_batches(two, "validation")], axis=1)
+    images = images[:, : len(sample.validation)]  # (members, images, ...)
+    normalized = (sample.validation.images / 255.0 - two.mean) / two.std
+    black = float(((0.0 - two.mean) / two.std)[0])  # one channel
+    for member, seed in enumerate((3, 4)):
+        offsets, flips = validation_draws(len(sample.validation), seed, 0)
+        for k in range(0, len(sample.validation), 97):
+            if pad_after_normalization:
+                expected = numpy_pad_crop_flip(normalized[k], offsets[k], flips[k], 0.0)
+            else:
+                expected = numpy_pad_crop_flip(normalized[k], offsets[k], flips[k], black)
+            np.testing.assert_allclose(images[member, k], expected, atol=1e-6)
+    later = np.concatenate([b["image"] for b in evaluation_batches(two, "validation", epoch=1)], axis=1)
+    assert not np.allclose(images[0], images[1]) and not np.allclose(
+        later[0, : len(sample.validation)], images[0]
+    )
+    alone = feed(sample, augment=True, **{**settings, "seed": 4})
+    member = np.concatenate([b["image"][b["mask"]] for b in evaluation_batches(alone, "validation")])
+    np.testing.assert_array_equal(member, images[1])
+    tests = np.concatenate([b["image"][b["mask"]] for b in evaluation_batches(alone, "test")])
+    np.testing.assert_allclose(tests, (sample.test.images / 255.0 - alone.mean) / alone.std, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +277,6 @@ def test_train_and_evaluate_without_tensorflow_from_an_exported_file(
     args = [
         "--config=configs/quickstart.py",
         f"--config.data_dir={exported_sample}",
-        "--config.input_pipeline=device",
         "--config.num_epochs=1",
         f"--workdir={tmp_path / 'run'}",
     ]
