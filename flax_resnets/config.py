@@ -173,8 +173,8 @@ def fields_table() -> list[str]:
 
 
 # How each Table 1 cell, as the paper's notebooks ran it, differs from ``default_config`` of its
-# dataset and model (RECIPE.md beside the paper: no weight decay for three CIFAR-100 cells; its
-# VGG19 is the BatchNorm variant, trained for 40 epochs).
+# dataset and model (docs/recipe.md: no weight decay for three CIFAR-100 cells; its VGG19 is the
+# BatchNorm variant, trained for 40 epochs).
 TABLE1_DATASETS = ("fashion_mnist", "cifar10", "cifar100")
 TABLE1_MODELS = ("alexnet", "vgg19", "resnet18", "resnet34", "resnet50")
 TABLE1_CELLS: dict[str, dict[str, Any]] = {

@@ -1,5 +1,6 @@
 """Every config file loads, passes validation and builds its model; Table 1's cells are the
-paper's notebooks' runs, each differing from the shared recipe only where RECIPE.md's table does."""
+paper's notebooks' runs, each differing from the shared recipe only where docs/recipe.md's table
+does."""
 
 import importlib.util
 from pathlib import Path
@@ -15,14 +16,14 @@ from flax_resnets.models import count_parameters, create_model
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
 # (input channels, classes) of each dataset as read; image folders: the quickstart's sample.
 DATASET_SHAPES = {"fashion_mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100), "image_folder": (1, 10)}
-# RECIPE.md's table of the 15 cells: (model as run, weight decay, epochs) where not (the cell's
+# docs/recipe.md's table of the 15 cells: (model as run, weight decay, epochs) where not (the cell's
 # model, 0.001, 20).
 AS_RUN = {
     "cifar100_alexnet": ("alexnet", 0.0, 20),
     "cifar100_vgg19": ("vgg19_bn", 0.0, 40),
     "cifar100_resnet18": ("resnet18", 0.0, 20),
 }
-# Parameters of each model as run, at the paper's classes (RECIPE.md).
+# Parameters of each model as run, at the paper's classes (docs/recipe.md).
 PAPER_PARAMETERS = {
     ("alexnet", 10): 56_826_698,
     ("vgg19", 10): 20_554_826,
@@ -82,7 +83,7 @@ def test_each_cell_is_the_shared_recipe_but_where_the_notebook_ran_it_otherwise(
     as_run = (config["model"], config["weight_decay"], config["num_epochs"])
     assert as_run == (model_as_run, weight_decay, epochs)
     assert differing <= {"model", "weight_decay", "num_epochs", "paper_cell"} and config["paper_cell"] == cell
-    # Common to every cell (RECIPE.md): the optimizer, schedule, data and selection.
+    # Common to every cell (docs/recipe.md): the optimizer, schedule, data and selection.
     assert (config["learning_rate"], config["momentum"], config["batch_size"]) == (0.001, 0.9, 16)
     assert (config["schedule"], config["cosine_period_epochs"]) == ("cosine_epochs", 50)
     assert (config["normalization"], config["validation_fraction"], config["augment_validation"]) == (

@@ -15,7 +15,7 @@ from flax_resnets.models import MODELS, RESIDUAL_TWINS, count_parameters, create
 from flax_resnets.models.layers import Dropout, Layers, adaptive_average_pool, dropout_mask
 
 # Parameter counts at 10 classes and 3 input channels: the paper's models exactly, as its code
-# printed them (RECIPE.md), He et al.'s (2016) to their printed digits.
+# printed them (docs/recipe.md), He et al.'s (2016) to their printed digits.
 EXPECTED_PARAMETERS = {
     "alexnet": (56_826_698, 0.0),
     "vgg19": (20_554_826, 0.0),

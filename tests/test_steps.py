@@ -24,7 +24,7 @@ def test_the_papers_schedule_is_torchs_cosine_annealing_over_50_epochs_stepped_o
         optimizer.step()
         annealing.step()
     assert [float(schedule(step)) for step in range(200)] == pytest.approx(expected, rel=1e-6)  # float32
-    # RECIPE.md: 1.0e-3 in epoch 1, 9.22e-4 in epoch 10, 6.84e-4 in epoch 20, never near 0.
+    # docs/recipe.md: 1.0e-3 in epoch 1, 9.22e-4 in epoch 10, 6.84e-4 in epoch 20, never near 0.
     epochs = [float(schedule(10 * (e - 1))) for e in (1, 10, 20)]
     assert epochs == pytest.approx([1e-3, 9.22e-4, 6.84e-4], rel=2e-3)
 

@@ -1,6 +1,6 @@
-"""The paper's models as PyTorch modules, written from its description of them (RECIPE.md beside
-the paper) and from nothing of this project: the file imports torch alone, so that it can be
-copied beside exported weights and used where JAX is not installed.
+"""The paper's models as PyTorch modules, written from its description of them (docs/recipe.md in
+the flax-resnets repository) and from nothing of this project: the file imports torch alone, so
+that it can be copied beside exported weights and used where JAX is not installed.
 
 ``build(architecture)`` makes one from a JSON-able description: ``{"family": "alexnet"}``,
 ``{"family": "vgg", "stages": [[64, 64], ...], "hidden_features": 512, "batch_norm": false}`` or

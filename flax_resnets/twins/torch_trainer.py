@@ -1,5 +1,5 @@
-"""An independent PyTorch trainer, written the way the paper's notebooks train (RECIPE.md beside
-the paper), for ``python -m flax_resnets parity --train``.
+"""An independent PyTorch trainer, written the way the paper's notebooks train (docs/recipe.md in
+the repository), for ``python -m flax_resnets parity --train``.
 
 It shares nothing with the project's data path or trainer: it reads the image folder with
 Pillow (greyscale images repeated into 3 channels where the recipe says so, then resized with
