@@ -82,3 +82,18 @@ def test_checkpoints_leave_no_hook_and_after_a_failure_quiet_only_orbax_noise(tm
         noise.failed = False
         noise.restore()
     assert (sys.excepthook, sys.unraisablehook) == hooks
+
+
+def test_every_kind_of_unretrieved_future_asyncio_logs_after_a_failed_write_is_quieted():
+    """A failed write leaves futures that asyncio reports as they are collected, under their class
+    names: each is quieted, and asyncio's other records are not."""
+    import logging
+
+    from flax_resnets.training.checkpoints import not_an_unretrieved_future
+
+    def record(message):
+        return logging.LogRecord("asyncio", logging.ERROR, "base_events.py", 1, message, None, None)
+
+    for kind in ("Future", "Task", "_GatheringFuture"):
+        assert not not_an_unretrieved_future(record(f"{kind} exception was never retrieved"))
+    assert not_an_unretrieved_future(record("Executing <Task> took 0.2 seconds"))

@@ -315,7 +315,8 @@ def not_an_orbax_error(record: logging.LogRecord) -> bool:
 
 
 def not_an_unretrieved_future(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith(("Future exception was never", "Task exception was never"))
+    """asyncio's "<Future, Task or _GatheringFuture> exception was never retrieved"."""
+    return "exception was never retrieved" not in record.getMessage()
 
 
 def pytree_restore(abstract: Any, *, partial: bool = False) -> ocp.args.PyTreeRestore:
