@@ -35,11 +35,12 @@ def feed(dataset, *, augment, batch_size=32, eval_batch_size=96, seed=0, **setti
 
 def train_epoch(feed, epoch=0, steps=None, start_step=0):
     """The model's batches of one epoch from ``start_step`` (its first ``steps``), as the compiled
-    step sees them."""
+    step sees them (of a one-member feed)."""
     make_batch = jax.jit(feed.train_batch)
     step = epoch * steps_per_epoch(len(feed.dataset.train), feed.batch_size) + start_step
     batches = []
-    for inputs, num_steps in feed.train_calls(epoch=epoch, start_step=start_step, steps_per_call=4):
+    for call_inputs, num_steps in feed.train_calls(epoch=epoch, start_step=start_step, steps_per_call=4):
+        (inputs,) = members.split(call_inputs, 1)
         for index in range(num_steps):
             batch = make_batch(CallStep(inputs, feed.constants("train"), index, jnp.int32(step)))
             batches.append(jax.tree.map(np.asarray, batch))
@@ -131,6 +132,7 @@ def test_training_from_the_epoch_order_takes_the_steps_that_per_step_indices_too
     with jax.enable_x64(True):
         optimizer, _ = make_optimizer(config, total_steps=100)
         graphdef, start = create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
+        (start,) = members.split(start, 1)
         start = jax.tree.map(lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, start)
         one_step = jax.jit(functools.partial(train_step, graphdef, optimizer))
         expected = start
@@ -146,7 +148,7 @@ def test_training_from_the_epoch_order_takes_the_steps_that_per_step_indices_too
             for inputs, num_steps in itertools.islice(
                 the_feed.train_calls(epoch=0, start_step=0, steps_per_call=3), 2
             ):
-                state = train(state, inputs, constants, num_steps)
+                state = train(state, *members.split(inputs, 1), constants, num_steps)
             assert int(state.step) == 6
             # Only the float32 images' rounding differs (normalized inside or outside the step).
             jax.tree.map(
@@ -159,7 +161,7 @@ def test_training_from_the_epoch_order_takes_the_steps_that_per_step_indices_too
 def evaluation_batches(the_feed, split, epoch=0):
     """The model's batches of ``split`` as the compiled evaluation step sees them (each member's)."""
     make_batch = jax.jit(members.over_members(the_feed.eval_batch, the_feed.num_seeds, in_axes=(0, None)))
-    if not the_feed.member_eval_inputs(split):
+    if not the_feed.augments(split):
         make_batch = jax.jit(the_feed.eval_batch)
     constants = the_feed.constants(split)
     return [

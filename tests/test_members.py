@@ -51,26 +51,26 @@ def test_member_k_starts_from_the_parameters_of_the_one_seed_run_of_seed_k():
     for k, member in enumerate(members.split(joined, 3)):
         alone = tiny_config(seed=5 + k)
         _, expected = create_train_state(alone, num_classes=10, input_channels=1, optimizer=optimizer)
-        jax.tree.map(np.testing.assert_array_equal, member, expected)
+        jax.tree.map(np.testing.assert_array_equal, member, *members.split(expected, 1))
     first, second = members.split(joined.params, 3)[:2]
     assert not np.array_equal(first["head"]["kernel"][...], second["head"]["kernel"][...])
 
 
 def test_member_k_sees_the_batches_of_the_one_seed_run_of_seed_k(sample):
-    mesh = parallel.make_mesh(3)
     settings = dict(batch_size=16, eval_batch_size=64, augment=True)
-    joined = Feed(sample, mesh, seed=2, num_seeds=3, **settings)
-    batch_of = lambda *call: joined.train_batch(CallStep(*call))  # noqa: E731
-    make_batch = jax.jit(members.over_members(batch_of, 3, in_axes=(0, None, None, None)))
-    inputs, num_steps = next(joined.train_calls(epoch=1, start_step=0, steps_per_call=2))
     step = jnp.int32(steps_per_epoch(len(sample.train), 16) + 1)  # epoch 1's second step
-    batches = members.split(jax.device_get(make_batch(inputs, joined.constants("train"), 1, step)), 3)
+
+    def member_batches(seed, num_seeds):
+        feed = Feed(sample, parallel.make_mesh(num_seeds), seed=seed, num_seeds=num_seeds, **settings)
+        batch_of = lambda *call: feed.train_batch(CallStep(*call))  # noqa: E731
+        make_batch = jax.jit(members.over_members(batch_of, num_seeds, in_axes=(0, None, None, None)))
+        inputs, num_steps = next(feed.train_calls(epoch=1, start_step=0, steps_per_call=2))
+        assert num_steps == 2
+        return members.split(jax.device_get(make_batch(inputs, feed.constants("train"), 1, step)), num_seeds)
+
+    batches = member_batches(2, 3)
     for k, batch in enumerate(batches):
-        alone = Feed(sample, parallel.make_mesh(), seed=2 + k, **settings)
-        alone_inputs, alone_steps = next(alone.train_calls(epoch=1, start_step=0, steps_per_call=2))
-        expected = jax.jit(alone.train_batch)(CallStep(alone_inputs, alone.constants("train"), 1, step))
-        assert num_steps == alone_steps == 2
-        jax.tree.map(np.testing.assert_array_equal, batch, jax.device_get(expected))
+        jax.tree.map(np.testing.assert_array_equal, batch, *member_batches(2 + k, 1))
     assert not np.array_equal(batches[0]["label"], batches[1]["label"])
 
 
@@ -103,7 +103,9 @@ def test_members_train_exactly_as_their_one_seed_runs(sample, unroll, model):
         for k in range(2):
             alone = trained(tiny_config(seed=7 + k, dtype="float64", model=model), 7 + k, 1)
             jax.tree.map(
-                lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12), together[k], alone
+                lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12),
+                together[k],
+                *members.split(alone, 1),
             )
     assert int(together[0].step) == 3
 
@@ -139,6 +141,23 @@ def test_each_member_keeps_its_own_best_checkpoint(tmp_path):
             checkpoints.wait()
         assert checkpoints.steps() == [1, 2, 4]  # each member's best, and the latest
         assert [checkpoints.best_step(history, member) for member in (0, 1)] == [1, 2]
+
+
+def test_a_one_seed_checkpoint_saved_without_the_member_axis_is_restored_with_it(tmp_path):
+    config = tiny_config()
+    optimizer, _ = make_optimizer(config, total_steps=10)
+    _, state = create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
+    (without_axis,) = members.split(state, 1)  # how a one-seed run was saved before the member axis
+    mesh = parallel.make_mesh()
+    with Checkpoints(tmp_path / "checkpoints") as checkpoints:
+        checkpoints.save(3, without_axis, [{"step": 3}])
+        checkpoints.wait()
+        restored, history = checkpoints.restore(3, parallel.abstract(state, mesh))
+        fields = checkpoints.restore_fields(3, parallel.abstract(state.model_state(), mesh))
+    jax.tree.map(np.testing.assert_array_equal, restored, state)
+    jax.tree.map(np.testing.assert_array_equal, fields, state.model_state())
+    assert history == [{"step": 3}]
+    assert {leaf.sharding for leaf in jax.tree.leaves(restored)} == {parallel.state_sharding(mesh)}
 
 
 # 24 images in batches of 8: 3 steps per epoch, 9 in all; a checkpoint after every step.
@@ -231,7 +250,7 @@ def one_step(mesh):
     state = jax.tree.map(lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, state)
     train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh, num_seeds=2)
     inputs, _ = next(feed.train_calls(epoch=0, start_step=0, steps_per_call=1))
-    return jax.device_get(train(parallel.place_state(state, mesh, 2), inputs, feed.constants("train"), 1))
+    return jax.device_get(train(parallel.place_state(state, mesh), inputs, feed.constants("train"), 1))
 
 mesh = parallel.make_mesh(2)
 assert mesh.devices.shape == (2, 2), mesh.devices.shape

@@ -73,7 +73,7 @@ def test_both_sides_pad_crops_black_or_with_zero_after_normalising(tmp_path, aft
     import jax
 
     from flax_resnets.data.feeds import CallStep, Feed
-    from flax_resnets.runtime import parallel
+    from flax_resnets.runtime import members, parallel
 
     root = write_image_folder(tmp_path / "images", size=(32, 32), train_per_class=40)
     for path in root.rglob("*.png"):
@@ -84,12 +84,13 @@ def test_both_sides_pad_crops_black_or_with_zero_after_normalising(tmp_path, aft
     settings = dict(batch_size=16, eval_batch_size=16, seed=0, augment=True, augment_validation=True)
     feed = Feed(dataset, parallel.make_mesh(), pad_after_normalization=after, **settings)
     train_batch, eval_batch = jax.jit(feed.train_batch), jax.jit(feed.eval_batch)
-    ours = [
-        np.asarray(train_batch(CallStep(inputs, feed.constants("train"), 0, step))["image"])
+    train_constants = feed.constants("train")
+    ours = [  # of the feed's one member
+        np.asarray(train_batch(CallStep(*members.split(inputs, 1), train_constants, 0, step))["image"])
         for step, (inputs, _) in enumerate(feed.train_calls(epoch=0, start_step=0, steps_per_call=1))
     ]
     ours += [
-        np.asarray(eval_batch(inputs, feed.constants("validation"))["image"])
+        np.asarray(eval_batch(*members.split(inputs, 1), feed.constants("validation"))["image"])
         for inputs in feed.eval_inputs("validation", epoch=0)
     ]
     training, held_out, *_ = torch_trainer.split(root, their_recipe(pad_after_normalization=after))

@@ -71,15 +71,14 @@ class FlaxBench:
             model, dtype, num_classes=10, input_channels=input_channels, mesh=mesh, num_seeds=num_seeds
         )
         rng = np.random.default_rng(0)
-        shape = (num_seeds, steps_per_call, batch_size) if num_seeds > 1 else (steps_per_call, batch_size)
+        shape = (num_seeds, steps_per_call, batch_size)
         images = rng.standard_normal((*shape, 32, 32, input_channels), np.float32)
         labels = rng.integers(0, 10, shape).astype(np.int32)
         self.inputs = parallel.global_batch(
-            {"image": images, "label": labels}, mesh, batch_axis=len(shape) - 1, members=num_seeds > 1
+            {"image": images, "label": labels}, mesh, batch_axis=2, members=True
         )
-        first = (0,) * (len(shape) - 1)
         self.eval_inputs = parallel.global_batch(
-            {"image": images[first], "label": labels[first], "mask": np.ones(batch_size, bool)}, mesh
+            {"image": images[0, 0], "label": labels[0, 0], "mask": np.ones(batch_size, bool)}, mesh
         )
         tuning = for_backend()
         train = steps.jit_train_steps(

@@ -42,7 +42,7 @@ def placed_train_state(
         optimizer=optimizer,
         tuning=for_backend(),
     )
-    return graphdef, optimizer, parallel.place_state(state, mesh, num_seeds)
+    return graphdef, optimizer, parallel.place_state(state, mesh)
 
 
 def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size: int) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def surface(workdir: Path, args: Any) -> dict[str, Any]:
         graphdef, abstract = steps.abstract_model_state(
             config, num_classes=dataset.num_classes, input_channels=dataset.channels, tuning=for_backend()
         )
-        saved = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh, config.num_seeds))
+        saved = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh))
         model_state = parallel.replicate(members.split(saved, config.num_seeds)[args.member], mesh)
     keys = jax.random.split(jax.random.key(args.seed))
     directions = tuple(landscape.filter_normalised_direction(model_state["params"], key) for key in keys)
@@ -176,4 +176,3 @@ def main(argv: list[str]) -> int:
     if args.figure == "degradation":
         return degradation(args)
     return landscapes(args)
-

@@ -58,7 +58,7 @@ from flax_resnets.models import named_arrays, require_models
 from flax_resnets.models.layers import dropout_mask
 from flax_resnets.models.vgg import DROPOUT_RATE
 from flax_resnets.runs.summary import format_table
-from flax_resnets.runtime import parallel
+from flax_resnets.runtime import members, parallel
 from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
 
@@ -170,6 +170,7 @@ def run_flax(
             optimizer=optimizer,
             tuning=tuning,
         )
+        (state,) = members.split(state, 1)
         start = {**named_arrays(state.params), **named_arrays(state.batch_stats)}
         if float64:
             state = jax.tree.map(lambda x: x.astype(np.float64) if x.dtype == np.float32 else x, state)
@@ -185,9 +186,12 @@ def run_flax(
         outcome["loss"] = cross_entropy(outcome["logits train"], labels[0])
         mesh = parallel.make_mesh()
         train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh, tuning=tuning)
-        inputs = parallel.global_batch({"image": images, "label": labels}, mesh, batch_axis=1)
+        inputs = parallel.global_batch(
+            {"image": images[None], "label": labels[None]}, mesh, batch_axis=2, members=True
+        )
         dropout_rng = np.asarray(state.dropout_rng)
-        state = train(parallel.replicate(state, mesh), inputs, {}, len(images))
+        trained = train(parallel.place_state(members.join([state]), mesh), inputs, {}, len(images))
+        (state,) = members.split(trained, 1)
         after = {**named_arrays(state.params), **named_arrays(state.batch_stats)}
         outcome.update(split_arrays(after, start))
         outcome["logits eval"] = logits(state, False)

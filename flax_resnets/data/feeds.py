@@ -11,8 +11,8 @@ TensorFlow (train from a file written by ``python -m flax_resnets data export``)
 
 Evaluation visits every example once, the last batch padded and masked; the paper's validation
 images are cropped and flipped as drawn by ``augment.validation_draws`` (seed and epoch alone).
-With ``num_seeds`` > 1 the training inputs have a leading member axis: member k's are those of a
-one-seed feed with seed ``seed + k`` (its own order and augmentation).
+The training inputs have a leading member axis: member k's are those of a one-member feed with
+seed ``seed + k`` (its own order and augmentation).
 
 The compiled step turns where a step stands (``CallStep``: the call's inputs, the constants, the
 step's index in the call, the run's step) into the model's batch (``Feed.train_batch``).
@@ -86,18 +86,15 @@ class Feed:
             for name, split in splits.items()
         }
         seeds = members.join([np.int32(seed) for seed in self.seeds()], xp=np)
-        self.member_seeds = parallel.place_state(seeds, self.mesh, self.num_seeds)
+        self.member_seeds = parallel.place_state(seeds, self.mesh)
 
     def seeds(self) -> list[int]:
         return members.member_seeds(self.seed, self.num_seeds)
 
     def augments(self, split: str) -> bool:
-        """Whether ``split``'s evaluation images are cropped and flipped."""
+        """Whether ``split``'s evaluation images are cropped and flipped (each member's own crops:
+        its inputs have a member axis)."""
         return split == "validation" and self.augment_validation
-
-    def member_eval_inputs(self, split: str) -> bool:
-        """Whether ``split``'s evaluation inputs have a member axis (each member's own crops)."""
-        return self.augments(split) and self.num_seeds > 1
 
     def train_calls(self, *, epoch: int, start_step: int, steps_per_call: int) -> Iterator[tuple[Any, int]]:
         """Per compiled call from ``start_step`` of ``epoch`` on: its inputs (the epoch's order and
@@ -117,8 +114,7 @@ class Feed:
             for seed in self.seeds()
         ]
         order = members.join(orders, xp=np)
-        on_members = self.num_seeds > 1
-        sharding = parallel.batch_sharded(self.mesh, batch_axis=1 + on_members, members=on_members)
+        sharding = parallel.batch_sharded(self.mesh, batch_axis=2, members=True)
         return jax.make_array_from_callback(order.shape, sharding, lambda index: order[index])
 
     def constants(self, split: str) -> dict[str, jax.Array]:
@@ -151,7 +147,7 @@ class Feed:
         draws = None
         if self.augments(split):
             draws = [validation_draws(num_examples, seed, epoch) for seed in self.seeds()]
-        on_members = self.member_eval_inputs(split)
+        on_members = self.augments(split)
         for batch_positions in positions:
             mask = batch_positions < num_examples
             index = np.where(mask, batch_positions, 0).astype(np.int32)

@@ -4,10 +4,8 @@ A run of S > 1 members holds every array of its training state with a leading me
 member k is the run with seed ``config.seed + k`` (its own initialisation, batch order,
 augmentation, BatchNorm statistics and best checkpoint), and the compiled steps are the one-seed
 steps under ``jax.vmap``. Where launches dominate (small batches on an accelerator), S members
-cost about what one does. With S = 1 there is no member axis at all: the arrays, the compiled
-steps and the checkpoints are those of a plain one-seed run.
-
-These helpers are the only place that knows the difference.
+cost about what one does. A one-seed run is a run of one member: its arrays have the member axis
+too (of size 1), so one code path serves one seed and many.
 """
 
 from __future__ import annotations
@@ -25,24 +23,18 @@ def member_seeds(seed: int, num_seeds: int) -> list[int]:
 
 
 def join(trees: Sequence[Any], xp: Any = jnp) -> Any:
-    """One tree of the members' trees: stacked on a new leading axis (by ``xp.stack``: ``numpy``
-    on the host), or the only one as it is."""
-    if len(trees) == 1:
-        return trees[0]
+    """One tree of the members' trees, stacked on a new leading axis (by ``xp.stack``: ``numpy``
+    on the host)."""
     return jax.tree.map(lambda *leaves: xp.stack(leaves), *trees)
 
 
 def join_shapes(tree: Any, num_seeds: int) -> Any:
     """``join`` of ``num_seeds`` trees shaped like ``tree``, as shapes (``jax.ShapeDtypeStruct``)."""
-    if num_seeds == 1:
-        return tree
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_seeds, *x.shape), x.dtype), tree)
 
 
 def split(tree: Any, num_seeds: int) -> list[Any]:
     """Each member's tree: ``join`` undone."""
-    if num_seeds == 1:
-        return [tree]
     return [jax.tree.map(lambda leaf, k=k: leaf[k], tree) for k in range(num_seeds)]
 
 
@@ -51,8 +43,6 @@ def over_members(function: Callable, num_seeds: int, in_axes: Any = 0, *, unroll
     an argument all members share): vectorized by ``jax.vmap``, or, with ``unroll``, called once per
     member inside the same program (XLA:CPU runs vmap's grouped convolutions slower than one
     convolution per member)."""
-    if num_seeds == 1:
-        return function
     if not unroll:
         return jax.vmap(function, in_axes=in_axes)
 

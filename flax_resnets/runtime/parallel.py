@@ -2,10 +2,9 @@
 
 The mesh has two axes, ``seed`` x ``data``. Batches are split along their batch axis over
 ``data`` (``P(..., 'data')``); a run's members (``config.num_seeds``, ``runtime.members``) are
-split over ``seed`` (``P('seed')`` on their leading axis), and a one-seed run's state is
-replicated (``P()``). The compiled step sees global arrays, so means over the batch, BatchNorm
-statistics included, are over each member's global batch: one code path for one CPU, eight GPUs
-or a multi-host TPU slice.
+split over ``seed`` (``P('seed')`` on their leading axis; a one-seed run has one member). The
+compiled step sees global arrays, so means over the batch, BatchNorm statistics included, are
+over each member's global batch: one code path for one CPU, eight GPUs or a multi-host TPU slice.
 
 How the axes share the devices (``mesh_shape``): the seed axis takes as many devices as divide
 both the members and one host's devices, the data axis the rest. Eight devices train 8 members
@@ -63,9 +62,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def state_sharding(mesh: Mesh, num_seeds: int = 1) -> NamedSharding:
-    """A training state's: members split over the seed axis; one member's replicated."""
-    return NamedSharding(mesh, P(SEED_AXIS) if num_seeds > 1 else P())
+def state_sharding(mesh: Mesh) -> NamedSharding:
+    """A training state's: its members (leading axis) split over the seed axis."""
+    return NamedSharding(mesh, P(SEED_AXIS))
 
 
 def batch_sharded(mesh: Mesh, batch_axis: int = 0, *, members: bool = False) -> NamedSharding:
@@ -79,8 +78,8 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, replicated(mesh))
 
 
-def place_state(tree: Any, mesh: Mesh, num_seeds: int = 1) -> Any:
-    return jax.device_put(tree, state_sharding(mesh, num_seeds))
+def place_state(tree: Any, mesh: Mesh) -> Any:
+    return jax.device_put(tree, state_sharding(mesh))
 
 
 def global_batch(
@@ -92,7 +91,7 @@ def global_batch(
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
 
 
-def abstract(tree: Any, mesh: Mesh, num_seeds: int = 1) -> Any:
+def abstract(tree: Any, mesh: Mesh) -> Any:
     """Shapes, dtypes and shardings of a state ``tree``: the target a checkpoint restores into."""
-    sharding = state_sharding(mesh, num_seeds)
+    sharding = state_sharding(mesh)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

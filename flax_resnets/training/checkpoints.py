@@ -150,21 +150,27 @@ class Checkpoints:
             )
         return step
 
-    def require_shapes(self, step: int, abstract_state: Any, *, partial: bool = False) -> None:
+    def require_shapes(self, step: int, abstract_state: Any, *, partial: bool = False) -> bool:
         """Refuse, as other data or another model (never as damage), a checkpoint whose arrays do
         not have the shapes ``abstract_state`` wants (``partial``: among others). Metadata that
-        cannot be read, or names no array, is damage: left for the restore to find."""
+        cannot be read, or names no array, is damage: left for the restore to find. True for a
+        one-seed run's checkpoint saved without the member axis (by earlier versions: restored with it)."""
         try:
             with only_logged_errors():  # orbax's notice that a step-level metadata file is elsewhere
                 item = ocp.PyTreeCheckpointer().metadata(self.directory / str(step) / "state")
             metadata = item.item_metadata
         except Exception:  # orbax raises many types for unreadable files
-            return
+            return False
         leaves = jax.tree.leaves(metadata)
         saved = collections.Counter(tuple(leaf.shape) for leaf in leaves if hasattr(leaf, "shape"))
         if not saved:
-            return
-        wanted = collections.Counter(tuple(leaf.shape) for leaf in jax.tree.leaves(abstract_state))
+            return False
+        wanted_shapes = [tuple(leaf.shape) for leaf in jax.tree.leaves(abstract_state)]
+        if all(shape[:1] == (1,) for shape in wanted_shapes):
+            one_member = collections.Counter(shape[1:] for shape in wanted_shapes)
+            if not one_member - saved and (partial or not saved - one_member):
+                return True
+        wanted = collections.Counter(wanted_shapes)
         missing, extra = wanted - saved, saved - wanted
         if missing or (extra and not partial):
             there = ", ".join(map(str, sorted(extra)[:3])) or "none"
@@ -174,6 +180,7 @@ class Checkpoints:
                 f"config and data make (arrays {there} there, {now} now): train or evaluate it with the "
                 "config and data it was made with, or use a new --workdir."
             )
+        return False
 
     def _restore(self, step: int, **items: Any) -> Any:
         self.require_step(step)
@@ -196,15 +203,19 @@ class Checkpoints:
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, list[dict]]:
         """The state (laid out like ``abstract_state``) and history saved at ``step``."""
-        self.require_shapes(step, abstract_state)
-        restored = self._restore(step, state=pytree_restore(abstract_state), history=ocp.args.JsonRestore())
-        return restored["state"], list(restored["history"])
+        legacy = self.require_shapes(step, abstract_state)
+        target = without_member_axis(abstract_state) if legacy else abstract_state
+        restored = self._restore(step, state=pytree_restore(target), history=ocp.args.JsonRestore())
+        state = with_member_axis(restored["state"], abstract_state) if legacy else restored["state"]
+        return state, list(restored["history"])
 
     def restore_fields(self, step: int, abstract_fields: dict[str, Any]) -> dict[str, Any]:
         """Only some fields of the saved state (e.g. the model's, to evaluate it), laid out like
         ``abstract_fields``: the optimizer state is never read."""
-        self.require_shapes(step, abstract_fields, partial=True)
-        return self._restore(step, state=pytree_restore(abstract_fields, partial=True))["state"]
+        legacy = self.require_shapes(step, abstract_fields, partial=True)
+        target = without_member_axis(abstract_fields) if legacy else abstract_fields
+        state = self._restore(step, state=pytree_restore(target, partial=True))["state"]
+        return with_member_axis(state, abstract_fields) if legacy else state
 
     def history(self, step: int) -> list[dict]:
         """The epoch records saved with the checkpoint at ``step``."""
@@ -324,6 +335,25 @@ def pytree_restore(abstract: Any, *, partial: bool = False) -> ocp.args.PyTreeRe
     ``partial``: only the fields ``abstract`` has."""
     restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
     return ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=partial)
+
+
+def without_member_axis(abstract: Any) -> Any:
+    """``abstract`` (of one member) without its member axis, replicated: what a one-seed run's
+    checkpoint of the format before the member axis holds."""
+
+    def one(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
+        sharding = x.sharding
+        if isinstance(sharding, jax.sharding.NamedSharding):
+            sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+        return jax.ShapeDtypeStruct(x.shape[1:], x.dtype, sharding=sharding)
+
+    return jax.tree.map(one, abstract)
+
+
+def with_member_axis(restored: Any, abstract: Any) -> Any:
+    """``without_member_axis``' arrays given back their member axis, laid out like ``abstract``."""
+    shardings = jax.tree.map(lambda x: x.sharding, abstract)
+    return jax.jit(lambda tree: jax.tree.map(lambda a: a[None], tree), out_shardings=shardings)(restored)
 
 
 def unused_path(path: Path) -> Path:

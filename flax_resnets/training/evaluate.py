@@ -36,7 +36,7 @@ def compile_eval_step(
     def evaluate_batch(model_state, inputs, constants):
         return steps.eval_step(graphdef, model_state, feed.eval_batch(inputs, constants), flip)
 
-    inputs_axis = 0 if feed.member_eval_inputs(split) else None
+    inputs_axis = 0 if feed.augments(split) else None
     return tuning.jit(
         members.over_members(
             evaluate_batch, feed.num_seeds, in_axes=(0, inputs_axis, None), unroll=tuning.unroll
@@ -124,7 +124,7 @@ def restore_members(
     """The model state of each member from its own checkpoint (each step read once), as one state."""
     num_seeds = len(member_steps)
     saved = {step: checkpoints.restore_fields(step, abstract_state) for step in sorted(set(member_steps))}
-    if num_seeds == 1:
+    if len(saved) == 1:  # every member's from one checkpoint
         return saved[member_steps[0]]
     chosen = [members.split(saved[step], num_seeds)[k] for k, step in enumerate(member_steps)]
     return jax.device_put(members.join(chosen), jax.tree.map(lambda x: x.sharding, abstract_state))
@@ -193,9 +193,7 @@ def evaluate_workdir(
         graphdef, abstract = steps.abstract_model_state(
             config, num_classes=dataset.num_classes, input_channels=dataset.channels, tuning=tuning
         )
-        model_state = restore_members(
-            checkpoints, member_steps, parallel.abstract(abstract, mesh, config.num_seeds)
-        )
+        model_state = restore_members(checkpoints, member_steps, parallel.abstract(abstract, mesh))
         eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip, tuning=tuning)
         report = test_report(member_steps, model_state, eval_fn, feed, config)
         mark_best(checkpoints, feed.seeds())

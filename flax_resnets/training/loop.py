@@ -150,7 +150,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
     )
     eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip, tuning=tuning)
     validation_fn = eval_fn
-    if feed.member_eval_inputs("validation"):  # each member's own crops of the validation images
+    if feed.augments("validation"):  # each member's own crops of the validation images
         validation_fn = compile_eval_step(
             graphdef, feed, mesh, flip=config.eval_flip, split="validation", tuning=tuning
         )
@@ -162,7 +162,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
         mesh=mesh,
         schedule=schedule,
         graphdef=graphdef,
-        initial_state=parallel.place_state(state, mesh, num_seeds),
+        initial_state=parallel.place_state(state, mesh),
         train_fn=train_fn,
         train_data=feed.constants("train"),
         eval_fn=eval_fn,
@@ -177,7 +177,7 @@ def resume(
 ) -> tuple[steps.TrainState, list[dict]]:
     """The state and epoch records to go on from: the latest readable checkpoint's, or the start's."""
     config = program.config
-    abstract = parallel.abstract(program.initial_state, program.mesh, config.num_seeds)
+    abstract = parallel.abstract(program.initial_state, program.mesh)
     restored = checkpoints.restore_latest_readable(abstract)
     if restored is None:
         return program.initial_state, []
@@ -215,7 +215,9 @@ def train(
                 "learning_rate": float(program.schedule(step - 1)),  # the epoch's last step's
                 "seconds": time.perf_counter() - started,
                 # Summed over the members: what the device did.
-                "images_per_second": (program.epoch_steps - first_step) * config.batch_size * config.num_seeds
+                "images_per_second": (program.epoch_steps - first_step)
+                * config.batch_size
+                * config.num_seeds
                 / train_seconds,
                 "seeds": seeds,
             }
@@ -244,7 +246,7 @@ def train_epoch(
     the run's step after it."""
     config, num_seeds = program.config, program.config.num_seeds
     if first_step == 0:
-        zero = parallel.place_state(steps.zero_epoch_sums(num_seeds), program.mesh, num_seeds)
+        zero = parallel.place_state(steps.zero_epoch_sums(num_seeds), program.mesh)
         state = state.replace(epoch_sums=zero)
     step = epoch * program.epoch_steps + first_step
     calls = program.feed.train_calls(epoch=epoch, start_step=first_step, steps_per_call=config.steps_per_call)
@@ -311,7 +313,7 @@ def test(
     checkpoints.wait()
     mark_best(checkpoints, program.feed.seeds())
     best = choose_steps(checkpoints, "best", config.num_seeds)
-    abstract_model = parallel.abstract(state.model_state(), program.mesh, config.num_seeds)
+    abstract_model = parallel.abstract(state.model_state(), program.mesh)
     model_state = restore_members(checkpoints, best, abstract_model)
     result = test_report(best, model_state, program.eval_fn, program.feed, config)
     if jax.process_index() == 0:

@@ -105,8 +105,9 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> tuple
     return optimizer, schedule
 
 
-def zero_epoch_sums(num_seeds: int = 1) -> dict[str, jax.Array]:
-    return members.join([{name: jnp.zeros((), jnp.float32) for name in EPOCH_SUMS}] * num_seeds)
+def zero_epoch_sums(num_seeds: int) -> dict[str, jax.Array]:
+    """Every member's epoch sums at an epoch's start."""
+    return {name: jnp.zeros((num_seeds,), jnp.float32) for name in EPOCH_SUMS}
 
 
 def config_model(
@@ -164,11 +165,11 @@ def create_train_state(
                 params=params,
                 batch_stats=batch_stats,
                 opt_state=optimizer.init(params),
-                epoch_sums=zero_epoch_sums(),
+                epoch_sums={},  # every member's, below
                 dropout_rng=jax.random.key_data(jax.random.fold_in(jax.random.key(seed), DROPOUT_STREAM)),
             )
         )
-    return graphdef, members.join(states)
+    return graphdef, members.join(states).replace(epoch_sums=zero_epoch_sums(config.num_seeds))
 
 
 def dropout_key(dropout_rng: jax.Array, step: jax.Array) -> jax.Array:
@@ -277,7 +278,7 @@ def jit_train_steps(
     return tuning.jit(
         every_member,
         static_argnums=3,
-        out_shardings=parallel.state_sharding(mesh, num_seeds),
+        out_shardings=parallel.state_sharding(mesh),
         donate_argnums=0,
     )
 
