@@ -4,19 +4,11 @@ python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18
 python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18 --mode=eval
 """
 
-import os
-import signal
 import sys
 
+from flax_resnets import interrupts
 
-def interrupted_while_loading(number: int, frame: object) -> None:
-    """Ctrl-C before the command has installed its own handler: out at once, as it does."""
-    os.write(sys.stderr.fileno(), b"Interrupted.\n")
-    os._exit(130)
-
-
-if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # started in the background: left ignored
-    signal.signal(signal.SIGINT, interrupted_while_loading)
+interrupts.install()  # before the libraries load: Ctrl-C while they do is one line too
 
 try:
     from flax_resnets.commands import train

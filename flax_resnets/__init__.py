@@ -5,10 +5,6 @@
 
 from typing import Any
 
-from flax_resnets.runtime.compat import require_working_flax
-
-require_working_flax()
-
 
 def __getattr__(name: str) -> Any:
     """``load_run`` and ``TrainedModel``, imported when first asked for (not by every command)."""

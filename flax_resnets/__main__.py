@@ -21,7 +21,9 @@ from __future__ import annotations
 import importlib
 import sys
 
+from flax_resnets import interrupts
 from flax_resnets.cli import refuse, run_command
+from flax_resnets.runtime.compat import IncompatibleVersionsError
 
 COMMANDS = (
     *("train", "table1", "sweep", "benchmark", "parity", "reports"),
@@ -39,9 +41,13 @@ def main(argv: list[str]) -> int:
     name, *rest = argv
     if name not in COMMANDS:
         refuse(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}.")
-    command = importlib.import_module(f"flax_resnets.commands.{name}")
+    try:
+        command = importlib.import_module(f"flax_resnets.commands.{name}")
+    except IncompatibleVersionsError as error:
+        refuse(str(error))
     return run_command(command.main, rest)
 
 
 if __name__ == "__main__":
+    interrupts.install()  # before the command's libraries load
     sys.exit(main(sys.argv[1:]))

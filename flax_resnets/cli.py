@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib.util
-import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,11 +25,8 @@ from typing import Any, NoReturn
 from absl import flags
 
 from flax_resnets.errors import InputError
-from flax_resnets.files import exit_when_files_are_whole
 
 EXIT_REFUSED = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
-INTERRUPTED = "Interrupted: files already written are whole; run the same command to resume or evaluate."
 
 
 def refuse(message: str) -> NoReturn:
@@ -46,6 +41,14 @@ class CommandParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         refuse(f"{message}; see {self.prog} --help.")
+
+
+def user_path(text: str) -> Path:
+    """argparse type of every path flag: the path as a user typed it, ``~`` expanded (a shell leaves
+    it alone after ``=``); an empty value (an unset variable's) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty value (an unset variable?)")
+    return Path(text).expanduser()
 
 
 def positive_int(text: str) -> int:
@@ -81,29 +84,8 @@ def command_parser(name: str, doc: str) -> CommandParser:
     )
 
 
-def exit_at_once_on_ctrl_c() -> None:
-    """Ctrl-C ends a command at once, once the file being written (if any) is whole: one line, exit
-    status 130. Python's default, a KeyboardInterrupt raised wherever the main thread is, can land
-    in a garbage-collection callback (which swallows it), in a native library's import (an
-    ImportError) or in native teardown (a crash). A training loop answers its first Ctrl-C by
-    saving a checkpoint (``training.signals``); checkpoints survive a kill in any case. A process
-    started with Ctrl-C ignored (in the background) keeps ignoring it."""
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, lambda number, frame: exit_when_files_are_whole(exit_interrupted))
-
-
-def exit_interrupted() -> NoReturn:
-    try:
-        sys.stdout.flush()
-    except RuntimeError:  # the signal came in the middle of a print: its line is lost, not the rest
-        pass
-    os.write(sys.stderr.fileno(), f"{INTERRUPTED}\n".encode())
-    os._exit(EXIT_INTERRUPTED)
-
-
 def run_command(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
     """Run a command's ``main(argv)``; bad input found on the way is refused in one line."""
-    exit_at_once_on_ctrl_c()
     try:
         return main(argv) or 0
     except InputError as error:
@@ -237,7 +219,11 @@ def main_flags_parser(argv: list[str]) -> list[str]:
     elif any(arg.startswith("--config.") for arg in argv[1:]):
         refuse("--config.FIELD flags change a config file: add one, e.g. --config=configs/quickstart.py.")
     try:
-        return flags.FLAGS(argv)
+        remaining = flags.FLAGS(argv)
+        flags.FLAGS.workdir = str(user_path(flags.FLAGS.workdir))
+        return remaining
+    except argparse.ArgumentTypeError as error:
+        refuse(f"--workdir: {error}: pass the folder for the run, e.g. runs/qs.")
     except flags.IllegalFlagValueError as error:
         message = first_line(error)
         if "--workdir" in message:

@@ -1,7 +1,10 @@
-"""The one exception type for bad user input (its message names the problem and the fix), and
-the one way to warn of something worked around."""
+"""The one exception type for bad user input (its message names the problem and the fix), the
+one way to warn of something worked around, and the libraries' notices kept off the console."""
 
+import contextlib
+import logging
 import sys
+from collections.abc import Iterator
 
 
 class InputError(ValueError):
@@ -11,3 +14,14 @@ class InputError(ValueError):
 def warn(message: str) -> None:
     """One ``warning:`` line on stderr: something was worked around, the run goes on."""
     print(f"warning: {message}.", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def only_logged_errors() -> Iterator[None]:
+    """Inside, log records below ERROR are dropped (TFDS's and orbax's notices are not the user's
+    problem)."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)

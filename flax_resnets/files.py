@@ -14,9 +14,10 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 from flax_resnets.errors import InputError
+from flax_resnets.interrupts import writing
 
 
 def default_file_mode() -> int:
@@ -26,31 +27,10 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-class WritesInProgress:
-    """How many files are being written now, and an exit waiting for them to be whole."""
-
-    count = 0
-    exit_when_whole: Callable[[], NoReturn] | None = None
-
-
-def exit_when_files_are_whole(exit_now: Callable[[], NoReturn]) -> None:
-    """``exit_now()`` at once, or, while a file is being written, as soon as it is whole: for a
-    signal handler that ends the process without Python's teardown (``os._exit``)."""
-    if WritesInProgress.count:
-        WritesInProgress.exit_when_whole = exit_now
-    else:
-        exit_now()
-
-
 def atomic_write(path: Path, write: Callable[[IO], None], *, binary: bool = False) -> None:
     """Call ``write(file)`` on a temporary file, then move it to ``path`` in one step."""
-    WritesInProgress.count += 1
-    try:
+    with writing():  # Ctrl-C meanwhile waits until the file is whole
         _atomic_write(Path(path), write, binary=binary)
-    finally:
-        WritesInProgress.count -= 1
-    if WritesInProgress.count == 0 and WritesInProgress.exit_when_whole is not None:
-        WritesInProgress.exit_when_whole()
 
 
 def _atomic_write(path: Path, write: Callable[[IO], None], *, binary: bool) -> None:

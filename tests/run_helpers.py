@@ -1,5 +1,6 @@
 """Running main.py as a user does, and reading back what a run left behind."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import jax
 import numpy as np
@@ -85,14 +87,27 @@ TINY = [  # a ResNet-8 trained for a few steps: the whole product path in second
 ]
 
 
+@contextlib.contextmanager
+def mock_tfds(num_examples):
+    """``tfds.testing.mock_data``, its datasets also reported prepared (the mock reads them, and
+    leaves ``is_prepared``, which the product asks first, to say False)."""
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=num_examples), mock.patch.object(
+        tfds.core.DatasetBuilder, "is_prepared", return_value=True
+    ):
+        yield
+
+
 def main_command(args, *, mock_examples=None):
-    """``python main.py ARGS``, optionally inside ``tfds.testing.mock_data``."""
+    """``python main.py ARGS``, optionally inside ``mock_tfds``."""
     if mock_examples is None:
         return [sys.executable, "main.py", *args]
     code = (
-        "import runpy, sys\nimport tensorflow_datasets as tfds\n"
+        f"import runpy, sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from run_helpers import mock_tfds\n"
         "sys.argv = ['main.py', *sys.argv[1:]]\n"
-        f"with tfds.testing.mock_data(num_examples={mock_examples}):\n"
+        f"with mock_tfds({mock_examples}):\n"
         "    runpy.run_path('main.py', run_name='__main__')\n"
     )
     return [sys.executable, "-c", code, *args]

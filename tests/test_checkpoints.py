@@ -1,5 +1,6 @@
 """Checkpoints: what a save holds, and what an unreadable one does to a resume or an evaluation."""
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -22,6 +23,22 @@ def test_a_missing_step_is_refused_with_the_saved_ones(tmp_path):
         checkpoints.wait()
         with pytest.raises(InputError, match="no checkpoint at step 4 .*saved steps: 3"):
             checkpoints.history(4)
+
+
+def test_a_step_removed_after_it_was_chosen_is_gone_not_damaged(tmp_path):
+    """A training removes old checkpoints as it goes on: an evaluation that chose one before is told
+    it is gone, not advised to move a damaged folder (there is none)."""
+    import shutil
+
+    with Checkpoints(tmp_path / "checkpoints") as training:
+        for step in (1, 2):
+            training.save(step, {"x": jnp.ones(3)}, [])
+        training.wait()
+    with Checkpoints(tmp_path / "checkpoints", read_only=True) as evaluation:
+        assert evaluation.steps() == [1, 2]  # chosen from here
+        shutil.rmtree(tmp_path / "checkpoints" / "1")  # the training rotates it away
+        with pytest.raises(InputError, match="step 1 .* is gone: the run that trained there removed it"):
+            evaluation.restore_fields(1, {"x": jax.ShapeDtypeStruct((3,), jnp.float32)})
 
 
 def test_damaged_folders_never_overwrite_each_other(tmp_path):

@@ -91,6 +91,10 @@ BAD_ARGUMENTS = [
         "needs plain and residual",
     ),
     (["figures", "landscape", "--workdir=/nonexistent/run", "--out=/tmp/never"], "holds no run"),
+    # An unset variable's empty value, refused as such by every path flag.
+    (["export", "--workdir=", "--out=m.pt"], "--workdir: expected a path, got an empty value"),
+    (["data", "export", "--dataset=image_folder", "--out="], "--out: expected a path, got an empty value"),
+    (["reports", ""], "expected a path, got an empty value"),
 ]
 
 
@@ -112,23 +116,30 @@ def test_main_answers_help_with_every_flag_a_user_types(program):
         assert f"\n  {flag}" in result.stdout, flag
 
 
-def test_an_exit_asked_for_while_a_file_is_written_waits_until_the_file_is_whole(tmp_path):
-    """Ctrl-C's handler ends the process without Python's teardown: never between a file's write
-    and its rename."""
-    from flax_resnets.files import WritesInProgress, atomic_write, exit_when_files_are_whole
+def test_a_path_typed_with_a_tilde_is_the_home_folders_and_is_printed_whole(tmp_path, monkeypatch, capsys):
+    """A shell leaves ``~`` alone after ``=``: ``--out=~/x.npz`` must not write ``./~/x.npz``."""
+    from conftest import write_image_folder
 
-    exits = []
-    path = tmp_path / "eval.json"
+    from flax_resnets.commands import data
 
-    def write(file):
-        exit_when_files_are_whole(lambda: exits.append(sorted(p.name for p in tmp_path.iterdir())))
-        assert exits == []
-        file.write("{}")
+    images = write_image_folder(tmp_path / "images", classes=2, train_per_class=2)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert data.main(["export", "--dataset=image_folder", f"--data_dir={images}", "--out=~/x.npz"]) == 0
+    assert (tmp_path / "home" / "x.npz").is_file() and not (tmp_path / "~").exists()
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'home' / 'x.npz'}: image_folder")
 
-    try:
-        atomic_write(path, write)
-    finally:
-        WritesInProgress.exit_when_whole = None
-    assert exits == [["eval.json"]]
-    exit_when_files_are_whole(lambda: exits.append("at once"))
-    assert exits[-1] == "at once"
+
+def test_main_refuses_an_empty_workdir_instead_of_training_in_the_current_folder(tmp_path):
+    config = REPO / "configs" / "quickstart.py"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), f"--config={config}", "--workdir="],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: --workdir: expected a path, got an empty value (an unset variable?): pass the folder for the "
+        "run, e.g. runs/qs."
+    ]
+    assert list(tmp_path.iterdir()) == []

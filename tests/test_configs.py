@@ -1,6 +1,6 @@
 """Every config file loads, passes validation and builds its model; Table 1's cells are the
 paper's notebooks' runs, each differing from the shared recipe only where docs/recipe.md's table
-does."""
+(read here) does."""
 
 import importlib.util
 from pathlib import Path
@@ -10,19 +10,34 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from flax_resnets.config import cell_config, default_config, validate_config
+from flax_resnets.checks import validate_config
+from flax_resnets.config import cell_config, default_config
 from flax_resnets.models import count_parameters, create_model
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
 # (input channels, classes) of each dataset as read; image folders: the quickstart's sample.
 DATASET_SHAPES = {"fashion_mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100), "image_folder": (1, 10)}
-# docs/recipe.md's table of the 15 cells: (model as run, weight decay, epochs) where not (the cell's
-# model, 0.001, 20).
-AS_RUN = {
-    "cifar100_alexnet": ("alexnet", 0.0, 20),
-    "cifar100_vgg19": ("vgg19_bn", 0.0, 40),
-    "cifar100_resnet18": ("resnet18", 0.0, 20),
-}
+RECIPE = Path(__file__).resolve().parents[1] / "docs" / "recipe.md"
+DATASET_NAMES = {"Fashion-MNIST": "fashion_mnist", "CIFAR-10": "cifar10", "CIFAR-100": "cifar100"}
+MODEL_NAMES = {"VGG19 without BN": "vgg19", "VGG19 with BN": "vgg19_bn"}  # the rest: lower case
+
+
+def recipe_cells():
+    """docs/recipe.md's table of the 15 cells: cell -> (model as run, weight decay, epochs)."""
+    lines = RECIPE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| cell | model as run |"))
+    cells = {}
+    for line in lines[start + 2 : start + 17]:
+        cell, model, weight_decay, epochs = [c.strip().strip("*") for c in line.strip("|").split("|")][:4]
+        dataset, _, name = cell.rpartition(" ")
+        cells[f"{DATASET_NAMES[dataset]}_{name.lower()}"] = (
+            MODEL_NAMES.get(model, model.lower()),
+            float(weight_decay),
+            int(epochs),
+        )
+    return cells
+
+
 # Parameters of each model as run, at the paper's classes (docs/recipe.md).
 PAPER_PARAMETERS = {
     ("alexnet", 10): 56_826_698,
@@ -69,7 +84,7 @@ CELLS = sorted(p.stem for p in CONFIGS if p.stem not in ("default", "quickstart"
 def test_table_one_has_a_config_per_cell():
     datasets = ("fashion_mnist", "cifar10", "cifar100")
     models = ("alexnet", "vgg19", "resnet18", "resnet34", "resnet50")
-    assert set(CELLS) == {f"{d}_{m}" for d in datasets for m in models}
+    assert set(CELLS) == {f"{d}_{m}" for d in datasets for m in models} == set(recipe_cells())
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -79,9 +94,8 @@ def test_each_cell_is_the_shared_recipe_but_where_the_notebook_ran_it_otherwise(
     dataset, _, model = cell.rpartition("_")
     shared = default_config(dataset=dataset, model=model).to_dict()
     differing = {field for field in shared if config[field] != shared[field]}
-    model_as_run, weight_decay, epochs = AS_RUN.get(cell, (model, 0.001, 20))
     as_run = (config["model"], config["weight_decay"], config["num_epochs"])
-    assert as_run == (model_as_run, weight_decay, epochs)
+    assert as_run == recipe_cells()[cell]
     assert differing <= {"model", "weight_decay", "num_epochs", "paper_cell"} and config["paper_cell"] == cell
     # Common to every cell (docs/recipe.md): the optimizer, schedule, data and selection.
     assert (config["learning_rate"], config["momentum"], config["batch_size"]) == (0.001, 0.9, 16)
@@ -128,3 +142,21 @@ def test_the_config_command_shows_a_files_fields_with_overrides_marked_and_refus
     assert rows["seed"][0] == "0" and rows["seed"][1:3] == ["initialization,", "shuffling,"]
     with pytest.raises(InputError, match="the config has no field 'num_seed'"):
         config_command.main([quickstart, "--config.num_seed=3"])
+
+
+def test_a_config_file_reads_no_data_module_model_or_tensorflow():
+    """Config files import the recipe alone: loading one (e.g. to list its fields) costs no
+    dataset reader, no model zoo and no TensorFlow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, runpy\n"
+        "runpy.run_path('configs/cifar10_resnet18.py')['get_config']()\n"
+        "heavy = ('flax_resnets.data', 'flax_resnets.models', 'tensorflow')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=CONFIGS[0].parents[1], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -7,6 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 from conftest import write_image_folder
 from PIL import Image
+from run_helpers import mock_tfds
 
 from flax_resnets.data import sources
 from flax_resnets.data.sources import load_dataset
@@ -17,7 +18,7 @@ from flax_resnets.errors import InputError
     "name, channels, classes", [("fashion_mnist", 1, 10), ("cifar10", 3, 10), ("cifar100", 3, 100)]
 )
 def test_tfds_datasets_read_resized_uint8_arrays_with_their_info(name, channels, classes):
-    with tfds.testing.mock_data(num_examples=20):
+    with mock_tfds(20):
         dataset = load_dataset(name, download=False, validation_fraction=0.25)
     assert dataset.num_classes == classes and dataset.channels == channels
     assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (15, 5, 20)
@@ -30,7 +31,7 @@ def test_tfds_datasets_read_resized_uint8_arrays_with_their_info(name, channels,
 def test_tfds_validation_is_a_seeded_random_subset_of_the_training_split():
     """As the paper's code cut it (and the PyTorch trainer of ``parity --train`` does): a permutation
     seeded by split_seed, its last 20% held out; not the split's tail."""
-    with tfds.testing.mock_data(num_examples=20):
+    with mock_tfds(20):
         source = sources.read_tfds("cifar10", data_dir=None, download=False)["train"]
         split = load_dataset("cifar10", download=False, validation_fraction=0.2)
         other = load_dataset("cifar10", download=False, validation_fraction=0.2, split_seed=1)
@@ -133,9 +134,21 @@ def test_unprepared_tfds_dataset_without_download_says_how_to_provide_it(tmp_pat
 
 
 def test_unreachable_download_host_fails_at_once_with_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setitem(sources.DOWNLOAD_HOSTS, "cifar10", "no-such-host.invalid")  # never resolves
-    with pytest.raises(InputError, match="cannot be reached.*image_folder"):
+    # A name that never resolves.
+    monkeypatch.setitem(sources.DOWNLOAD_URLS, "cifar10", "https://no-such-host.invalid/c.tar.gz")
+    with pytest.raises(InputError, match="no-such-host.invalid cannot be reached.*image_folder"):
         load_dataset("cifar10", data_dir=str(tmp_path), download=True)
+
+
+@pytest.mark.parametrize("name", sorted(sources.DOWNLOAD_URLS))
+def test_the_reachability_check_asks_the_host_and_scheme_the_installed_tfds_downloads_from(name):
+    """The table is ours; the URLs are TFDS's builders' (a URL a builder no longer names would make
+    the check ask the wrong host or port)."""
+    import inspect
+
+    source = inspect.getsource(type(tfds.builder(name)))
+    url = sources.DOWNLOAD_URLS[name]
+    assert url in source or url.rstrip("/") in source
 
 
 @pytest.mark.slow
@@ -147,3 +160,12 @@ def test_real_fashion_mnist_splits_and_statistics(real_fashion_mnist):
     # Xiao et al.'s figures for the 28x28 originals; resizing to 32x32 smooths the spread a little.
     assert dataset.mean[0] == pytest.approx(0.2860406, abs=0.005)
     assert dataset.std[0] == pytest.approx(0.3530242, abs=0.02)
+
+
+def test_a_data_dir_is_read_as_typed_with_its_tilde_and_an_empty_one_is_refused(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "images", classes=2, train_per_class=5)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    dataset = load_dataset("image_folder", data_dir="~/images", validation_fraction=0.0)
+    assert len(dataset.train) == 10
+    with pytest.raises(InputError, match="data_dir is empty"):
+        load_dataset("image_folder", data_dir="")

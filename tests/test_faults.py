@@ -4,6 +4,7 @@ Each interrupted run is resumed by the same command and must end with the parame
 and test report of a run that was never interrupted, bit for bit.
 """
 
+import json
 import shutil
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from run_helpers import (
     tree_fingerprint,
 )
 
-from flax_resnets.cli import INTERRUPTED
+from flax_resnets.interrupts import INTERRUPTED
 from flax_resnets.runs.metrics import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -135,6 +136,42 @@ def test_ctrl_c_while_evaluating_is_one_line_and_changes_nothing(tmp_path, compi
         "Interrupted: files already written are whole; run the same command to resume or evaluate."
     ]
     assert tree_fingerprint(workdir) == before
+
+
+HOLD_THE_LOCK = """
+import fcntl, sys, time
+with open(sys.argv[1], "a+") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    lock.write("4242\\n")
+    lock.flush()
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_an_evaluation_beside_a_live_training_never_writes_the_trainings_eval_json(
+    tmp_path, compile_cache, uninterrupted
+):
+    """The training writes eval.json when it ends; an evaluation that finished after it once
+    replaced it with an earlier step's."""
+    _, reference = uninterrupted
+    workdir = shutil.copytree(reference, tmp_path / "run")
+    before = (workdir / "eval.json").read_bytes()
+    training = subprocess.Popen(  # holds the workdir's lock as a training does
+        [sys.executable, "-c", HOLD_THE_LOCK, str(workdir / ".lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert training.stdout.readline() == "held\n"
+        evaluated = run_main([f"--workdir={workdir}", "--mode=eval"], compile_cache)
+    finally:
+        training.kill()
+        training.wait()
+    assert (workdir / "eval.json").read_bytes() == before
+    step = json.loads(before)["checkpoint_step"]
+    assert json.loads((workdir / f"eval_step{step}.json").read_text())["test_accuracy"] == json.loads(before)[
+        "test_accuracy"
+    ]
+    assert "a run is training in" in evaluated.stderr and "(pid 4242)" in evaluated.stderr
 
 
 # main.py with Ctrl-C raising as in a terminal, even where the tests were started with it ignored.

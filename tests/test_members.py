@@ -130,7 +130,9 @@ def test_the_batch_must_split_over_the_data_axis_only():
 
 
 def test_each_member_keeps_its_own_best_checkpoint(tmp_path):
-    accuracies = {1: [0.9, 0.1], 2: [0.2, 0.8], 3: [0.3, 0.3], 4: [0.4, 0.4]}
+    """Orbax's policy keeps, and ``best_step`` names, each member's best: the earliest of ties (step 3
+    ties both members' bests; a policy that kept the latest of ties would keep 3 and lose 1 and 2)."""
+    accuracies = {1: [0.9, 0.1], 2: [0.2, 0.8], 3: [0.9, 0.8], 4: [0.4, 0.4]}
     history = [
         {"step": step, "val_accuracy": sum(values) / 2, "seeds": [{"val_accuracy": a} for a in values]}
         for step, values in accuracies.items()

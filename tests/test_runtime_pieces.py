@@ -1,6 +1,5 @@
-"""Small modules tested directly: the training loop's stop signals and a run's provenance."""
+"""Small modules tested directly: a run's provenance."""
 
-import signal
 import subprocess
 from pathlib import Path
 
@@ -8,36 +7,6 @@ import ml_collections
 import pytest
 
 from flax_resnets.runs import provenance
-from flax_resnets.training.signals import StopSignals
-
-
-def test_a_first_signal_is_a_request_a_second_goes_to_the_handler_it_replaced(capsys):
-    seen = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: seen.append(number))
-    try:
-        with StopSignals() as stop:
-            assert not stop.requested(step=1)
-            signal.raise_signal(signal.SIGTERM)  # in this thread, so handled before the next line
-            assert stop.requested(step=2) and stop.exit_status() == 128 + signal.SIGTERM
-            said = capsys.readouterr().err.splitlines()  # at once, while the call is in flight
-            assert said == [
-                "SIGTERM: stopping after the call in flight (an epoch that has just ended is validated "
-                "first); its checkpoint is saved, then the run exits. Ctrl-C again stops at once."
-            ]
-            signal.raise_signal(signal.SIGINT)  # the command's own handler, e.g. exit at once
-            assert seen == [signal.SIGINT]
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # both restored
-        signal.raise_signal(signal.SIGINT)
-        assert seen == [signal.SIGINT, signal.SIGINT]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def test_a_second_signal_without_a_callable_handler_to_go_to_raises_keyboard_interrupt():
-    with StopSignals() as stop, pytest.raises(KeyboardInterrupt):
-        signal.raise_signal(signal.SIGTERM)
-        assert stop.requested(step=1)
-        signal.raise_signal(signal.SIGTERM)  # SIGTERM's previous handler is the default action
 
 
 def test_the_commit_is_the_checkouts_marked_dirty_or_the_one_the_source_travelled_with(monkeypatch):

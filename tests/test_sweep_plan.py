@@ -5,9 +5,10 @@ import re
 
 import pytest
 
+from flax_resnets.checks import with_overrides
 from flax_resnets.commands import sweep, sweep_plan
 from flax_resnets.commands.sweep_plan import Estimate, Rates, cell_work, make_plan
-from flax_resnets.config import cell_config, with_overrides
+from flax_resnets.config import cell_config
 from flax_resnets.errors import InputError
 
 

@@ -4,16 +4,20 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import tarfile
+import time
 
 import pytest
-from run_helpers import environment
+from run_helpers import HANG_GUARD_SECONDS, environment
 
 from flax_resnets.commands import sweep, table1
-from flax_resnets.config import cell_config, recorded_config
+from flax_resnets.config import cell_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock
+from flax_resnets.runs.workdir import recorded_config
 
 
 def fake_run(
@@ -293,6 +297,48 @@ def test_sigterm_to_the_sweep_stops_its_cells_with_checkpoints_and_leaves_none_r
     assert "Stopped at step" in (tmp_path / "sweep" / "cifar10_resnet18.log").read_text()
     with WorkdirLock(workdir):  # free: no process trains there any more
         pass
+
+
+# A sweep that starts one cell (a stand-in that records the SIGTERM it gets), says the cell's pid,
+# and waits to be killed.
+SWEEP_KILLED_WITH_ITS_CELL = """
+import sys, time
+from pathlib import Path
+from flax_resnets.commands import sweep
+
+folder = Path(sys.argv[1])
+cell = (
+    "import signal, sys, time\\n"
+    "def stop(number, frame):\\n"
+    f"    open({str(folder / 'cell_stopped')!r}, 'w').write(signal.Signals(number).name)\\n"
+    "    sys.exit(0)\\n"
+    "signal.signal(signal.SIGTERM, stop)\\n"
+    "print('ready', flush=True)\\n"
+    "time.sleep(600)\\n"
+)
+started = sweep.start_cell("c", folder, folder / "c.log", [sys.executable, "-c", cell], {})
+while "ready" not in (folder / "c.log").read_text():
+    time.sleep(0.05)
+print(started.process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_sweep_killed_outright_stops_its_cells(tmp_path):
+    """kill -9 to a sweep once left its cells training to their end, past its budget, holding their
+    workdirs: each cell now gets SIGTERM (the trainer saves a checkpoint and stops)."""
+    the_sweep = subprocess.Popen(
+        [sys.executable, "-c", SWEEP_KILLED_WITH_ITS_CELL, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    cell = int(the_sweep.stdout.readline())
+    the_sweep.kill()
+    the_sweep.wait()
+    stopped = tmp_path / "cell_stopped"
+    deadline = time.monotonic() + HANG_GUARD_SECONDS  # a hang guard, not a speed budget
+    while not (stopped.exists() and stopped.read_text() == "SIGTERM"):
+        assert time.monotonic() < deadline, f"the cell (pid {cell}) outlived its sweep"
+        time.sleep(0.05)
 
 
 def test_each_of_k_parallel_cells_gets_a_kth_of_the_accelerators_memory(monkeypatch):

@@ -196,8 +196,9 @@ def test_a_checkpoint_that_changes_while_a_live_run_trains_is_not_called_damaged
 
 def test_evaluating_with_a_config_other_than_the_runs_says_to_leave_it_out(tmp_path):
     """The README's image-folder run is trained with overrides: its own config file differs."""
-    from flax_resnets.config import config_dict, default_config
+    from flax_resnets.config import default_config
     from flax_resnets.errors import InputError
+    from flax_resnets.runs.workdir import config_dict
     from flax_resnets.training.evaluate import evaluate_workdir
 
     trained = default_config()
@@ -211,8 +212,9 @@ def test_evaluating_with_a_config_other_than_the_runs_says_to_leave_it_out(tmp_p
 def test_a_workdir_of_the_retired_tf_data_feed_is_read_evaluated_but_not_continued(tmp_path):
     """config.json of an earlier version holds input_pipeline: read without it (a run fed on the
     devices goes on as it was); a run that tf.data fed drew other crops, so it is not continued."""
-    from flax_resnets.config import check_continuable, config_dict, default_config, recorded_config
+    from flax_resnets.config import default_config
     from flax_resnets.errors import InputError
+    from flax_resnets.runs.workdir import check_continuable, config_dict, recorded_config
 
     for pipeline in ("device", "tfdata"):
         workdir = tmp_path / pipeline
@@ -227,7 +229,8 @@ def test_a_workdir_of_the_retired_tf_data_feed_is_read_evaluated_but_not_continu
 
 
 def test_a_config_that_sets_a_retired_field_is_refused_saying_why():
-    from flax_resnets.config import default_config, validate_config
+    from flax_resnets.checks import validate_config
+    from flax_resnets.config import default_config
     from flax_resnets.errors import InputError
 
     config = default_config()

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_resnets.commands import benchmark
 from flax_resnets.commands.benchmark import FlaxBench
 from flax_resnets.config import default_config
 from flax_resnets.models.layers import Layers
 from flax_resnets.runtime import xla_cpu
 from flax_resnets.runtime.tuning import for_backend
+from flax_resnets.training import steps
 from flax_resnets.training.steps import create_train_state, make_optimizer
 
 
@@ -35,7 +35,7 @@ def test_cpu_step_keeps_convolutions_out_of_ynnpack_and_its_results(monkeypatch)
     assert not any("convolution(" in body for body in bodies)
 
     untuned = dataclasses.replace(for_backend(), compiler_options={})
-    monkeypatch.setattr(benchmark, "for_backend", lambda: untuned)
+    monkeypatch.setattr(steps, "for_backend", lambda: untuned)  # where programs are built
     default = FlaxBench("resnet8", batch_size=4, dtype="float32", steps_per_call=1, input_channels=3)
     expected = jax.device_get(default.train_call().params)
     got = jax.device_get(tuned.train_call().params)
@@ -104,9 +104,7 @@ def test_on_a_cpu_the_trainer_builds_models_with_xla_cpus_convolution():
     assert tuning.convolution.func is xla_cpu.micro_batched_convolution  # one CPU device here
     config = default_config(model="resnet8")
     optimizer, _ = make_optimizer(config, total_steps=1)
-    graphdef, state = create_train_state(
-        config, num_classes=10, input_channels=3, optimizer=optimizer, tuning=tuning
-    )
+    graphdef, state = create_train_state(config, num_classes=10, input_channels=3, optimizer=optimizer)
     model = nnx.merge(graphdef, state.params, state.batch_stats)
     convolutions = {
         id(conv.conv_general_dilated) for _, conv in nnx.iter_graph(model) if isinstance(conv, nnx.Conv)

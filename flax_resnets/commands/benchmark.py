@@ -27,9 +27,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from flax_resnets.cli import CommandParser, command_parser, positive_int, positive_ints
+from flax_resnets.cli import CommandParser, command_parser, positive_int, positive_ints, user_path
 from flax_resnets.commands.benchmark_cells import cells_table, wait_for_the_other_cells
-from flax_resnets.commands.benchmark_loop import loop_row, placed_train_state
+from flax_resnets.commands.benchmark_loop import loop_row, recipe_training
 from flax_resnets.config import DTYPES
 from flax_resnets.data.feeds import stacked_step
 from flax_resnets.data.order import check_batch_size
@@ -38,8 +38,7 @@ from flax_resnets.files import write_json
 from flax_resnets.models import require_models
 from flax_resnets.runs.provenance import provenance
 from flax_resnets.runs.summary import format_table
-from flax_resnets.runtime import members, parallel, profiling
-from flax_resnets.runtime.tuning import for_backend
+from flax_resnets.runtime import parallel, profiling
 from flax_resnets.training import steps
 
 
@@ -67,9 +66,16 @@ class FlaxBench:
     ):
         self.images_per_call = batch_size * steps_per_call * num_seeds  # summed over the members
         mesh = parallel.make_mesh(num_seeds)
-        graphdef, optimizer, self.state = placed_train_state(
-            model, dtype, num_classes=10, input_channels=input_channels, mesh=mesh, num_seeds=num_seeds
+        training = recipe_training(
+            model,
+            dtype,
+            num_classes=10,
+            input_channels=input_channels,
+            mesh=mesh,
+            make_batch=stacked_step,
+            num_seeds=num_seeds,
         )
+        self.state = training.state
         rng = np.random.default_rng(0)
         shape = (num_seeds, steps_per_call, batch_size)
         images = rng.standard_normal((*shape, 32, 32, input_channels), np.float32)
@@ -80,16 +86,12 @@ class FlaxBench:
         self.eval_inputs = parallel.global_batch(
             {"image": images[0, 0], "label": labels[0, 0], "mask": np.ones(batch_size, bool)}, mesh
         )
-        tuning = for_backend()
-        train = steps.jit_train_steps(
-            graphdef, optimizer, stacked_step, mesh, num_seeds=num_seeds, tuning=tuning
-        )
         started = time.perf_counter()
-        self.train = train.lower(self.state, self.inputs, {}, steps_per_call).compile()  # called without it
+        # Compiled for steps_per_call steps, and called without that argument.
+        self.train = training.train.lower(self.state, self.inputs, {}, steps_per_call).compile()
         self.compile_seconds = time.perf_counter() - started
-        evaluate = functools.partial(steps.eval_step, graphdef)
-        self.evaluate = tuning.jit(
-            members.over_members(evaluate, num_seeds, in_axes=(0, None), unroll=tuning.unroll)
+        self.evaluate = steps.jit_eval_step(
+            training.graphdef, lambda inputs, _: inputs, mesh, num_seeds=num_seeds, member_inputs=False
         )
 
     def train_call(self) -> Any:
@@ -97,7 +99,7 @@ class FlaxBench:
         return self.state
 
     def eval_call(self) -> Any:
-        return self.evaluate(self.state.model_state(), self.eval_inputs)
+        return self.evaluate(self.state.model_state(), self.eval_inputs, {})
 
 
 def peak_memory_gb() -> float:
@@ -168,6 +170,7 @@ def argument_parser() -> CommandParser:
     )
     parser.add_argument(
         "--data_dir",
+        type=user_path,
         help="also time the trainer's loop, input pipeline included, on this data: an image folder "
         "(root/{train,test}/<label>/*) or a file from `python -m flax_resnets data export`",
     )
@@ -178,7 +181,9 @@ def argument_parser() -> CommandParser:
         "--loop_steps", type=positive_int, default=200, help="training steps timed in the loop"
     )
     parser.add_argument(
-        "--profile_dir", help="trace each row's training calls into this folder and print the top ops"
+        "--profile_dir",
+        type=user_path,
+        help="trace each row's training calls into this folder and print the top ops",
     )
     parser.add_argument(
         "--num_seeds",
@@ -192,7 +197,7 @@ def argument_parser() -> CommandParser:
         default="1",
         help="also time K processes at once on the accelerator, as sweep --parallel=K (comma-separated K)",
     )
-    parser.add_argument("--json", default="benchmark.json", help="where to write the rows")
+    parser.add_argument("--json", default="benchmark.json", type=user_path, help="where to write the rows")
     return parser
 
 

@@ -16,7 +16,6 @@ from flax_resnets.data.arrays import Dataset
 from flax_resnets.data.feeds import make_feed
 from flax_resnets.progress import progress
 from flax_resnets.runtime import parallel
-from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
 
 
@@ -27,22 +26,28 @@ def recipe(model: str, dtype: str) -> ml_collections.ConfigDict:
     return config
 
 
-def placed_train_state(
-    model: str, dtype: str, *, num_classes: int, input_channels: int, mesh: Any, num_seeds: int = 1
-) -> tuple[Any, Any, steps.TrainState]:
-    """The trainer's model, optimizer and initial state for ``model`` (``num_seeds`` members),
-    laid out over ``mesh``."""
+def recipe_training(
+    model: str,
+    dtype: str,
+    *,
+    num_classes: int,
+    input_channels: int,
+    mesh: Any,
+    make_batch: steps.MakeBatch,
+    num_seeds: int = 1,
+) -> steps.Training:
+    """The trainer's program for ``model`` in the paper's recipe (``num_seeds`` members) over
+    ``mesh``, its batches made by ``make_batch``."""
     config = recipe(model, dtype)
     config.num_seeds = num_seeds
-    optimizer, _ = steps.make_optimizer(config, total_steps=10_000)
-    graphdef, state = steps.create_train_state(
+    return steps.build_training(
         config,
         num_classes=num_classes,
         input_channels=input_channels,
-        optimizer=optimizer,
-        tuning=for_backend(),
+        total_steps=10_000,
+        mesh=mesh,
+        make_batch=make_batch,
     )
-    return graphdef, optimizer, parallel.place_state(state, mesh)
 
 
 def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size: int) -> dict[str, Any]:
@@ -50,13 +55,18 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
     alone on one batch: both dispatch the same number of calls and wait once at the end, as the
     trainer does, so the difference is what the input pipeline and the host cost between steps."""
     mesh = parallel.make_mesh()
-    graphdef, optimizer, state = placed_train_state(
-        model, args.dtype, num_classes=dataset.num_classes, input_channels=dataset.channels, mesh=mesh
-    )
     feed_config = recipe(model, args.dtype)
     feed_config.update(batch_size=batch_size)
     feed = make_feed(feed_config, dataset, mesh, eval_batch_size=batch_size)
-    train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh, tuning=for_backend())
+    training = recipe_training(
+        model,
+        args.dtype,
+        num_classes=dataset.num_classes,
+        input_channels=dataset.channels,
+        mesh=mesh,
+        make_batch=feed.train_batch,
+    )
+    state, train = training.state, training.train
     constants = feed.constants("train")
     # Epoch after epoch; an epoch's last, shorter call would compile anew inside the timing, so
     # it is made but not run.

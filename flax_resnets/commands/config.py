@@ -11,6 +11,7 @@ that dataset (``default_config``) is marked ``*``.
 
 from __future__ import annotations
 
+from flax_resnets import checks
 from flax_resnets import config as configs
 from flax_resnets.cli import command_parser, load_config_file
 
@@ -21,8 +22,8 @@ def main(argv: list[str]) -> int:
     split = next((k for k, arg in enumerate(argv) if arg.startswith("--config.")), len(argv))
     args = parser.parse_args(argv[:split])
     config = load_config_file(args.file) if args.file else configs.default_config()
-    config = configs.with_overrides(config, argv[split:])
-    configs.validate_config(config)
+    config = checks.with_overrides(config, argv[split:])
+    checks.validate_config(config)
     defaults = configs.default_config(dataset=config.dataset)
     width = max(map(len, configs.FIELDS))
     for field, meaning in configs.FIELDS.items():

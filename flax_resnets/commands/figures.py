@@ -27,8 +27,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from flax_resnets.cli import command_parser, positive_int
-from flax_resnets.config import default_config, recorded_config, validate_config
+from flax_resnets.checks import validate_config
+from flax_resnets.cli import command_parser, positive_int, user_path
+from flax_resnets.config import default_config
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import atomic_write, write_json
@@ -36,8 +37,8 @@ from flax_resnets.models import RESIDUAL_TWINS, require_models
 from flax_resnets.progress import progress
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.plots import plot_degradation, plot_landscapes
+from flax_resnets.runs.workdir import recorded_config
 from flax_resnets.runtime import members, parallel
-from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import landscape, steps
 from flax_resnets.training.checkpoints import Checkpoints
 from flax_resnets.training.evaluate import choose_steps, evaluate_workdir
@@ -65,7 +66,7 @@ def degradation(args: Any) -> int:
     for name in models:
         config = default_config(dataset=args.dataset, model=name)
         config.update(
-            data_dir=args.data_dir,
+            data_dir=str(args.data_dir) if args.data_dir else None,
             num_epochs=args.epochs,
             train_images=args.train_images,
             seed=args.seed,
@@ -93,7 +94,7 @@ def degradation(args: Any) -> int:
         "seed": args.seed,
         "num_seeds": args.num_seeds,
         "dataset": args.dataset,
-        "data_dir": args.data_dir,
+        "data_dir": str(args.data_dir) if args.data_dir else None,
         **(HE_RECIPE if args.recipe == "he" else {}),
         "batch_size": config.batch_size,
     }
@@ -121,7 +122,7 @@ def surface(workdir: Path, args: Any) -> dict[str, Any]:
             raise InputError(f"--member={args.member}: {workdir} has members 0 to {config.num_seeds - 1}.")
         step = choose_steps(checkpoints, args.checkpoint, config.num_seeds)[args.member]
         graphdef, abstract = steps.abstract_model_state(
-            config, num_classes=dataset.num_classes, input_channels=dataset.channels, tuning=for_backend()
+            config, num_classes=dataset.num_classes, input_channels=dataset.channels
         )
         saved = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh))
         model_state = parallel.replicate(members.split(saved, config.num_seeds)[args.member], mesh)
@@ -156,22 +157,26 @@ def main(argv: list[str]) -> int:
     drawing.add_argument("--models", default="plain20,plain56,resnet20,resnet56")
     drawing.add_argument("--recipe", choices=("he", "paper"), default="he")
     drawing.add_argument("--dataset", default="image_folder")
-    drawing.add_argument("--data_dir", help="an image folder or an exported .npz (default: TFDS)")
+    drawing.add_argument(
+        "--data_dir", type=user_path, help="an image folder or an exported .npz (default: TFDS)"
+    )
     drawing.add_argument("--epochs", type=positive_int, default=4)
     drawing.add_argument("--train_images", type=int, default=0, help="> 0: the first N training images")
     drawing.add_argument("--seed", type=int, default=0)
     drawing.add_argument("--num_seeds", type=positive_int, default=1, help="seeds per network (their mean)")
     drawing.add_argument("--batch_size", type=int, default=0, help="> 0: instead of the recipe's")
-    drawing.add_argument("--out", type=Path, required=True)
+    drawing.add_argument("--out", type=user_path, required=True)
     surveying = kinds.add_parser("landscape", help="the loss around trained checkpoints")
-    surveying.add_argument("--workdir", action="append", required=True, help="a run (repeat to compare runs)")
+    surveying.add_argument(
+        "--workdir", action="append", type=user_path, required=True, help="a run (repeat to compare runs)"
+    )
     surveying.add_argument("--checkpoint", default="best", help="best, latest or a step number")
     surveying.add_argument("--member", type=int, default=0, help="which member of a multi-seed run")
     surveying.add_argument("--grid", type=positive_int, default=51, help="points per axis")
     surveying.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span]^2")
     surveying.add_argument("--images", type=int, default=0, help="training images the loss is over (0: all)")
     surveying.add_argument("--seed", type=int, default=0, help="draws the two directions")
-    surveying.add_argument("--out", type=Path, required=True)
+    surveying.add_argument("--out", type=user_path, required=True)
     args = parser.parse_args(argv)
     if args.figure == "degradation":
         return degradation(args)

@@ -59,7 +59,6 @@ from flax_resnets.models.layers import dropout_mask
 from flax_resnets.models.vgg import DROPOUT_RATE
 from flax_resnets.runs.summary import format_table
 from flax_resnets.runtime import members, parallel
-from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
 
 QUANTITIES = ("logits train", "loss", "params", "updates", "running stats", "logits eval")
@@ -158,19 +157,20 @@ def run_flax(
     """The trainer's model and compiled training step on the batches, in float32 (as the trainer
     runs) or float64 (JAX's x64 mode, state cast up after the float32 initialisation); also the
     starting arrays and the state's dropout key (``steps.TrainState.dropout_rng``)."""
-    tuning = for_backend()
     with jax.enable_x64(float64):
         config = config.copy_and_resolve_references()
         config.dtype = "float64" if float64 else "float32"
-        optimizer, _ = steps.make_optimizer(config, total_steps)
-        graphdef, state = steps.create_train_state(
+        mesh = parallel.make_mesh()
+        training = steps.build_training(
             config,
             num_classes=num_classes,
             input_channels=images.shape[-1],
-            optimizer=optimizer,
-            tuning=tuning,
+            total_steps=total_steps,
+            mesh=mesh,
+            make_batch=stacked_step,
         )
-        (state,) = members.split(state, 1)
+        graphdef = training.graphdef
+        (state,) = members.split(training.state, 1)
         start = {**named_arrays(state.params), **named_arrays(state.batch_stats)}
         if float64:
             state = jax.tree.map(lambda x: x.astype(np.float64) if x.dtype == np.float32 else x, state)
@@ -184,13 +184,11 @@ def run_flax(
 
         outcome: dict[str, Any] = {"logits train": logits(state, True)}
         outcome["loss"] = cross_entropy(outcome["logits train"], labels[0])
-        mesh = parallel.make_mesh()
-        train = steps.jit_train_steps(graphdef, optimizer, stacked_step, mesh, tuning=tuning)
         inputs = parallel.global_batch(
             {"image": images[None], "label": labels[None]}, mesh, batch_axis=2, members=True
         )
         dropout_rng = np.asarray(state.dropout_rng)
-        trained = train(parallel.place_state(members.join([state]), mesh), inputs, {}, len(images))
+        trained = training.train(parallel.place_state(members.join([state]), mesh), inputs, {}, len(images))
         (state,) = members.split(trained, 1)
         after = {**named_arrays(state.params), **named_arrays(state.batch_stats)}
         outcome.update(split_arrays(after, start))

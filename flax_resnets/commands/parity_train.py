@@ -29,8 +29,9 @@ from typing import Any
 
 import ml_collections
 
-from flax_resnets.cli import command_parser, positive_int
-from flax_resnets.config import cell_config, default_config, validate_config
+from flax_resnets.checks import validate_config
+from flax_resnets.cli import command_parser, positive_int, user_path
+from flax_resnets.config import cell_config, default_config
 from flax_resnets.errors import InputError
 from flax_resnets.models import require_models
 from flax_resnets.runs.metrics import read_jsonl
@@ -150,12 +151,14 @@ def main(argv: list[str]) -> int:
     parser = command_parser("parity --train", __doc__)
     parser.add_argument("--cell", help="this Table 1 cell's recipe and model, e.g. cifar10_alexnet")
     parser.add_argument("--model", default="resnet20", help="without --cell: this model, the paper's recipe")
-    parser.add_argument("--data_dir", type=Path, required=True, help="an image folder (train/, test/)")
+    parser.add_argument("--data_dir", type=user_path, required=True, help="an image folder (train/, test/)")
     parser.add_argument("--epochs", type=positive_int, default=1)
     parser.add_argument("--seeds", type=positive_int, default=3, help="runs per side")
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument("--train_images", type=int, default=0, help="> 0: the first N training images")
-    parser.add_argument("--workdir_root", type=Path, help="keep our runs' workdirs here (default: temporary)")
+    parser.add_argument(
+        "--workdir_root", type=user_path, help="keep our runs' workdirs here (default: temporary)"
+    )
     recipe_arguments(parser)
     args = parser.parse_args(argv)
     require_models([args.model])
@@ -179,8 +182,10 @@ def main(argv: list[str]) -> int:
     summary = compare(ours_runs, theirs_runs)
     print(format_table(rows))
     for side in ("ours", "theirs"):
-        means = [f"{METRICS[m]} {summary[f'{side} {m} mean']:.4f} +- {summary[f'{side} {m} std']:.4f}"
-                 for m in METRICS]
+        means = [
+            f"{METRICS[m]} {summary[f'{side} {m} mean']:.4f} +- {summary[f'{side} {m} std']:.4f}"
+            for m in METRICS
+        ]
         print(f"{side:>6} ({args.seeds} seeds): " + ", ".join(means))
     verdict = abs(summary["difference"]) <= summary["limit"]
     print(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flax_resnets.cli import command_parser, positive_int
+from flax_resnets.cli import command_parser, positive_int, user_path
 from flax_resnets.data.image_folder import IMAGE_SUFFIXES, read_image_files
 from flax_resnets.errors import InputError
 from flax_resnets.inference import load_run
@@ -46,8 +46,8 @@ def image_paths(targets: list[Path]) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     parser = command_parser("predict", __doc__)
-    parser.add_argument("targets", nargs="+", type=Path, help="image files or folders of them")
-    parser.add_argument("--workdir", type=Path, required=True, help="the trained run")
+    parser.add_argument("targets", nargs="+", type=user_path, help="image files or folders of them")
+    parser.add_argument("--workdir", type=user_path, required=True, help="the trained run")
     parser.add_argument("--checkpoint", default="best", help="best, latest or a step number")
     parser.add_argument("--seed", type=int, help="which member of a run of several seeds")
     parser.add_argument("--top_k", type=positive_int, default=3, help="classes shown per image")

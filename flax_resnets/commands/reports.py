@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flax_resnets.cli import command_parser
+from flax_resnets.cli import command_parser, user_path
 from flax_resnets.config import TABLE1_CELLS
 from flax_resnets.errors import InputError
 from flax_resnets.runs.plots import write_plots
@@ -15,7 +15,7 @@ from flax_resnets.runs.summary import format_table, run_summary
 
 def main(argv: list[str]) -> int:
     parser = command_parser("reports", __doc__)
-    parser.add_argument("workdirs", nargs="+")
+    parser.add_argument("workdirs", nargs="+", type=user_path)
     parser.add_argument("--plots", action="store_true", help="redraw curves.png and confusion.png")
     parser.add_argument(
         "--paper_cell",
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
         help="with --plots: draw this cell's logged curves from the paper beside each run's",
     )
     args = parser.parse_args(argv)
-    missing = [w for w in args.workdirs if not (Path(w) / "config.json").exists()]
+    missing = [str(w) for w in args.workdirs if not (w / "config.json").exists()]
     if missing:
         raise InputError(f"no run in {', '.join(missing)} (no config.json): pass training workdirs.")
     if args.plots:

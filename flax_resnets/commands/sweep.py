@@ -30,6 +30,7 @@ and ``--tar`` packs them, the table and the logs into one file to carry elsewher
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import math
 import os
@@ -41,18 +42,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flax_resnets import config
-from flax_resnets.cli import command_parser, positive_int
+from flax_resnets import checks, config
+from flax_resnets.cli import command_parser, positive_int, user_path
 from flax_resnets.commands import table1
 from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, make_plan
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
 from flax_resnets.data.sources import is_array_file
 from flax_resnets.errors import InputError
+from flax_resnets.interrupts import StopRequests
 
 CELL_CONFIG = Path(config.__file__)  # its get_config(cell): the paper's recipe for a cell
 STOP_GRACE_SECONDS = 60  # for the trainer to save its checkpoint after SIGTERM
 POLL_SECONDS = 1.0  # how often running cells and the budget are looked at
 MEMORY_IN_USE = 0.9  # of the accelerator's memory, shared out between parallel cells
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when its parent ends
 
 
 class Budget:
@@ -99,34 +102,32 @@ class CellProcess:
         return time.monotonic() - self.started
 
 
+SWEEP_STOPS = (
+    "{signal}: stopping the cells (each saves a checkpoint to resume from) and keeping the finished "
+    "ones. Ctrl-C again stops the sweep at once; its cells still save and stop."
+)
+
+
 def start_cell(cell: str, workdir: Path, log: Path, command: list[str], env: dict[str, str]) -> CellProcess:
+    """The cell's trainer in a session of its own (a terminal's Ctrl-C goes to the sweep alone),
+    sent SIGTERM (save and stop) if the sweep dies, however (``kill -9`` included)."""
     with open(log, "a") as output:
         process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=stop_when_the_parent_dies,
         )
     return CellProcess(cell, workdir, log, process, time.monotonic())
 
 
-class StopRequest:
-    """SIGTERM or SIGINT to the sweep, remembered (the previous handlers back on exit): the loop
-    answers it as it answers the end of the budget."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.previous: dict = {}
-
-    def __enter__(self) -> StopRequest:
-        self.previous = {number: signal.signal(number, self.handle) for number in self.SIGNALS}
-        return self
-
-    def handle(self, number: int, frame: object) -> None:
-        self.received = number
-
-    def __exit__(self, *exc_info: object) -> None:
-        for number, handler in self.previous.items():
-            signal.signal(number, handler)
+def stop_when_the_parent_dies() -> None:
+    """In a child before it runs its program: SIGTERM when its parent's thread ends (Linux's
+    ``PR_SET_PDEATHSIG``; elsewhere the cell runs on, as its own session)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_cells(running: list[CellProcess]) -> None:
@@ -207,7 +208,7 @@ def main(argv: list[str]) -> int:
             return 0
     budget = Budget(args.budget_seconds)
     args.workdir_root.mkdir(parents=True, exist_ok=True)
-    with StopRequest() as stop:
+    with StopRequests(SWEEP_STOPS, across_hosts=False) as stop:
         logs, failed = run_cells(args, data, flags, budget, stop, plan)
     table1.main([f"--results={args.results}"])
     if args.tar:
@@ -228,12 +229,16 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
     parser.add_argument(
         "--data", nargs="*", default=[], help="DATASET=PATH (.npz or image folder) per dataset"
     )
-    parser.add_argument("--workdir_root", type=Path, required=True, help="one workdir per cell inside it")
+    parser.add_argument(
+        "--workdir_root", type=user_path, required=True, help="one workdir per cell inside it"
+    )
     parser.add_argument(
         "--budget_seconds", type=float, required=True, help="stop cells still running after it"
     )
-    parser.add_argument("--results", type=Path, default=Path("results"), help="where finished cells are kept")
-    parser.add_argument("--tar", type=Path, help="also pack the kept runs, the table and the logs here")
+    parser.add_argument(
+        "--results", type=user_path, default=Path("results"), help="where finished cells are kept"
+    )
+    parser.add_argument("--tar", type=user_path, help="also pack the kept runs, the table and the logs here")
     parser.add_argument(
         "--parallel", type=positive_int, default=1, help="cells trained at once, sharing the accelerator"
     )
@@ -242,7 +247,7 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
     )
     parser.add_argument(
         "--rates",
-        type=Path,
+        type=user_path,
         help="a `benchmark --json` file measured on this device: plan so that every cell started finishes",
     )
     parser.add_argument("--dry_run", action="store_true", help="print the plan (needs --rates) and exit")
@@ -271,7 +276,7 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
     if bad:
         raise InputError(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}.")
     for cell in args.cells:
-        config.with_overrides(config.cell_config(cell), overrides)  # a bad field or value, refused now
+        checks.with_overrides(config.cell_config(cell), overrides)  # a bad field or value, refused now
     if args.workdir_root.exists() and not args.workdir_root.is_dir():
         raise InputError(
             f"--workdir_root={args.workdir_root} is a file: pass a folder for the cells' workdirs."
@@ -296,7 +301,7 @@ def plan_cells(args: Any, flags: list[str]) -> Plan:
     ``args.cells``, the others put in the order they start, and ``args.parallel`` is the plan's
     number of cells at once."""
     rates = Rates.read(args.rates)
-    works = [cell_work(cell, config.with_overrides(config.cell_config(cell), flags)) for cell in args.cells]
+    works = [cell_work(cell, checks.with_overrides(config.cell_config(cell), flags)) for cell in args.cells]
     plan = make_plan(works, rates, args.num_seeds, args.parallel, args.budget_seconds)
     print("\n".join(plan.lines(args.budget_seconds, rates.device)), flush=True)
     args.cells = [planned.cell for planned in plan.planned]
@@ -309,7 +314,7 @@ def run_cells(
     data: dict[str, list[str]],
     flags: list[str],
     budget: Budget,
-    stop: StopRequest,
+    stop: StopRequests,
     plan: Plan | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Train ``args.cells``, ``args.parallel`` at a time, until done, the budget ends or a stop is
@@ -362,4 +367,3 @@ def run_cells(
         if running:
             time.sleep(POLL_SECONDS)
     return logs, failed
-

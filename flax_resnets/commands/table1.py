@@ -24,14 +24,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flax_resnets.cli import command_parser
-from flax_resnets.config import TABLE1_DATASETS, TABLE1_MODELS, cell_config, recorded_config
+from flax_resnets.cli import command_parser, user_path
+from flax_resnets.config import TABLE1_DATASETS, TABLE1_MODELS, cell_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
 from flax_resnets.files import read_json_object, write_text
 from flax_resnets.models import layer_init
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.paper import TABLE1_IS_VALIDATION, paper_runs
+from flax_resnets.runs.workdir import recorded_config
 
 DATASETS = dict(zip(TABLE1_DATASETS, ("Fashion-MNIST", "CIFAR-10", "CIFAR-100"), strict=True))
 TABLE_MODELS = dict(zip(TABLE1_MODELS, ("AlexNet", "VGG19", "ResNet18", "ResNet34", "ResNet50"), strict=True))
@@ -232,7 +233,7 @@ def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
         "",
         "Test accuracy (%) of the best checkpoint by validation accuracy: **ours**, the mean ± "
         "standard deviation over seeds (the number of seeds) / the paper's, as its own run of the "
-        "cell logged it (ours - paper's); \"-\": not run yet. Table 1 prints the logged values "
+        'cell logged it (ours - paper\'s); "-": not run yet. Table 1 prints the logged values '
         "rounded to 0.1, except CIFAR-100 VGG19: its 47.9 is that run's validation accuracy (on "
         "augmented images) after epoch 20 of 40, shown second in the cell; the run's test accuracy "
         "is 58.70. Regenerate with `python -m flax_resnets table1`.",
@@ -306,18 +307,18 @@ def keep(workdir: Path, results: Path) -> Path:
 def main(argv: list[str]) -> int:
     parser = command_parser("table1", __doc__)
     parser.add_argument(
-        "run_dirs", nargs="*", type=Path, help="runs to show beside the kept ones (a preview)"
+        "run_dirs", nargs="*", type=user_path, help="runs to show beside the kept ones (a preview)"
     )
-    parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
+    parser.add_argument("--results", type=user_path, default=Path("results"), help="the results folder")
     parser.add_argument(
         "--keep",
         nargs="+",
-        type=Path,
+        type=user_path,
         default=[],
         help="copy these finished workdirs into results/runs first",
     )
     parser.add_argument(
-        "--out", type=Path, help="write the table here (default: RESULTS/table1.md without RUN_DIRS)"
+        "--out", type=user_path, help="write the table here (default: RESULTS/table1.md without RUN_DIRS)"
     )
     args = parser.parse_args(argv)
     for workdir in args.keep:
@@ -339,4 +340,3 @@ def main(argv: list[str]) -> int:
     write_text(out, table)
     print(f"(written to {out})", file=sys.stderr)
     return 0
-

@@ -12,7 +12,8 @@ import sys
 
 from absl import app, flags, logging
 
-from flax_resnets.cli import EXIT_INTERRUPTED, INTERRUPTED, exit_at_once_on_ctrl_c, main_flags_parser, refuse
+from flax_resnets.cli import main_flags_parser, refuse
+from flax_resnets.interrupts import EXIT_INTERRUPTED, INTERRUPTED
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and eval.json.", required=True)
@@ -27,9 +28,9 @@ def train_or_evaluate(argv: list[str]) -> int:
     # Imported here so that --help answers without loading JAX and TensorFlow.
     import jax
 
-    from flax_resnets.config import config_dict, recorded_config
     from flax_resnets.errors import InputError
     from flax_resnets.runs.summary import result_line
+    from flax_resnets.runs.workdir import config_dict, recorded_config
     from flax_resnets.training.checkpoints import CheckpointWriteError
     from flax_resnets.training.evaluate import evaluate_workdir
     from flax_resnets.training.loop import TrainingDivergedError, TrainingStoppedError, train_and_evaluate
@@ -50,7 +51,7 @@ def train_or_evaluate(argv: list[str]) -> int:
     except TrainingStoppedError as error:
         print(str(error), file=sys.stderr)
         return error.exit_status
-    except KeyboardInterrupt:  # a second SIGTERM while training, or Ctrl-C where Python's handler is kept
+    except KeyboardInterrupt:  # a second SIGTERM while training (``interrupts.StopRequests``)
         print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
     if jax.process_index() == 0:
@@ -61,6 +62,5 @@ def train_or_evaluate(argv: list[str]) -> int:
 
 def main(argv: list[str], program: str = "python -m flax_resnets train") -> int:
     """``program ARGV``: absl parses the flags (``cli.main_flags_parser``), then train or evaluate."""
-    exit_at_once_on_ctrl_c()
     app.run(train_or_evaluate, argv=[program, *argv], flags_parser=main_flags_parser)
     return 0  # not reached: app.run exits with train_or_evaluate's status

@@ -33,8 +33,9 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-    """Full batches in an epoch (the last, partial one is dropped, as the paper's loader did not);
-    none at all is refused, for every feed and the loop alike."""
+    """Full batches in an epoch: a last, partial one is dropped, so that one compiled step serves
+    every batch (the paper's loader would have kept it, smaller; at its batch size none occurs).
+    None at all is refused."""
     if num_examples < global_batch_size:
         raise InputError(
             f"batch_size={global_batch_size} is larger than the {num_examples} training examples: "

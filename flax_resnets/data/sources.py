@@ -19,13 +19,11 @@ split; test is the source's test split.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import logging
 import os
 import socket
-from collections.abc import Iterator
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,7 @@ from flax_resnets.data.arrays import (
 )
 from flax_resnets.data.decoding import decode_to_arrays, tensorflow
 from flax_resnets.data.image_folder import decode_image_folder
-from flax_resnets.errors import InputError, warn
+from flax_resnets.errors import InputError, only_logged_errors, warn
 
 # Per-channel mean and standard deviation of each training split's pixels, scaled to [0, 1]:
 # the published figures (Fashion-MNIST: Xiao et al.'s 28x28 images; CIFAR: all 50,000 images).
@@ -50,10 +48,12 @@ TFDS_STATISTICS = {
 }
 # Where TFDS downloads each dataset from: probed before a download, so that a machine with no
 # internet fails in seconds instead of retrying for minutes.
-DOWNLOAD_HOSTS = {
-    "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
-    "cifar10": "www.cs.toronto.edu",
-    "cifar100": "www.cs.toronto.edu",
+# What TFDS downloads each dataset from (its builders' URLs; a test checks them against the
+# installed TFDS): where no connection opens, a download is refused at once instead of retried.
+DOWNLOAD_URLS = {
+    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
 }
 DATASET_NAMES = (*TFDS_STATISTICS, "image_folder")
 CACHE_FORMAT = 2  # bump when the array files change, so that old caches are not read
@@ -79,8 +79,15 @@ def load_dataset(
     train_images: int = 0,
 ) -> Dataset:
     """Read dataset ``name`` into memory and split it into train, validation and test
-    (``train_images`` > 0: only the first that many training images after the split)."""
+    (``train_images`` > 0: only the first that many training images after the split). A
+    ``data_dir`` as typed: ``~`` expanded, an empty one (an unset variable's) refused."""
     require_dataset(name, validation_fraction)
+    if data_dir is not None:
+        if not str(data_dir).strip():
+            raise InputError(
+                "data_dir is empty (an unset variable?): pass the data's folder or file, or leave it out."
+            )
+        data_dir = os.path.expanduser(data_dir)
     if data_dir and is_array_file(data_dir):
         source = read_exported(name, Path(data_dir))
     elif name == "image_folder":
@@ -151,21 +158,19 @@ def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, A
     with only_logged_errors():  # TFDS warns of a half-made folder left by a failed download
         builder = tfds.builder(name, data_dir=data_dir)
         prepared = builder.is_prepared()
-        builder_dir = builder.data_dir
-    if download and not prepared:
-        require_download_host(name, builder_dir)
+    if not prepared and not download:
+        raise InputError(
+            f"Dataset {name!r} is not prepared in {builder.data_dir} and downloading is off: "
+            f"prepare it there on a machine with internet (tfds build {name} --data_dir=DIR) "
+            "and pass data_dir=DIR, or set download=True, or train from a folder of images "
+            "with dataset='image_folder'."
+        )
+    if not prepared:
+        require_download_host(name, builder.data_dir)
         builder.download_and_prepare()
     splits = {}
     for split in ("train", "test"):
-        try:
-            ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-        except AssertionError as error:  # TFDS's way of saying "not prepared"
-            raise InputError(
-                f"Dataset {name!r} is not prepared in {builder.data_dir} and downloading is off: "
-                f"prepare it there on a machine with internet (tfds build {name} --data_dir=DIR) "
-                "and pass data_dir=DIR, or set download=True, or train from a folder of images "
-                "with dataset='image_folder'."
-            ) from error
+        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
         channels = builder.info.features["image"].shape[-1]
         splits[split] = decode_to_arrays(ds, channels, f"reading {name} {split}")
     mean, std = TFDS_STATISTICS[name]
@@ -173,20 +178,12 @@ def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, A
     return {**splits, "dataset": name, "class_names": names, "mean": mean, "std": std}
 
 
-@contextlib.contextmanager
-def only_logged_errors() -> Iterator[None]:
-    """Inside, log records below ERROR are dropped (TFDS's warnings are not the user's problem)."""
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
 def require_download_host(name: str, data_dir: str) -> None:
-    host = DOWNLOAD_HOSTS[name]
+    """Refuse the download at once where its host takes no connection on the port it goes to."""
+    url = urllib.parse.urlsplit(DOWNLOAD_URLS[name])
+    host, port = url.hostname, url.port or {"https": 443, "http": 80}[url.scheme]
     try:
-        socket.create_connection((host, 80), timeout=5).close()
+        socket.create_connection((host, port), timeout=5).close()
     except OSError as error:
         raise InputError(
             f"Dataset {name!r} is not prepared in {data_dir} and its download host {host} cannot be "
@@ -257,5 +254,3 @@ def folder_fingerprint(root: Path) -> str:
             stat = os.stat(path) if os.path.exists(path) else os.lstat(path)  # a broken link too
             digest.update(f"{path}:{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:20]
-
-

@@ -22,13 +22,13 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from flax_resnets.config import DATA_RECORD, recorded_config, validate_config
+from flax_resnets.checks import validate_config
 from flax_resnets.data.arrays import IMAGE_SIZE
 from flax_resnets.data.sources import PYTORCH_CIFAR_NORMALIZATION
 from flax_resnets.errors import InputError
 from flax_resnets.files import read_json_object
+from flax_resnets.runs.workdir import DATA_RECORD, recorded_config
 from flax_resnets.runtime import members
-from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
 from flax_resnets.training.evaluate import choose_steps, restore_members
@@ -99,7 +99,7 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | No
         which = str(checkpoint)
         member_steps = choose_steps(checkpoints, which, config.num_seeds)
         graphdef, abstract = steps.abstract_model_state(
-            config, num_classes=len(class_names), input_channels=channels, tuning=for_backend()
+            config, num_classes=len(class_names), input_channels=channels
         )
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)

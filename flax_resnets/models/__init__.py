@@ -7,6 +7,9 @@
 families; ``layers`` holds the conventions every model shares (initialisation, BatchNorm).
 """
 
+from flax_resnets.runtime.compat import require_working_flax
+
+require_working_flax()  # one sentence, not flax's traceback, where flax does not work with this jax
 from flax_resnets.models.layers import INITS
 from flax_resnets.models.registry import (
     MODELS,

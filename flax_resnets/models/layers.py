@@ -24,7 +24,7 @@ one-pass form loses float32 digits where a channel's mean is large beside its sp
 global batch split over devices or hosts gave different variances.
 
 The convolution is ``lax.conv_general_dilated`` unless the caller passes another with the same
-signature (on a CPU the trainer passes ``runtime.tuning``'s, which is faster there).
+signature (on a CPU the program builder, ``training.steps``, passes ``runtime.tuning``'s: faster there).
 """
 
 from __future__ import annotations

@@ -36,8 +36,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
-from flax_resnets.data.sources import only_logged_errors
-from flax_resnets.errors import InputError, warn
+from flax_resnets.errors import InputError, only_logged_errors, warn
 from flax_resnets.files import WorkdirLock
 
 VALIDATION_METRIC = "val_accuracy"
@@ -53,6 +52,13 @@ class CheckpointWriteError(RuntimeError):
     while the run trained); the complete checkpoints written before it are kept."""
 
 
+def rank(accuracy: float, step: int) -> tuple[float, int]:
+    """How checkpoints rank for a member's best, in orbax's preservation policy and in
+    ``best_step`` alike: by validation accuracy, the earliest of ties highest (the paper's code
+    replaced its best model only on a strictly higher accuracy)."""
+    return accuracy, -step
+
+
 def member_metric(member: int) -> str:
     """The name under which member ``member``'s validation accuracy is saved with a checkpoint."""
     return f"{VALIDATION_METRIC}_member{member}"
@@ -60,12 +66,10 @@ def member_metric(member: int) -> str:
 
 class Checkpoints:
     def __init__(self, directory: Path, *, keep: int = 3, num_seeds: int = 1, read_only: bool = False):
-        # Ranked by (accuracy, -step): the earliest of tied checkpoints ranks highest.
         best_of_each_member = [
             checkpoint_managers.BestN(
-                get_metric_fn=lambda metrics, k=k: (
-                    metrics.get(member_metric(k), metrics[VALIDATION_METRIC]),
-                    -metrics["step"],
+                get_metric_fn=lambda metrics, k=k: rank(  # earlier versions saved one seed's mean alone
+                    metrics.get(member_metric(k), metrics[VALIDATION_METRIC]), metrics["step"]
                 ),
                 n=1,
                 keep_checkpoints_without_metrics=False,
@@ -107,10 +111,9 @@ class Checkpoints:
         goes on appending to its list."""
         metrics = None
         if val_accuracies is not None:
-            # The mean is a one-seed run's own accuracy; the step breaks ties.
+            # Each member's accuracy, and their mean; the step breaks ties.
             metrics = {VALIDATION_METRIC: statistics.fmean(val_accuracies), "step": step}
-            if len(val_accuracies) > 1:
-                metrics.update({member_metric(k): value for k, value in enumerate(val_accuracies)})
+            metrics.update({member_metric(k): value for k, value in enumerate(val_accuracies)})
         with self.writing():  # the previous save, if it failed, fails here
             self.manager.save(
                 step,
@@ -195,6 +198,12 @@ class Checkpoints:
                     f"training there (pid {training}) saves and removes checkpoints as it goes; try again, "
                     "or once it has ended."
                 ) from error
+            if not (self.directory / str(step)).exists():
+                raise InputError(
+                    f"The checkpoint at step {step} in {self.directory} is gone: the run that trained there "
+                    "removed it as it went on (a run keeps its latest checkpoints and each member's best); "
+                    "run the same command again to use the checkpoints there now."
+                ) from error
             raise UnreadableCheckpointError(
                 f"The checkpoint at step {step} in {self.directory} cannot be read ({type(error).__name__}: "
                 f"{short_reason(error)}); move that step's folder away to use an earlier checkpoint, "
@@ -243,9 +252,12 @@ class Checkpoints:
         """The kept checkpoint with member ``member``'s highest validation accuracy (the earliest
         among ties: a later epoch must be strictly better to replace it)."""
         kept = set(self.steps())
-        scored = [(r["seeds"][member][VALIDATION_METRIC], -r["step"]) for r in history]
-        scored = [item for item in scored if item[0] is not None and -item[1] in kept]
-        return -max(scored)[1] if scored else None
+        scored = [
+            (rank(r["seeds"][member][VALIDATION_METRIC], r["step"]), r["step"])
+            for r in history
+            if r["seeds"][member][VALIDATION_METRIC] is not None and r["step"] in kept
+        ]
+        return max(scored)[1] if scored else None
 
     def wait(self) -> None:
         with self.writing():
@@ -273,6 +285,9 @@ class Checkpoints:
 def write_failure(error: BaseException) -> str:
     """Why a write failed: the system's words where tensorstore gives an OS error code (``File too
     large``, ``No space left on device``), else the error's first line."""
+    # Tensorstore's errors reach us as orbax's re-raised ValueErrors with the code in their text
+    # only (no errno attribute); tests/test_workdir.py's write under a file-size limit checks this
+    # reading against the installed versions.
     code = re.search(r"os_error_code='(\d+)'", str(error))
     return os.strerror(int(code.group(1))) if code else f"{type(error).__name__}: {short_reason(error)}"
 
@@ -322,6 +337,7 @@ def closed_loop(error: BaseException | None) -> bool:
 
 
 def not_an_orbax_error(record: logging.LogRecord) -> bool:
+    # Orbax logs through absl's one logger: where a record comes from is only in its path.
     return not (record.levelno >= logging.ERROR and "/orbax/" in record.pathname.replace("\\", "/"))
 
 

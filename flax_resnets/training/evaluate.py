@@ -13,35 +13,32 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from flax_resnets.config import check_same_data, check_same_run, recorded_config, validate_config
+from flax_resnets.checks import validate_config
 from flax_resnets.data.feeds import Feed, make_feed
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
-from flax_resnets.files import write_json
+from flax_resnets.files import WorkdirLock, write_json
 from flax_resnets.progress import progress
 from flax_resnets.runs.plots import write_plots
+from flax_resnets.runs.workdir import check_same_data, check_same_run, recorded_config
 from flax_resnets.runtime import members, parallel
-from flax_resnets.runtime.tuning import PLAIN, Tuning, for_backend
 from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
 
 
 def compile_eval_step(
-    graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = False, split: str = "test", tuning: Tuning = PLAIN
+    graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = False, split: str = "test"
 ) -> Callable:
     """The jitted evaluation step on a feed's inputs of ``split``: batch sums of every member (on
-    the same batch for all, or each on its own where the feed's inputs are per member), replicated
-    (``flip``: averaged with the mirror images, ``config.eval_flip``)."""
-
-    def evaluate_batch(model_state, inputs, constants):
-        return steps.eval_step(graphdef, model_state, feed.eval_batch(inputs, constants), flip)
-
-    inputs_axis = 0 if feed.augments(split) else None
-    return tuning.jit(
-        members.over_members(
-            evaluate_batch, feed.num_seeds, in_axes=(0, inputs_axis, None), unroll=tuning.unroll
-        ),
-        out_shardings=parallel.replicated(mesh),
+    the same batch for all, or each on its own crops where the feed augments the split),
+    replicated (``flip``: averaged with the mirror images, ``config.eval_flip``)."""
+    return steps.jit_eval_step(
+        graphdef,
+        feed.eval_batch,
+        mesh,
+        num_seeds=feed.num_seeds,
+        member_inputs=feed.augments(split),
+        flip=flip,
     )
 
 
@@ -165,7 +162,8 @@ def evaluate_workdir(
 ) -> dict[str, Any]:
     """``--mode=eval``: test a checkpoint of an existing run. The best checkpoint's result is
     ``workdir/eval.json`` (what the run's plots and Table 1 read); any other checkpoint's goes to
-    ``workdir/eval_step<N>.json`` beside it, so that eval.json is never replaced by a worse step.
+    ``workdir/eval_step<N>.json`` beside it, so that eval.json is never replaced by a worse step;
+    so does the best one while a run trains in the workdir (its eval.json is the training's).
 
     Only the model's parameters and BatchNorm statistics are read from the checkpoint."""
     workdir = Path(workdir)
@@ -189,21 +187,25 @@ def evaluate_workdir(
         check_same_data(workdir, dataset)
         mesh = parallel.make_mesh(config.num_seeds)
         feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
-        tuning = for_backend()
         graphdef, abstract = steps.abstract_model_state(
-            config, num_classes=dataset.num_classes, input_channels=dataset.channels, tuning=tuning
+            config, num_classes=dataset.num_classes, input_channels=dataset.channels
         )
         model_state = restore_members(checkpoints, member_steps, parallel.abstract(abstract, mesh))
-        eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip, tuning=tuning)
+        eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
         report = test_report(member_steps, model_state, eval_fn, feed, config)
         mark_best(checkpoints, feed.seeds())
     if jax.process_index() == 0:
-        if is_best:
+        training = WorkdirLock.holder(workdir)
+        if is_best and training is None:
             write_json(workdir / "eval.json", report)
             write_plots(workdir)
         else:
-            step = member_steps[0]
-            path = workdir / f"eval_step{step}.json"
+            path = workdir / f"eval_step{member_steps[0]}.json"
             write_json(path, report)
-            print(f"wrote {path}: eval.json keeps the best checkpoint's result", file=sys.stderr)
+            why = (
+                f"a run is training in {workdir} (pid {training}), and its eval.json is that run's to write"
+                if training
+                else "eval.json keeps the best checkpoint's result"
+            )
+            print(f"wrote {path}: {why}", file=sys.stderr)
     return report

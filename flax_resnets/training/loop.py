@@ -18,26 +18,26 @@ import jax
 import ml_collections
 import numpy as np
 
-from flax_resnets.config import (
+from flax_resnets.checks import validate_config
+from flax_resnets.data.feeds import make_feed
+from flax_resnets.data.order import check_batch_size, steps_per_epoch
+from flax_resnets.data.sources import load_config_dataset
+from flax_resnets.errors import InputError
+from flax_resnets.files import WorkdirLock, require_writable, write_json
+from flax_resnets.interrupts import StopRequests
+from flax_resnets.runs.metrics import EpochReport, member_means, member_records
+from flax_resnets.runs.plots import write_plots
+from flax_resnets.runs.progress import epoch_summary, progress_bar, progress_means
+from flax_resnets.runs.provenance import run_record
+from flax_resnets.runs.workdir import (
     DATA_RECORD,
     check_continuable,
     check_same_data,
     check_same_run,
     check_workdir,
     config_dict,
-    validate_config,
 )
-from flax_resnets.data.feeds import make_feed
-from flax_resnets.data.order import check_batch_size, steps_per_epoch
-from flax_resnets.data.sources import load_config_dataset
-from flax_resnets.errors import InputError
-from flax_resnets.files import WorkdirLock, require_writable, write_json
-from flax_resnets.runs.metrics import EpochReport, member_means, member_records
-from flax_resnets.runs.plots import write_plots
-from flax_resnets.runs.progress import epoch_summary, progress_bar, progress_means
-from flax_resnets.runs.provenance import run_record
 from flax_resnets.runtime import members, parallel
-from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
 from flax_resnets.training.evaluate import (
@@ -49,7 +49,6 @@ from flax_resnets.training.evaluate import (
     restore_members,
     test_report,
 )
-from flax_resnets.training.signals import StopSignals
 
 
 class TrainingDivergedError(RuntimeError):
@@ -75,7 +74,6 @@ class Program:
     feed: Any
     mesh: Any
     schedule: Any
-    graphdef: Any
     initial_state: steps.TrainState
     train_fn: Any
     train_data: Any
@@ -127,32 +125,21 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
     check_same_data(workdir, dataset, data_fingerprint)
 
     # Models (one per member), optimizer and compiled steps, laid out over the mesh.
-    num_seeds = config.num_seeds
-    mesh = parallel.make_mesh(num_seeds)
-    optimizer, schedule = steps.make_optimizer(config, epoch_steps * config.num_epochs)
-    tuning = for_backend()  # plain JAX but on a CPU
-    graphdef, state = steps.create_train_state(
+    mesh = parallel.make_mesh(config.num_seeds)
+    feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
+    training = steps.build_training(
         config,
         num_classes=dataset.num_classes,
         input_channels=dataset.channels,
-        optimizer=optimizer,
-        tuning=tuning,
+        total_steps=epoch_steps * config.num_epochs,
+        mesh=mesh,
+        make_batch=feed.train_batch,
     )
-    feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
-    train_fn = steps.jit_train_steps(
-        graphdef,
-        optimizer,
-        feed.train_batch,
-        mesh,
-        label_smoothing=config.label_smoothing,
-        num_seeds=num_seeds,
-        tuning=tuning,
-    )
-    eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip, tuning=tuning)
+    eval_fn = compile_eval_step(training.graphdef, feed, mesh, flip=config.eval_flip)
     validation_fn = eval_fn
     if feed.augments("validation"):  # each member's own crops of the validation images
         validation_fn = compile_eval_step(
-            graphdef, feed, mesh, flip=config.eval_flip, split="validation", tuning=tuning
+            training.graphdef, feed, mesh, flip=config.eval_flip, split="validation"
         )
     return Program(
         config=config,
@@ -160,10 +147,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
         data_fingerprint=data_fingerprint,
         feed=feed,
         mesh=mesh,
-        schedule=schedule,
-        graphdef=graphdef,
-        initial_state=parallel.place_state(state, mesh),
-        train_fn=train_fn,
+        schedule=training.schedule,
+        initial_state=training.state,
+        train_fn=training.train,
         train_data=feed.constants("train"),
         eval_fn=eval_fn,
         validation_fn=validation_fn,
@@ -201,7 +187,7 @@ def train(
     SIGTERM or a first Ctrl-C saves a checkpoint and stops (``TrainingStoppedError``)."""
     config = program.config
     step = int(members.split(state.step, config.num_seeds)[0])
-    with StopSignals() as stop:  # while training: after it, Ctrl-C is the command's (nothing to save)
+    with StopRequests() as stop:  # while training: after it, Ctrl-C is the command's (nothing to save)
         for epoch in range(step // program.epoch_steps, config.num_epochs):
             first_step = step % program.epoch_steps
             started = time.perf_counter()
@@ -240,7 +226,7 @@ def train_epoch(
     first_step: int,
     checkpoints: Checkpoints,
     history: list[dict],
-    stop: StopSignals,
+    stop: StopRequests,
 ) -> tuple[steps.TrainState, int]:
     """Epoch ``epoch`` from its step ``first_step`` to its end, with a progress bar; the state and
     the run's step after it."""
@@ -276,7 +262,7 @@ def validate(
 
 
 def stop_if_requested(
-    stop: StopSignals,
+    stop: StopRequests,
     program: Program,
     state: steps.TrainState,
     step: int,

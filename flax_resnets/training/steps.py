@@ -2,11 +2,15 @@
 
 The model's graph is split from its arrays once (``nnx.split``); the steps are pure functions
 of arrays, merged back into a model inside the trace, so they compile with ``jax.jit`` over a
-mesh and donate the old state's buffers.
+mesh and donate the old state's buffers. Every program of the package is built here
+(``build_training``, ``jit_train_steps``, ``jit_eval_step``), with the backend's settings
+(``runtime.tuning.for_backend``: the convolution models run with, loops unrolled or not, compiler
+options) chosen here and nowhere else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +25,7 @@ from jax.sharding import Mesh
 from flax_resnets.data.feeds import Batch, CallStep
 from flax_resnets.models import create_model
 from flax_resnets.runtime import members, parallel
-from flax_resnets.runtime.tuning import PLAIN, Tuning
+from flax_resnets.runtime.tuning import for_backend
 
 # Inside a compiled call: where a step stands -> the model's batch (a feed's ``train_batch``).
 MakeBatch = Callable[[CallStep], Batch]
@@ -116,10 +120,9 @@ def config_model(
     num_classes: int,
     input_channels: int,
     seed: int | None = None,
-    tuning: Tuning = PLAIN,
 ) -> nnx.Module:
     """The config's model, freshly initialized from ``seed`` (default ``config.seed``), convolving
-    with ``tuning``'s convolution."""
+    as the backend runs fastest."""
     return create_model(
         config.model,
         num_classes=num_classes,
@@ -127,17 +130,17 @@ def config_model(
         seed=config.seed if seed is None else seed,
         dtype=jnp.dtype(config.dtype),
         init=config.init,
-        convolution=tuning.convolution,
+        convolution=for_backend().convolution,
     )
 
 
 def abstract_model_state(
-    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int, tuning: Tuning = PLAIN
+    config: ml_collections.ConfigDict, *, num_classes: int, input_channels: int
 ) -> tuple[nnx.GraphDef, ModelState]:
     """The model's graph, and its parameters and BatchNorm statistics as shapes only (nothing is
     initialized), with the run's member axis: what evaluating a checkpoint needs."""
     model = nnx.eval_shape(
-        lambda: config_model(config, num_classes=num_classes, input_channels=input_channels, tuning=tuning)
+        lambda: config_model(config, num_classes=num_classes, input_channels=input_channels)
     )
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     return graphdef, members.join_shapes({"params": params, "batch_stats": batch_stats}, config.num_seeds)
@@ -149,15 +152,12 @@ def create_train_state(
     num_classes: int,
     input_channels: int,
     optimizer: Any,
-    tuning: Tuning = PLAIN,
 ) -> tuple[nnx.GraphDef, TrainState]:
     """Freshly initialized models and optimizers, split into graph and state: one per member,
     member k initialized from seed ``config.seed + k`` exactly as a one-seed run of that seed."""
     states = []
     for seed in members.member_seeds(config.seed, config.num_seeds):
-        model = config_model(
-            config, num_classes=num_classes, input_channels=input_channels, seed=seed, tuning=tuning
-        )
+        model = config_model(config, num_classes=num_classes, input_channels=input_channels, seed=seed)
         graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
         states.append(
             TrainState(
@@ -236,7 +236,7 @@ def train_steps(
 
     ``make_batch(CallStep(inputs, constants, index, step))`` makes the model's batch of the call's
     step ``index`` (the run's step ``step``) inside the compiled call. The steps are a ``lax.scan``
-    (compiled once, whatever their number) unless ``unroll`` (``Tuning.unroll``).
+    (compiled once, whatever their number) unless ``unroll`` (``runtime.tuning.Tuning.unroll``).
     """
 
     def one_step(state: TrainState, index: Any) -> tuple[TrainState, None]:
@@ -258,7 +258,6 @@ def jit_train_steps(
     *,
     label_smoothing: float = 0.0,
     num_seeds: int = 1,
-    tuning: Tuning = PLAIN,
 ) -> Callable[[TrainState, Any, Any, int], TrainState]:
     """``train_steps`` of every member compiled over ``mesh``: (state, inputs, constants,
     num_steps) -> state; one compilation per distinct ``num_steps``. Each member has its own
@@ -266,6 +265,7 @@ def jit_train_steps(
 
     The old state's buffers are donated: the caller must use only the state it returns.
     """
+    tuning = for_backend()
     unroll = tuning.unroll
     one_member = functools.partial(
         train_steps, graphdef, optimizer, make_batch, unroll=unroll, label_smoothing=label_smoothing
@@ -281,6 +281,44 @@ def jit_train_steps(
         out_shardings=parallel.state_sharding(mesh),
         donate_argnums=0,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """A run's training program: the model's graph, the optimizer and its schedule, every member's
+    initial state laid out over the mesh, and the compiled training call (``jit_train_steps``)."""
+
+    graphdef: nnx.GraphDef
+    optimizer: Any
+    schedule: Callable
+    state: TrainState
+    train: Callable[[TrainState, Any, Any, int], TrainState]
+
+
+def build_training(
+    config: ml_collections.ConfigDict,
+    *,
+    num_classes: int,
+    input_channels: int,
+    total_steps: int,
+    mesh: Mesh,
+    make_batch: MakeBatch,
+) -> Training:
+    """The training program of ``config`` (``config.num_seeds`` members) over ``mesh``: what the
+    trainer, the benchmark and the parity check all run."""
+    optimizer, schedule = make_optimizer(config, total_steps)
+    graphdef, state = create_train_state(
+        config, num_classes=num_classes, input_channels=input_channels, optimizer=optimizer
+    )
+    train = jit_train_steps(
+        graphdef,
+        optimizer,
+        make_batch,
+        mesh,
+        label_smoothing=config.label_smoothing,
+        num_seeds=config.num_seeds,
+    )
+    return Training(graphdef, optimizer, schedule, parallel.place_state(state, mesh), train)
 
 
 def eval_step(
@@ -305,3 +343,26 @@ def eval_step(
         "count": jnp.sum(mask),
         "confusion": confusion.at[labels, predictions].add(mask.astype(jnp.int32)),
     }
+
+
+def jit_eval_step(
+    graphdef: nnx.GraphDef,
+    make_batch: Callable[[Any, Any], Batch],
+    mesh: Mesh,
+    *,
+    num_seeds: int,
+    member_inputs: bool,
+    flip: bool = False,
+) -> Callable[[ModelState, Any, Any], dict[str, jax.Array]]:
+    """``eval_step`` of every member compiled over ``mesh``: (model state, inputs, constants) ->
+    each member's sums, replicated. ``make_batch(inputs, constants)`` makes the model's batch;
+    ``member_inputs``: the inputs have a member axis (each member its own), else all share them."""
+    tuning = for_backend()
+
+    def evaluate_batch(model_state: ModelState, inputs: Any, constants: Any) -> dict[str, jax.Array]:
+        return eval_step(graphdef, model_state, make_batch(inputs, constants), flip)
+
+    every_member = members.over_members(
+        evaluate_batch, num_seeds, in_axes=(0, 0 if member_inputs else None, None), unroll=tuning.unroll
+    )
+    return tuning.jit(every_member, out_shardings=parallel.replicated(mesh))

@@ -1,0 +1,132 @@
+"""The checks made on a config before any data is read or anything compiled, and the overrides of
+``--config.FIELD=VALUE`` flags checked the same way.
+
+Each problem is reported as one sentence naming the field, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ml_collections
+
+from flax_resnets.cli import RETIRED_FIELDS
+from flax_resnets.config import DTYPES, SCHEDULES, SEED_LIMIT, TABLE1_CELLS, default_config
+from flax_resnets.data.sources import IMAGE_CHANNELS, NORMALIZATIONS, require_dataset
+from flax_resnets.errors import InputError
+from flax_resnets.models import require_init, require_models
+
+
+def with_overrides(config: ml_collections.ConfigDict, flags: list[str]) -> ml_collections.ConfigDict:
+    """``config`` with the ``--config.FIELD=VALUE`` flags applied, as the trainer will read them."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    for flag in flags:
+        field, _, text = flag.removeprefix("--config.").partition("=")
+        if field not in config:
+            raise InputError(
+                f"{flag}: the config has no field {field!r}; `python -m flax_resnets config` lists them."
+            )
+        kind = type(config[field]) if config[field] is not None else str
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                value: Any = text.lower() in ("true", "1")
+            else:
+                value = kind(text)
+                if kind is float and not math.isfinite(value):
+                    raise ValueError(text)
+        except ValueError as error:
+            raise InputError(
+                f"{flag}: {text!r} is not a valid {kind.__name__} for config.{field}."
+            ) from error
+        config[field] = value
+    return config
+
+
+def check_types(config: ml_collections.ConfigDict) -> None:
+    """Each field holds a value of its default's type (an int where a float is expected is fine):
+    a hand-edited config.json gets one line, not a TypeError deep in training. Ours, not
+    ml_collections': a workdir's config.json is read back as a plain dict, and ConfigDict's own
+    check would let True through as an int and None as anything."""
+    for field, default in default_config().items():
+        value = config.get(field)
+        expected = str if default is None else type(default)
+        if value is None and default is None:
+            continue
+        if isinstance(value, bool) != (expected is bool) or not isinstance(
+            value, (int, float) if expected is float else expected
+        ):
+            kind = {bool: "True or False", int: "an integer", float: "a number"}.get(expected, "a string")
+            raise InputError(
+                f"config.{field} must be {kind}, got {value!r}: fix the config "
+                "(or the workdir's config.json)."
+            )
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    for field, why in RETIRED_FIELDS.items():
+        if field in config:
+            raise InputError(f"config.{field} is no longer needed: {why}; remove it from the config.")
+    check_types(config)
+    for field, value in config.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"config.{field} must be a finite number, got {value}.")
+    for field in ("seed", "split_seed", "train_images", "cosine_period_epochs"):
+        if config[field] < 0:
+            raise InputError(f"config.{field} must be 0 or more, got {config[field]}.")
+    if config.seed + max(config.num_seeds, 1) - 1 >= SEED_LIMIT or config.split_seed >= SEED_LIMIT:
+        raise InputError(
+            f"config.seed (+ num_seeds - 1) and config.split_seed must be below 2**31 = {SEED_LIMIT}, "
+            f"got seed={config.seed}, num_seeds={config.num_seeds}, split_seed={config.split_seed}."
+        )
+    require_models([config.model])
+    require_dataset(config.dataset, config.validation_fraction)
+    positive = (
+        "learning_rate",
+        "num_epochs",
+        "batch_size",
+        "eval_batch_size",
+        "keep_checkpoints",
+        "steps_per_call",
+        "num_seeds",
+    )
+    for field in positive:
+        if not config[field] > 0:
+            raise InputError(f"config.{field} must be positive, got {config[field]}.")
+    if not 0 <= config.momentum < 1:
+        raise InputError(f"config.momentum must be in [0, 1), got {config.momentum}.")
+    if config.weight_decay < 0:
+        raise InputError(f"config.weight_decay must not be negative, got {config.weight_decay}.")
+    if config.schedule not in SCHEDULES:
+        raise InputError(f"config.schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}.")
+    if config.schedule == "onecycle" and not 0 <= config.warmup_epochs < config.num_epochs:
+        raise InputError(
+            f"config.warmup_epochs must be at least 0 and below num_epochs={config.num_epochs}, "
+            f"got {config.warmup_epochs}."
+        )
+    if not 0 <= config.label_smoothing < 1:
+        raise InputError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}.")
+    require_init(config.init)
+    if config.dtype not in DTYPES:
+        raise InputError(f"config.dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}.")
+    if config.normalization not in NORMALIZATIONS:
+        raise InputError(
+            f"config.normalization must be one of {', '.join(NORMALIZATIONS)}, got {config.normalization!r}."
+        )
+    if config.image_channels not in IMAGE_CHANNELS:
+        raise InputError(
+            f"config.image_channels must be 0 (the data's own) or 3 (greyscale as 3 channels), "
+            f"got {config.image_channels}."
+        )
+    if config.paper_cell and config.paper_cell not in TABLE1_CELLS:
+        raise InputError(
+            f"config.paper_cell must be a Table 1 cell such as cifar10_resnet18 (or empty), "
+            f"got {config.paper_cell!r}."
+        )
+    if config.checkpoint_every_steps < 0:
+        raise InputError(
+            "config.checkpoint_every_steps must be >= 0 (0: at epoch ends only), "
+            f"got {config.checkpoint_every_steps}."
+        )

@@ -1,0 +1,135 @@
+"""Ctrl-C and SIGTERM for the whole process: what each does, decided here alone.
+
+At the entry point (``main.py``, ``python -m flax_resnets``), before the libraries load,
+``install()`` makes Ctrl-C end the command at once, as soon as the file being written (if any)
+is whole (``writing``): one line, exit status 130. Python's default, a KeyboardInterrupt raised
+wherever the main thread is, can land in a garbage-collection callback (which swallows it), in a
+native library's import (an ImportError) or in native teardown (a crash). A process started with
+Ctrl-C ignored (in the background) keeps ignoring it; SIGTERM keeps its default (an end at once;
+files are written whole under a temporary name, so none is cut).
+
+While a training loop runs (``StopRequests``), a first SIGTERM (a scheduler's preemption, a
+sweep's time budget) or Ctrl-C is a request that the loop answers after the call in flight: it
+saves a checkpoint, then stops. A second goes to the handler the loop replaced (at the entry
+point's: an end at once), or raises KeyboardInterrupt where there is none to go to. On several
+hosts, SIGTERM is JAX's own: its preemption sync point makes every host stop at the same step.
+
+Stdlib only at import, so that the entry point installs this before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import NoReturn
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+INTERRUPTED = "Interrupted: files already written are whole; run the same command to resume or evaluate."
+
+
+class WritesInProgress:
+    """How many files are being written now, and an exit waiting for them to be whole."""
+
+    count = 0
+    exit_when_whole: Callable[[], NoReturn] | None = None
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Around the writing of a file: an exit asked for meanwhile waits until it is whole."""
+    WritesInProgress.count += 1
+    try:
+        yield
+    finally:
+        WritesInProgress.count -= 1
+    if WritesInProgress.count == 0 and WritesInProgress.exit_when_whole is not None:
+        WritesInProgress.exit_when_whole()
+
+
+def exit_when_files_are_whole(exit_now: Callable[[], NoReturn]) -> None:
+    """``exit_now()`` at once, or, while a file is being written, as soon as it is whole: for a
+    signal handler that ends the process without Python's teardown (``os._exit``)."""
+    if WritesInProgress.count:
+        WritesInProgress.exit_when_whole = exit_now
+    else:
+        exit_now()
+
+
+def exit_interrupted() -> NoReturn:
+    try:
+        sys.stdout.flush()
+    except RuntimeError:  # the signal came in the middle of a print: its line is lost, not the rest
+        pass
+    os.write(sys.stderr.fileno(), f"{INTERRUPTED}\n".encode())
+    os._exit(EXIT_INTERRUPTED)
+
+
+def install() -> None:
+    """At the entry point: Ctrl-C ends the command at once, once the files being written are whole."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, lambda number, frame: exit_when_files_are_whole(exit_interrupted))
+
+
+TRAINING_STOPS = (
+    "{signal}: stopping after the call in flight (an epoch that has just ended is validated first); "
+    "its checkpoint is saved, then the run exits. Ctrl-C again stops at once."
+)
+
+
+class StopRequests:
+    """While a training loop (or a sweep of them) runs: a first SIGTERM or SIGINT becomes a request
+    (``requested``), announced at once, that the loop answers after the call in flight; a second
+    goes to the handler this replaced. ``across_hosts``: a JAX program, whose hosts all stop at
+    one step (JAX's preemption sync point, which owns SIGTERM on several hosts)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, announcement: str = TRAINING_STOPS, *, across_hosts: bool = True) -> None:
+        self.announcement = announcement
+        self.across_hosts = across_hosts
+        self.received: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self) -> StopRequests:
+        if self.several_hosts() or threading.current_thread() is not threading.main_thread():
+            return self
+        self.previous = {number: signal.signal(number, self.handle) for number in self.SIGNALS}
+        return self
+
+    def several_hosts(self) -> bool:
+        return self.across_hosts and process_count() > 1
+
+    def handle(self, number: int, frame: object) -> None:
+        if self.received is not None:
+            previous = self.previous.get(number)
+            if not callable(previous):
+                raise KeyboardInterrupt
+            previous(number, frame)
+            return
+        self.received = number
+        name = "Ctrl-C" if number == signal.SIGINT else signal.Signals(number).name
+        print(self.announcement.format(signal=name), file=sys.stderr, flush=True)
+
+    def requested(self, step: int) -> bool:
+        if self.several_hosts():
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.received is not None
+
+    def exit_status(self) -> int:
+        return 128 + (self.received or signal.SIGTERM)
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def process_count() -> int:
+    import jax  # loaded by then: only a training loop asks
+
+    return jax.process_count()

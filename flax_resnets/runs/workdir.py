@@ -1,0 +1,155 @@
+"""A workdir's records of its run (its config, its data) and the checks that keep one run per
+workdir: made before a run resumes or is evaluated, so that two configs' or two datasets'
+checkpoints and metrics never mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from flax_resnets.cli import RETIRED_FIELDS
+from flax_resnets.config import default_config
+from flax_resnets.errors import InputError
+from flax_resnets.files import read_json_object
+
+# Fields that may change between the runs of one workdir without changing the results.
+MAY_CHANGE_ON_RESUME = (
+    "data_dir",
+    "download",
+    "log_every_steps",
+    "distributed",
+    "steps_per_call",
+    "eval_batch_size",
+)
+def config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return json.loads(config.to_json())
+
+
+def recorded_config(workdir: Path) -> dict[str, Any] | None:
+    """The config a workdir's run was started with, if any (a field it lacks: its default)."""
+    path = Path(workdir) / "config.json"
+    if not path.exists():
+        return None
+    recorded = read_json_object(path, "restore it from a backup, or use a new --workdir")
+    for field in RETIRED_FIELDS:
+        recorded.pop(field, None)
+    return {**config_dict(default_config()), **recorded}
+
+
+def check_continuable(workdir: Path) -> None:
+    """Refuse to go on training a run that an earlier version fed through tf.data: its crops and
+    flips were TensorFlow's, which the compiled step does not draw, so it would not continue as
+    the run it is (evaluating it is fine)."""
+    path = Path(workdir) / "config.json"
+    if not path.exists() or not (Path(workdir) / "checkpoints").is_dir():
+        return
+    if (
+        read_json_object(path, "restore it from a backup, or use a new --workdir").get("input_pipeline")
+        == "tfdata"
+    ):
+        raise InputError(
+            f"{workdir} holds a run fed by tf.data (an earlier version's input_pipeline), whose crops "
+            "this version does not draw, so it cannot go on as the same run: evaluate it (--mode=eval), "
+            "or train in a new --workdir."
+        )
+
+
+def check_workdir(workdir: Path) -> None:
+    """Refuse a workdir that is a file, or that cannot be created or written, before any work."""
+    workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise InputError(f"--workdir={workdir} is a file, not a folder: pass a folder for the run.")
+    existing = next(p for p in (workdir, *workdir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"--workdir={workdir} is inside {existing}, a file: pass a folder for the run.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--workdir={workdir}: {existing} is not writable; pass a folder you can write to.")
+
+
+DATA_RECORD = "data.json"  # the fingerprint of the data a workdir's run read
+
+
+def check_same_data(workdir: Path, dataset: Any, fingerprint: dict[str, Any] | None = None) -> None:
+    """Refuse to continue or evaluate a run on data other than what it trained on: by the run's
+    data.json (``fingerprint``: ``dataset.fingerprint()``, given where it is already made), or
+    without one by its run.json's record of the data (classes, channels, split sizes, pixel
+    statistics); a run with checkpoints and neither file is refused, its data unknowable."""
+    path = Path(workdir) / DATA_RECORD
+    if path.exists():
+        recorded = read_json_object(path, "restore it, or use a new --workdir")
+        differences = data_differences(recorded, fingerprint or dataset.fingerprint())
+    elif (Path(workdir) / "run.json").exists():
+        run = read_json_object(Path(workdir) / "run.json", "restore it, or use a new --workdir")
+        differences = data_differences(summary_fields(run.get("data"), dataset), dataset.summary())
+    elif (Path(workdir) / "checkpoints").is_dir():
+        raise InputError(
+            f"{workdir} holds checkpoints but neither data.json nor run.json, so the data it trained on "
+            "cannot be checked: restore data.json from a backup, or use a new --workdir."
+        )
+    else:
+        return
+    if differences:
+        raise InputError(
+            f"{workdir} holds a run on other data ({'; '.join(differences)}): point data_dir at the data "
+            "it was started with, or use a new --workdir."
+        )
+
+
+def summary_fields(recorded: Any, dataset: Any) -> dict[str, Any]:
+    """The fields of a run.json data record that ``dataset.summary()`` has, the pixel statistics
+    rounded as the record's were, so that the same data compares equal."""
+    if not isinstance(recorded, dict):
+        raise InputError("run.json has no record of the data: restore it, or use a new --workdir.")
+    summary = dataset.summary()
+    fields = {key: recorded.get(key) for key in summary}
+    for key in ("mean", "std"):
+        if isinstance(fields[key], list) and len(fields[key]) == len(summary[key]):
+            close = all(abs(a - b) < 1e-6 for a, b in zip(fields[key], summary[key], strict=True))
+            fields[key] = summary[key] if close else fields[key]
+    return fields
+
+
+def data_differences(there: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """How the data recorded for a run differs from the data read now, field by field."""
+    differences = []
+    for key in sorted(set(there) | set(now)):
+        before, after = there.get(key), now.get(key)
+        if before == after:
+            continue
+        if key == "sha256":
+            differences.append("the images or labels differ")
+        elif key == "class_names":
+            differences.append(f"{len(before or [])} classes there, {len(after or [])} now")
+        else:
+            differences.append(f"{key} {before} there, {after} now")
+    return differences
+
+
+def check_same_run(
+    config: ml_collections.ConfigDict,
+    workdir: Path,
+    fix: str = "use a new --workdir, or the config it was started with",
+) -> None:
+    """Refuse to mix two configs' checkpoints and metrics in one workdir (``fix``: what to do)."""
+    recorded = recorded_config(workdir)
+    if recorded is None:
+        if (Path(workdir) / "checkpoints").is_dir():
+            raise InputError(
+                f"{workdir} holds checkpoints but no config.json, so its run cannot be checked: "
+                "use a new --workdir."
+            )
+        return
+    current = config_dict(config)
+    differing = sorted(
+        key
+        for key in set(recorded) | set(current)
+        if key not in MAY_CHANGE_ON_RESUME and recorded.get(key) != current.get(key)
+    )
+    if differing:
+        changes = ", ".join(f"{k}={recorded.get(k)!r} there, {current.get(k)!r} now" for k in differing)
+        raise InputError(f"{workdir} holds a run of a different config ({changes}): {fix}.")
