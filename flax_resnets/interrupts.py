@@ -13,6 +13,7 @@ sweep's time budget) or Ctrl-C is a request that the loop answers after the call
 saves a checkpoint, then stops. A second goes to the handler the loop replaced (at the entry
 point's: an end at once), or raises KeyboardInterrupt where there is none to go to. On several
 hosts, SIGTERM is JAX's own: its preemption sync point makes every host stop at the same step.
+A sweep's cells stop (SIGTERM) when the sweep ends, however it ends.
 
 Stdlib only at import, so that the entry point installs this before anything heavy loads.
 """
@@ -20,6 +21,7 @@ Stdlib only at import, so that the entry point installs this before anything hea
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -68,10 +70,22 @@ def exit_interrupted() -> NoReturn:
     os._exit(EXIT_INTERRUPTED)
 
 
+# Set by a sweep for its cells: the pid of the process whose end must stop this one (SIGTERM: save
+# a checkpoint and exit), so that no cell trains on, orphaned, once its sweep is gone.
+STOP_WITH_PARENT = "FLAX_RESNETS_STOP_WITH_PARENT"
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends (Linux)
+
+
 def install() -> None:
-    """At the entry point: Ctrl-C ends the command at once, once the files being written are whole."""
+    """At the entry point: Ctrl-C ends the command at once, once the files being written are whole;
+    a sweep's cell gets SIGTERM when the sweep ends (``STOP_WITH_PARENT``)."""
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, lambda number, frame: exit_when_files_are_whole(exit_interrupted))
+    parent = os.environ.get(STOP_WITH_PARENT)
+    if parent and sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if str(os.getppid()) != parent:  # it ended before the line above took effect
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 TRAINING_STOPS = (

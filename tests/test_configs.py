@@ -144,16 +144,16 @@ def test_the_config_command_shows_a_files_fields_with_overrides_marked_and_refus
         config_command.main([quickstart, "--config.num_seed=3"])
 
 
-def test_a_config_file_reads_no_data_module_model_or_tensorflow():
+def test_a_config_file_reads_no_data_module_model_jax_or_tensorflow():
     """Config files import the recipe alone: loading one (e.g. to list its fields) costs no
-    dataset reader, no model zoo and no TensorFlow."""
+    dataset reader, no model zoo, no JAX and no TensorFlow."""
     import subprocess
     import sys
 
     code = (
         "import sys, runpy\n"
         "runpy.run_path('configs/cifar10_resnet18.py')['get_config']()\n"
-        "heavy = ('flax_resnets.data', 'flax_resnets.models', 'tensorflow')\n"
+        "heavy = ('flax_resnets.data', 'flax_resnets.models', 'jax', 'tensorflow')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     result = subprocess.run(

@@ -142,6 +142,7 @@ HOLD_THE_LOCK = """
 import fcntl, sys, time
 with open(sys.argv[1], "a+") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
+    lock.truncate(0)
     lock.write("4242\\n")
     lock.flush()
     print("held", flush=True)

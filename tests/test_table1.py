@@ -307,7 +307,9 @@ from pathlib import Path
 from flax_resnets.commands import sweep
 
 folder = Path(sys.argv[1])
-cell = (
+cell = (  # a trainer's entry point first, as main.py's
+    "from flax_resnets import interrupts\\n"
+    "interrupts.install()\\n"
     "import signal, sys, time\\n"
     "def stop(number, frame):\\n"
     f"    open({str(folder / 'cell_stopped')!r}, 'w').write(signal.Signals(number).name)\\n"
@@ -316,7 +318,8 @@ cell = (
     "print('ready', flush=True)\\n"
     "time.sleep(600)\\n"
 )
-started = sweep.start_cell("c", folder, folder / "c.log", [sys.executable, "-c", cell], {})
+command = [sys.executable, "-c", cell]
+started = sweep.start_cell("c", folder, folder / "c.log", command, sweep.cell_environment(1))
 while "ready" not in (folder / "c.log").read_text():
     time.sleep(0.05)
 print(started.process.pid, flush=True)

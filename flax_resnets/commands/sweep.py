@@ -30,7 +30,6 @@ and ``--tar`` packs them, the table and the logs into one file to carry elsewher
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import math
 import os
@@ -49,13 +48,12 @@ from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, make_plan
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
 from flax_resnets.data.sources import is_array_file
 from flax_resnets.errors import InputError
-from flax_resnets.interrupts import StopRequests
+from flax_resnets.interrupts import STOP_WITH_PARENT, StopRequests
 
 CELL_CONFIG = Path(config.__file__)  # its get_config(cell): the paper's recipe for a cell
 STOP_GRACE_SECONDS = 60  # for the trainer to save its checkpoint after SIGTERM
 POLL_SECONDS = 1.0  # how often running cells and the budget are looked at
 MEMORY_IN_USE = 0.9  # of the accelerator's memory, shared out between parallel cells
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when its parent ends
 
 
 class Budget:
@@ -109,25 +107,13 @@ SWEEP_STOPS = (
 
 
 def start_cell(cell: str, workdir: Path, log: Path, command: list[str], env: dict[str, str]) -> CellProcess:
-    """The cell's trainer in a session of its own (a terminal's Ctrl-C goes to the sweep alone),
-    sent SIGTERM (save and stop) if the sweep dies, however (``kill -9`` included)."""
+    """The cell's trainer in a session of its own (a terminal's Ctrl-C goes to the sweep alone);
+    ``cell_environment`` makes it stop (save and exit) if the sweep dies, however."""
     with open(log, "a") as output:
         process = subprocess.Popen(
-            command,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=stop_when_the_parent_dies,
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     return CellProcess(cell, workdir, log, process, time.monotonic())
-
-
-def stop_when_the_parent_dies() -> None:
-    """In a child before it runs its program: SIGTERM when its parent's thread ends (Linux's
-    ``PR_SET_PDEATHSIG``; elsewhere the cell runs on, as its own session)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_cells(running: list[CellProcess]) -> None:
@@ -145,10 +131,11 @@ def stop_cells(running: list[CellProcess]) -> None:
 
 
 def cell_environment(parallel: int) -> dict[str, str]:
-    """The environment of a cell's process: with ``parallel`` cells sharing one accelerator, each
-    takes its share of the accelerator's memory (XLA's client memory fraction), unless the
-    caller set one."""
+    """The environment of a cell's process: the sweep as the parent whose end stops it
+    (``interrupts.STOP_WITH_PARENT``); with ``parallel`` cells sharing one accelerator, each takes
+    its share of the accelerator's memory (XLA's client memory fraction), unless the caller set one."""
     env = dict(os.environ)
+    env[STOP_WITH_PARENT] = str(os.getpid())  # the cell stops if the sweep dies (kill -9 included)
     if parallel > 1 and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env:
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{MEMORY_IN_USE / parallel:.3f}"
     return env
