@@ -75,33 +75,10 @@ def test_convolution_of_a_map_smaller_than_its_kernel_matches_lax(size):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_large_batches_convolve_in_micro_batches_with_the_same_result():
-    numbers = ("NHWC", "HWIO", "NHWC")
-
-    def reference(x, kernel):
-        return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=numbers)
-
-    def ours(x, kernel):
-        return xla_cpu.micro_batched_convolution(
-            x, kernel, (2, 2), [(1, 1), (1, 1)], micro_batch=16, dimension_numbers=numbers
-        )
-
-    x = jax.random.normal(jax.random.key(1), (40, 8, 8, 4))
-    kernel = jax.random.normal(jax.random.key(2), (3, 3, 4, 6))
-    assert str(jax.make_jaxpr(ours)(x, kernel)).count("conv_general_dilated") == 3  # 16 + 16 + 8
-    cotangent = jax.random.normal(jax.random.key(3), (40, 4, 4, 6))
-    got_out, got_vjp = jax.vjp(ours, x, kernel)
-    expected_out, expected_vjp = jax.vjp(reference, x, kernel)
-    np.testing.assert_allclose(got_out, expected_out, rtol=1e-5, atol=1e-5)
-    # The weight gradient sums the micro-batches' parts: float32 rounding, relative to its scale.
-    for a, b in zip(got_vjp(cotangent), expected_vjp(cotangent), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
-
-
 def test_on_a_cpu_the_trainer_builds_models_with_xla_cpus_convolution():
     tuning = for_backend()
     assert (tuning.unroll, tuning.compiler_options) == (True, xla_cpu.compiler_options())
-    assert tuning.convolution.func is xla_cpu.micro_batched_convolution  # one CPU device here
+    assert tuning.convolution is xla_cpu.small_map_convolution
     config = default_config(model="resnet8")
     optimizer, _ = make_optimizer(config, total_steps=1)
     graphdef, state = create_train_state(config, num_classes=10, input_channels=3, optimizer=optimizer)

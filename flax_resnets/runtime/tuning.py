@@ -1,6 +1,7 @@
 """How the compiled programs are built for the backend they run on: plain JAX everywhere but on a
 CPU, where ``xla_cpu``'s settings train faster (its module says how much). The one place that
-chooses; models and steps take a ``Tuning`` and know nothing of backends.
+chooses; ``training.steps`` reads it where it builds every program, and models take the
+convolution it names.
 """
 
 from __future__ import annotations
@@ -40,5 +41,5 @@ def for_backend() -> Tuning:
     if jax.default_backend() != "cpu":
         return PLAIN
     return Tuning(
-        convolution=xla_cpu.convolution(), unroll=True, compiler_options=xla_cpu.compiler_options()
+        convolution=xla_cpu.small_map_convolution, unroll=True, compiler_options=xla_cpu.compiler_options()
     )

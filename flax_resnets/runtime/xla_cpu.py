@@ -1,18 +1,26 @@
 """What makes training faster on a CPU: a compile option, loops unrolled, and the convolution to
-build models with (``runtime.tuning`` applies them on a CPU only).
+build models with (``runtime.tuning`` applies them on a CPU only; ``training.steps`` builds with
+them). Each was measured against the trainer without it on a 2-core x86 CPU, jaxlib 0.10.2
+(``results/checks/xla_cpu_settings/``; timings there move ~15% between runs):
 
-By default XLA:CPU (jaxlib 0.10) hands convolutions to the YNNPACK library. Timed alternately in
-one process on a 2-core CPU, XLA's own (Eigen) convolutions, with YNNPACK kept for reductions
-only, trained resnet20 and resnet18 1.1-1.4x faster at batch 16 and 128. The option is passed
-per compilation, so it touches neither the process's ``XLA_FLAGS`` nor other programs; it is left
-out where a user's ``XLA_FLAGS`` already set it, and where the running jaxlib does not know it.
+- the option: XLA's own (Eigen) convolutions, YNNPACK kept for reductions: resnet20 and resnet18
+  trained 1.04-1.36x faster at batch 16 and 128 than with YNNPACK's convolutions;
+- steps and members unrolled: resnet20 at batch 16, 4 steps a call, 398 images/s (1 seed) and 370
+  (2 seeds) against 18.9 and 13.8 under ``lax.scan`` and ``jax.vmap``;
+- maps smaller than their kernel as one matrix product: VGG19 at batch 16, 61 images/s against 15.
+
+Dropped, for it no longer paid: convolving batches over 16 in micro-batches of 16 (as fast or
+slower than one convolution at batch 128, and 3x the compile time).
+
+The option is passed per compilation, so it touches neither the process's ``XLA_FLAGS`` nor
+other programs; it is left out where a user's ``XLA_FLAGS`` already set it, and where the
+running jaxlib does not know it.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -34,44 +42,6 @@ def compiler_options() -> dict[str, str]:
     except jax.errors.JaxRuntimeError:  # a jaxlib without the option (it is experimental)
         return {}
     return options
-
-
-# The steps of a call and the members of a run are unrolled on a CPU (``tuning.Tuning.unroll``):
-# XLA:CPU runs convolutions inside a loop several times slower, and vmap's grouped convolutions
-# ~1.8x slower than one per member (resnet8, batch 16, 4 members: 570 images/s unrolled, 308
-# under vmap, 569 for one member).
-
-
-# XLA:CPU's convolutions, their weight gradients most, slow down as the batch grows: a batch of
-# 128 convolved in micro-batches of 16 trained resnet20 1.16-1.23x and resnet18 1.06-1.08x faster.
-CONVOLUTION_MICRO_BATCH = 16
-
-
-@functools.cache
-def convolution() -> Callable[..., jax.Array]:
-    """The convolution to build models with on a CPU (``create_model(convolution=)``): maps smaller
-    than their kernel become one matrix product (``small_map_convolution``), and on a single CPU
-    device, batches over 16 are convolved in micro-batches of 16 (across several devices a
-    micro-batch would straddle their shards of the batch). The results are the same as
-    ``lax.conv_general_dilated``'s; only the speed differs.
-    """
-    if jax.device_count() == 1:
-        return functools.partial(micro_batched_convolution, micro_batch=CONVOLUTION_MICRO_BATCH)
-    return small_map_convolution
-
-
-def micro_batched_convolution(
-    lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, *, micro_batch: int, **kwargs: Any
-) -> jax.Array:
-    """``small_map_convolution`` of NHWC inputs and HWIO kernels, ``micro_batch`` examples at a time."""
-    if lhs.shape[0] <= micro_batch:
-        return small_map_convolution(lhs, rhs, window_strides, padding, **kwargs)
-    return jnp.concatenate(
-        [
-            small_map_convolution(lhs[start : start + micro_batch], rhs, window_strides, padding, **kwargs)
-            for start in range(0, lhs.shape[0], micro_batch)
-        ]
-    )
 
 
 def small_map_convolution(
