@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,35 @@ def user_path(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a path, got an empty value (an unset variable?)")
     return Path(text).expanduser()
+
+
+def output_file(text: str) -> Path:
+    """argparse type of a file a command writes: ``user_path``, refused at once (before any work)
+    where it cannot be written: a folder in its place, a file among its folders, no permission."""
+    path = user_path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder: name the file to write")
+    require_creatable(path.absolute().parents)
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """argparse type of a folder a command writes into: as ``output_file``, for a folder."""
+    path = user_path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file: name a folder to write into")
+    require_creatable([path.absolute(), *path.absolute().parents])
+    return path
+
+
+def require_creatable(folders: Any) -> None:
+    """The first of ``folders`` (a path's own, then its parents) that exists is a folder this
+    process can write into."""
+    existing = next(folder for folder in folders if folder.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder to write into")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{existing} is not writable")
 
 
 def positive_int(text: str) -> int:

@@ -95,6 +95,11 @@ BAD_ARGUMENTS = [
     (["export", "--workdir=", "--out=m.pt"], "--workdir: expected a path, got an empty value"),
     (["data", "export", "--dataset=image_folder", "--out="], "--out: expected a path, got an empty value"),
     (["reports", ""], "expected a path, got an empty value"),
+    # An output that cannot be written where asked, refused before any work (not after a benchmark).
+    (["benchmark", "--json=/tmp"], "argument --json: /tmp is a folder: name the file to write"),
+    (["benchmark", "--profile_dir=README.md"], "README.md is a file: name a folder to write into"),
+    (["table1", "--out=/tmp"], "argument --out: /tmp is a folder"),
+    (["export", "--workdir=/nonexistent/run", "--out=README.md/m.npz"], "README.md is a file, not a folder"),
 ]
 
 

@@ -27,7 +27,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from flax_resnets.cli import CommandParser, command_parser, positive_int, positive_ints, user_path
+from flax_resnets.cli import (
+    CommandParser,
+    command_parser,
+    output_file,
+    output_folder,
+    positive_int,
+    positive_ints,
+    user_path,
+)
 from flax_resnets.commands.benchmark_cells import cells_table, wait_for_the_other_cells
 from flax_resnets.commands.benchmark_loop import loop_row, recipe_training
 from flax_resnets.config import DTYPES
@@ -182,7 +190,7 @@ def argument_parser() -> CommandParser:
     )
     parser.add_argument(
         "--profile_dir",
-        type=user_path,
+        type=output_folder,
         help="trace each row's training calls into this folder and print the top ops",
     )
     parser.add_argument(
@@ -197,7 +205,7 @@ def argument_parser() -> CommandParser:
         default="1",
         help="also time K processes at once on the accelerator, as sweep --parallel=K (comma-separated K)",
     )
-    parser.add_argument("--json", default="benchmark.json", type=user_path, help="where to write the rows")
+    parser.add_argument("--json", default="benchmark.json", type=output_file, help="where to write the rows")
     return parser
 
 

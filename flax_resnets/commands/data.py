@@ -6,7 +6,7 @@ training from it (``data_dir=FILE.npz``) needs neither TensorFlow nor TFDS.
 
 from __future__ import annotations
 
-from flax_resnets.cli import command_parser, user_path
+from flax_resnets.cli import command_parser, output_file, user_path
 from flax_resnets.data.arrays import save_arrays
 from flax_resnets.data.sources import DATASET_NAMES, read_image_folder, read_tfds
 from flax_resnets.errors import InputError
@@ -20,10 +20,10 @@ def main(argv: list[str]) -> int:
     export.add_argument(
         "--data_dir", type=user_path, default=None, help="TFDS data_dir, or the image folder's root"
     )
-    export.add_argument("--out", required=True, type=user_path, help="the .npz file to write")
+    export.add_argument("--out", required=True, type=output_file, help="the .npz file to write")
     export.add_argument("--no_download", action="store_true", help="never let TFDS download")
     args = parser.parse_args(argv)
-    if args.out.suffix != ".npz" or args.out.is_dir():
+    if args.out.suffix != ".npz":
         raise InputError(f"--out must be a file name ending in .npz, got {str(args.out)!r}.")
     data_dir = str(args.data_dir) if args.data_dir else None
     if args.dataset == "image_folder":

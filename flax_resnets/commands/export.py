@@ -18,7 +18,7 @@ architecture and module. ``--checkpoint`` and ``--seed`` choose the model as ``p
 
 from __future__ import annotations
 
-from flax_resnets.cli import command_parser, user_path
+from flax_resnets.cli import command_parser, output_file, user_path
 from flax_resnets.errors import InputError
 from flax_resnets.inference import load_run
 from flax_resnets.inference.export import FORMATS
@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
         default="torch",
         help="torch: the PyTorch twin's state_dict and its module file; npz: every array by its Flax path",
     )
-    parser.add_argument("--out", type=user_path, required=True, help="the file to write (.pt or .npz)")
+    parser.add_argument("--out", type=output_file, required=True, help="the file to write (.pt or .npz)")
     parser.add_argument("--checkpoint", default="best", help="best, latest or a step number")
     parser.add_argument("--seed", type=int, help="which member of a run of several seeds")
     args = parser.parse_args(argv)

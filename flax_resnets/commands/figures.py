@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from flax_resnets.checks import validate_config
-from flax_resnets.cli import command_parser, positive_int, user_path
+from flax_resnets.cli import command_parser, output_folder, positive_int, user_path
 from flax_resnets.config import default_config
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
@@ -165,7 +165,7 @@ def main(argv: list[str]) -> int:
     drawing.add_argument("--seed", type=int, default=0)
     drawing.add_argument("--num_seeds", type=positive_int, default=1, help="seeds per network (their mean)")
     drawing.add_argument("--batch_size", type=int, default=0, help="> 0: instead of the recipe's")
-    drawing.add_argument("--out", type=user_path, required=True)
+    drawing.add_argument("--out", type=output_folder, required=True)
     surveying = kinds.add_parser("landscape", help="the loss around trained checkpoints")
     surveying.add_argument(
         "--workdir", action="append", type=user_path, required=True, help="a run (repeat to compare runs)"
@@ -176,7 +176,7 @@ def main(argv: list[str]) -> int:
     surveying.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span]^2")
     surveying.add_argument("--images", type=int, default=0, help="training images the loss is over (0: all)")
     surveying.add_argument("--seed", type=int, default=0, help="draws the two directions")
-    surveying.add_argument("--out", type=user_path, required=True)
+    surveying.add_argument("--out", type=output_folder, required=True)
     args = parser.parse_args(argv)
     if args.figure == "degradation":
         return degradation(args)

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from flax_resnets import checks, config
-from flax_resnets.cli import command_parser, positive_int, user_path
+from flax_resnets.cli import command_parser, output_file, positive_int, user_path
 from flax_resnets.commands import table1
 from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, make_plan
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
@@ -225,7 +225,9 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
     parser.add_argument(
         "--results", type=user_path, default=Path("results"), help="where finished cells are kept"
     )
-    parser.add_argument("--tar", type=user_path, help="also pack the kept runs, the table and the logs here")
+    parser.add_argument(
+        "--tar", type=output_file, help="also pack the kept runs, the table and the logs here"
+    )
     parser.add_argument(
         "--parallel", type=positive_int, default=1, help="cells trained at once, sharing the accelerator"
     )

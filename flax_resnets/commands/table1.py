@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flax_resnets.cli import command_parser, user_path
+from flax_resnets.cli import command_parser, output_file, user_path
 from flax_resnets.config import TABLE1_DATASETS, TABLE1_MODELS, cell_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
@@ -318,7 +318,7 @@ def main(argv: list[str]) -> int:
         help="copy these finished workdirs into results/runs first",
     )
     parser.add_argument(
-        "--out", type=user_path, help="write the table here (default: RESULTS/table1.md without RUN_DIRS)"
+        "--out", type=output_file, help="write the table here (default: RESULTS/table1.md without RUN_DIRS)"
     )
     args = parser.parse_args(argv)
     for workdir in args.keep:
