@@ -6,6 +6,7 @@ Each problem is reported as one sentence naming the field, the value and the fix
 
 from __future__ import annotations
 
+import argparse
 import math
 from typing import Any
 
@@ -16,6 +17,17 @@ from flax_resnets.config import DTYPES, SCHEDULES, SEED_LIMIT, TABLE1_CELLS, def
 from flax_resnets.data.sources import IMAGE_CHANNELS, NORMALIZATIONS, require_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.models import require_init, require_models
+
+
+def seed_argument(text: str) -> int:
+    """argparse type of a ``--seed`` flag: a seed a run could have (0 to 2**31 - 1)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {SEED_LIMIT - 1}, got {text!r}")
+    return seed
 
 
 def with_overrides(config: ml_collections.ConfigDict, flags: list[str]) -> ml_collections.ConfigDict:

@@ -99,6 +99,7 @@ BAD_ARGUMENTS = [
     (["benchmark", "--json=/tmp"], "argument --json: /tmp is a folder: name the file to write"),
     (["benchmark", "--profile_dir=README.md"], "README.md is a file: name a folder to write into"),
     (["table1", "--out=/tmp"], "argument --out: /tmp is a folder"),
+    (["parity", "--seed=-5"], "argument --seed: expected a seed from 0 to 2147483647, got '-5'"),
     (["export", "--workdir=/nonexistent/run", "--out=README.md/m.npz"], "README.md is a file, not a folder"),
 ]
 

@@ -18,6 +18,7 @@ architecture and module. ``--checkpoint`` and ``--seed`` choose the model as ``p
 
 from __future__ import annotations
 
+from flax_resnets.checks import seed_argument
 from flax_resnets.cli import command_parser, output_file, user_path
 from flax_resnets.errors import InputError
 from flax_resnets.inference import load_run
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--out", type=output_file, required=True, help="the file to write (.pt or .npz)")
     parser.add_argument("--checkpoint", default="best", help="best, latest or a step number")
-    parser.add_argument("--seed", type=int, help="which member of a run of several seeds")
+    parser.add_argument("--seed", type=seed_argument, help="which member of a run of several seeds")
     args = parser.parse_args(argv)
     suffix, export = FORMATS[args.format]
     if args.out.suffix != suffix or args.out.is_dir():

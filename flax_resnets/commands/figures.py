@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from flax_resnets.checks import validate_config
+from flax_resnets.checks import seed_argument, validate_config
 from flax_resnets.cli import command_parser, output_folder, positive_int, user_path
 from flax_resnets.config import default_config
 from flax_resnets.data.sources import load_config_dataset
@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
     )
     drawing.add_argument("--epochs", type=positive_int, default=4)
     drawing.add_argument("--train_images", type=int, default=0, help="> 0: the first N training images")
-    drawing.add_argument("--seed", type=int, default=0)
+    drawing.add_argument("--seed", type=seed_argument, default=0)
     drawing.add_argument("--num_seeds", type=positive_int, default=1, help="seeds per network (their mean)")
     drawing.add_argument("--batch_size", type=int, default=0, help="> 0: instead of the recipe's")
     drawing.add_argument("--out", type=output_folder, required=True)
@@ -175,7 +175,7 @@ def main(argv: list[str]) -> int:
     surveying.add_argument("--grid", type=positive_int, default=51, help="points per axis")
     surveying.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span]^2")
     surveying.add_argument("--images", type=int, default=0, help="training images the loss is over (0: all)")
-    surveying.add_argument("--seed", type=int, default=0, help="draws the two directions")
+    surveying.add_argument("--seed", type=seed_argument, default=0, help="draws the two directions")
     surveying.add_argument("--out", type=output_folder, required=True)
     args = parser.parse_args(argv)
     if args.figure == "degradation":

@@ -49,6 +49,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from flax_resnets.checks import seed_argument
 from flax_resnets.cli import command_parser, positive_int
 from flax_resnets.commands import parity_train
 from flax_resnets.config import default_config
@@ -330,7 +331,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=positive_int, default=3, help="optimizer steps compared")
     parser.add_argument("--input_channels", type=positive_int, default=3)
     parser.add_argument("--num_classes", type=positive_int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_argument, default=0)
     parser.add_argument("--train", action="store_true", help="compare whole training runs (--train --help)")
     args = parser.parse_args(argv)
     names = args.models.split(",")

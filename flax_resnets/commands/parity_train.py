@@ -29,7 +29,7 @@ from typing import Any
 
 import ml_collections
 
-from flax_resnets.checks import validate_config
+from flax_resnets.checks import seed_argument, validate_config
 from flax_resnets.cli import command_parser, positive_int, user_path
 from flax_resnets.config import cell_config, default_config
 from flax_resnets.errors import InputError
@@ -154,7 +154,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--data_dir", type=user_path, required=True, help="an image folder (train/, test/)")
     parser.add_argument("--epochs", type=positive_int, default=1)
     parser.add_argument("--seeds", type=positive_int, default=3, help="runs per side")
-    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--seed", type=seed_argument, default=0, help="the first seed")
     parser.add_argument("--train_images", type=int, default=0, help="> 0: the first N training images")
     parser.add_argument(
         "--workdir_root", type=user_path, help="keep our runs' workdirs here (default: temporary)"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flax_resnets.checks import seed_argument
 from flax_resnets.cli import command_parser, positive_int, user_path
 from flax_resnets.data.image_folder import IMAGE_SUFFIXES, read_image_files
 from flax_resnets.errors import InputError
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("targets", nargs="+", type=user_path, help="image files or folders of them")
     parser.add_argument("--workdir", type=user_path, required=True, help="the trained run")
     parser.add_argument("--checkpoint", default="best", help="best, latest or a step number")
-    parser.add_argument("--seed", type=int, help="which member of a run of several seeds")
+    parser.add_argument("--seed", type=seed_argument, help="which member of a run of several seeds")
     parser.add_argument("--top_k", type=positive_int, default=3, help="classes shown per image")
     parser.add_argument("--json", action="store_true", help="a JSON list instead of lines")
     args = parser.parse_args(argv)
