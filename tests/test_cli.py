@@ -91,6 +91,20 @@ BAD_ARGUMENTS = [
         "needs plain and residual",
     ),
     (["figures", "landscape", "--workdir=/nonexistent/run", "--out=/tmp/never"], "holds no run"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_ARGUMENTS, ids=[" ".join(a[:2]) for a, _ in BAD_ARGUMENTS])
+def test_every_command_refuses_bad_arguments_in_one_line(args, message):
+    result = run_command(*args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert result.stdout == ""
+
+
+# Refused by the argument types themselves (in-process: no JAX work happens before them).
+BAD_PATHS = [
     # An unset variable's empty value, refused as such by every path flag.
     (["export", "--workdir=", "--out=m.pt"], "--workdir: expected a path, got an empty value"),
     (["data", "export", "--dataset=image_folder", "--out="], "--out: expected a path, got an empty value"),
@@ -104,13 +118,15 @@ BAD_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize(("args", "message"), BAD_ARGUMENTS, ids=[" ".join(a[:2]) for a, _ in BAD_ARGUMENTS])
-def test_every_command_refuses_bad_arguments_in_one_line(args, message):
-    result = run_command(*args)
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
-    assert result.stdout == ""
+@pytest.mark.parametrize(("args", "message"), BAD_PATHS, ids=[" ".join(a[:2]) for a, _ in BAD_PATHS])
+def test_every_path_and_seed_flag_refuses_what_cannot_be_used_in_one_line(args, message, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    command = importlib.import_module(f"flax_resnets.commands.{args[0]}")
+    with pytest.raises(SystemExit) as exit_status:
+        command.main(args[1:])
+    assert exit_status.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
 
 
 @pytest.mark.parametrize("program", [["main.py"], ["-m", "flax_resnets", "train"]], ids=["main.py", "train"])
