@@ -63,10 +63,11 @@ def degradation(args: Any) -> int:
     if not plain or len(plain) == len(models):
         raise InputError("--models needs plain and residual nets, e.g. plain20,resnet20,plain56,resnet56.")
     runs = {}
+    data_dir = str(args.data_dir) if args.data_dir else None  # a config field holds a string
     for name in models:
         config = default_config(dataset=args.dataset, model=name)
         config.update(
-            data_dir=str(args.data_dir) if args.data_dir else None,
+            data_dir=data_dir,
             num_epochs=args.epochs,
             train_images=args.train_images,
             seed=args.seed,
@@ -94,7 +95,7 @@ def degradation(args: Any) -> int:
         "seed": args.seed,
         "num_seeds": args.num_seeds,
         "dataset": args.dataset,
-        "data_dir": str(args.data_dir) if args.data_dir else None,
+        "data_dir": data_dir,
         **(HE_RECIPE if args.recipe == "he" else {}),
         "batch_size": config.batch_size,
     }

@@ -212,19 +212,24 @@ class Checkpoints:
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, list[dict]]:
         """The state (laid out like ``abstract_state``) and history saved at ``step``."""
-        legacy = self.require_shapes(step, abstract_state)
-        target = without_member_axis(abstract_state) if legacy else abstract_state
-        restored = self._restore(step, state=pytree_restore(target), history=ocp.args.JsonRestore())
-        state = with_member_axis(restored["state"], abstract_state) if legacy else restored["state"]
+        state, restored = self._restore_state(step, abstract_state, history=ocp.args.JsonRestore())
         return state, list(restored["history"])
 
     def restore_fields(self, step: int, abstract_fields: dict[str, Any]) -> dict[str, Any]:
         """Only some fields of the saved state (e.g. the model's, to evaluate it), laid out like
         ``abstract_fields``: the optimizer state is never read."""
-        legacy = self.require_shapes(step, abstract_fields, partial=True)
-        target = without_member_axis(abstract_fields) if legacy else abstract_fields
-        state = self._restore(step, state=pytree_restore(target, partial=True))["state"]
-        return with_member_axis(state, abstract_fields) if legacy else state
+        return self._restore_state(step, abstract_fields, partial=True)[0]
+
+    def _restore_state(
+        self, step: int, abstract: Any, *, partial: bool = False, **items: Any
+    ) -> tuple[Any, Any]:
+        """The saved state laid out like ``abstract`` (a one-seed checkpoint of the format without
+        the member axis given it back), and everything restored with it (``items``)."""
+        legacy = self.require_shapes(step, abstract, partial=partial)
+        target = without_member_axis(abstract) if legacy else abstract
+        restored = self._restore(step, state=pytree_restore(target, partial=partial), **items)
+        state = with_member_axis(restored["state"], abstract) if legacy else restored["state"]
+        return state, restored
 
     def history(self, step: int) -> list[dict]:
         """The epoch records saved with the checkpoint at ``step``."""
