@@ -12,6 +12,7 @@
     predict         classify image files with a trained run
     export          a trained run's model for PyTorch, or as named arrays
     config          every field of a config (a file's, with overrides), its value and meaning
+    compile         a run's programs compiled for TPU slices without a TPU: memory and FLOPs per chip
 
 ``python -m flax_resnets COMMAND --help`` describes each one.
 """
@@ -27,7 +28,7 @@ from flax_resnets.runtime.compat import IncompatibleVersionsError
 
 COMMANDS = (
     *("train", "table1", "sweep", "benchmark", "parity", "reports"),
-    *("data", "models", "figures", "predict", "export", "config"),
+    *("data", "models", "figures", "predict", "export", "config", "compile"),
 )
 
 

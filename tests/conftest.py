@@ -9,6 +9,9 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The suite tests the CPU's programs (and compiles TPU programs as targets): where libtpu or a GPU
+# plugin is installed too (CI installs libtpu), JAX and the processes the tests start stay on the CPU.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -91,6 +91,8 @@ BAD_ARGUMENTS = [
         "needs plain and residual",
     ),
     (["figures", "landscape", "--workdir=/nonexistent/run", "--out=/tmp/never"], "holds no run"),
+    (["compile", "--cells=cifar10_resnet19", "--topology=v5e:2x2"], "no Table 1 cell 'cifar10_resnet19'"),
+    (["compile", "--topology=v5e:2x2"], "pass either --config=FILE or --cells=CELL"),
 ]
 
 
@@ -113,6 +115,7 @@ BAD_PATHS = [
     (["benchmark", "--json=/tmp"], "argument --json: /tmp is a folder: name the file to write"),
     (["benchmark", "--profile_dir=README.md"], "README.md is a file: name a folder to write into"),
     (["table1", "--out=/tmp"], "argument --out: /tmp is a folder"),
+    (["compile", "--cells=cifar10_resnet18", "--topology=v5e:2x2", "--out=/tmp"], "argument --out: /tmp is"),
     (["parity", "--seed=-5"], "argument --seed: expected a seed from 0 to 2147483647, got '-5'"),
     (["export", "--workdir=/nonexistent/run", "--out=README.md/m.npz"], "README.md is a file, not a folder"),
 ]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_resnets.commands.models import forward_gflops
 from flax_resnets.models import MODELS, RESIDUAL_TWINS, count_parameters, create_model
+from flax_resnets.models.flops import forward_gflops
 from flax_resnets.models.layers import Dropout, Layers, adaptive_average_pool, dropout_mask
 
 # Parameter counts at 10 classes and 3 input channels: the paper's models exactly, as its code

@@ -35,7 +35,7 @@ def test_cpu_step_keeps_convolutions_out_of_ynnpack_and_its_results(monkeypatch)
     assert not any("convolution(" in body for body in bodies)
 
     untuned = dataclasses.replace(for_backend(), compiler_options={})
-    monkeypatch.setattr(steps, "for_backend", lambda: untuned)  # where programs are built
+    monkeypatch.setattr(steps, "for_backend", lambda platform=None: untuned)  # where programs are built
     default = FlaxBench("resnet8", batch_size=4, dtype="float32", steps_per_call=1, input_channels=3)
     expected = jax.device_get(default.train_call().params)
     got = jax.device_get(tuned.train_call().params)

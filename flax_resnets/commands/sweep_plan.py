@@ -82,8 +82,8 @@ def forward_gflops(model: str, num_classes: int, channels: int) -> float:
     """The model's forward GFLOPs per 32x32 image, from its shapes alone (nothing allocated)."""
     from flax import nnx
 
-    from flax_resnets.commands.models import forward_gflops as gflops_of
     from flax_resnets.models import create_model
+    from flax_resnets.models.flops import forward_gflops as gflops_of
 
     abstract = nnx.eval_shape(lambda: create_model(model, num_classes=num_classes, input_channels=channels))
     return gflops_of(abstract, (32, 32, channels))

@@ -21,6 +21,7 @@ step's index in the call, the run's step) into the model's batch (``Feed.train_b
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -74,19 +75,21 @@ class Feed:
         require_room(self.dataset)
         self.mean, self.std = (np.asarray(c, np.float32) for c in self.dataset.normalization_constants())
         self.epoch_steps = steps_per_epoch(len(self.dataset.train), self.batch_size)
-        splits = {
-            "train": self.dataset.train,
-            "validation": self.dataset.validation,
-            "test": self.dataset.test,
-        }
-        self.on_device = {
-            name: parallel.replicate(
-                {"images": split.images, "labels": split.labels.astype(np.int32)}, self.mesh
-            )
-            for name, split in splits.items()
-        }
+
+    def host_constants(self, split: str) -> dict[str, np.ndarray]:
+        data = getattr(self.dataset, split)
+        return {"images": data.images, "labels": data.labels.astype(np.int32)}
+
+    @functools.cached_property
+    def on_device(self) -> dict[str, dict[str, jax.Array]]:
+        """Every split's images and labels, on every device (copied there when first asked for)."""
+        splits = ("train", "validation", "test")
+        return {split: parallel.replicate(self.host_constants(split), self.mesh) for split in splits}
+
+    @functools.cached_property
+    def member_seeds(self) -> jax.Array:
         seeds = members.join([np.int32(seed) for seed in self.seeds()], xp=np)
-        self.member_seeds = parallel.place_state(seeds, self.mesh)
+        return parallel.place_state(seeds, self.mesh)
 
     def seeds(self) -> list[int]:
         return members.member_seeds(self.seed, self.num_seeds)
@@ -114,8 +117,33 @@ class Feed:
             for seed in self.seeds()
         ]
         order = members.join(orders, xp=np)
-        sharding = parallel.batch_sharded(self.mesh, batch_axis=2, members=True)
-        return jax.make_array_from_callback(order.shape, sharding, lambda index: order[index])
+        return jax.make_array_from_callback(order.shape, self.order_sharding(), lambda index: order[index])
+
+    def order_sharding(self) -> jax.sharding.NamedSharding:
+        return parallel.batch_sharded(self.mesh, batch_axis=2, members=True)
+
+    def call_shapes(self, split: str) -> tuple[Any, Any]:
+        """(inputs, constants) of a compiled call on ``split`` ("train": the training call's, else
+        an evaluation batch's) as shapes and shardings: what lowering the programs for devices this
+        process does not have needs (``python -m flax_resnets compile``); nothing is placed."""
+        replicated = parallel.replicated(self.mesh)
+        constants = {
+            name: jax.ShapeDtypeStruct(array.shape, array.dtype, sharding=replicated)
+            for name, array in self.host_constants(split).items()
+        }
+        if split == "train":
+            order = (self.num_seeds, self.epoch_steps, self.batch_size)
+            inputs = {
+                "order": jax.ShapeDtypeStruct(order, jnp.int32, sharding=self.order_sharding()),
+                "seed": jax.ShapeDtypeStruct(
+                    (self.num_seeds,), jnp.int32, sharding=parallel.state_sharding(self.mesh)
+                ),
+            }
+            return inputs, constants
+        batch, batch_axis = next(self.eval_host_batches(split))
+        sharding = parallel.batch_sharded(self.mesh, batch_axis, members=bool(batch_axis))
+        inputs = {key: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding) for key, a in batch.items()}
+        return inputs, constants
 
     def constants(self, split: str) -> dict[str, jax.Array]:
         """The split's images and labels, resident on every device."""
@@ -140,6 +168,12 @@ class Feed:
         """Every example of ``split`` once, in global batches: the examples' indices and mask
         (padding rows are masked), and for augmented validation images each member's crops and
         flips of epoch ``epoch``, stacked."""
+        for batch, batch_axis in self.eval_host_batches(split, epoch):
+            yield parallel.global_batch(batch, self.mesh, batch_axis=batch_axis, members=bool(batch_axis))
+
+    def eval_host_batches(self, split: str, epoch: int = 0) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+        """``eval_inputs``' batches, this process's rows of each, and their batch axis (1 after a
+        member axis, 0 without)."""
         num_examples = len(getattr(self.dataset, split))
         positions = eval_positions(
             num_examples, self.eval_batch_size, jax.process_index(), jax.process_count()
@@ -147,7 +181,6 @@ class Feed:
         draws = None
         if self.augments(split):
             draws = [validation_draws(num_examples, seed, epoch) for seed in self.seeds()]
-        on_members = self.augments(split)
         for batch_positions in positions:
             mask = batch_positions < num_examples
             index = np.where(mask, batch_positions, 0).astype(np.int32)
@@ -157,7 +190,7 @@ class Feed:
                     [{**batch, "offsets": offsets[index], "flips": flips[index]} for offsets, flips in draws],
                     xp=np,
                 )
-            yield parallel.global_batch(batch, self.mesh, batch_axis=int(on_members), members=on_members)
+            yield batch, int(draws is not None)
 
     def eval_batch(self, inputs: dict[str, Any], constants: dict[str, jax.Array]) -> Batch:
         """Inside the compiled evaluation step: the model's batch of ``eval_inputs``' batch."""

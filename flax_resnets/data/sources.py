@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 
 from flax_resnets.data.arrays import (
+    IMAGE_SIZE,
     Dataset,
+    Split,
     UnreadableArraysError,
     load_arrays,
     save_arrays,
@@ -54,6 +56,13 @@ DOWNLOAD_URLS = {
     "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
     "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+}
+# Their splits as TFDS gives them: training and test images, channels, classes (what their
+# programs are compiled from ahead of time, without the data: ``config_dataset_shapes``).
+TFDS_SIZES = {
+    "fashion_mnist": (60_000, 10_000, 1, 10),
+    "cifar10": (50_000, 10_000, 3, 10),
+    "cifar100": (50_000, 10_000, 3, 100),
 }
 DATASET_NAMES = (*TFDS_STATISTICS, "image_folder")
 CACHE_FORMAT = 2  # bump when the array files change, so that old caches are not read
@@ -96,7 +105,7 @@ def load_dataset(
         source = read_tfds(name, data_dir=data_dir, download=download)
     full_train = source["train"]
     order = np.random.default_rng(split_seed).permutation(len(full_train))
-    num_train = len(full_train) - int(round(len(full_train) * validation_fraction))
+    num_train = training_images(len(full_train), validation_fraction)
     return Dataset(
         name=name,
         class_names=source["class_names"],
@@ -106,6 +115,11 @@ def load_dataset(
         validation=full_train.take(order[num_train:]),
         test=source["test"],
     )
+
+
+def training_images(num_images: int, validation_fraction: float) -> int:
+    """How many of ``num_images`` are trained on, the rest held out for validation."""
+    return num_images - int(round(num_images * validation_fraction))
 
 
 # How images are normalised (``config.normalization``), per channel on pixels in [0, 1]:
@@ -133,6 +147,42 @@ def load_config_dataset(config: Any) -> Dataset:
     )
     if config.image_channels == 3 and dataset.channels == 1:
         dataset = dataset.repeat_channels(3)
+    return normalized_as_configured(config, dataset)
+
+
+def config_dataset_shapes(config: Any) -> Dataset:
+    """``load_config_dataset``'s dataset for a named dataset, read from nothing: its images and
+    labels are zeros of the right shapes that take no memory (one value, broadcast), for compiling
+    a run's programs ahead of time."""
+    if config.dataset not in TFDS_SIZES:
+        raise InputError(
+            f"dataset={config.dataset!r} has no known shapes: compile a config of one of "
+            f"{', '.join(TFDS_SIZES)} (the shapes of your images' dataset are those of the one it resembles)."
+        )
+    require_dataset(config.dataset, config.validation_fraction)
+    num_train, num_test, channels, num_classes = TFDS_SIZES[config.dataset]
+    train = training_images(num_train, config.validation_fraction)
+    channels = 3 if config.image_channels == 3 else channels
+    mean, std = TFDS_STATISTICS[config.dataset]
+
+    def zeros(num_images: int) -> Split:
+        images = np.broadcast_to(np.zeros((), np.uint8), (num_images, IMAGE_SIZE, IMAGE_SIZE, channels))
+        return Split(images, np.zeros((num_images,), np.int32))
+
+    dataset = Dataset(
+        name=config.dataset,
+        class_names=tuple(str(label) for label in range(num_classes)),
+        mean=mean * (channels // len(mean)),
+        std=std * (channels // len(std)),
+        train=zeros(min(train, config.train_images or train)),
+        validation=zeros(num_train - train),
+        test=zeros(num_test),
+    )
+    return normalized_as_configured(config, dataset)
+
+
+def normalized_as_configured(config: Any, dataset: Dataset) -> Dataset:
+    """``dataset`` normalised as ``config.normalization`` says."""
     channels = dataset.channels
     if config.normalization == "plus_minus_one":
         return dataclasses.replace(dataset, normalization=((0.5,) * channels, (0.5,) * channels))

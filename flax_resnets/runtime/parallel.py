@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -53,9 +54,18 @@ def mesh_shape(num_seeds: int, process_count: int, local_device_count: int) -> t
     return seed_devices, process_count * local_device_count // seed_devices
 
 
-def make_mesh(num_seeds: int = 1) -> Mesh:
-    shape = mesh_shape(num_seeds, jax.process_count(), jax.local_device_count())
-    return Mesh(np.asarray(jax.devices()).reshape(shape), (SEED_AXIS, DATA_AXIS))
+def make_mesh(num_seeds: int = 1, devices: Sequence[Any] | None = None) -> Mesh:
+    """The mesh of ``devices`` (default: every device of the run, ``jax.devices()``; or a TPU
+    topology's, to compile for a slice ahead of time), in their order."""
+    devices = list(jax.devices() if devices is None else devices)
+    process_count = len({device.process_index for device in devices})
+    shape = mesh_shape(num_seeds, process_count, len(devices) // process_count)
+    return Mesh(np.asarray(devices).reshape(shape), (SEED_AXIS, DATA_AXIS))
+
+
+def platform(mesh: Mesh) -> str:
+    """What the mesh's devices are: "cpu", "gpu" or "tpu"."""
+    return mesh.devices.flat[0].platform
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -1,7 +1,8 @@
-"""How the compiled programs are built for the backend they run on: plain JAX everywhere but on a
+"""How the compiled programs are built for the platform they run on: plain JAX everywhere but on a
 CPU, where ``xla_cpu``'s settings train faster (its module says how much). The one place that
-chooses; ``training.steps`` reads it where it builds every program, and models take the
-convolution it names.
+chooses; ``training.steps`` reads it where it builds every program, for the platform of the
+devices it builds for (a TPU's program compiled ahead of time on a CPU host takes no CPU setting),
+and models take the convolution it names.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ PLAIN = Tuning()
 
 
 @functools.cache
-def for_backend() -> Tuning:
-    """This process's backend's tuning: ``xla_cpu``'s on a CPU, plain JAX elsewhere."""
-    if jax.default_backend() != "cpu":
+def for_backend(platform: str | None = None) -> Tuning:
+    """The tuning of ``platform`` ("cpu", "gpu", "tpu"; default: this process's backend):
+    ``xla_cpu``'s on a CPU, plain JAX elsewhere."""
+    if (platform or jax.default_backend()) != "cpu":
         return PLAIN
     return Tuning(
         convolution=xla_cpu.small_map_convolution, unroll=True, compiler_options=xla_cpu.compiler_options()

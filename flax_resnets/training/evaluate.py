@@ -42,9 +42,9 @@ def compile_eval_step(
     )
 
 
-def eval_batch_size(config: ml_collections.ConfigDict) -> int:
-    """config.eval_batch_size rounded up to a multiple of the device count (padding is masked)."""
-    devices = jax.device_count()
+def eval_batch_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
+    """config.eval_batch_size rounded up to a multiple of the mesh's devices (padding is masked)."""
+    devices = mesh.devices.size
     return -(-config.eval_batch_size // devices) * devices
 
 
@@ -186,7 +186,7 @@ def evaluate_workdir(
         dataset = load_config_dataset(config)
         check_same_data(workdir, dataset)
         mesh = parallel.make_mesh(config.num_seeds)
-        feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
+        feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config, mesh))
         graphdef, abstract = steps.abstract_model_state(
             config, num_classes=dataset.num_classes, input_channels=dataset.channels
         )

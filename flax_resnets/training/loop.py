@@ -126,7 +126,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
 
     # Models (one per member), optimizer and compiled steps, laid out over the mesh.
     mesh = parallel.make_mesh(config.num_seeds)
-    feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config))
+    feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config, mesh))
     training = steps.build_training(
         config,
         num_classes=dataset.num_classes,

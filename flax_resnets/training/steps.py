@@ -5,7 +5,7 @@ of arrays, merged back into a model inside the trace, so they compile with ``jax
 mesh and donate the old state's buffers. Every program of the package is built here
 (``build_training``, ``jit_train_steps``, ``jit_eval_step``), with the backend's settings
 (``runtime.tuning.for_backend``: the convolution models run with, loops unrolled or not, compiler
-options) chosen here and nowhere else.
+options) chosen here and nowhere else, for the platform of the mesh's devices.
 """
 
 from __future__ import annotations
@@ -120,9 +120,10 @@ def config_model(
     num_classes: int,
     input_channels: int,
     seed: int | None = None,
+    platform: str | None = None,
 ) -> nnx.Module:
     """The config's model, freshly initialized from ``seed`` (default ``config.seed``), convolving
-    as the backend runs fastest."""
+    as ``platform`` (default: this process's backend) runs fastest."""
     return create_model(
         config.model,
         num_classes=num_classes,
@@ -130,7 +131,7 @@ def config_model(
         seed=config.seed if seed is None else seed,
         dtype=jnp.dtype(config.dtype),
         init=config.init,
-        convolution=for_backend().convolution,
+        convolution=for_backend(platform).convolution,
     )
 
 
@@ -152,12 +153,16 @@ def create_train_state(
     num_classes: int,
     input_channels: int,
     optimizer: Any,
+    platform: str | None = None,
 ) -> tuple[nnx.GraphDef, TrainState]:
     """Freshly initialized models and optimizers, split into graph and state: one per member,
-    member k initialized from seed ``config.seed + k`` exactly as a one-seed run of that seed."""
+    member k initialized from seed ``config.seed + k`` exactly as a one-seed run of that seed
+    (models built for ``platform``, as ``config_model``)."""
     states = []
     for seed in members.member_seeds(config.seed, config.num_seeds):
-        model = config_model(config, num_classes=num_classes, input_channels=input_channels, seed=seed)
+        model = config_model(
+            config, num_classes=num_classes, input_channels=input_channels, seed=seed, platform=platform
+        )
         graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
         states.append(
             TrainState(
@@ -265,7 +270,7 @@ def jit_train_steps(
 
     The old state's buffers are donated: the caller must use only the state it returns.
     """
-    tuning = for_backend()
+    tuning = for_backend(parallel.platform(mesh))
     unroll = tuning.unroll
     one_member = functools.partial(
         train_steps, graphdef, optimizer, make_batch, unroll=unroll, label_smoothing=label_smoothing
@@ -286,7 +291,8 @@ def jit_train_steps(
 @dataclasses.dataclass(frozen=True)
 class Training:
     """A run's training program: the model's graph, the optimizer and its schedule, every member's
-    initial state laid out over the mesh, and the compiled training call (``jit_train_steps``)."""
+    initial state laid out over the mesh (or its shapes and shardings only), and the compiled
+    training call (``jit_train_steps``)."""
 
     graphdef: nnx.GraphDef
     optimizer: Any
@@ -303,13 +309,30 @@ def build_training(
     total_steps: int,
     mesh: Mesh,
     make_batch: MakeBatch,
+    shapes_only: bool = False,
 ) -> Training:
     """The training program of ``config`` (``config.num_seeds`` members) over ``mesh``: what the
-    trainer, the benchmark and the parity check all run."""
+    trainer, the benchmark, the parity check and the ahead-of-time compilation all run.
+    ``shapes_only``: the state as shapes and shardings (nothing initialized or placed), for
+    lowering the program for devices this process does not have."""
     optimizer, schedule = make_optimizer(config, total_steps)
-    graphdef, state = create_train_state(
-        config, num_classes=num_classes, input_channels=input_channels, optimizer=optimizer
-    )
+
+    def initial_state() -> TrainState:
+        nonlocal graphdef
+        graphdef, state = create_train_state(
+            config,
+            num_classes=num_classes,
+            input_channels=input_channels,
+            optimizer=optimizer,
+            platform=parallel.platform(mesh),
+        )
+        return state
+
+    graphdef = None
+    if shapes_only:
+        state = parallel.abstract(jax.eval_shape(initial_state), mesh)
+    else:
+        state = parallel.place_state(initial_state(), mesh)
     train = jit_train_steps(
         graphdef,
         optimizer,
@@ -318,7 +341,7 @@ def build_training(
         label_smoothing=config.label_smoothing,
         num_seeds=config.num_seeds,
     )
-    return Training(graphdef, optimizer, schedule, parallel.place_state(state, mesh), train)
+    return Training(graphdef, optimizer, schedule, state, train)
 
 
 def eval_step(
@@ -357,7 +380,7 @@ def jit_eval_step(
     """``eval_step`` of every member compiled over ``mesh``: (model state, inputs, constants) ->
     each member's sums, replicated. ``make_batch(inputs, constants)`` makes the model's batch;
     ``member_inputs``: the inputs have a member axis (each member its own), else all share them."""
-    tuning = for_backend()
+    tuning = for_backend(parallel.platform(mesh))
 
     def evaluate_batch(model_state: ModelState, inputs: Any, constants: Any) -> dict[str, jax.Array]:
         return eval_step(graphdef, model_state, make_batch(inputs, constants), flip)

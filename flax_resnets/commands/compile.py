@@ -1,0 +1,171 @@
+"""``python -m flax_resnets compile``: a run's programs compiled for TPU slices, on a machine
+without a TPU, with what each needs of a device.
+
+    python -m flax_resnets compile --config=configs/cifar100_resnet50.py --topology=v5e:4x4,v4:2x2x2
+    python -m flax_resnets compile --cells=table1 --topology=v4:2x2x1,v5e:2x2,v6e:2x2 --out=tpu.md
+
+The programs are the trainer's own (the training call of ``steps_per_call`` steps of every seed,
+and the evaluation step), built as ``main.py`` builds them over a mesh of the slice's devices on
+every host, from shapes alone: no TPU, no TensorFlow and no dataset are needed, only libtpu
+(``pip install "flax-resnets[tpu]"``). Per device (a chip; a TensorCore on v4) it prints the bytes
+of the program's arguments (state, optimizer, dataset), outputs, temporaries and code against
+the device's HBM, the GFLOPs of a step (its convolutions and matrix products, forward and
+backward, every seed) and a roofline estimate of the step's time: the longer of its FLOPs at the
+chip's peak bfloat16 rate and its HBM traffic (every byte it holds but the dataset, once) at the
+chip's bandwidth (public figures, ``runtime.tpu.CHIPS``). A roofline is a lower bound, not a
+measurement: small batches run far from peak.
+
+A training call that does not fit a device's memory is refused in one line naming the largest
+batch that fits (found by compiling), exit status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import ml_collections
+
+from flax_resnets import checks
+from flax_resnets.cli import command_parser, load_config_file, output_file
+from flax_resnets.config import TABLE1_CELLS, cell_config
+from flax_resnets.errors import InputError
+from flax_resnets.files import write_text
+from flax_resnets.runtime import tpu
+from flax_resnets.training import aot
+
+HEADER = (
+    "| config | model, batch, seeds, dtype | slice | devices (hosts) | program | arguments | outputs "
+    "| temporaries | code | per device / HBM | GFLOP per step | roofline per step | compile |"
+)
+SEPARATOR = "|" + " --- |" * (HEADER.count(" | ") + 1)
+
+
+def configs_of(args: Any, overrides: list[str]) -> dict[str, ml_collections.ConfigDict]:
+    """The configs to compile, by name: --config's file, or --cells' Table 1 cells, with overrides."""
+    if bool(args.config) == bool(args.cells):
+        raise InputError(
+            "pass either --config=FILE or --cells=CELL,... (or --cells=table1), not both or neither."
+        )
+    if args.config:
+        named = {args.config: load_config_file(args.config)}
+    else:
+        names = list(TABLE1_CELLS) if args.cells == "table1" else args.cells.split(",")
+        named = {name: cell_config(name) for name in names}
+    configured = {name: checks.with_overrides(config, overrides) for name, config in named.items()}
+    for config in configured.values():
+        checks.validate_config(config)
+    return configured
+
+
+def roofline_seconds(program: aot.CompiledProgram, chip: tpu.Chip, devices_per_chip: int) -> float:
+    """A step's time at the device's peak FLOP/s or HBM bandwidth, whichever binds."""
+    return max(
+        program.flops / (chip.peak_flops / devices_per_chip),
+        program.step_traffic_bytes / (chip.hbm_bytes_per_second / devices_per_chip),
+    )
+
+
+def megabytes(count: float) -> str:
+    return f"{count / 1e6:,.0f} MB"
+
+
+def row(
+    name: str, config: ml_collections.ConfigDict, tpu_slice: tpu.Slice, program: aot.CompiledProgram
+) -> str:
+    hbm = tpu_slice.chip.hbm_bytes / tpu_slice.devices_per_chip
+    seconds = roofline_seconds(program, tpu_slice.chip, tpu_slice.devices_per_chip)
+    return (
+        f"| {name} | {config.model}, {config.batch_size}, {config.num_seeds}, {config.dtype} "
+        f"| {tpu_slice.name} | {len(tpu_slice.devices)} ({tpu_slice.hosts}) | {program.name} "
+        f"| {megabytes(program.argument_bytes)} | {megabytes(program.output_bytes)} "
+        f"| {megabytes(program.temporary_bytes)} | {megabytes(program.code_bytes)} "
+        f"| {program.device_bytes / hbm:.1%} of {hbm / 1e9:.1f} GB | {program.flops / 1e9:,.1f} "
+        f"| {seconds * 1e3:,.2f} ms | {program.compile_seconds:.0f} s |"
+    )
+
+
+def largest_fitting_batch(config: ml_collections.ConfigDict, tpu_slice: tpu.Slice) -> int:
+    """The largest batch size whose training call fits a device: from the memory of two small
+    batches' programs, extrapolated (memory grows with the batch by a constant per example), then
+    confirmed by compiling, stepping down until one fits; 0 when not even one example per device does."""
+    hbm = tpu_slice.chip.hbm_bytes / tpu_slice.devices_per_chip
+    data_devices = len(tpu_slice.devices)  # a multiple of it always shares out over the data axis
+
+    def training_bytes(batch_size: int) -> float:
+        try:
+            programs = aot.compile_run(with_batch(config, batch_size), tpu_slice.devices, only_training=True)
+        except Exception as error:
+            if aot.is_out_of_memory(error):
+                return float("inf")
+            raise
+        return programs[0].device_bytes
+
+    small, larger = data_devices, 8 * data_devices
+    small_bytes, larger_bytes = training_bytes(small), training_bytes(larger)
+    if small_bytes > hbm:
+        return 0
+    per_example = max((larger_bytes - small_bytes) / (larger - small), 1.0)
+    batch = int((hbm - small_bytes) / per_example + small) // data_devices * data_devices
+    while batch > small and training_bytes(batch) > hbm:
+        batch = int(batch * 0.9) // data_devices * data_devices
+    return max(batch, small)
+
+
+def with_batch(config: ml_collections.ConfigDict, batch_size: int) -> ml_collections.ConfigDict:
+    changed = ml_collections.ConfigDict(config.to_dict())
+    changed.batch_size = batch_size
+    return changed
+
+
+def compile_config(name: str, config: ml_collections.ConfigDict, tpu_slice: tpu.Slice) -> list[str]:
+    """The table's rows of ``config`` on ``tpu_slice``; a training call too large for a device is
+    refused naming the batch that fits."""
+    hbm = tpu_slice.chip.hbm_bytes / tpu_slice.devices_per_chip
+    try:
+        programs = aot.compile_run(config, tpu_slice.devices)
+        fits = programs[0].device_bytes <= hbm
+    except Exception as error:
+        if not aot.is_out_of_memory(error):
+            raise
+        fits = False
+    if not fits:
+        print(f"{name}: batch_size={config.batch_size} does not fit {tpu_slice.name}; finding one that does.")
+        batch = largest_fitting_batch(config, tpu_slice)
+        advice = (
+            f"the largest that fits is about {batch} (--config.batch_size={batch})"
+            if batch
+            else "not even one example per device fits: use a smaller model or bfloat16"
+        )
+        raise InputError(
+            f"{name} does not fit a {tpu_slice.chip.generation} device ({hbm / 1e9:.1f} GB) at "
+            f"batch_size={config.batch_size} with {config.num_seeds} seed(s): {advice}."
+        )
+    return [row(name, config, tpu_slice, program) for program in programs]
+
+
+def main(argv: list[str]) -> int:
+    parser = command_parser("compile", __doc__)
+    parser.add_argument("--config", help="a config file, e.g. configs/cifar10_resnet18.py (or FILE:ARG)")
+    parser.add_argument("--cells", help="Table 1 cells, comma-separated, or 'table1' for all 15")
+    parser.add_argument(
+        "--topology",
+        required=True,
+        help="TPU slices, comma-separated, GENERATION:TOPOLOGY: e.g. v5e:4x4,v4:2x2x2,v6e:2x2",
+    )
+    parser.add_argument("--out", type=output_file, help="also write the table to this Markdown file")
+    split = next((k for k, arg in enumerate(argv) if arg.startswith("--config.")), len(argv))
+    args = parser.parse_args(argv[:split])
+    configs = configs_of(args, argv[split:])
+    slices = [tpu.slice_of(name) for name in args.topology.split(",")]
+    rows = []
+    print(HEADER, SEPARATOR, sep="\n", flush=True)
+    for tpu_slice in slices:
+        for name, config in configs.items():
+            for line in compile_config(name, config, tpu_slice):
+                rows.append(line)
+                print(line, flush=True)
+    if args.out:
+        write_text(args.out, "\n".join([HEADER, SEPARATOR, *rows]) + "\n")
+        print(f"wrote {args.out.resolve()}", file=sys.stderr)
+    return 0

@@ -1,0 +1,161 @@
+"""A run's programs compiled ahead of time for devices this machine does not have (a TPU slice
+that libtpu describes, ``runtime.tpu``): what they need of each device's memory and how many
+FLOPs a step costs, before anyone rents the slice.
+
+The programs are the trainer's own: ``steps.build_training`` (the same mesh of the slice's
+devices over every host, member axis, ``steps_per_call`` scan, dtype and shardings) lowered with
+the state, the feed's inputs and the dataset as shapes only (``Feed.call_shapes``; the named
+datasets' sizes from ``data.sources.TFDS_SIZES``), and the evaluation step as ``evaluate`` builds
+it. Nothing is initialized, placed or read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import ml_collections
+from jax.sharding import Mesh
+
+from flax_resnets.data.feeds import make_feed
+from flax_resnets.data.order import check_batch_size
+from flax_resnets.data.sources import config_dataset_shapes
+from flax_resnets.models.flops import jaxpr_macs
+from flax_resnets.runtime import parallel
+from flax_resnets.training import steps
+from flax_resnets.training.evaluate import compile_eval_step, eval_batch_size
+
+TRAINING = "training call"
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledProgram:
+    """One compiled program's needs on each device: bytes of its arguments, outputs (less those
+    that reuse donated arguments' buffers), temporaries and code; per step (a training call runs
+    ``steps`` of them), the FLOPs of its convolutions and matrix products (``models.flops``, counted
+    in the program itself: forward and backward, every member). ``dataset_bytes``: of the
+    arguments, the dataset resident on the device (a step reads only its batch's rows of it)."""
+
+    name: str
+    steps: int
+    argument_bytes: int
+    output_bytes: int
+    temporary_bytes: int
+    code_bytes: int
+    dataset_bytes: int
+    flops: float
+    compile_seconds: float
+
+    @property
+    def device_bytes(self) -> int:
+        """What the program holds on a device at its peak, at most."""
+        return self.argument_bytes + self.output_bytes + self.temporary_bytes + self.code_bytes
+
+    @property
+    def step_traffic_bytes(self) -> float:
+        """An estimate of a step's HBM traffic: every byte the program holds but the dataset and
+        its code, read or written once. (XLA's own cost analysis counts a gather from the resident
+        dataset as a read of all of it, and a loop's body once, so it is not used.)"""
+        return (
+            self.argument_bytes - self.dataset_bytes + self.output_bytes + self.temporary_bytes
+        ) / self.steps
+
+
+def analysed(name: str, traced: Any, *, steps: int, devices: int, dataset_bytes: int) -> CompiledProgram:
+    """Compile ``traced`` (a program of ``steps`` steps over ``devices`` devices, its work shared
+    evenly) and read its memory analysis, per device, and its FLOPs, per device and step."""
+    started = time.perf_counter()
+    with no_persistent_cache():
+        compiled = traced.lower().compile()
+    seconds = time.perf_counter() - started
+    memory = compiled.memory_analysis()
+    return CompiledProgram(
+        name=name,
+        steps=steps,
+        argument_bytes=memory.argument_size_in_bytes,
+        output_bytes=memory.output_size_in_bytes - memory.alias_size_in_bytes,
+        temporary_bytes=memory.temp_size_in_bytes,
+        code_bytes=memory.generated_code_size_in_bytes,
+        dataset_bytes=dataset_bytes,
+        flops=2 * jaxpr_macs(traced.jaxpr.jaxpr) / devices / steps,
+        compile_seconds=seconds,
+    )
+
+
+@contextlib.contextmanager
+def no_persistent_cache() -> Iterator[None]:
+    """JAX's persistent compilation cache off meanwhile: a program compiled for devices this
+    process has no client of can be written there but never read back (JAX warns at each try)."""
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)
+
+
+def trace_run(config: ml_collections.ConfigDict, mesh: Mesh) -> dict[str, tuple[Any, int]]:
+    """The training call (``config.steps_per_call`` steps of every member) and the test split's
+    evaluation step of ``config`` over ``mesh``, traced (not yet lowered or compiled), each with
+    the bytes of the dataset it keeps on every device."""
+    devices = list(mesh.devices.flat)
+    hosts = len({device.process_index for device in devices})
+    check_batch_size(config.batch_size, hosts, len(devices) // hosts, config.num_seeds)
+    dataset = config_dataset_shapes(config)
+    feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config, mesh))
+    training = steps.build_training(
+        config,
+        num_classes=dataset.num_classes,
+        input_channels=dataset.channels,
+        total_steps=feed.epoch_steps * config.num_epochs,
+        mesh=mesh,
+        make_batch=feed.train_batch,
+        shapes_only=True,
+    )
+    train_inputs, train_constants = feed.call_shapes("train")
+    evaluate = compile_eval_step(training.graphdef, feed, mesh, flip=config.eval_flip)
+    eval_inputs, eval_constants = feed.call_shapes("test")
+    return {
+        TRAINING: (
+            training.train.trace(training.state, train_inputs, train_constants, config.steps_per_call),
+            nbytes(train_constants),
+        ),
+        "evaluation step": (
+            evaluate.trace(training.state.model_state(), eval_inputs, eval_constants),
+            nbytes(eval_constants),
+        ),
+    }
+
+
+def nbytes(shapes: Any) -> int:
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
+
+
+def compile_run(
+    config: ml_collections.ConfigDict, devices: list[Any], *, only_training: bool = False
+) -> list[CompiledProgram]:
+    """``trace_run`` over a mesh of ``devices`` (a slice's, in its order), compiled and analysed
+    (``only_training``: the training call alone)."""
+    mesh = parallel.make_mesh(config.num_seeds, devices)
+    traced = trace_run(config, mesh)
+    if only_training:
+        traced = {TRAINING: traced[TRAINING]}
+    return [
+        analysed(
+            name,
+            program,
+            steps=config.steps_per_call if name == TRAINING else 1,
+            devices=len(devices),
+            dataset_bytes=dataset_bytes,
+        )
+        for name, (program, dataset_bytes) in traced.items()
+    ]
+
+
+def is_out_of_memory(error: Exception) -> bool:
+    """Whether a compilation failed for want of device memory (XLA:TPU says so while compiling)."""
+    return isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error)

@@ -1,0 +1,166 @@
+"""The trainer's programs compiled for a multi-host TPU slice on the CPU (libtpu describes the
+slice; no TPU is needed): a BatchNorm cell and a dropout cell, one seed and three, the scan over
+steps and the vmap over seeds that a TPU runs, and what ``compile`` makes of them."""
+
+import importlib.util
+
+import jax
+import pytest
+
+from flax_resnets.cli import EXIT_REFUSED, run_command
+from flax_resnets.commands import compile as compile_command
+from flax_resnets.config import cell_config
+from flax_resnets.errors import InputError
+from flax_resnets.models import create_model
+from flax_resnets.models.flops import forward_gflops
+from flax_resnets.runtime import parallel, tpu, tuning
+from flax_resnets.training import aot, steps
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("libtpu") is None,
+    reason='libtpu is not installed (pip install -e ".[tpu]"): TPU programs cannot be compiled',
+)
+
+SLICE = "v4:2x2x2"  # 8 chips, 16 devices (a v4 chip's two TensorCores), on 2 hosts
+# Small programs of two Table 1 cells (the compile time is the model's, not the slice's): a
+# BatchNorm network and one with dropout, each trained in calls of 2 steps.
+CELLS = {"batchnorm": ("cifar10_resnet18", "resnet8"), "dropout": ("fashion_mnist_vgg19", "vgg8")}
+TRAINING_IMAGES = {"batchnorm": 40_000, "dropout": 48_000}  # 80% of CIFAR-10's and Fashion-MNIST's
+
+
+def small_config(kind: str, num_seeds: int):
+    cell, model = CELLS[kind]
+    config = cell_config(cell)
+    config.update(model=model, num_seeds=num_seeds, steps_per_call=2)
+    return config
+
+
+@pytest.fixture(scope="module")
+def tpu_slice():
+    return tpu.slice_of(SLICE)
+
+
+@pytest.fixture(scope="module")
+def compiled(tpu_slice):
+    """Every (kind, seeds) pair's programs, compiled once for the module."""
+    return {
+        (kind, num_seeds): aot.compile_run(small_config(kind, num_seeds), tpu_slice.devices)
+        for kind in CELLS
+        for num_seeds in (1, 3)
+    }
+
+
+def test_libtpu_describes_a_multi_host_slice(tpu_slice):
+    assert (len(tpu_slice.devices), tpu_slice.hosts, tpu_slice.devices_per_chip) == (16, 2, 2)
+    assert tpu_slice.chip.generation == "v4"
+    mesh = parallel.make_mesh(3, tpu_slice.devices)
+    assert dict(mesh.shape) == {"seed": 1, "data": 16}  # several hosts: seeds share every device
+    assert parallel.platform(mesh) == "tpu"
+
+
+@pytest.mark.parametrize("kind", list(CELLS))
+@pytest.mark.parametrize("num_seeds", [1, 3])
+def test_the_training_and_evaluation_programs_compile_for_the_slice(compiled, kind, num_seeds):
+    config = small_config(kind, num_seeds)
+    training, evaluation = compiled[(kind, num_seeds)]
+    assert (training.name, evaluation.name) == ("training call", "evaluation step")
+    # A step's convolutions and products are a forward and a backward pass (about 3 forwards) of
+    # every seed's batch, shared by the 16 devices; evaluation is one forward of its batch.
+    model = create_model(config.model, input_channels=3)
+    forward = forward_gflops(model) * 1e9
+    per_device = config.batch_size * num_seeds * forward / 16
+    assert 2.5 * per_device < training.flops <= 3 * per_device
+    eval_batch = -(-config.eval_batch_size // 16) * 16
+    assert evaluation.flops == pytest.approx(eval_batch * num_seeds * forward / 16, rel=0.02)
+    # The whole dataset stays on every device: the training split in the training call's arguments.
+    images = TRAINING_IMAGES[kind]
+    assert training.dataset_bytes == images * 32 * 32 * 3 + images * 4  # uint8 pixels, int32 labels
+    assert training.dataset_bytes < training.argument_bytes < training.device_bytes
+
+
+@pytest.mark.parametrize("kind", list(CELLS))
+def test_three_seeds_hold_three_states_on_every_device(compiled, kind):
+    """The arguments but the dataset (each seed's state and batch order) triple, within a tenth: a
+    TPU pads small arrays to whole tiles, and three seeds' BatchNorm vectors fill the tiles of one's."""
+    one, three = compiled[(kind, 1)][0], compiled[(kind, 3)][0]
+    state = one.argument_bytes - one.dataset_bytes
+    assert three.argument_bytes - three.dataset_bytes == pytest.approx(3 * state, rel=0.1)
+
+
+def test_a_tpu_program_takes_no_cpu_setting(tpu_slice):
+    """Built on a CPU host for a TPU, the steps are a loop and the seeds one vmapped program, as a
+    TPU runs them (a CPU's program unrolls both): three seeds convolve as often as one."""
+    texts = {}
+    for num_seeds in (1, 3):
+        mesh = parallel.make_mesh(num_seeds, tpu_slice.devices)
+        traced, _ = aot.trace_run(small_config("batchnorm", num_seeds), mesh)["training call"]
+        texts[num_seeds] = traced.lower().as_text()
+    assert "stablehlo.while" in texts[3]
+    assert texts[3].count("stablehlo.convolution") == texts[1].count("stablehlo.convolution") > 0
+    assert steps.for_backend("tpu") == tuning.PLAIN
+
+
+def test_the_command_prints_each_programs_row(capsys):
+    status = compile_command.main(
+        [
+            "--cells=cifar10_resnet18",
+            f"--topology={SLICE}",
+            "--config.model=resnet8",
+            "--config.num_seeds=3",
+            "--config.steps_per_call=2",
+        ]
+    )
+    assert status == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| cifar10")]
+    assert [row.split(" | ")[4] for row in rows] == ["training call", "evaluation step"]
+    assert all(f"| resnet8, 16, 3, float32 | {SLICE} | 16 (2) |" in row for row in rows)
+
+
+def test_a_batch_that_does_not_fit_is_refused_naming_the_largest_that_does(monkeypatch, tpu_slice):
+    """The search, on a program whose memory is 1 GB plus 1 MB an example (out of memory past the
+    device's 17.2 GB, as XLA:TPU refuses): the largest multiple of 16 devices under the limit."""
+    hbm = tpu_slice.chip.hbm_bytes / tpu_slice.devices_per_chip
+
+    def fake_compile_run(config, devices, only_training=False):
+        held = 1e9 + 1e6 * config.batch_size
+        if held > 1.2 * hbm:
+            raise compile_failure()
+        program = aot.CompiledProgram("training call", 1, int(held), 0, 0, 0, 0, 1.0, 0.0)
+        return [program] if only_training else [program, program]
+
+    monkeypatch.setattr(aot, "compile_run", fake_compile_run)
+    fitting = int((hbm - 1e9) / 1e6) // 16 * 16
+    assert compile_command.largest_fitting_batch(cell_config("cifar10_resnet18"), tpu_slice) == fitting
+    config = cell_config("cifar10_resnet18")
+    config.batch_size = 32_768
+    with pytest.raises(InputError, match=f"the largest that fits is about {fitting} "):
+        compile_command.compile_config("cifar10_resnet18", config, tpu_slice)
+
+
+def compile_failure():
+    return jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: XLA:TPU ran out of memory in memory space hbm")
+
+
+@pytest.mark.parametrize(
+    "topology, message",
+    [
+        ("v9:2x2", "unknown TPU slice 'v9:2x2': write GENERATION:TOPOLOGY"),
+        ("v5e", "unknown TPU slice 'v5e'"),
+        ("v5e:3x7", "libtpu cannot describe the TPU slice 'v5e:3x7'"),
+    ],
+)
+def test_a_slice_that_does_not_exist_is_refused_in_one_line(topology, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(compile_command.main, ["--cells=cifar10_resnet18", f"--topology={topology}"])
+    assert exit_info.value.code == EXIT_REFUSED
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_without_libtpu_the_command_says_what_to_install(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "libtpu" else real_find_spec(name, *a)
+    )
+    with pytest.raises(InputError, match=r'needs libtpu, which is not installed: pip install "flax-resnets'):
+        tpu.slice_of("v5e:2x2")
