@@ -8,9 +8,11 @@ results folder can read it; ``tempfile`` alone makes 0600), then renamed over th
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +22,12 @@ from flax_resnets.errors import InputError
 from flax_resnets.interrupts import writing
 
 
-def default_file_mode() -> int:
-    """0666 less this process's umask: the mode ``open(path, "w")`` creates files with."""
+def default_file_mode(folder: bool = False) -> int:
+    """0666 (0777 for a ``folder``) less this process's umask: the mode ``open(path, "w")`` creates
+    files with (``mkdir``, folders)."""
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return (0o777 if folder else 0o666) & ~umask
 
 
 def atomic_write(path: Path, write: Callable[[IO], None], *, binary: bool = False) -> None:
@@ -51,6 +54,30 @@ def _atomic_write(path: Path, write: Callable[[IO], None], *, binary: bool) -> N
     except BaseException:  # e.g. ``path`` is a folder: leave nothing behind
         os.unlink(tmp.name)
         raise
+
+
+def write_folder(folder: Path, files: dict[str, bytes]) -> None:
+    """Write a new folder of ``files`` (name -> content) as a whole: into a hidden temporary folder
+    beside it, then one rename. A failure (a full disk, a file-size limit) leaves no part of it and
+    raises ``OSError``; an existing ``folder`` is never replaced (``FileExistsError``)."""
+    folder = Path(folder)
+    with writing():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            for name, content in files.items():
+                with open(staging / name, "wb") as file:
+                    file.write(content)
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.chmod(staging / name, default_file_mode())
+            os.chmod(staging, default_file_mode(folder=True))
+            if folder.exists() or folder.is_symlink():
+                raise FileExistsError(errno.EEXIST, "it exists already", str(folder))
+            os.rename(staging, folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 def write_text(path: Path, text: str) -> None:

@@ -26,7 +26,7 @@
 #            results/gpu_h100/benchmark_float32.json, which measured no sharing).
 #   sweep    `sweep --rates`: the Fashion-MNIST then the CIFAR-10 cells found in DATA_ROOT (or CELLS),
 #            NUM_SEEDS (3) seeds each, up to PARALLEL (4) at once, within what is left of
-#            BUDGET_SECONDS (520) less 20 s for the table; kept in OUT as results/runs/<cell>/ with
+#            BUDGET_SECONDS (520) less 20 s for the table; kept in OUT as results/runs/<cell>/<run>/ with
 #            table1.md, packed in table1_runs.tar.gz. A cell whose estimate was short is stopped
 #            resumably at the budget's end and may take 60 s more to save: give the call 600 s.
 #   command_buffers (opt-in) one seed with XLA's command buffers (CUDA graphs) off, as XLA sets them,

@@ -176,12 +176,65 @@ def test_run_dirs_are_previewed_beside_the_kept_runs_and_nothing_is_written(tmp_
     assert (results / "table1.md").read_bytes() == written and kept.is_dir()
 
 
-def test_keep_copies_the_small_files_into_the_cells_folder(tmp_path):
+def test_keep_copies_the_small_files_into_a_folder_of_the_run_in_its_cell(tmp_path):
     workdir = fake_run(tmp_path / "workdir", "cifar10", "vgg19", 0.8)
     (workdir / "checkpoints").mkdir()
     kept = table1.keep(workdir, tmp_path / "results")
-    assert kept == tmp_path / "results" / "runs" / "cifar10_vgg19"
+    assert kept == tmp_path / "results" / "runs" / "cifar10_vgg19" / "paper_recipe_seed0_20261127100000"
     assert sorted(p.name for p in kept.iterdir()) == sorted(table1.RUN_FILES)
+    assert all((kept / name).read_bytes() == (workdir / name).read_bytes() for name in table1.RUN_FILES)
+
+
+def tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+def test_a_cell_keeps_several_runs_and_the_table_chooses_by_its_rule(tmp_path, capsys):
+    """A second run of a cell is kept beside the first, never over it; the table shows the cell's
+    recipe before a changed one, then the latest; keeping a kept run again changes nothing."""
+    results = tmp_path / "results"
+    recipe = table1.keep(fake_run(tmp_path / "a", "cifar10", "resnet18", 0.80), results)
+    changed = fake_run(
+        tmp_path / "b", "cifar10", "resnet18", 0.95, finished="2026-11-28T10:00:00+00:00", learning_rate=0.05
+    )
+    changed = table1.keep(changed, results)
+    later = fake_run(tmp_path / "c", "cifar10", "resnet18", 0.85, finished="2026-11-29T10:00:00+00:00")
+    later = table1.keep(later, results)
+    assert changed.name == "learning_rate=0.05_seed0_20261128100000"
+    assert len({recipe, changed, later}) == 3 and all(p.parent == recipe.parent for p in (changed, later))
+    before = tree(results)
+    assert table1.keep(later, results) == later and table1.keep(tmp_path / "c", results) == later
+    assert tree(results) == before
+    table1.main([f"--results={results}", f"--out={tmp_path / 'table1.md'}"])
+    assert row(capsys.readouterr().out.splitlines(), "CIFAR-10")[2].startswith("**85.0**")
+
+
+def test_a_keep_that_fails_midway_leaves_the_results_as_they_were(tmp_path, monkeypatch, capsys):
+    """A full disk (or a file-size limit) on the third file: nothing of the new run appears, the
+    cell's kept run is untouched, and the refusal names the system's reason in one line."""
+    results = tmp_path / "results"
+    table1.keep(fake_run(tmp_path / "a", "cifar10", "resnet18", 0.80), results)
+    before = tree(results)
+    real_open, opened = open, []
+
+    def failing_open(path, *args, **kwargs):
+        if str(path).startswith(str(results)) and "b" in str(args[:1]):
+            opened.append(path)
+            if len(opened) == 3:
+                raise OSError(27, "File too large", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", failing_open)
+    newer = fake_run(tmp_path / "b", "cifar10", "resnet18", 0.90, finished="2026-11-28T10:00:00+00:00")
+    with pytest.raises(SystemExit) as exit_info:
+        from flax_resnets.cli import run_command
+
+        run_command(table1.main, [f"--results={results}", "--keep", str(newer)])
+    monkeypatch.undo()
+    assert exit_info.value.code == 2 and len(opened) == 3
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "(File too large): nothing was written" in error[0]
+    assert tree(results) == before
 
 
 @pytest.mark.slow
@@ -204,12 +257,13 @@ def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(tmp_pat
         "--config.num_epochs=1",
     ]
     assert sweep.main(args) == 0
-    kept = tmp_path / "results" / "runs" / "fashion_mnist_resnet8"
+    (kept,) = (tmp_path / "results" / "runs" / "fashion_mnist_resnet8").iterdir()
     report = json.loads((kept / "eval.json").read_text())
     assert report["num_examples"] == 12 and [m["seed"] for m in report["seeds"]] == [0, 1]
     with tarfile.open(tmp_path / "out" / "table1_runs.tar.gz") as tar:
         names = tar.getnames()
-    assert "results/table1.md" in names and "results/runs/fashion_mnist_resnet8/run.json" in names
+    assert "results/table1.md" in names
+    assert f"results/runs/fashion_mnist_resnet8/{kept.name}/run.json" in names
     assert "logs/fashion_mnist_resnet18.log" in names
 
 
@@ -412,5 +466,6 @@ def test_a_cell_an_earlier_sweep_finished_is_kept_not_trained_again(tmp_path, mo
     args = ["--cells=cifar10_resnet18", f"--workdir_root={tmp_path / 'sweep'}", "--budget_seconds=10"]
     assert sweep.main([*args, f"--results={tmp_path / 'results'}"]) == 0
     assert "cifar10_resnet18: finished by an earlier sweep, kept in" in capsys.readouterr().out
-    kept = json.loads((tmp_path / "results" / "runs" / "cifar10_resnet18" / "eval.json").read_text())
+    (kept,) = (tmp_path / "results" / "runs" / "cifar10_resnet18").iterdir()
+    kept = json.loads((kept / "eval.json").read_text())
     assert kept["test_accuracy"] == 0.87

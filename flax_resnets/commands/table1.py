@@ -11,14 +11,16 @@ identical channels) and images, and the pixel mean of the training images must b
 paper's dataset. A run whose recipe is not the cell's as the paper's code ran it
 (``flax_resnets.config.cell_config``) is marked, with the fields it changed.
 
-Finished runs are kept in the repository under ``results/runs/<dataset>_<model>/``
-(``--keep WORKDIR...`` copies them there), so the table fills up across machines;
-the table itself is written to ``results/table1.md``.
+Finished runs are kept in the repository under ``results/runs/<dataset>_<model>/<run>/``
+(``--keep WORKDIR...`` copies them there, each run in a folder of its own named by what differs:
+its recipe's changes, its seeds and when it finished; written whole or not at all), so the table
+fills up across machines; where a cell holds several runs, it shows the cell's recipe before
+changed ones, then the latest. The table itself is written to ``results/table1.md``.
 """
 
 from __future__ import annotations
 
-import shutil
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -28,7 +30,7 @@ from flax_resnets.cli import command_parser, output_file, user_path
 from flax_resnets.config import TABLE1_DATASETS, TABLE1_MODELS, cell_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
-from flax_resnets.files import read_json_object, write_text
+from flax_resnets.files import read_json_object, write_folder, write_text
 from flax_resnets.models import layer_init
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.paper import TABLE1_IS_VALIDATION, paper_runs
@@ -290,18 +292,57 @@ def collect(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
     return runs, skipped
 
 
+def kept_name(run: dict[str, Any], changes: list[str]) -> str:
+    """A kept run's folder in its cell: what differs from the cell's recipe ("paper_recipe" when
+    nothing does), its seeds and when it finished, in characters any file system takes."""
+    config = run["config"]
+    first, count = int(config.get("seed", 0)), int(config.get("num_seeds", 1))
+    seeds = f"seed{first}" if count == 1 else f"seeds{first}-{first + count - 1}"
+    finished = re.sub(r"[^0-9]", "", str(run["run"]["finished"]))[:14]
+    recipe = "+".join(changes).replace("'", "").replace('"', "") or "paper_recipe"
+    name = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{recipe}_{seeds}_{finished}").strip("._")
+    return name[-120:]
+
+
 def keep(workdir: Path, results: Path) -> Path:
-    """Copy a finished run on a paper dataset to ``results/runs/<cell>/`` (its small files only).
-    Models outside Table 1 (resnet8 in a trial of the sweep) are kept but not shown."""
-    run = read_run(workdir)
-    dataset = paper_dataset(run)
+    """Copy a finished run on a paper dataset to ``results/runs/<cell>/<kept_name>/`` (its small
+    files only), as a whole or not at all; a run kept before is left as it is. Models outside
+    Table 1 (resnet8 in a trial of the sweep) are kept but not shown. Refused in one line
+    (``InputError``): a folder that is no finished run on a paper dataset, and a failed write."""
+    try:
+        run = read_run(workdir)
+        dataset = paper_dataset(run)
+        files = {name: (workdir / name).read_bytes() for name in RUN_FILES}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{error}: only finished runs on the paper's datasets can be kept.") from error
     if dataset is None:
-        raise ValueError(f"{workdir} did not train on a whole dataset of the paper")
-    target = results / "runs" / f"{dataset}_{column(run['config']['model'])}"
-    target.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        shutil.copyfile(workdir / name, target / name)
+        raise InputError(f"{workdir} did not train on a whole dataset of the paper: it cannot be kept.")
+    cell = f"{dataset}_{column(run['config']['model'])}"
+    target = results / "runs" / cell / kept_name(run, recipe_changes(run["config"], cell))
+    if target.is_dir() and all(
+        (target / name).is_file() and (target / name).read_bytes() == files[name] for name in files
+    ):
+        return target  # kept before (or ``workdir`` is the kept folder itself)
+    try:
+        write_folder(target, files)
+    except OSError as error:
+        raise InputError(
+            f"cannot keep {workdir} as {target} ({error.strerror or error}): nothing was written; "
+            "free or fix that place and keep it again."
+        ) from error
     return target
+
+
+def kept_runs(results: Path) -> list[Path]:
+    """Every kept run's folder: ``runs/<cell>/<run>/`` (and a cell folder that holds one run's
+    files itself, as kept before cells held several)."""
+    folders = []
+    for cell in sorted(p for p in (results / "runs").glob("*") if p.is_dir()):
+        if any((cell / name).exists() for name in RUN_FILES):
+            folders.append(cell)
+        else:
+            folders += sorted(p for p in cell.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return folders
 
 
 def main(argv: list[str]) -> int:
@@ -322,15 +363,11 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     for workdir in args.keep:
-        try:
-            print(f"kept {workdir} as {keep(workdir, args.results)}")
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise InputError(f"{error}: only finished runs on the paper's datasets can be kept.") from error
+        print(f"kept {workdir} as {keep(workdir, args.results).resolve()}")
     missing = [str(folder) for folder in args.run_dirs if not folder.is_dir()]
     if missing:
         raise InputError(f"{', '.join(missing)}: no such folder; pass the workdirs of finished runs.")
-    kept = sorted(p for p in (args.results / "runs").glob("*") if p.is_dir())
-    runs, skipped = collect([*kept, *args.run_dirs])
+    runs, skipped = collect([*kept_runs(args.results), *args.run_dirs])
     table = render(runs, skipped)
     print(table, end="")
     out = args.out or (None if args.run_dirs else args.results / "table1.md")
