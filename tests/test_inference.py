@@ -163,7 +163,7 @@ def test_preprocess_converts_pil_images_channels_and_sizes_as_the_runs_data():
     inputs = colour_model.preprocess([grey, grey])
     assert inputs.shape == (2, 32, 32, 3) and (inputs[..., 0] == inputs[..., 2]).all()  # 3 equal channels
     np.testing.assert_allclose(inputs[0, ..., 0], (grey / 255.0 - 0.5) / 0.5, atol=1e-6)
-    with pytest.raises(InputError, match="uint8 pixels"):
+    with pytest.raises(InputError, match="got float32 pixels: convert them to uint8"):
         colour_model.preprocess(np.zeros((2, 32, 32, 3), np.float32))
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from flax_resnets.checks import seed_argument
 from flax_resnets.cli import command_parser, positive_int, user_path
-from flax_resnets.data.image_folder import IMAGE_SUFFIXES, read_image_files
+from flax_resnets.data.image_folder import IMAGE_SUFFIXES
+from flax_resnets.data.images import read_images
 from flax_resnets.errors import InputError
 from flax_resnets.inference import load_run
 
@@ -56,7 +57,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     paths = image_paths(args.targets)
     run = load_run(args.workdir, args.checkpoint, args.seed)
-    images = read_image_files([str(path) for path in paths], run.channels)
+    images = read_images(paths, run.channels)
     probabilities = run.predict(images)
     top_k = min(args.top_k, len(run.class_names))
     results = []

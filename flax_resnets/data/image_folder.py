@@ -11,7 +11,9 @@ same order (and so the same validation cut) as TFDS's reader. Beyond it:
 * every image is opened (its header only) before decoding starts: an unreadable file, an empty
   class, a class only in ``test/`` or a split without classes is refused in one line naming it;
 * the channels come from all the images, not the first one: 3 if any image has colour, else 1
-  (alpha channels are dropped).
+  (alpha channels are dropped);
+* the images are decoded by Pillow as every image that enters a model is (``data.images``), not
+  by TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,17 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from flax_resnets.data.arrays import pixel_statistics
-from flax_resnets.data.decoding import decode_image_files, decode_to_arrays, tensorflow, tf_decode_file
-from flax_resnets.errors import InputError, warn
+from flax_resnets.data.arrays import Split, pixel_statistics
+from flax_resnets.data.images import image_channels, read_images
+from flax_resnets.errors import InputError, shown, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-# What Pillow raises for a file it cannot read as an image, one over its decompression-bomb limit
-# (about 179 million pixels) included.
-UNREADABLE_IMAGE = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # Pillow's modes of single-channel images
 SPLITS = ("train", "test")
 
 
@@ -78,79 +75,30 @@ def list_image_folder(root: Path) -> FolderListing:
             )
     examples = {}
     for split in SPLITS:
-        pairs = [(path, labels.index(label))
-                 for label in sorted(found[split]) for path in found[split][label]]
+        pairs = [
+            (path, labels.index(label)) for label in sorted(found[split]) for path in found[split][label]
+        ]
         random.Random(split).shuffle(pairs)  # TFDS's ImageFolder order
         examples[split] = pairs
     paths = [path for split in SPLITS for path, _ in examples[split]]
     return FolderListing(labels, examples, image_channels(paths), skipped)
 
 
-def image_channels(paths: list[str]) -> int:
-    """3 if any image has colour, else 1; each file's header is read, and one that is not an
-    image is refused, named."""
-    colour = False
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                colour = colour or image.mode not in GRAY_MODES
-        except UNREADABLE_IMAGE as error:
-            raise unreadable(path, error) from error
-    return 3 if colour else 1
-
-
-def first_undecodable(paths: list[str]) -> InputError | None:
-    """The refusal for the first of ``paths`` whose pixels cannot be decoded, if any."""
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.load()
-        except UNREADABLE_IMAGE as error:
-            return unreadable(path, error)
-    return None
-
-
-def unreadable(path: str, error: BaseException) -> InputError:
-    reason = (str(error).splitlines() or [type(error).__name__])[0]
-    return InputError(f"{path} is not a readable image ({reason}): remove it or replace it with the image.")
-
-
 def decode_image_folder(root: Path) -> dict[str, Any]:
-    """Every image of the folder decoded (TensorFlow's decoders, as TFDS's ImageFolder) and resized."""
-    tf = tensorflow()
+    """Every image of the folder as the model's pixels (``images.read_images``: Pillow, resized to
+    32x32 with its bilinear filter), in TFDS's order."""
     listing = list_image_folder(root)
     if listing.skipped:
-        count, example = len(listing.skipped), listing.skipped[0]
-        warn(f"skipped {count} entries of {root} that are not images (hidden, folders, others): {example}")
-
-    def decode(path: Any, label: Any) -> tuple[Any, Any]:
-        return tf_decode_file(path, listing.channels), label
-
+        count, example = len(listing.skipped), shown(listing.skipped[0])
+        warn(
+            f"skipped {count} entries of {shown(root)} that are not images (hidden, folders, others): "
+            f"{example}"
+        )
     splits = {}
     for split, examples in listing.examples.items():
-        paths = [path for path, _ in examples]
-        labels = tf.constant([label for _, label in examples], tf.int64)
-        ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels))
-        try:
-            decoded = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-            splits[split] = decode_to_arrays(decoded, listing.channels, f"decoding {root / split}")
-        except tf.errors.OpError as error:
-            raise first_undecodable(paths) or InputError(
-                f"the images of {root / split} cannot be decoded ({error.message.splitlines()[0]})."
-            ) from error
+        images = read_images(
+            [path for path, _ in examples], listing.channels, f"decoding {shown(root / split)}"
+        )
+        splits[split] = Split(images, np.array([label for _, label in examples], np.int32))
     mean, std = pixel_statistics(splits["train"].images)
     return {**splits, "dataset": "image_folder", "class_names": listing.labels, "mean": mean, "std": std}
-
-
-def read_image_files(paths: list[str], channels: int) -> np.ndarray:
-    """Image files as uint8 (N, 32, 32, ``channels``), decoded and resized as an image folder's
-    images are (a grey image decoded into 3 channels is repeated, a colour one into 1 made grey);
-    a file that is not a readable image is refused, named."""
-    image_channels(paths)  # every header read first
-    tf = tensorflow()
-    try:
-        return decode_image_files(paths, channels)
-    except tf.errors.OpError as error:
-        raise first_undecodable(paths) or InputError(
-            f"the images cannot be decoded ({error.message.splitlines()[0]})."
-        ) from error

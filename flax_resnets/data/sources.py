@@ -65,7 +65,7 @@ TFDS_SIZES = {
     "cifar100": (50_000, 10_000, 3, 100),
 }
 DATASET_NAMES = (*TFDS_STATISTICS, "image_folder")
-CACHE_FORMAT = 2  # bump when the array files change, so that old caches are not read
+CACHE_FORMAT = 3  # bump when the array files change, so that old caches are not read (3: Pillow decodes)
 # A small real sample shipped with the package, for the offline quickstart (see its README).
 SAMPLE_FASHION_MNIST = Path(__file__).parent / "sample_data" / "fashion_mnist"
 

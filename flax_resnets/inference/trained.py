@@ -4,11 +4,10 @@
 >>> probabilities = run.predict(images)                     # uint8 (N, H, W, C) arrays or PIL images
 >>> [run.class_names[k] for k in probabilities.argmax(-1)]
 
-``preprocess`` does to any images what the run's data pipeline did to its test images: greyscale
-or colour converted to the model's channels (a grey image repeated into 3 for the paper's
-Fashion-MNIST models), resized to 32x32 as its image folders were (TensorFlow's antialiased
-bilinear; Pillow's bilinear where TensorFlow is not installed), normalised with the run's constants.
-Nothing here imports TensorFlow until an image needs resizing.
+``preprocess`` does to any images what the run's data pipeline did to its test images
+(``data.images.model_pixels``, the one function every image goes through): brought to 8 bits,
+converted to the model's channels (a grey image repeated into 3 for the paper's Fashion-MNIST
+models), resized to 32x32, then normalised with the run's constants. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from flax import nnx
 
 from flax_resnets.checks import validate_config
 from flax_resnets.data.arrays import IMAGE_SIZE
+from flax_resnets.data.images import model_pixels
 from flax_resnets.data.sources import PYTORCH_CIFAR_NORMALIZATION
 from flax_resnets.errors import InputError
 from flax_resnets.files import read_json_object
@@ -52,8 +52,10 @@ class TrainedModel:
 
     def preprocess(self, images: Any) -> np.ndarray:
         """Images (a PIL image, a uint8 (H, W), (H, W, C) or (N, H, W, C) array, or a list of
-        those) as the model's float32 (N, 32, 32, channels) input."""
-        pixels = to_model_size(as_uint8_list(images), self.channels).astype(np.float32) / 255.0
+        those) as the model's float32 (N, 32, 32, channels) input; anything else is a
+        ``ValueError`` saying what is expected."""
+        pixels = np.stack([model_pixels(image, self.channels) for image in image_list(images)])
+        pixels = pixels.astype(np.float32) / 255.0
         return (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
 
     def logits(self, images: Any, *, batch_size: int = 256) -> np.ndarray:
@@ -135,59 +137,15 @@ def normalization(workdir: Path, config: ml_collections.ConfigDict, channels: in
     return tuple(mean), tuple(std)
 
 
-def as_uint8_list(images: Any) -> list[np.ndarray]:
-    """Images as a list of uint8 (H, W, C) arrays."""
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        items = list(images)
+def image_list(images: Any) -> list[Any]:
+    """The images of a batch (a (N, H, W, C) array, a list) or the one image given; none is a
+    ``ValueError``."""
+    if hasattr(images, "ndim") and images.ndim == 4:
+        items = list(np.asarray(images))
     elif isinstance(images, (list, tuple)):
         items = list(images)
     else:
         items = [images]
-    arrays = []
-    for item in items:
-        if hasattr(item, "mode") and item.mode not in ("L", "RGB"):  # a PIL image: palette, alpha, ...
-            item = item.convert("RGB")
-        array = np.asarray(item)
-        if array.dtype != np.uint8:
-            raise InputError(f"images must be uint8 pixels (0-255), got {array.dtype}: convert them first.")
-        arrays.append(array[..., None] if array.ndim == 2 else array)
-    return arrays
-
-
-def to_model_size(images: list[np.ndarray], channels: int) -> np.ndarray:
-    """uint8 (N, 32, 32, channels): each image in the model's channels (a grey one repeated, as
-    the run's data did after resizing: the same, channel by channel), then resized if needed."""
-    converted = []
-    for image in images:
-        if image.shape[-1] == 4:
-            image = image[..., :3]  # alpha dropped
-        if image.shape[-1] == 3 and channels == 1:
-            image = np.asarray(grey(image))[..., None]
-        if image.shape[-1] == 1 and channels == 3:
-            image = np.repeat(image, 3, axis=-1)
-        converted.append(image)
-    if all(image.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE) for image in converted):
-        return np.stack(converted)
-    return resized(converted)
-
-
-def grey(image: np.ndarray) -> Any:
-    from PIL import Image
-
-    return Image.fromarray(image).convert("L")
-
-
-def resized(images: list[np.ndarray]) -> np.ndarray:
-    """(N, 32, 32, C) uint8: TensorFlow's resize as in training, or Pillow's bilinear without it."""
-    try:
-        from flax_resnets.data.decoding import resize_arrays
-
-        return resize_arrays(images)
-    except ImportError:
-        from PIL import Image
-
-        size = (IMAGE_SIZE, IMAGE_SIZE)
-        pillow = [Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image) for image in images]
-        return np.stack([np.asarray(image.resize(size, Image.BILINEAR)) for image in pillow]).reshape(
-            len(images), *size, -1
-        )
+    if not items:
+        raise InputError("expected at least one image; got an empty batch.")
+    return items

@@ -1,0 +1,123 @@
+"""The one way an image becomes a model's pixels, whatever the door it enters by: a training
+folder, ``data export``, ``predict`` and ``TrainedModel.predict``, and the TFDS datasets' images
+after TFDS has decoded them.
+
+Pillow reads the file (or takes a PIL image or a uint8 array), its mode is brought to 8-bit
+grey or RGB (16-bit and 32-bit grey scaled to 0-255, palettes expanded, CMYK and other colour
+spaces converted, alpha dropped), then to the model's channels (colour made grey by luminance,
+grey repeated into 3), then resized to 32x32 with Pillow's bilinear filter: what the paper's
+torchvision pipeline did to its PIL images. No TensorFlow: the same file gives the same array
+everywhere.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from flax_resnets.data.arrays import IMAGE_SIZE
+from flax_resnets.errors import InputError, shown
+from flax_resnets.progress import progress
+
+# What Pillow raises for a file it cannot read as an image, one over its decompression-bomb limit
+# (about 179 million pixels) included.
+UNREADABLE_IMAGE = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # single-channel modes
+ARRAY_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
+
+
+def model_pixels(image: Any, channels: int) -> np.ndarray:
+    """One image (a PIL image, or a uint8 (H, W) or (H, W, 1, 3 or 4) array) as the model's uint8
+    (32, 32, ``channels``) pixels; anything else is an ``InputError`` (a ``ValueError``) saying
+    what is expected."""
+    pillow = eight_bit(image if isinstance(image, Image.Image) else from_array(image))
+    pillow = pillow.convert("L" if channels == 1 else "RGB")
+    if pillow.size != (IMAGE_SIZE, IMAGE_SIZE):
+        pillow = pillow.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+    return np.asarray(pillow, np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE, channels)
+
+
+def from_array(array: Any) -> Image.Image:
+    expected = "a uint8 (H, W) or (H, W, C) image with C of 1, 3 or 4, H and W at least 1"
+    if not isinstance(array, np.ndarray):
+        array = np.asarray(array)  # a JAX array, a nested list
+    if array.dtype != np.uint8:
+        raise InputError(f"expected {expected}; got {array.dtype} pixels: convert them to uint8 (0-255).")
+    if array.ndim == 3 and array.shape[-1] in ARRAY_CHANNELS:
+        array = array[..., 0] if array.shape[-1] == 1 else array[..., :3]
+    if array.ndim != 2 and not (array.ndim == 3 and array.shape[-1] == 3) or 0 in array.shape:
+        raise InputError(f"expected {expected}; got an array of shape {array.shape}.")
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit grey ("L") or RGB: 16-bit grey (Pillow's "I" modes) scaled to 0-255,
+    floating-point grey rounded and clipped, palettes expanded, other colour spaces converted,
+    alpha dropped."""
+    if image.mode in ("L", "RGB"):
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, np.float64) * (255.0 / 65535.0 if image.mode.startswith("I") else 1.0)
+        return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8))
+    if image.mode in ("1", "LA", "La"):
+        return image.convert("L")
+    return image.convert("RGB")  # P, PA, RGBA, RGBa, CMYK, YCbCr, LAB, HSV
+
+
+def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
+    """The image file ``path`` as the model's pixels; a file that is no readable image is refused,
+    named."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return model_pixels(image, channels)
+    except UNREADABLE_IMAGE as error:
+        raise unreadable(path, error) from error
+
+
+def read_images(
+    paths: Sequence[str | os.PathLike], channels: int, description: str = "decoding"
+) -> np.ndarray:
+    """Image files as uint8 (N, 32, 32, ``channels``), decoded by as many threads as cores (Pillow
+    decodes without the interpreter's lock), with a progress bar (``description``)."""
+    images = np.zeros((len(paths), IMAGE_SIZE, IMAGE_SIZE, channels), np.uint8)
+    workers = min(32, os.cpu_count() or 1)
+    with (
+        concurrent.futures.ThreadPoolExecutor(workers) as pool,
+        progress(len(paths), description, "image", enabled=len(paths) > 0) as bar,
+    ):
+        chunk = 256
+        starts = range(0, len(paths), chunk)
+
+        def decode(start: int) -> list[np.ndarray]:
+            return [read_image(path, channels) for path in paths[start : start + chunk]]
+
+        for start, decoded in zip(starts, pool.map(decode, starts), strict=True):
+            images[start : start + len(decoded)] = decoded
+            bar.update(len(decoded))
+    return images
+
+
+def image_channels(paths: Sequence[str | os.PathLike]) -> int:
+    """3 if any image has colour, else 1; each file's header is read, and one that is not an
+    image is refused, named."""
+    colour = False
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                colour = colour or image.mode not in GRAY_MODES
+        except UNREADABLE_IMAGE as error:
+            raise unreadable(path, error) from error
+    return 3 if colour else 1
+
+
+def unreadable(path: str | os.PathLike, error: BaseException) -> InputError:
+    reason = (str(error).splitlines() or [type(error).__name__])[0]
+    return InputError(
+        f"{shown(path)} is not a readable image ({reason}): remove it or replace it with the image."
+    )
