@@ -1,6 +1,7 @@
 """Bad files get one line that names them (or are skipped with a warning), never a traceback:
 image folders with stray, broken or unusual files, damaged array files and caches."""
 
+import json
 import os
 import re
 import shutil
@@ -157,6 +158,29 @@ def test_a_cut_off_last_metrics_line_is_left_out_and_a_bad_middle_line_named(tmp
     metrics.write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
     with pytest.raises(InputError, match="line 2, is not JSON"):
         read_jsonl(metrics)
+    metrics.write_bytes(b'{"epoch": 1}\n{"epoch": "\xff"}\n{"epoch": 3}\n')  # a byte that is not UTF-8
+    with pytest.raises(InputError, match="line 2, is not JSON"):
+        read_jsonl(metrics)
+
+
+def test_reports_tell_runs_of_one_name_apart_and_show_a_run_without_epochs(tmp_path, capsys):
+    from flax_resnets.commands import reports
+
+    for parent in ("a", "b"):
+        (tmp_path / parent / "qs").mkdir(parents=True)
+        config = {
+            "model": "resnet8",
+            "dataset": "cifar10",
+            "dtype": "float32",
+            "batch_size": 16,
+            "num_epochs": 3,
+        }
+        (tmp_path / parent / "qs" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "a" / "qs" / "metrics.jsonl").write_text('{"epoch": 1, "val_accuracy": 0.5}\n')
+    assert reports.main([str(tmp_path / "a" / "qs"), str(tmp_path / "b" / "qs")]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [row.split()[0] for row in rows] == ["a/qs", "b/qs"]
+    assert rows[0].split()[5] == "1/3" and rows[1].split()[5] == "0/3"  # b/qs has no epoch yet
 
 
 def test_class_names_in_a_script_the_font_lacks_draw_without_a_warning(tmp_path, recwarn):

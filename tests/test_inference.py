@@ -2,6 +2,7 @@
 logits elsewhere (PyTorch without JAX, named arrays)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,33 @@ def test_the_predict_command_classifies_each_class_folder_as_eval_did_that_class
 def predict(*args):
     """``python -m flax_resnets predict ARGS`` in this process: its exit status."""
     return flax_resnets_main(["predict", *args])
+
+
+def test_predict_goes_through_linked_folders_and_prints_each_name_on_one_line(
+    trained, images, tmp_path, capsys
+):
+    """A folder linked inside the one named is read (once, even when linked twice); a name with a
+    newline or bytes that are not UTF-8 is one line, escaped; a FIFO is named as what it is."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "linked").symlink_to(images / "test" / "class_0")
+    (photos / "again").symlink_to(images / "test" / "class_0")
+    source = images / "test" / "class_1" / "0000.png"
+    odd = [b"two\nlines.png", b"latin\xe9.png"]
+    for name in odd:
+        with open(os.path.join(os.fsencode(photos), name), "wb") as file:
+            file.write(source.read_bytes())
+    assert predict(f"--workdir={trained / 'resnet8'}", "--top_k=1", str(photos)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 8 + 2  # the 8 images of class_0 (linked twice, read once), the two odd names
+    assert sum(line.startswith((f"{photos / 'again'}/", f"{photos / 'linked'}/")) for line in lines) == 8
+    assert any(line.startswith(f"{photos}/two\\nlines.png: class_") for line in lines)
+    assert any(line.startswith(f"{photos}/latin\\udce9.png: class_") for line in lines)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(SystemExit):
+        predict(f"--workdir={trained / 'resnet8'}", str(fifo))
+    assert f"{fifo} is not a file or a folder (a pipe" in capsys.readouterr().err
 
 
 def test_a_run_of_several_seeds_is_refused_without_a_seed_and_gives_each_member(trained):

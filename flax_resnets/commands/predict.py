@@ -12,6 +12,7 @@ and resized as the run's image folders were. ``--json``: a list of {"path", "top
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,30 +21,50 @@ from flax_resnets.checks import seed_argument
 from flax_resnets.cli import command_parser, positive_int, user_path
 from flax_resnets.data.image_folder import IMAGE_SUFFIXES
 from flax_resnets.data.images import read_images
-from flax_resnets.errors import InputError
+from flax_resnets.errors import InputError, shown
 from flax_resnets.inference import load_run
 
 
 def image_paths(targets: list[Path]) -> list[Path]:
-    """The image files named, and those inside the folders named (sorted, hidden entries skipped)."""
+    """The image files named, and those inside the folders named, through linked folders too
+    (sorted, hidden entries skipped, a folder linked twice read once)."""
     paths = []
     for target in targets:
         if target.is_dir():
-            inside = sorted(
-                path
-                for path in target.rglob("*")
-                if path.is_file()
-                and path.suffix.lower() in IMAGE_SUFFIXES
-                and not any(part.startswith(".") for part in path.relative_to(target).parts)
-            )
+            inside = images_inside(target)
             if not inside:
-                raise InputError(f"{target} holds no image files ({', '.join(IMAGE_SUFFIXES)}): pass images.")
+                raise InputError(
+                    f"{shown(target)} holds no image files ({', '.join(IMAGE_SUFFIXES)}): pass images."
+                )
             paths += inside
         elif target.is_file():
             paths.append(target)
+        elif target.exists():
+            raise InputError(
+                f"{shown(target)} is not a file or a folder (a pipe, a socket or a device): pass images."
+            )
         else:
-            raise InputError(f"{target} does not exist: pass image files or folders of them.")
+            raise InputError(f"{shown(target)} does not exist: pass image files or folders of them.")
     return paths
+
+
+def images_inside(folder: Path) -> list[Path]:
+    found, seen = [], set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree
+            folders.clear()
+            continue
+        seen.add(real)
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        found += [
+            Path(root) / name
+            for name in files
+            if not name.startswith(".")
+            and Path(name).suffix.lower() in IMAGE_SUFFIXES
+            and (Path(root) / name).is_file()
+        ]
+    return sorted(found)
 
 
 def main(argv: list[str]) -> int:
@@ -70,5 +91,5 @@ def main(argv: list[str]) -> int:
     else:
         for result in results:
             top = ", ".join(f"{item['class']} ({item['probability']:.1%})" for item in result["top"])
-            print(f"{result['path']}: {top}")
+            print(f"{shown(result['path'])}: {top}")
     return 0

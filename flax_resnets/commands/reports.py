@@ -10,7 +10,7 @@ from flax_resnets.cli import command_parser, user_path
 from flax_resnets.config import TABLE1_CELLS
 from flax_resnets.errors import InputError
 from flax_resnets.runs.plots import write_plots
-from flax_resnets.runs.summary import format_table, run_summary
+from flax_resnets.runs.summary import distinct_names, format_table, run_summary
 
 
 def main(argv: list[str]) -> int:
@@ -31,5 +31,6 @@ def main(argv: list[str]) -> int:
             for path in write_plots(Path(workdir), args.paper_cell):
                 print(f"wrote {path}")
         return 0
-    print(format_table([run_summary(Path(w)) for w in args.workdirs]))
+    names = distinct_names(args.workdirs)
+    print(format_table([run_summary(w, name) for w, name in zip(args.workdirs, names, strict=True)]))
     return 0

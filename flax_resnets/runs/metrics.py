@@ -49,13 +49,14 @@ def member_means(seeds: list[dict]) -> dict[str, float | None]:
 
 def read_jsonl(path: Path) -> list[dict]:
     """The records of a JSON-lines file. A last line cut off (a copy interrupted, a full disk) is
-    left out with a warning; a bad line before it is refused, naming it."""
-    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    left out with a warning; a bad line before it (not JSON, or bytes that are not UTF-8) is
+    refused, naming it."""
+    lines = [line for line in Path(path).read_bytes().splitlines() if line.strip()]
     records = []
     for number, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-        except ValueError as error:
+            record = json.loads(line.decode("utf-8"))
+        except ValueError as error:  # UnicodeDecodeError included
             if number < len(lines):
                 message = f"{path}, line {number}, is not JSON ({error}): repair or remove that line."
                 raise InputError(message) from error

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from flax_resnets.errors import shown
 from flax_resnets.files import read_json_object
 from flax_resnets.runs.metrics import read_jsonl
 
@@ -34,18 +36,20 @@ def result_line(report: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     )
 
 
-def run_summary(workdir: Path) -> dict[str, Any]:
-    """One row about a finished run: what it trained, how fast, how well."""
+def run_summary(workdir: Path, name: str | None = None) -> dict[str, Any]:
+    """One row about a run, named ``name`` (default: its folder's): what it trained, how fast, how
+    well (a run that has not finished an epoch yet has no metrics.jsonl: a row of dashes)."""
     workdir = Path(workdir)
     config = read_json_object(workdir / "config.json", "restore it from a backup")
-    records = read_jsonl(workdir / "metrics.jsonl")
+    metrics = workdir / "metrics.jsonl"
+    records = read_jsonl(metrics) if metrics.exists() else []
     evaluation_path = workdir / "eval.json"
     evaluation = {}
     if evaluation_path.exists():
         evaluation = read_json_object(evaluation_path, "evaluate the run again")
     last = records[-1] if records else {}
     return {
-        "run": workdir.name,
+        "run": name or workdir.name,
         "model": config["model"],
         "dataset": data_label(config),
         "dtype": config["dtype"],
@@ -57,6 +61,19 @@ def run_summary(workdir: Path) -> dict[str, Any]:
         "val acc": last.get("val_accuracy"),
         "test acc": evaluation.get("test_accuracy"),
     }
+
+
+def distinct_names(workdirs: list[Path]) -> list[str]:
+    """Each workdir's name in a table of them: its folder's name, with as many parent folders as
+    it takes to tell it from the others (``a/qs`` and ``b/qs``), shown on one line."""
+    parts = [Path(workdir).absolute().parts for workdir in workdirs]
+    names = []
+    for own in parts:
+        depth = 1
+        while depth < len(own) and sum(other[-depth:] == own[-depth:] for other in parts) > 1:
+            depth += 1
+        names.append(shown(os.path.join(*own[-depth:])))
+    return names
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
