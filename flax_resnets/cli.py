@@ -25,9 +25,10 @@ from typing import Any, NoReturn
 
 from absl import flags
 
-from flax_resnets.errors import InputError
+from flax_resnets.errors import InputError, shown
 
 EXIT_REFUSED = 2
+EXIT_FAILED = 1  # the system failed the command: a full disk, a file-size limit
 
 
 def refuse(message: str) -> NoReturn:
@@ -115,11 +116,23 @@ def command_parser(name: str, doc: str) -> CommandParser:
 
 
 def run_command(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
-    """Run a command's ``main(argv)``; bad input found on the way is refused in one line."""
+    """Run a command's ``main(argv)``; bad input found on the way is refused in one line (exit
+    status 2), and a failure of the system (a full disk, a file-size limit, a permission) is one
+    line naming the file and the system's reason (exit status 1). Files are written whole
+    (``files``), so what a failed command had written before stays as it was."""
     try:
         return main(argv) or 0
     except InputError as error:
         refuse(str(error))
+    except OSError as error:
+        print(f"error: {system_failure(error)}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+
+
+def system_failure(error: OSError) -> str:
+    """``error`` in one line: the file it concerns and the system's reason."""
+    where = f"{shown(error.filename)}: " if error.filename is not None else ""
+    return f"{where}{error.strerror or first_line(error)}."
 
 
 def flag_value(argv: list[str], name: str) -> str | None:

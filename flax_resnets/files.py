@@ -38,17 +38,21 @@ def atomic_write(path: Path, write: Callable[[IO], None], *, binary: bool = Fals
 
 def _atomic_write(path: Path, write: Callable[[IO], None], *, binary: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
+    tmp = tempfile.NamedTemporaryFile(
         "wb" if binary else "w", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as tmp:
-        try:
+    )
+    try:
+        with tmp:  # closing flushes what is left: a full disk may refuse that too
             write(tmp)
             tmp.flush()
             os.fsync(tmp.fileno())
             os.chmod(tmp.name, default_file_mode())
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
+    except OSError as error:  # a full disk, a file-size limit: named by the file it was for
+        os.unlink(tmp.name)
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+    except BaseException:
+        os.unlink(tmp.name)
+        raise
     try:
         os.replace(tmp.name, path)
     except BaseException:  # e.g. ``path`` is a folder: leave nothing behind

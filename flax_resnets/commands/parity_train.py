@@ -30,7 +30,7 @@ from typing import Any
 import ml_collections
 
 from flax_resnets.checks import seed_argument, validate_config
-from flax_resnets.cli import command_parser, positive_int, user_path
+from flax_resnets.cli import command_parser, output_folder, positive_int, user_path
 from flax_resnets.config import cell_config, default_config
 from flax_resnets.errors import InputError
 from flax_resnets.models import require_models
@@ -157,7 +157,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=seed_argument, default=0, help="the first seed")
     parser.add_argument("--train_images", type=int, default=0, help="> 0: the first N training images")
     parser.add_argument(
-        "--workdir_root", type=user_path, help="keep our runs' workdirs here (default: temporary)"
+        "--workdir_root", type=output_folder, help="keep our runs' workdirs here (default: temporary)"
     )
     recipe_arguments(parser)
     args = parser.parse_args(argv)

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from flax_resnets import checks, config
-from flax_resnets.cli import command_parser, output_file, positive_int, user_path
+from flax_resnets.cli import command_parser, output_file, output_folder, positive_int, user_path
 from flax_resnets.commands import table1
 from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, make_plan
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
@@ -217,13 +217,13 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
         "--data", nargs="*", default=[], help="DATASET=PATH (.npz or image folder) per dataset"
     )
     parser.add_argument(
-        "--workdir_root", type=user_path, required=True, help="one workdir per cell inside it"
+        "--workdir_root", type=output_folder, required=True, help="one workdir per cell inside it"
     )
     parser.add_argument(
         "--budget_seconds", type=float, required=True, help="stop cells still running after it"
     )
     parser.add_argument(
-        "--results", type=user_path, default=Path("results"), help="where finished cells are kept"
+        "--results", type=output_folder, default=Path("results"), help="where finished cells are kept"
     )
     parser.add_argument(
         "--tar", type=output_file, help="also pack the kept runs, the table and the logs here"
@@ -266,10 +266,6 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
         raise InputError(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}.")
     for cell in args.cells:
         checks.with_overrides(config.cell_config(cell), overrides)  # a bad field or value, refused now
-    if args.workdir_root.exists() and not args.workdir_root.is_dir():
-        raise InputError(
-            f"--workdir_root={args.workdir_root} is a file: pass a folder for the cells' workdirs."
-        )
     return args, data, overrides
 
 
