@@ -3,6 +3,7 @@ logits elsewhere (PyTorch without JAX, named arrays)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,21 @@ def test_the_predict_command_classifies_each_class_folder_as_eval_did_that_class
 def predict(*args):
     """``python -m flax_resnets predict ARGS`` in this process: its exit status."""
     return flax_resnets_main(["predict", *args])
+
+
+def test_a_run_without_data_json_is_used_by_its_run_json_as_eval_uses_it(trained, images, tmp_path, capsys):
+    workdir = tmp_path / "resnet8"
+    shutil.copytree(trained / "resnet8", workdir)
+    (workdir / "data.json").unlink()
+    image = str(images / "test" / "class_2" / "0000.png")
+    assert predict(f"--workdir={workdir}", "--top_k=1", image) == 0
+    assert predict(f"--workdir={trained / 'resnet8'}", "--top_k=1", image) == 0
+    ours, reference = capsys.readouterr().out.splitlines()
+    assert ours == reference
+    assert load_run(workdir).class_names == load_run(trained / "resnet8").class_names
+    (workdir / "run.json").unlink()
+    with pytest.raises(InputError, match="has neither data.json nor a run.json that records its data"):
+        load_run(workdir)
 
 
 def test_predict_goes_through_linked_folders_and_prints_each_name_on_one_line(

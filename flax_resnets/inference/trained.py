@@ -27,7 +27,7 @@ from flax_resnets.data.images import model_pixels
 from flax_resnets.data.sources import PYTORCH_CIFAR_NORMALIZATION
 from flax_resnets.errors import InputError
 from flax_resnets.files import read_json_object
-from flax_resnets.runs.workdir import DATA_RECORD, recorded_config
+from flax_resnets.runs.workdir import recorded_classes, recorded_config
 from flax_resnets.runtime import members
 from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
@@ -92,8 +92,7 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | No
     if seed is not None and seed not in seeds:
         raise InputError(f"{workdir} has no seed {seed}; its seeds are {', '.join(map(str, seeds))}.")
     member = seeds.index(seed) if seed is not None else 0
-    data = read_json_object(workdir / DATA_RECORD, "restore it from a backup (the run's data record)")
-    class_names, channels = tuple(data["class_names"]), int(data["image_shape"][-1])
+    class_names, channels = recorded_classes(workdir)
     mean, std = normalization(workdir, config, channels)
     with Checkpoints(
         workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds, read_only=True

@@ -74,6 +74,23 @@ def check_workdir(workdir: Path) -> None:
 DATA_RECORD = "data.json"  # the fingerprint of the data a workdir's run read
 
 
+def recorded_classes(workdir: Path) -> tuple[tuple[str, ...], int]:
+    """The class names and image channels a workdir's run trained on: from its data.json, or, in a
+    run kept without one, from its run.json's record of the data (as ``check_same_data`` reads it)."""
+    workdir = Path(workdir)
+    if (workdir / DATA_RECORD).exists():
+        data = read_json_object(workdir / DATA_RECORD, "restore it from a backup (the run's data record)")
+        return tuple(data["class_names"]), int(data["image_shape"][-1])
+    if (workdir / "run.json").exists():
+        data = read_json_object(workdir / "run.json", "restore it from a backup (the run's record)")
+        if isinstance(data.get("data"), dict):
+            return tuple(data["data"]["class_names"]), int(data["data"]["channels"])
+    raise InputError(
+        f"{workdir} has neither data.json nor a run.json that records its data, so its classes are "
+        "unknown: restore one of them from a backup."
+    )
+
+
 def check_same_data(workdir: Path, dataset: Any, fingerprint: dict[str, Any] | None = None) -> None:
     """Refuse to continue or evaluate a run on data other than what it trained on: by the run's
     data.json (``fingerprint``: ``dataset.fingerprint()``, given where it is already made), or
