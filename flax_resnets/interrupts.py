@@ -1,12 +1,13 @@
 """Ctrl-C and SIGTERM for the whole process: what each does, decided here alone.
 
 At the entry point (``main.py``, ``python -m flax_resnets``), before the libraries load,
-``install()`` makes Ctrl-C end the command at once, as soon as the file being written (if any)
-is whole (``writing``): one line, exit status 130. Python's default, a KeyboardInterrupt raised
-wherever the main thread is, can land in a garbage-collection callback (which swallows it), in a
-native library's import (an ImportError) or in native teardown (a crash). A process started with
-Ctrl-C ignored (in the background) keeps ignoring it; SIGTERM keeps its default (an end at once;
-files are written whole under a temporary name, so none is cut).
+``install()`` makes Ctrl-C and SIGTERM end the command at once, as soon as the file being
+written (if any) is whole (``writing``): one line, exit status 130 (143 for SIGTERM), and no
+temporary file left behind. Python's default, a KeyboardInterrupt raised wherever the main
+thread is, can land in a garbage-collection callback (which swallows it), in a native library's
+import (an ImportError) or in native teardown (a crash); SIGTERM's default ends the process in
+the middle of a write, leaving its temporary file. A process started with Ctrl-C ignored (in the
+background) keeps ignoring it.
 
 While a training loop runs (``StopRequests``), a first SIGTERM (a scheduler's preemption, a
 sweep's time budget) or Ctrl-C is a request that the loop answers after the call in flight: it
@@ -31,6 +32,7 @@ from typing import NoReturn
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 INTERRUPTED = "Interrupted: files already written are whole; run the same command to resume or evaluate."
+TERMINATED = "Terminated: files already written are whole; run the same command to resume or evaluate."
 
 
 class WritesInProgress:
@@ -61,13 +63,17 @@ def exit_when_files_are_whole(exit_now: Callable[[], NoReturn]) -> None:
         exit_now()
 
 
-def exit_interrupted() -> NoReturn:
+def exit_interrupted(status: int = EXIT_INTERRUPTED, message: str = INTERRUPTED) -> NoReturn:
     try:
         sys.stdout.flush()
     except RuntimeError:  # the signal came in the middle of a print: its line is lost, not the rest
         pass
-    os.write(sys.stderr.fileno(), f"{INTERRUPTED}\n".encode())
-    os._exit(EXIT_INTERRUPTED)
+    os.write(sys.stderr.fileno(), f"{message}\n".encode())
+    os._exit(status)
+
+
+def exit_terminated() -> NoReturn:
+    exit_interrupted(128 + signal.SIGTERM, TERMINATED)
 
 
 # Set by a sweep for its cells: the pid of the process whose end must stop this one (SIGTERM: save
@@ -77,10 +83,11 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent e
 
 
 def install() -> None:
-    """At the entry point: Ctrl-C ends the command at once, once the files being written are whole;
-    a sweep's cell gets SIGTERM when the sweep ends (``STOP_WITH_PARENT``)."""
+    """At the entry point: Ctrl-C and SIGTERM end the command at once, once the files being written
+    are whole; a sweep's cell gets SIGTERM when the sweep ends (``STOP_WITH_PARENT``)."""
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, lambda number, frame: exit_when_files_are_whole(exit_interrupted))
+    signal.signal(signal.SIGTERM, lambda number, frame: exit_when_files_are_whole(exit_terminated))
     parent = os.environ.get(STOP_WITH_PARENT)
     if parent and sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

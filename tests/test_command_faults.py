@@ -1,7 +1,10 @@
 """Every command under the same faults, from one table: each output a command writes, given an
 empty path, a path of the wrong kind, a path under a file or one typed with ``~``, is refused in
-one line (exit status 2) before any work, writing nothing; and a file-size limit (a full disk)
+one line (exit status 2) before any work, writing nothing; a file-size limit (a full disk)
 while writing is one line naming the file and the reason (exit status 1), the old file intact.
+
+Ctrl-C and SIGTERM while a command writes its output end it once the file is whole: one line,
+exit status 130 or 143, no temporary file left.
 
 A command joins by being listed in ``OUTPUTS`` (or in ``WRITES_NOTHING``): the first test fails
 for a command in neither, so a new command gets these guarantees without anyone remembering.
@@ -118,3 +121,45 @@ def test_fault_a_file_size_limit_is_one_line_and_the_old_file_stays(
     assert len(lines) == 1 and lines[0] == f"error: {out}: File too large.", lines
     assert out.read_text() == "the old file"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+# A command run with a signal sent to itself in the middle of writing its output (the file's
+# content written, not yet flushed, renamed or whole).
+SIGNALLED_WHILE_WRITING = """
+import os, runpy, signal, sys
+from flax_resnets import files
+original = files._atomic_write
+
+def _atomic_write(path, write, *, binary):
+    def write_then_signal(file):
+        write(file)
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ["SIGNAL"]))
+    return original(path, write_then_signal, binary=binary)
+
+files._atomic_write = _atomic_write
+sys.argv = ["flax_resnets", *sys.argv[1:]]
+runpy.run_module("flax_resnets", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(("name", "status"), [("INT", 130), ("TERM", 143)])
+def test_fault_a_signal_while_writing_ends_the_command_once_the_file_is_whole(
+    name, status, tmp_path, compile_cache
+):
+    out = tmp_path / "table1.md"
+    out.write_text("the old file")
+    command = [
+        sys.executable,
+        "-c",
+        SIGNALLED_WHILE_WRITING,
+        "table1",
+        f"--results={tmp_path}",
+        f"--out={out}",
+    ]
+    env = {**environment(compile_cache), "SIGNAL": name}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == status, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "files already written are whole" in lines[0], lines
+    assert out.read_text().startswith("# Table 1")  # the new file, whole
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

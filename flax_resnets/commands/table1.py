@@ -318,7 +318,8 @@ def keep(workdir: Path, results: Path) -> Path:
     if dataset is None:
         raise InputError(f"{workdir} did not train on a whole dataset of the paper: it cannot be kept.")
     cell = f"{dataset}_{column(run['config']['model'])}"
-    target = results / "runs" / cell / kept_name(run, recipe_changes(run["config"], cell))
+    changes = recipe_changes(run["config"], cell) if cell in CELLS else [f"model={run['config']['model']}"]
+    target = results / "runs" / cell / kept_name(run, changes)
     if target.is_dir() and all(
         (target / name).is_file() and (target / name).read_bytes() == files[name] for name in files
     ):
