@@ -220,3 +220,8 @@ def damage(step_dir: Path, kind: str) -> None:
         (step_dir / "history" / "metadata").write_text("{not json")
     else:
         raise ValueError(kind)
+
+
+def crash_compiling(*args):
+    """What a compiler that crashes does to its process (for the compile command's child)."""
+    os.abort()

@@ -9,6 +9,7 @@ import pytest
 
 from flax_resnets.cli import EXIT_REFUSED, run_command
 from flax_resnets.commands import compile as compile_command
+from flax_resnets.commands.compile import compile_here as real_compile_here
 from flax_resnets.config import cell_config
 from flax_resnets.errors import InputError
 from flax_resnets.models import create_model
@@ -117,18 +118,18 @@ def test_the_command_prints_each_programs_row(capsys):
 
 
 def test_a_batch_that_does_not_fit_is_refused_naming_the_largest_that_does(monkeypatch, tpu_slice):
-    """The search, on a program whose memory is 1 GB plus 1 MB an example (out of memory past the
-    device's 17.2 GB, as XLA:TPU refuses): the largest multiple of 16 devices under the limit."""
+    """The search, on a program whose memory is 1 GB plus 1 MB an example (refused by the compiler
+    well past the device's 17.2 GB): the largest multiple of 16 devices under the limit."""
     hbm = tpu_slice.chip.hbm_bytes / tpu_slice.devices_per_chip
 
-    def fake_compile_run(config, devices, only_training=False):
+    def fake_compiled(config, tpu_slice, only_training=False):
         held = 1e9 + 1e6 * config.batch_size
         if held > 1.2 * hbm:
-            raise compile_failure()
+            return None  # out of memory, as XLA:TPU refuses while compiling
         program = aot.CompiledProgram("training call", 1, int(held), 0, 0, 0, 0, 1.0, 0.0)
         return [program] if only_training else [program, program]
 
-    monkeypatch.setattr(aot, "compile_run", fake_compile_run)
+    monkeypatch.setattr(compile_command, "compiled", fake_compiled)
     fitting = int((hbm - 1e9) / 1e6) // 16 * 16
     assert compile_command.largest_fitting_batch(cell_config("cifar10_resnet18"), tpu_slice) == fitting
     config = cell_config("cifar10_resnet18")
@@ -137,8 +138,10 @@ def test_a_batch_that_does_not_fit_is_refused_naming_the_largest_that_does(monke
         compile_command.compile_config("cifar10_resnet18", config, tpu_slice)
 
 
-def compile_failure():
-    return jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: XLA:TPU ran out of memory in memory space hbm")
+def test_out_of_memory_is_told_from_other_compile_errors():
+    assert aot.is_out_of_memory(jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Ran out of memory in hbm"))
+    assert not aot.is_out_of_memory(jax.errors.JaxRuntimeError("INVALID_ARGUMENT: a bad shape"))
+    assert not aot.is_out_of_memory(ValueError("RESOURCE_EXHAUSTED"))
 
 
 @pytest.mark.parametrize(
@@ -164,3 +167,32 @@ def test_without_libtpu_the_command_says_what_to_install(monkeypatch):
     )
     with pytest.raises(InputError, match=r'needs libtpu, which is not installed: pip install "flax-resnets'):
         tpu.slice_of("v5e:2x2")
+
+
+def test_a_compiler_crash_is_a_row_and_one_line_not_the_end_of_the_command(monkeypatch, tpu_slice, capsys):
+    """libtpu's compiler can end its process (a stack overflow); each program compiles in a child,
+    so a crash is reported (with the file holding the compiler's own report), the other configs
+    go on, and the command exits 1."""
+    import run_helpers
+
+    monkeypatch.setattr(compile_command, "compile_here", run_helpers.crash_compiling)
+    with pytest.raises(compile_command.CompilerCrashError, match="its report: .*flax_resnets_compile_"):
+        compile_command.compiled(small_config("batchnorm", 1), tpu_slice)
+    capsys.readouterr()
+
+    def compiled(config, tpu_slice, only_training=False):
+        if config.dataset == "cifar10":
+            raise compile_command.CompilerCrashError("libtpu's compiler crashed (its report: r.log)")
+        return real_compiled(config, tpu_slice, only_training=only_training)
+
+    real_compiled = compile_command.compiled
+    monkeypatch.setattr(compile_command, "compiled", compiled)
+    monkeypatch.setattr(compile_command, "compile_here", real_compile_here)
+    status = compile_command.main(
+        ["--cells=cifar10_resnet18,fashion_mnist_vgg19", f"--topology={SLICE}", "--config.model=resnet8"]
+    )
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert "| cifar10_resnet18 | resnet8, 16, 1, float32 | v4:2x2x2 | 16 (2) | does not compile" in out
+    assert "| fashion_mnist_vgg19 | resnet8, 16, 1, float32 | v4:2x2x2 | 16 (2) | training call |" in out
+    assert err.strip() == f"error: cifar10_resnet18 on {SLICE}: libtpu's compiler crashed (its report: r.log)"

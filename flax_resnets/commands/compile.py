@@ -21,7 +21,13 @@ batch that fits (found by compiling), exit status 1.
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
+import multiprocessing
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -93,13 +99,8 @@ def largest_fitting_batch(config: ml_collections.ConfigDict, tpu_slice: tpu.Slic
     data_devices = len(tpu_slice.devices)  # a multiple of it always shares out over the data axis
 
     def training_bytes(batch_size: int) -> float:
-        try:
-            programs = aot.compile_run(with_batch(config, batch_size), tpu_slice.devices, only_training=True)
-        except Exception as error:
-            if aot.is_out_of_memory(error):
-                return float("inf")
-            raise
-        return programs[0].device_bytes
+        programs = compiled(with_batch(config, batch_size), tpu_slice, only_training=True)
+        return float("inf") if programs is None else programs[0].device_bytes
 
     small, larger = data_devices, 8 * data_devices
     small_bytes, larger_bytes = training_bytes(small), training_bytes(larger)
@@ -118,18 +119,54 @@ def with_batch(config: ml_collections.ConfigDict, batch_size: int) -> ml_collect
     return changed
 
 
+class CompilerCrashError(Exception):
+    """libtpu's compiler ended its process (libtpu 0.0.42.1 overflows its stack compiling ResNet-18's
+    training call for v6e, for one)."""
+
+
+def compiled(
+    config: ml_collections.ConfigDict, tpu_slice: tpu.Slice, *, only_training: bool = False
+) -> list[aot.CompiledProgram] | None:
+    """``aot.compile_run`` of ``config`` for ``tpu_slice``, in a child process (its messages in a
+    file), so that a crash of libtpu's compiler is ``CompilerCrashError``, not the end of the command;
+    None where the program does not fit a device's memory."""
+    report = Path(tempfile.mkstemp(prefix="flax_resnets_compile_", suffix=".log")[1])
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=context, initializer=messages_to, initargs=(str(report),)
+    ) as child:
+        job = child.submit(compile_here, config.to_json(), tpu_slice.name, only_training)
+        try:
+            programs = job.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise CompilerCrashError(f"libtpu's compiler crashed (its report: {report})") from None
+    report.unlink()
+    return programs
+
+
+def messages_to(path: str) -> None:
+    """In the child: its stderr (libtpu's, XLA's) into ``path``."""
+    os.dup2(os.open(path, os.O_WRONLY | os.O_APPEND), 2)
+
+
+def compile_here(config_json: str, slice_name: str, only_training: bool) -> list[aot.CompiledProgram] | None:
+    config = ml_collections.ConfigDict(json.loads(config_json))
+    try:
+        return aot.compile_run(config, tpu.slice_of(slice_name).devices, only_training=only_training)
+    except InputError:
+        raise
+    except Exception as error:
+        if aot.is_out_of_memory(error):
+            return None
+        raise InputError(f"{type(error).__name__}: {str(error).strip().splitlines()[0]}") from None
+
+
 def compile_config(name: str, config: ml_collections.ConfigDict, tpu_slice: tpu.Slice) -> list[str]:
     """The table's rows of ``config`` on ``tpu_slice``; a training call too large for a device is
     refused naming the batch that fits."""
     hbm = tpu_slice.chip.hbm_bytes / tpu_slice.devices_per_chip
-    try:
-        programs = aot.compile_run(config, tpu_slice.devices)
-        fits = programs[0].device_bytes <= hbm
-    except Exception as error:
-        if not aot.is_out_of_memory(error):
-            raise
-        fits = False
-    if not fits:
+    programs = compiled(config, tpu_slice)
+    if programs is None or programs[0].device_bytes > hbm:
         print(f"{name}: batch_size={config.batch_size} does not fit {tpu_slice.name}; finding one that does.")
         batch = largest_fitting_batch(config, tpu_slice)
         advice = (
@@ -158,14 +195,26 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv[:split])
     configs = configs_of(args, argv[split:])
     slices = [tpu.slice_of(name) for name in args.topology.split(",")]
-    rows = []
+    rows, crashed = [], []
     print(HEADER, SEPARATOR, sep="\n", flush=True)
     for tpu_slice in slices:
         for name, config in configs.items():
-            for line in compile_config(name, config, tpu_slice):
+            try:
+                lines = compile_config(name, config, tpu_slice)
+            except CompilerCrashError as error:
+                crashed.append(f"{name} on {tpu_slice.name}: {error}")
+                lines = [
+                    f"| {name} | {config.model}, {config.batch_size}, {config.num_seeds}, {config.dtype} "
+                    f"| {tpu_slice.name} | {len(tpu_slice.devices)} ({tpu_slice.hosts}) "
+                    f"| does not compile: libtpu's compiler crashed |" + " |" * 8
+                ]
+            for line in lines:
                 rows.append(line)
                 print(line, flush=True)
+            if args.out:  # rewritten whole after every row: a long table survives a crash
+                write_text(args.out, "\n".join([HEADER, SEPARATOR, *rows]) + "\n")
     if args.out:
-        write_text(args.out, "\n".join([HEADER, SEPARATOR, *rows]) + "\n")
         print(f"wrote {args.out.resolve()}", file=sys.stderr)
-    return 0
+    for line in crashed:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if crashed else 0

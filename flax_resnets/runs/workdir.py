@@ -26,6 +26,8 @@ MAY_CHANGE_ON_RESUME = (
     "steps_per_call",
     "eval_batch_size",
 )
+
+
 def config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return json.loads(config.to_json())
 

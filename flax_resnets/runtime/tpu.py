@@ -42,8 +42,13 @@ CHIPS = {
     "TPU v6 lite": Chip("v6e", 918e12, 32 * GB, 1638 * GB, "https://cloud.google.com/tpu/docs/v6e"),
 }
 GENERATIONS = {chip.generation: kind for kind, chip in CHIPS.items()}
-# What libtpu would otherwise ask the metadata server of a TPU VM (and complain that it cannot).
-QUIET_LIBTPU = {"TPU_SKIP_MDS_QUERY": "1", "TPU_WORKER_HOSTNAMES": "localhost"}
+# What libtpu would otherwise ask the metadata server of a TPU VM (and complain that it cannot),
+# and leave to load in several processes (it takes a lock meant for a TPU VM's chips).
+QUIET_LIBTPU = {
+    "TPU_SKIP_MDS_QUERY": "1",
+    "TPU_WORKER_HOSTNAMES": "localhost",
+    "ALLOW_MULTIPLE_LIBTPU_LOAD": "1",
+}
 ACCELERATOR_TYPES = {"v4": "v4-8", "v5e": "v5litepod-4", "v5p": "v5p-8", "v6e": "v6e-4"}
 
 
