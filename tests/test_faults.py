@@ -5,6 +5,7 @@ and test report of a run that was never interrupted, bit for bit.
 """
 
 import json
+import resource
 import shutil
 import signal
 import subprocess
@@ -136,6 +137,32 @@ def test_ctrl_c_while_evaluating_is_one_line_and_changes_nothing(tmp_path, compi
         "Interrupted: files already written are whole; run the same command to resume or evaluate."
     ]
     assert tree_fingerprint(workdir) == before
+
+
+def test_a_full_disk_while_evaluating_is_one_line_and_changes_nothing(tmp_path, compile_cache, uninterrupted):
+    """A file-size limit (what a full disk does to a write) on --mode=eval: eval.json cannot be
+    written; one line names it and the reason, exit status 1, and the workdir is as it was."""
+    _, reference = uninterrupted
+    workdir = shutil.copytree(reference, tmp_path / "run")
+
+    def contents():  # sizes and hashes (evaluating rewrites checkpoints/best.json as it was)
+        return {name: (size, digest) for name, (size, _, digest) in tree_fingerprint(workdir).items()}
+
+    before = contents()
+    result = subprocess.run(
+        [sys.executable, "main.py", f"--workdir={workdir}", "--mode=eval"],
+        cwd=REPO,
+        env=environment(compile_cache),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (500, 500)),
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    *warnings, last = result.stderr.strip().splitlines()
+    assert last == f"error: {workdir / 'eval.json'}: File too large."
+    assert all(line.startswith("warning: cannot write the decoded-image cache") for line in warnings)
+    assert contents() == before
 
 
 HOLD_THE_LOCK = """

@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from flax_resnets.cli import main_flags_parser, refuse
+from flax_resnets.cli import EXIT_FAILED, main_flags_parser, refuse, system_failure
 from flax_resnets.interrupts import EXIT_INTERRUPTED, INTERRUPTED
 
 FLAGS = flags.FLAGS
@@ -47,7 +47,10 @@ def train_or_evaluate(argv: list[str]) -> int:
         refuse(str(error))
     except (TrainingDivergedError, CheckpointWriteError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    except OSError as error:  # a full disk while writing eval.json, metrics or plots: files stay whole
+        print(f"error: {system_failure(error)}", file=sys.stderr)
+        return EXIT_FAILED
     except TrainingStoppedError as error:
         print(str(error), file=sys.stderr)
         return error.exit_status
