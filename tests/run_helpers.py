@@ -93,8 +93,9 @@ def mock_tfds(num_examples):
     leaves ``is_prepared``, which the product asks first, to say False)."""
     import tensorflow_datasets as tfds
 
-    with tfds.testing.mock_data(num_examples=num_examples), mock.patch.object(
-        tfds.core.DatasetBuilder, "is_prepared", return_value=True
+    with (
+        tfds.testing.mock_data(num_examples=num_examples),
+        mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True),
     ):
         yield
 
@@ -225,3 +226,24 @@ def damage(step_dir: Path, kind: str) -> None:
 def crash_compiling(*args):
     """What a compiler that crashes does to its process (for the compile command's child)."""
     os.abort()
+
+
+# A Python command with a file-size limit set by the child itself, before it runs (a preexec_fn
+# would run in a fork of this multithreaded process). Arguments: LIMIT, then "-m MODULE ARGS..." or
+# "SCRIPT ARGS...". Python ignores SIGXFSZ, so a write past the limit raises (as a full disk does).
+FILE_SIZE_LIMITED = """
+import resource, runpy, sys
+limit = int(sys.argv.pop(1))
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+if sys.argv[1] == "-m":
+    sys.argv = [sys.argv[2], *sys.argv[3:]]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def file_size_limited(limit, *args):
+    """``python ARGS`` as a command run under a file-size limit of ``limit`` bytes."""
+    return [sys.executable, "-c", FILE_SIZE_LIMITED, str(limit), *args]

@@ -11,12 +11,11 @@ for a command in neither, so a new command gets these guarantees without anyone 
 """
 
 import importlib
-import resource
 import subprocess
 import sys
 
 import pytest
-from run_helpers import REPO, environment
+from run_helpers import REPO, environment, file_size_limited
 
 from flax_resnets.__main__ import COMMANDS
 
@@ -86,12 +85,6 @@ def test_fault_of_an_output_path_is_one_line_before_any_work(
     assert (tmp_path / "a_file").read_text() == "kept"
 
 
-def limited_to(size):
-    """A file-size limit for a child process: the system refuses a write past ``size`` bytes
-    (Python ignores SIGXFSZ, so the write raises instead of killing the process)."""
-    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -108,14 +101,14 @@ def test_fault_a_file_size_limit_is_one_line_and_the_old_file_stays(
     replaced = {"RESULTS": str(tmp_path / "results"), "IMAGES": str(image_folder), "OUT": str(out)}
     for name, value in replaced.items():
         args = [arg.replace(name, value) for arg in args]
-    command = [sys.executable, "-m", "flax_resnets", *args]
     env = environment(compile_cache)
     if "data" in args:  # decoded once without the limit: the limit meets the export, not the cache
-        first = [arg.replace(str(out), str(tmp_path / "first.npz")) for arg in command]
-        subprocess.run(first, cwd=REPO, env=env, capture_output=True, check=True)
-    result = subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, preexec_fn=limited_to(1000)
-    )
+        first = [arg.replace(str(out), str(tmp_path / "first.npz")) for arg in args]
+        subprocess.run(
+            [sys.executable, "-m", "flax_resnets", *first], cwd=REPO, env=env, capture_output=True, check=True
+        )
+    command = file_size_limited(1000, "-m", "flax_resnets", *args)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 1, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0] == f"error: {out}: File too large.", lines

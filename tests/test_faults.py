@@ -5,7 +5,6 @@ and test report of a run that was never interrupted, bit for bit.
 """
 
 import json
-import resource
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from run_helpers import (
     assert_same_run,
     damage,
     environment,
+    file_size_limited,
     run_main,
     run_with_fault,
     tree_fingerprint,
@@ -150,13 +150,12 @@ def test_a_full_disk_while_evaluating_is_one_line_and_changes_nothing(tmp_path, 
 
     before = contents()
     result = subprocess.run(
-        [sys.executable, "main.py", f"--workdir={workdir}", "--mode=eval"],
+        file_size_limited(500, "main.py", f"--workdir={workdir}", "--mode=eval"),
         cwd=REPO,
         env=environment(compile_cache),
         capture_output=True,
         text=True,
         timeout=HANG_GUARD_SECONDS,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (500, 500)),
     )
     assert result.returncode == 1, result.stderr[-2000:]
     *warnings, last = result.stderr.strip().splitlines()
@@ -196,9 +195,10 @@ def test_an_evaluation_beside_a_live_training_never_writes_the_trainings_eval_js
         training.wait()
     assert (workdir / "eval.json").read_bytes() == before
     step = json.loads(before)["checkpoint_step"]
-    assert json.loads((workdir / f"eval_step{step}.json").read_text())["test_accuracy"] == json.loads(before)[
-        "test_accuracy"
-    ]
+    assert (
+        json.loads((workdir / f"eval_step{step}.json").read_text())["test_accuracy"]
+        == json.loads(before)["test_accuracy"]
+    )
     assert "a run is training in" in evaluated.stderr and "(pid 4242)" in evaluated.stderr
 
 

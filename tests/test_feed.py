@@ -150,9 +150,10 @@ def test_training_from_the_epoch_order_takes_the_steps_that_per_step_indices_too
             ):
                 state = train(state, *members.split(inputs, 1), constants, num_steps)
             assert int(state.step) == 6
-            # Only the float32 images' rounding differs (normalized inside or outside the step).
+            # Only the float32 images' rounding differs (normalized inside or outside the step): a
+            # few parameters near zero move by up to 1e-8; another crop, flip or row moves them by 1e-3.
             jax.tree.map(
-                lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9),
+                lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
                 state.params,
                 expected.params,
             )

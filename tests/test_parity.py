@@ -139,5 +139,3 @@ def test_plain_twins_have_no_shortcuts():
     with torch.no_grad():
         np.testing.assert_allclose(plain(images).numpy(), flax_logits, rtol=1e-4, atol=1e-5)
         assert not np.allclose(plain(images).numpy(), residual(images).numpy(), atol=1e-2)
-
-
