@@ -76,14 +76,21 @@ def megabytes(count: float) -> str:
     return f"{count / 1e6:,.0f} MB"
 
 
+def row_start(name: str, config: ml_collections.ConfigDict, tpu_slice: tpu.Slice) -> str:
+    """A row's first four columns: the config and the slice."""
+    return (
+        f"| {name} | {config.model}, {config.batch_size}, {config.num_seeds}, {config.dtype} "
+        f"| {tpu_slice.name} | {len(tpu_slice.devices)} ({tpu_slice.hosts}) "
+    )
+
+
 def row(
     name: str, config: ml_collections.ConfigDict, tpu_slice: tpu.Slice, program: aot.CompiledProgram
 ) -> str:
     hbm = tpu_slice.chip.hbm_bytes / tpu_slice.devices_per_chip
     seconds = roofline_seconds(program, tpu_slice.chip, tpu_slice.devices_per_chip)
     return (
-        f"| {name} | {config.model}, {config.batch_size}, {config.num_seeds}, {config.dtype} "
-        f"| {tpu_slice.name} | {len(tpu_slice.devices)} ({tpu_slice.hosts}) | {program.name} "
+        f"{row_start(name, config, tpu_slice)}| {program.name} "
         f"| {megabytes(program.argument_bytes)} | {megabytes(program.output_bytes)} "
         f"| {megabytes(program.temporary_bytes)} | {megabytes(program.code_bytes)} "
         f"| {program.device_bytes / hbm:.1%} of {hbm / 1e9:.1f} GB | {program.flops / 1e9:,.1f} "
@@ -204,9 +211,8 @@ def main(argv: list[str]) -> int:
             except CompilerCrashError as error:
                 crashed.append(f"{name} on {tpu_slice.name}: {error}")
                 lines = [
-                    f"| {name} | {config.model}, {config.batch_size}, {config.num_seeds}, {config.dtype} "
-                    f"| {tpu_slice.name} | {len(tpu_slice.devices)} ({tpu_slice.hosts}) "
-                    f"| does not compile: libtpu's compiler crashed |" + " |" * 8
+                    f"{row_start(name, config, tpu_slice)}| does not compile: libtpu's compiler crashed |"
+                    + " |" * 8
                 ]
             for line in lines:
                 rows.append(line)
