@@ -29,6 +29,7 @@ from flax_resnets.errors import InputError, shown
 
 EXIT_REFUSED = 2
 EXIT_FAILED = 1  # the system failed the command: a full disk, a file-size limit
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a command whose reader closed (SIGPIPE)
 
 
 def refuse(message: str) -> NoReturn:
@@ -124,6 +125,9 @@ def run_command(main: Callable[[list[str]], int | None], argv: list[str]) -> int
         return main(argv) or 0
     except InputError as error:
         refuse(str(error))
+    except BrokenPipeError:  # its reader has gone (``| head``): stop quietly, as the shell's tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return EXIT_BROKEN_PIPE
     except OSError as error:
         print(f"error: {system_failure(error)}", file=sys.stderr, flush=True)
         return EXIT_FAILED
@@ -180,6 +184,16 @@ def load_config_file(spec: str) -> Any:
 RETIRED_FIELDS = {
     "input_pipeline": "every run keeps its data on the devices and makes its batches in the compiled step",
 }
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` as (the command's own flags, its ``--config.FIELD=VALUE`` overrides), the two mixed
+    in any order as users type them."""
+    overrides = [arg for arg in argv if arg.startswith("--config.")]
+    for arg in overrides:
+        if "=" not in arg:
+            raise InputError(f"{arg}: write an override as {arg}=VALUE, in one word.")
+    return [arg for arg in argv if not arg.startswith("--config.")], overrides
 
 
 def check_fields(config: Any, argv: list[str]) -> None:

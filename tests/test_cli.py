@@ -2,6 +2,7 @@
 jax/flax pair is one sentence."""
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -93,6 +94,7 @@ BAD_ARGUMENTS = [
     (["figures", "landscape", "--workdir=/nonexistent/run", "--out=/tmp/never"], "holds no run"),
     (["compile", "--cells=cifar10_resnet19", "--topology=v5e:2x2"], "no Table 1 cell 'cifar10_resnet19'"),
     (["compile", "--topology=v5e:2x2"], "pass either --config=FILE or --cells=CELL"),
+    (["config", "--config.model", "resnet8"], "write an override as --config.model=VALUE, in one word"),
 ]
 
 
@@ -168,3 +170,28 @@ def test_main_refuses_an_empty_workdir_instead_of_training_in_the_current_folder
         "run, e.g. runs/qs."
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overrides_may_come_before_the_commands_own_arguments(capsys):
+    from flax_resnets.commands import config
+
+    assert config.main(["--config.model=resnet8", "configs/fashion_mnist_vgg19.py", "--config.batch_size=4"]) == 0
+    shown = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
+    assert shown["model"][:2] == ["*", "resnet8"] and shown["batch_size"][:2] == ["*", "4"]
+    assert shown["dataset"][0] == "fashion_mnist"  # the file's, not the default's
+
+
+def test_a_reader_that_closes_early_ends_the_command_quietly():
+    """``python -m flax_resnets config | head -1``: the pipe's reader is gone before the command
+    writes (closed here before it starts): no traceback, no error line, the shell's 141."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w") as closed_pipe:
+        result = subprocess.run(
+            [sys.executable, "-m", "flax_resnets", "config"],
+            cwd=REPO,
+            stdout=closed_pipe,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert result.returncode == 141 and result.stderr == "", result.stderr

@@ -103,11 +103,11 @@ def test_a_tpu_program_takes_no_cpu_setting(tpu_slice):
 
 def test_the_command_prints_each_programs_row(capsys):
     status = compile_command.main(
-        [
-            "--cells=cifar10_resnet18",
-            f"--topology={SLICE}",
+        [  # overrides among the command's own flags, in the order a user may type them
             "--config.model=resnet8",
+            "--cells=cifar10_resnet18",
             "--config.num_seeds=3",
+            f"--topology={SLICE}",
             "--config.steps_per_call=2",
         ]
     )

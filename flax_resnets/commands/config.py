@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from flax_resnets import checks
 from flax_resnets import config as configs
-from flax_resnets.cli import command_parser, load_config_file
+from flax_resnets.cli import command_parser, load_config_file, split_overrides
 
 
 def main(argv: list[str]) -> int:
     parser = command_parser("config", __doc__)
     parser.add_argument("file", nargs="?", help="a config file, e.g. configs/quickstart.py (or FILE:ARG)")
-    split = next((k for k, arg in enumerate(argv) if arg.startswith("--config.")), len(argv))
-    args = parser.parse_args(argv[:split])
+    flags, overrides = split_overrides(argv)
+    args = parser.parse_args(flags)
     config = load_config_file(args.file) if args.file else configs.default_config()
-    config = checks.with_overrides(config, argv[split:])
+    config = checks.with_overrides(config, overrides)
     checks.validate_config(config)
     defaults = configs.default_config(dataset=config.dataset)
     width = max(map(len, configs.FIELDS))

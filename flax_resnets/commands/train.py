@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from flax_resnets.cli import EXIT_FAILED, main_flags_parser, refuse, system_failure
+from flax_resnets.cli import EXIT_FAILED, main_flags_parser, run_command
 from flax_resnets.interrupts import EXIT_INTERRUPTED, INTERRUPTED
 
 FLAGS = flags.FLAGS
@@ -43,13 +43,8 @@ def train_or_evaluate(argv: list[str]) -> int:
             result = train_and_evaluate(config, FLAGS.workdir)
         else:
             result = evaluate_workdir(config, FLAGS.workdir, FLAGS.checkpoint)
-    except InputError as error:
-        refuse(str(error))
     except (TrainingDivergedError, CheckpointWriteError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    except OSError as error:  # a full disk while writing eval.json, metrics or plots: files stay whole
-        print(f"error: {system_failure(error)}", file=sys.stderr)
         return EXIT_FAILED
     except TrainingStoppedError as error:
         print(str(error), file=sys.stderr)
@@ -65,5 +60,9 @@ def train_or_evaluate(argv: list[str]) -> int:
 
 def main(argv: list[str], program: str = "python -m flax_resnets train") -> int:
     """``program ARGV``: absl parses the flags (``cli.main_flags_parser``), then train or evaluate."""
-    app.run(train_or_evaluate, argv=[program, *argv], flags_parser=main_flags_parser)
+    app.run(
+        lambda argv: run_command(train_or_evaluate, argv),
+        argv=[program, *argv],
+        flags_parser=main_flags_parser,
+    )
     return 0  # not reached: app.run exits with train_or_evaluate's status
