@@ -231,10 +231,58 @@ def crash_compiling(*args):
 # A Python command with a file-size limit set by the child itself, before it runs (a preexec_fn
 # would run in a fork of this multithreaded process). Arguments: LIMIT, then "-m MODULE ARGS..." or
 # "SCRIPT ARGS...". Python ignores SIGXFSZ, so a write past the limit raises (as a full disk does).
-FILE_SIZE_LIMITED = """
-import resource, runpy, sys
-limit = int(sys.argv.pop(1))
-resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+# ``python ARGS`` (``main.py ...`` or ``-m flax_resnets ...``) under the faults its environment names:
+# FILE_SIZE_LIMIT=BYTES, what a full disk does to a write; SIGNAL_AT=MOMENT:NAME, the signal
+# (INT: Ctrl-C; TERM) sent once, at the first time the command reaches MOMENT:
+#   loading: the command's modules begin to import (the entry point's handler is in place);
+#   working: it has printed its first line (its work begun, a result on the way);
+#   writing: it has written a file's content, not yet flushed, renamed or whole.
+UNDER_FAULTS = """
+import builtins, importlib.abc, os, resource, runpy, signal, sys
+from flax_resnets import files
+
+if "FILE_SIZE_LIMIT" in os.environ:
+    limit = int(os.environ["FILE_SIZE_LIMIT"])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+if "SIGNAL_AT" in os.environ:
+    moment, name = os.environ["SIGNAL_AT"].split(":")
+    # Ctrl-C as in a terminal, even where the tests were started in the background (SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sent = []
+
+    def send():
+        if not sent:
+            sent.append(moment)
+            os.kill(os.getpid(), getattr(signal, "SIG" + name))
+
+    if moment == "loading":
+        class SignalWhenCommandsLoad(importlib.abc.MetaPathFinder):
+            def find_spec(self, fullname, path, target=None):
+                if fullname == "flax_resnets.commands":
+                    send()
+                return None
+
+        sys.meta_path.insert(0, SignalWhenCommandsLoad())
+    elif moment == "working":
+        original_print = builtins.print
+
+        def print_then_signal(*args, **kwargs):
+            original_print(*args, **kwargs)
+            send()
+
+        builtins.print = print_then_signal
+    elif moment == "writing":
+        original_write = files._atomic_write
+
+        def _atomic_write(path, write, *, binary):
+            def write_then_signal(file):
+                write(file)
+                send()
+            return original_write(path, write_then_signal, binary=binary)
+
+        files._atomic_write = _atomic_write
+    else:
+        raise ValueError(moment)
 if sys.argv[1] == "-m":
     sys.argv = [sys.argv[2], *sys.argv[3:]]
     runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
@@ -244,6 +292,6 @@ else:
 """
 
 
-def file_size_limited(limit, *args):
-    """``python ARGS`` as a command run under a file-size limit of ``limit`` bytes."""
-    return [sys.executable, "-c", FILE_SIZE_LIMITED, str(limit), *args]
+def under_faults(*args):
+    """``python ARGS`` as a command run under the faults its environment names (``UNDER_FAULTS``)."""
+    return [sys.executable, "-c", UNDER_FAULTS, *args]

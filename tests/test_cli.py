@@ -175,9 +175,11 @@ def test_main_refuses_an_empty_workdir_instead_of_training_in_the_current_folder
 def test_overrides_may_come_before_the_commands_own_arguments(capsys):
     from flax_resnets.commands import config
 
-    assert config.main(["--config.model=resnet8", "configs/fashion_mnist_vgg19.py", "--config.batch_size=4"]) == 0
+    args = ["--config.model=resnet8", "configs/fashion_mnist_vgg19.py", "--config.batch_size=2"]
+    status = config.main(args)
+    assert status == 0
     shown = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
-    assert shown["model"][:2] == ["*", "resnet8"] and shown["batch_size"][:2] == ["*", "4"]
+    assert shown["model"][:2] == ["*", "resnet8"] and shown["batch_size"][:2] == ["*", "2"]
     assert shown["dataset"][0] == "fashion_mnist"  # the file's, not the default's
 
 

@@ -1,23 +1,34 @@
-"""Every command under the same faults, from one table: each output a command writes, given an
-empty path, a path of the wrong kind, a path under a file or one typed with ``~``, is refused in
-one line (exit status 2) before any work, writing nothing; a file-size limit (a full disk)
-while writing is one line naming the file and the reason (exit status 1), the old file intact.
+"""Every command under the same faults, from two tables.
 
-Ctrl-C and SIGTERM while a command writes its output end it once the file is whole: one line,
-exit status 130 or 143, no temporary file left.
+``OUTPUTS``: each output a command writes, given an empty path, a path of the wrong kind, a path
+under a file or one typed with ``~``, is refused in one line (exit status 2) before any work,
+writing nothing.
 
-A command joins by being listed in ``OUTPUTS`` (or in ``WRITES_NOTHING``): the first test fails
-for a command in neither, so a new command gets these guarantees without anyone remembering.
+``RUNS``: each command (``main.py`` as ``train``) run as a user runs it, on a tiny trained run and
+image folder: Ctrl-C and SIGTERM at several moments (while its modules load, once it has printed,
+while it writes a file) end it with exit status 130 or 143, its last line saying so, no traceback;
+a file-size limit (a full disk) is one line naming the file and the reason (exit status 1). In
+every case the files it had written before are unchanged or whole, and no temporary is left.
+
+A command joins by being listed in both (``WRITES_NOTHING`` for ``OUTPUTS``): the first test fails
+for a command missing from either, so a new command gets these guarantees without anyone
+remembering.
 """
 
 import importlib
+import json
+import shutil
 import subprocess
-import sys
 
+import numpy as np
 import pytest
-from run_helpers import REPO, environment, file_size_limited
+from conftest import write_image_folder
+from PIL import Image
+from run_helpers import HANG_GUARD_SECONDS, REPO, TINY, environment, run_main, tree_fingerprint, under_faults
 
 from flax_resnets.__main__ import COMMANDS
+from flax_resnets.files import WorkdirLock
+from flax_resnets.interrupts import INTERRUPTED, TERMINATED
 
 # Per command: (flag, "file" or "folder", the other arguments an invocation needs).
 OUTPUTS = {
@@ -42,8 +53,8 @@ CASES = [(command, flag, kind, args) for command, outputs in OUTPUTS.items() for
 FAULTS = ["empty", "wrong kind", "under a file", "tilde"]
 
 
-def test_fault_table_lists_every_command():
-    assert set(COMMANDS) == set(OUTPUTS) | WRITES_NOTHING
+def test_fault_tables_list_every_command():
+    assert set(COMMANDS) == set(OUTPUTS) | WRITES_NOTHING == set(RUNS)
     assert not set(OUTPUTS) & WRITES_NOTHING
 
 
@@ -85,74 +96,188 @@ def test_fault_of_an_output_path_is_one_line_before_any_work(
     assert (tmp_path / "a_file").read_text() == "kept"
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["table1", "--results=RESULTS", "--out=OUT"],
-        ["data", "export", "--dataset=image_folder", "--data_dir=IMAGES", "--out=OUT"],
-    ],
-    ids=["table1", "data export"],
-)
-def test_fault_a_file_size_limit_is_one_line_and_the_old_file_stays(
-    args, tmp_path, image_folder, compile_cache
+# Per command: a run of it as a user types it, cheap here ({images}: an image folder, {run}: a
+# trained run's copy, {out}: an empty folder), and the files it writes (under {out} or {run}), which
+# exist beforehand with older content where they can.
+RUNS = {
+    "train": (
+        [
+            "main.py",
+            *TINY,
+            "--config.num_epochs=1",
+            "--config.dataset=image_folder",
+            "--config.data_dir={images}",
+            "--workdir={out}/run",
+        ],
+        [],
+    ),
+    "table1": (["table1", "--results={out}/results", "--out={out}/table1.md"], ["{out}/table1.md"]),
+    "sweep": (
+        [
+            "sweep",
+            "--cells=cifar10_resnet18",
+            "--budget_seconds=1",
+            "--num_seeds=1",
+            "--data",
+            "cifar10={images}",
+            "--workdir_root={out}/sweep",
+            "--results={out}/results",
+        ],
+        ["{out}/results/table1.md"],
+    ),
+    "benchmark": (
+        [
+            "benchmark",
+            "--models=resnet8",
+            "--batch_sizes=2",
+            "--steps=1",
+            "--rounds=1",
+            "--warmup=0",
+            "--json={out}/benchmark.json",
+        ],
+        ["{out}/benchmark.json"],
+    ),
+    "parity": (["parity", "--models=resnet8", "--batch_size=2", "--steps=1"], None),
+    "reports": (["reports", "--plots", "{run}"], ["{run}/curves.png", "{run}/confusion.png"]),
+    "data": (
+        ["data", "export", "--dataset=image_folder", "--data_dir={images}", "--out={out}/data.npz"],
+        ["{out}/data.npz"],
+    ),
+    "models": (["models", "--models=resnet8"], None),
+    "figures": (
+        ["figures", "landscape", "--workdir={run}", "--grid=2", "--images=8", "--out={out}/figures"],
+        ["{out}/figures/landscape.npz", "{out}/figures/landscape.png"],
+    ),
+    "predict": (["predict", "--workdir={run}", "{images}/test"], None),
+    "export": (["export", "--workdir={run}", "--format=npz", "--out={out}/model.npz"], ["{out}/model.npz"]),
+    "config": (["config", "configs/default.py"], None),
+    "compile": (
+        [
+            "compile",
+            "--cells=cifar10_resnet18",
+            "--config.model=resnet8",
+            "--topology=v5e:2x2",
+            "--out={out}/compile.md",
+        ],
+        ["{out}/compile.md"],
+    ),
+}
+# One signal per moment, alternating, so that every command meets both and each moment both.
+MOMENTS = ["loading", "working", "writing"]
+SIGNAL_CASES = [
+    (command, moment, ("INT", "TERM")[(k + m) % 2])
+    for k, (command, (_, outputs)) in enumerate(RUNS.items())
+    for m, moment in enumerate(MOMENTS)
+    if moment != "writing" or outputs is not None
+]
+WRITING = [command for command, (_, outputs) in RUNS.items() if outputs is not None]
+
+
+@pytest.fixture(scope="module")
+def a_run(tmp_path_factory, compile_cache):
+    """A ResNet-8 trained for one epoch on a small image folder: what predict, export, reports and
+    figures use."""
+    root = tmp_path_factory.mktemp("a_run")
+    images = write_image_folder(root / "images")
+    run_args = ["--config.dataset=image_folder", f"--config.data_dir={images}", "--config.num_epochs=1"]
+    run_main([*TINY, *run_args, f"--workdir={root / 'run'}"], compile_cache)
+    return images, root / "run"
+
+
+def prepared(command, a_run, tmp_path):
+    """The command's arguments and files to check for ``command`` in ``RUNS``, its outputs placed
+    beforehand (a trained run's files copied, others written with an older content)."""
+    images, trained = a_run
+    run = shutil.copytree(trained, tmp_path / "run")
+    (tmp_path / "out").mkdir()
+    paths = {"images": images, "run": run, "out": tmp_path / "out"}
+    args, outputs = RUNS[command]
+    args = [arg.format(**paths) for arg in args]
+    if command == "compile":
+        pytest.importorskip("libtpu", reason="compile needs libtpu: pip install flax-resnets[tpu]")
+    for output in [output.format(**paths) for output in outputs or []]:
+        output = tmp_path / output
+        if not output.exists():
+            output.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(trained / "curves.png", output) if output.suffix == ".png" else whole_file(output)
+    command_line = under_faults(*(args if command == "train" else ["-m", "flax_resnets", *args]))
+    return command_line, tmp_path
+
+
+def whole_file(path):
+    """An older, whole file of ``path``'s kind."""
+    if path.suffix == ".npz":
+        np.savez(path, older=np.arange(3))
+    elif path.suffix == ".json":
+        path.write_text(json.dumps({"older": True}))
+    else:
+        path.write_text("the older file\n")
+
+
+def is_whole(path):
+    """Whether ``path`` reads back whole, by its kind."""
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as arrays:
+                [arrays[name] for name in arrays.files]
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".jsonl":
+            [json.loads(line) for line in path.read_text().splitlines()]
+        elif path.suffix == ".png":
+            with Image.open(path) as image:
+                image.load()
+        elif path.suffix in (".md", ".txt"):
+            return path.read_text().endswith("\n")
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def contents(root):
+    return {name: digest for name, (_, _, digest) in tree_fingerprint(root).items()}
+
+
+def run_under(command_line, root, compile_cache, **faults):
+    before, hidden = contents(root), set(root.rglob(".*"))
+    result = subprocess.run(
+        command_line,
+        cwd=REPO,
+        env={**environment(compile_cache), **faults},
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+    )
+    after = contents(root)
+    changed = [name for name in before if after.get(name) != before[name]]
+    assert all(is_whole(root / name) for name in changed if name in after), changed
+    assert set(before) <= set(after), "a file was removed"
+    left = {p for p in root.rglob(".*") if p.name != WorkdirLock.NAME}  # a run's lock is there to stay
+    assert left <= hidden, f"temporaries left: {left - hidden}"
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result, changed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("command", "moment", "name"), SIGNAL_CASES, ids=[" ".join(c) for c in SIGNAL_CASES])
+def test_fault_a_signal_at_any_moment_ends_the_command_saying_so(
+    command, moment, name, a_run, tmp_path, compile_cache
 ):
-    out = tmp_path / ("out.npz" if "data" in args else "table1.md")
-    out.write_text("the old file")
-    replaced = {"RESULTS": str(tmp_path / "results"), "IMAGES": str(image_folder), "OUT": str(out)}
-    for name, value in replaced.items():
-        args = [arg.replace(name, value) for arg in args]
-    env = environment(compile_cache)
-    if "data" in args:  # decoded once without the limit: the limit meets the export, not the cache
-        first = [arg.replace(str(out), str(tmp_path / "first.npz")) for arg in args]
-        subprocess.run(
-            [sys.executable, "-m", "flax_resnets", *first], cwd=REPO, env=env, capture_output=True, check=True
-        )
-    command = file_size_limited(1000, "-m", "flax_resnets", *args)
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    assert result.returncode == 1, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0] == f"error: {out}: File too large.", lines
-    assert out.read_text() == "the old file"
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    command_line, root = prepared(command, a_run, tmp_path)
+    result, _ = run_under(command_line, root, compile_cache, SIGNAL_AT=f"{moment}:{name}")
+    assert result.returncode == {"INT": 130, "TERM": 143}[name], result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    stopped_training = last.startswith("Stopped ")  # a training loop (or a sweep of them) saves, then stops
+    assert last == {"INT": INTERRUPTED, "TERM": TERMINATED}[name] or stopped_training, result.stderr[-3000:]
 
 
-# A command run with a signal sent to itself in the middle of writing its output (the file's
-# content written, not yet flushed, renamed or whole).
-SIGNALLED_WHILE_WRITING = """
-import os, runpy, signal, sys
-from flax_resnets import files
-original = files._atomic_write
-
-def _atomic_write(path, write, *, binary):
-    def write_then_signal(file):
-        write(file)
-        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ["SIGNAL"]))
-    return original(path, write_then_signal, binary=binary)
-
-files._atomic_write = _atomic_write
-sys.argv = ["flax_resnets", *sys.argv[1:]]
-runpy.run_module("flax_resnets", run_name="__main__")
-"""
-
-
-@pytest.mark.parametrize(("name", "status"), [("INT", 130), ("TERM", 143)])
-def test_fault_a_signal_while_writing_ends_the_command_once_the_file_is_whole(
-    name, status, tmp_path, compile_cache
-):
-    out = tmp_path / "table1.md"
-    out.write_text("the old file")
-    command = [
-        sys.executable,
-        "-c",
-        SIGNALLED_WHILE_WRITING,
-        "table1",
-        f"--results={tmp_path}",
-        f"--out={out}",
-    ]
-    env = {**environment(compile_cache), "SIGNAL": name}
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    assert result.returncode == status, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "files already written are whole" in lines[0], lines
-    assert out.read_text().startswith("# Table 1")  # the new file, whole
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+@pytest.mark.slow
+@pytest.mark.parametrize("command", WRITING)
+def test_fault_a_file_size_limit_is_one_line_and_older_files_stay(command, a_run, tmp_path, compile_cache):
+    command_line, root = prepared(command, a_run, tmp_path)
+    result, changed = run_under(command_line, root, compile_cache, FILE_SIZE_LIMIT="100")
+    assert result.returncode == 1, result.stderr[-3000:]
+    *before_it, last = result.stderr.strip().splitlines()  # progress, a cache's warning
+    assert last.startswith(f"error: {root}") and last.endswith(": File too large."), result.stderr[-3000:]
+    assert not [line for line in before_it if line.startswith("error")], before_it
+    assert changed == []

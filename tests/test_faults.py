@@ -18,10 +18,10 @@ from run_helpers import (
     assert_same_run,
     damage,
     environment,
-    file_size_limited,
     run_main,
     run_with_fault,
     tree_fingerprint,
+    under_faults,
 )
 
 from flax_resnets.interrupts import INTERRUPTED
@@ -150,9 +150,9 @@ def test_a_full_disk_while_evaluating_is_one_line_and_changes_nothing(tmp_path, 
 
     before = contents()
     result = subprocess.run(
-        file_size_limited(500, "main.py", f"--workdir={workdir}", "--mode=eval"),
+        under_faults("main.py", f"--workdir={workdir}", "--mode=eval"),
         cwd=REPO,
-        env=environment(compile_cache),
+        env={**environment(compile_cache), "FILE_SIZE_LIMIT": "500"},
         capture_output=True,
         text=True,
         timeout=HANG_GUARD_SECONDS,

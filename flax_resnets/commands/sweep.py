@@ -202,7 +202,12 @@ def main(argv: list[str]) -> int:
         pack(args.tar, args.results, logs)
         print(f"packed {args.results} and {len(logs)} log(s) into {args.tar}", flush=True)
     if stop.received:
-        return 128 + stop.received
+        print(
+            f"Stopped on request; the finished cells are kept in {args.results.resolve()}: "
+            "run the same command to resume the others.",
+            file=sys.stderr,
+        )
+        return stop.exit_status()
     return 1 if failed else 0
 
 
