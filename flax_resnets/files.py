@@ -3,13 +3,15 @@ and the lock that keeps one run per workdir.
 
 A file is written next to its destination under a hidden temporary name, flushed to disk, given
 the mode a plain ``open()`` would give it (0644 under the usual umask, so that others sharing a
-results folder can read it; ``tempfile`` alone makes 0600), then renamed over the destination.
+results folder can read it; ``tempfile`` alone makes 0600), then renamed over the destination,
+unless the destination holds the same bytes already: then it is left as it is, its time too.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import filecmp
 import json
 import os
 import shutil
@@ -54,7 +56,10 @@ def _atomic_write(path: Path, write: Callable[[IO], None], *, binary: bool) -> N
         os.unlink(tmp.name)
         raise
     try:
-        os.replace(tmp.name, path)
+        if path.is_file() and filecmp.cmp(tmp.name, path, shallow=False):  # the same bytes: left as
+            os.unlink(tmp.name)  # it is, its time too (an evaluation that finds what a run wrote)
+        else:
+            os.replace(tmp.name, path)
     except BaseException:  # e.g. ``path`` is a folder: leave nothing behind
         os.unlink(tmp.name)
         raise

@@ -234,7 +234,7 @@ def crash_compiling(*args):
 # ``python ARGS`` (``main.py ...`` or ``-m flax_resnets ...``) under the faults its environment names:
 # FILE_SIZE_LIMIT=BYTES, what a full disk does to a write; SIGNAL_AT=MOMENT:NAME, the signal
 # (INT: Ctrl-C; TERM) sent once, at the first time the command reaches MOMENT:
-#   loading: the command's modules begin to import (the entry point's handler is in place);
+#   loading: JAX begins to import (a signal there once became an ImportError or a traceback);
 #   working: it has printed its first line (its work begun, a result on the way);
 #   writing: it has written a file's content, not yet flushed, renamed or whole.
 UNDER_FAULTS = """
@@ -256,13 +256,13 @@ if "SIGNAL_AT" in os.environ:
             os.kill(os.getpid(), getattr(signal, "SIG" + name))
 
     if moment == "loading":
-        class SignalWhenCommandsLoad(importlib.abc.MetaPathFinder):
+        class SignalWhenJaxLoads(importlib.abc.MetaPathFinder):
             def find_spec(self, fullname, path, target=None):
-                if fullname == "flax_resnets.commands":
+                if fullname == "jax":
                     send()
                 return None
 
-        sys.meta_path.insert(0, SignalWhenCommandsLoad())
+        sys.meta_path.insert(0, SignalWhenJaxLoads())
     elif moment == "working":
         original_print = builtins.print
 

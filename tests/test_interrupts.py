@@ -1,16 +1,16 @@
 """Ctrl-C and SIGTERM (``flax_resnets.interrupts``): at once outside training, once files are
-whole; a request a training loop answers with a checkpoint inside it. The whole programs under
-these signals: tests/test_faults.py."""
+whole; a request a training loop answers with a checkpoint inside it; and how a file is written
+whole. The whole programs under these signals: tests/test_faults.py (training) and
+tests/test_command_faults.py (every command)."""
 
+import json
+import os
 import signal
-import subprocess
-import sys
 
 import pytest
-from run_helpers import REPO
 
-from flax_resnets.files import atomic_write
-from flax_resnets.interrupts import INTERRUPTED, StopRequests, WritesInProgress, exit_when_files_are_whole
+from flax_resnets.files import atomic_write, write_json
+from flax_resnets.interrupts import StopRequests, WritesInProgress, exit_when_files_are_whole
 
 
 def test_a_first_signal_is_a_request_a_second_goes_to_the_handler_it_replaced(capsys):
@@ -62,34 +62,16 @@ def test_an_exit_asked_for_while_a_file_is_written_waits_until_the_file_is_whole
     assert exits[-1] == "at once"
 
 
-# Ctrl-C (as in a terminal) raised the moment JAX starts to load, under an entry point.
-CTRL_C_AT_JAX = """
-import runpy, signal, sys
-signal.signal(signal.SIGINT, signal.default_int_handler)
-
-class CtrlCAtJax:
-    def find_spec(self, name, path=None, target=None):
-        if name == "jax":
-            signal.raise_signal(signal.SIGINT)
-
-sys.meta_path.insert(0, CtrlCAtJax())
-sys.argv = sys.argv[1:]  # main.py ... or flax_resnets train ...
-if sys.argv[0] == "main.py":
-    runpy.run_path("main.py", run_name="__main__")
-else:
-    runpy.run_module("flax_resnets", run_name="__main__", alter_sys=True)
-"""
-
-
-@pytest.mark.parametrize(
-    "entry", [["main.py"], ["flax_resnets", "train"]], ids=["main.py", "-m flax_resnets"]
-)
-def test_ctrl_c_while_the_libraries_load_is_one_line(entry):
-    """The entry point installs the handler before anything heavy loads: Ctrl-C while JAX loads once
-    became an ImportError or a traceback."""
-    args = [*entry, "--config=configs/quickstart.py", "--workdir=/tmp/never"]
-    result = subprocess.run(
-        [sys.executable, "-c", CTRL_C_AT_JAX, *args], cwd=REPO, capture_output=True, text=True
-    )
-    assert result.returncode == 130, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines() == [INTERRUPTED] and result.stdout == ""
+def test_a_file_that_holds_the_same_bytes_already_is_left_as_it_is(tmp_path):
+    """An evaluation that finds what the run wrote (best.json, the plots) changes nothing on disk,
+    its times included; other bytes replace the file whole."""
+    path = tmp_path / "best.json"
+    write_json(path, {"step": 3})
+    before = path.stat()
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns - 10**9))
+    kept = path.stat()
+    write_json(path, {"step": 3})
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
+    write_json(path, {"step": 4})
+    assert path.stat().st_ino != kept.st_ino and json.loads(path.read_text()) == {"step": 4}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json"]

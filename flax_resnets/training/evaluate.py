@@ -99,8 +99,8 @@ BEST_MARKER = "best.json"  # in the checkpoints folder: which checkpoint is each
 
 def mark_best(checkpoints: Checkpoints, seeds: list[int]) -> None:
     """Write ``checkpoints/best.json``: each member's best checkpoint (``choose_steps``' "best") with
-    its validation accuracy, so that the disk says which it is. Rewritten whenever a run ends,
-    stops, resumes or is evaluated. Every process reads the history (orbax's reads are collective
+    its validation accuracy, so that the disk says which it is. Brought up to date whenever a run
+    ends, stops, resumes or is evaluated. Every process reads the history (orbax's reads are collective
     on several hosts); the main process writes."""
     latest = checkpoints.latest_step()
     if latest is None:
