@@ -96,6 +96,21 @@ def test_32x32_pixels_are_untouched_and_a_flat_image_stays_flat(tmp_path):
     assert (model_pixels(np.full((28, 28, 1), 77, np.uint8), 1) == 77).all()
 
 
+def test_integer_grey_is_scaled_from_its_own_depth(tmp_path):
+    """16-bit grey in Pillow's "I;16" (a PNG now) and in its 32-bit "I" (16-bit PNGs in older
+    Pillow, arrays converted by hand), and a 32-bit TIFF: each from its own range to 0-255."""
+    eight = DEEP // 257
+    for image in (Image.fromarray(DEEP), Image.fromarray(DEEP.astype(np.int32))):
+        np.testing.assert_array_equal(
+            model_pixels(image, 1)[..., 0], model_pixels(eight.astype(np.uint8), 1)[..., 0]
+        )
+    Image.fromarray(DEEP.astype(np.int32) * 32768).save(tmp_path / "deep32.tif")  # the picture at 32 bits
+    Image.fromarray(DEEP.astype(np.int32)).save(tmp_path / "small32.tif")
+    deep32, small32 = read_images([tmp_path / "deep32.tif", tmp_path / "small32.tif"], 1)
+    np.testing.assert_allclose(deep32.astype(int), model_pixels(eight.astype(np.uint8), 1), atol=1)
+    assert small32.max() == 0  # values of 16 bits in a file that says 32: dark, as it says
+
+
 @pytest.mark.parametrize(
     "image, expected",
     [

@@ -56,17 +56,32 @@ def from_array(array: Any) -> Image.Image:
 
 
 def eight_bit(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit grey ("L") or RGB: 16-bit grey (Pillow's "I" modes) scaled to 0-255,
-    floating-point grey rounded and clipped, palettes expanded, other colour spaces converted,
-    alpha dropped."""
+    """``image`` as 8-bit grey ("L") or RGB: 16- and 32-bit grey (Pillow's "I" modes) scaled from
+    their range to 0-255, floating-point grey rounded and clipped, palettes expanded, other colour
+    spaces converted, alpha dropped."""
     if image.mode in ("L", "RGB"):
         return image
     if image.mode.startswith("I") or image.mode == "F":
-        values = np.asarray(image, np.float64) * (255.0 / 65535.0 if image.mode.startswith("I") else 1.0)
+        values = np.asarray(image, np.float64)
+        if image.mode.startswith("I"):
+            values *= 255.0 / integer_white(image, values)
         return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8))
     if image.mode in ("1", "LA", "La"):
         return image.convert("L")
     return image.convert("RGB")  # P, PA, RGBA, RGBa, CMYK, YCbCr, LAB, HSV
+
+
+def integer_white(image: Image.Image, values: np.ndarray) -> float:
+    """White of an integer grey image: 65535 for Pillow's "I;16" modes; its signed 32-bit "I" holds
+    16-bit PNGs (as Pillow before 13 opens them) and 32-bit TIFFs (white 2^31 - 1), told apart by
+    the file's bits per sample where it says them, else by values beyond 16 bits."""
+    declared = getattr(image, "tag_v2", {}).get(TIFF_BITS_PER_SAMPLE) if image.mode == "I" else 16
+    if declared is None:
+        declared = 32 if values.size and values.max() > 65535 else 16
+    return 2.0**31 - 1 if max(np.atleast_1d(declared)) > 16 else 65535.0
+
+
+TIFF_BITS_PER_SAMPLE = 258
 
 
 def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
