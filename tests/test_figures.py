@@ -2,6 +2,7 @@
 both commands end to end on a tiny model."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -81,7 +82,7 @@ def test_landscape_of_two_runs_writes_a_picture_and_a_grid_centred_on_each_check
         *(f"--workdir={w}" for w in workdirs),
         "--grid=3",
         "--images=16",
-        "--seed=4",
+        "--directions_seed=4",
         f"--out={out}",
     )
     result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)
@@ -89,8 +90,9 @@ def test_landscape_of_two_runs_writes_a_picture_and_a_grid_centred_on_each_check
     assert "WARNING" not in result.stderr, result.stderr[-3000:]  # the libraries' notices are not the user's
     assert (out / "landscape.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     grid = np.load(out / "landscape.npz")
-    assert int(grid["seed"]) == 4 and int(grid["images"]) == 16
-    assert [name.split()[0] for name in grid["names"]] == ["plain8", "resnet8"]
+    assert int(grid["directions_seed"]) == 4 and int(grid["images"]) == 16
+    names = [str(name) for name in grid["names"]]
+    assert [re.fullmatch(r"(\w+) \(seed 0, step \d+\)", name)[1] for name in names] == ["plain8", "resnet8"]
     for index in (0, 1):
         np.testing.assert_allclose(grid[f"x_{index}"], [-1.0, 0.0, 1.0])
         loss = grid[f"loss_{index}"]

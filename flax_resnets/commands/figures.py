@@ -14,8 +14,9 @@ left, residual right (He et al. 2016, Fig. 6). Writes ``degradation.png`` and ``
 **landscape** evaluates the training loss around a run's checkpoint on a ``--grid`` x ``--grid``
 grid over [-1, 1]^2 of two filter-normalised random directions (Li et al. 2018, see
 ``flax_resnets.training.landscape``), over ``--images`` training images, and draws a contour plot
-and a 3-D surface per run, side by side. Writes ``landscape.png`` and ``landscape.npz`` (per run:
-the axes, the loss, the accuracy; the directions' seed).
+and a 3-D surface per run, side by side. A run of several seeds is surveyed at the member that
+``--seed`` names, as ``predict`` and ``export`` choose one. Writes ``landscape.png`` and
+``landscape.npz`` (per run: the axes, the loss, the accuracy; ``--directions_seed``).
 """
 
 from __future__ import annotations
@@ -24,24 +25,23 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
+from flax import nnx
 
-from flax_resnets.checks import seed_argument, validate_config
+from flax_resnets.checks import seed_argument
 from flax_resnets.cli import command_parser, output_folder, positive_int, user_path
 from flax_resnets.config import default_config
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import atomic_write, write_json
+from flax_resnets.inference import load_run
 from flax_resnets.models import RESIDUAL_TWINS, require_models
 from flax_resnets.progress import progress
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.plots import plot_degradation, plot_landscapes
-from flax_resnets.runs.workdir import recorded_config
-from flax_resnets.runtime import members, parallel
-from flax_resnets.training import landscape, steps
-from flax_resnets.training.checkpoints import Checkpoints
-from flax_resnets.training.evaluate import choose_steps, evaluate_workdir
+from flax_resnets.runtime import parallel
+from flax_resnets.training import landscape
+from flax_resnets.training.evaluate import evaluate_workdir
 from flax_resnets.training.loop import train_and_evaluate
 
 HE_RECIPE = {
@@ -110,24 +110,14 @@ def degradation(args: Any) -> int:
 
 
 def surface(workdir: Path, args: Any) -> dict[str, Any]:
-    """The loss and accuracy grid around a run's checkpoint."""
-    recorded = recorded_config(workdir)
-    if recorded is None:
-        raise InputError(f"{workdir} holds no run (no config.json): pass a training workdir.")
-    config = ml_collections.ConfigDict(recorded)
-    validate_config(config)
-    dataset = load_config_dataset(config)
+    """The loss and accuracy grid around a run's checkpoint (of the member ``--seed`` names, as
+    predict and export choose it)."""
+    run = load_run(workdir, args.checkpoint, args.seed)
+    dataset = load_config_dataset(run.config)
     mesh = parallel.make_mesh()
-    with Checkpoints(workdir / "checkpoints", num_seeds=config.num_seeds, read_only=True) as checkpoints:
-        if not 0 <= args.member < config.num_seeds:
-            raise InputError(f"--member={args.member}: {workdir} has members 0 to {config.num_seeds - 1}.")
-        step = choose_steps(checkpoints, args.checkpoint, config.num_seeds)[args.member]
-        graphdef, abstract = steps.abstract_model_state(
-            config, num_classes=dataset.num_classes, input_channels=dataset.channels
-        )
-        saved = checkpoints.restore_fields(step, parallel.abstract(abstract, mesh))
-        model_state = parallel.replicate(members.split(saved, config.num_seeds)[args.member], mesh)
-    keys = jax.random.split(jax.random.key(args.seed))
+    graphdef, params, batch_stats = nnx.split(run.model, nnx.Param, nnx.BatchStat)
+    model_state = parallel.replicate({"params": params, "batch_stats": batch_stats}, mesh)
+    keys = jax.random.split(jax.random.key(args.directions_seed))
     directions = tuple(landscape.filter_normalised_direction(model_state["params"], key) for key in keys)
     axis = np.linspace(-args.span, args.span, args.grid)
     coordinates = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
@@ -137,13 +127,17 @@ def surface(workdir: Path, args: Any) -> dict[str, Any]:
             graphdef, model_state, directions, coordinates, images, labels, mesh, progress=bar.update
         )
     grid = {"loss": loss.reshape(args.grid, args.grid), "accuracy": accuracy.reshape(args.grid, args.grid)}
-    seed = config.seed + args.member
-    return {"name": f"{config.model} (seed {seed}, step {step})", "x": axis, "y": axis, **grid}
+    name = f"{run.name} (seed {run.seed}, step {run.checkpoint_step})"
+    return {"name": name, "x": axis, "y": axis, **grid}
 
 
 def landscapes(args: Any) -> int:
     surfaces = [surface(Path(workdir), args) for workdir in args.workdir]
-    arrays = {"seed": args.seed, "images": args.images, "names": np.array([s["name"] for s in surfaces])}
+    arrays = {
+        "directions_seed": args.directions_seed,
+        "images": args.images,
+        "names": np.array([s["name"] for s in surfaces]),
+    }
     for index, found in enumerate(surfaces):
         arrays.update({f"{key}_{index}": found[key] for key in ("x", "y", "loss", "accuracy")})
     atomic_write(args.out / "landscape.npz", lambda f: np.savez(f, **arrays), binary=True)
@@ -172,11 +166,13 @@ def main(argv: list[str]) -> int:
         "--workdir", action="append", type=user_path, required=True, help="a run (repeat to compare runs)"
     )
     surveying.add_argument("--checkpoint", default="best", help="best, latest or a step number")
-    surveying.add_argument("--member", type=int, default=0, help="which member of a multi-seed run")
+    surveying.add_argument("--seed", type=seed_argument, help="which member of a run of several seeds")
     surveying.add_argument("--grid", type=positive_int, default=51, help="points per axis")
     surveying.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span]^2")
     surveying.add_argument("--images", type=int, default=0, help="training images the loss is over (0: all)")
-    surveying.add_argument("--seed", type=seed_argument, default=0, help="draws the two directions")
+    surveying.add_argument(
+        "--directions_seed", type=seed_argument, default=0, help="draws the two directions"
+    )
     surveying.add_argument("--out", type=output_folder, required=True)
     args = parser.parse_args(argv)
     if args.figure == "degradation":
