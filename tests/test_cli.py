@@ -119,6 +119,10 @@ BAD_PATHS = [
     (["table1", "--out=/tmp"], "argument --out: /tmp is a folder"),
     (["compile", "--cells=cifar10_resnet18", "--topology=v5e:2x2", "--out=/tmp"], "argument --out: /tmp is"),
     (["parity", "--seed=-5"], "argument --seed: expected a seed from 0 to 2147483647, got '-5'"),
+    (
+        ["figures", "landscape", "--workdir=x", "--grid=1", "--out=y"],
+        "expected 2 or more points per axis, got '1'",
+    ),
     (["export", "--workdir=/nonexistent/run", "--out=README.md/m.npz"], "README.md is a file, not a folder"),
 ]
 

@@ -32,7 +32,7 @@ from flax_resnets.interrupts import INTERRUPTED, TERMINATED
 
 # Per command: (flag, "file" or "folder", the other arguments an invocation needs).
 OUTPUTS = {
-    "table1": [("--out", "file", [])],
+    "table1": [("--out", "file", []), ("--results", "folder", [])],
     "sweep": [
         ("--workdir_root", "folder", ["--cells=cifar10_resnet18", "--budget_seconds=1"]),
         ("--results", "folder", ["--cells=cifar10_resnet18", "--budget_seconds=1"]),

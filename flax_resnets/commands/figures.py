@@ -21,6 +21,7 @@ and a 3-D surface per run, side by side. A run of several seeds is surveyed at t
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,13 @@ def landscapes(args: Any) -> int:
     return 0
 
 
+def grid_points(text: str) -> int:
+    """argparse type of --grid: a surface needs two points per axis at least."""
+    if not (text.strip().isdigit() and int(text) >= 2):
+        raise argparse.ArgumentTypeError(f"expected 2 or more points per axis, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str]) -> int:
     parser = command_parser("figures", __doc__)
     kinds = parser.add_subparsers(dest="figure", required=True)
@@ -167,7 +175,7 @@ def main(argv: list[str]) -> int:
     )
     surveying.add_argument("--checkpoint", default="best", help="best, latest or a step number")
     surveying.add_argument("--seed", type=seed_argument, help="which member of a run of several seeds")
-    surveying.add_argument("--grid", type=positive_int, default=51, help="points per axis")
+    surveying.add_argument("--grid", type=grid_points, default=51, help="points per axis (2 or more)")
     surveying.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span]^2")
     surveying.add_argument("--images", type=int, default=0, help="training images the loss is over (0: all)")
     surveying.add_argument(

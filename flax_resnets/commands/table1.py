@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flax_resnets.cli import command_parser, output_file, user_path
+from flax_resnets.cli import command_parser, output_file, output_folder, user_path
 from flax_resnets.config import TABLE1_DATASETS, TABLE1_MODELS, cell_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
@@ -351,7 +351,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "run_dirs", nargs="*", type=user_path, help="runs to show beside the kept ones (a preview)"
     )
-    parser.add_argument("--results", type=user_path, default=Path("results"), help="the results folder")
+    parser.add_argument(
+        "--results",
+        type=output_folder,
+        default=Path("results"),
+        help="the results folder (read, and written)",
+    )
     parser.add_argument(
         "--keep",
         nargs="+",
