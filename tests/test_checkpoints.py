@@ -1,5 +1,7 @@
 """Checkpoints: what a save holds, and what an unreadable one does to a resume or an evaluation."""
 
+import asyncio
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -114,3 +116,22 @@ def test_every_kind_of_unretrieved_future_asyncio_logs_after_a_failed_write_is_q
     for kind in ("Future", "Task", "_GatheringFuture"):
         assert not not_an_unretrieved_future(record(f"{kind} exception was never retrieved"))
     assert not_an_unretrieved_future(record("Executing <Task> took 0.2 seconds"))
+
+
+def test_closing_waits_for_the_clean_up_of_temporary_folders_started_on_opening(tmp_path, monkeypatch):
+    """A run that ends before its first save (a full disk while writing config.json) closed its
+    checkpoints while orbax still cleaned up in the background, and exited under it: a traceback."""
+    from orbax.checkpoint._src.path import temporary_paths
+
+    finished = []
+    cleanup = temporary_paths.cleanup_temporary_paths
+
+    async def slow_cleanup(*args, **kwargs):
+        await asyncio.sleep(0.5)
+        await cleanup(*args, **kwargs)
+        finished.append(True)
+
+    monkeypatch.setattr(temporary_paths, "cleanup_temporary_paths", slow_cleanup)
+    with Checkpoints(tmp_path / "checkpoints"):
+        pass
+    assert finished == [True]

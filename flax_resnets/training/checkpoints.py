@@ -273,6 +273,9 @@ class Checkpoints:
         try:
             if self.failed_write is None:
                 with self.writing():
+                    # orbax's close leaves its start's clean-up of temporary folders running: a run
+                    # that ends before its first save would exit under it (a traceback at exit).
+                    getattr(self.manager, "_maybe_await_cleanup_tmp_directory", lambda: None)()
                     self.manager.close()
             else:
                 with contextlib.suppress(Exception):
