@@ -10,6 +10,7 @@ import pytest
 from run_helpers import REPO
 
 from flax_resnets.__main__ import COMMANDS
+from flax_resnets.__main__ import main as flax_resnets_main
 
 ARGPARSE_COMMANDS = [name for name in COMMANDS if name != "train"]  # train is main.py's absl program
 
@@ -19,9 +20,21 @@ def run_command(*args):
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
 
 
+def run_in_process(args, capsys, monkeypatch):
+    """``python -m flax_resnets ARGS`` in this process (argument checks load nothing heavy twice):
+    its exit status, stdout and stderr."""
+    monkeypatch.chdir(REPO)
+    try:
+        status = flax_resnets_main(args)
+    except SystemExit as exit_status:
+        status = exit_status.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, out, err)
+
+
 @pytest.mark.parametrize("command", ARGPARSE_COMMANDS)
-def test_every_command_answers_help(command):
-    result = run_command(command, "--help")
+def test_every_command_answers_help(command, capsys, monkeypatch):
+    result = run_in_process([command, "--help"], capsys, monkeypatch)
     assert result.returncode == 0, result.stderr[-2000:]
     usage, _, description = result.stdout.partition("\n\n")
     assert usage.startswith(f"usage: python -m flax_resnets {command}")
@@ -99,8 +112,8 @@ BAD_ARGUMENTS = [
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_ARGUMENTS, ids=[" ".join(a[:2]) for a, _ in BAD_ARGUMENTS])
-def test_every_command_refuses_bad_arguments_in_one_line(args, message):
-    result = run_command(*args)
+def test_every_command_refuses_bad_arguments_in_one_line(args, message, capsys, monkeypatch):
+    result = run_command(*args) if args[0] == "train" else run_in_process(args, capsys, monkeypatch)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
