@@ -84,6 +84,7 @@ BAD_ARGUMENTS = [
     (["benchmark", "--models=resnet19"], "Unknown model(s) resnet19"),
     (["benchmark", "--batch_sizes=abc"], "expected comma-separated positive integers, got 'abc'"),
     (["benchmark", "--steps=0"], "expected a positive integer, got '0'"),
+    (["benchmark", "--data_dir=/nonexistent/images"], "'/nonexistent/images' is not one"),
     (["parity", "--num_classes=0"], "got '0'"),
     (["parity", "--models=resnet19"], "Unknown model(s) resnet19"),
     (["reports", "/nonexistent/run"], "no run in /nonexistent/run"),

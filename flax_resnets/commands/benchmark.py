@@ -216,10 +216,10 @@ def main(argv: list[str]) -> int:
     for batch_size in args.batch_sizes:
         for num_seeds in args.num_seeds:
             check_batch_size(batch_size, jax.process_count(), jax.local_device_count(), num_seeds)
+    # Read (and check) the data before anything is printed or compiled, not after minutes of it.
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=False) if args.data_dir else None
     devices = jax.device_count()
     print(f"{jax.devices()[0].device_kind} x{devices}, jax {jax.__version__}", flush=True)
-    # Read (and check) the data before the first compilation, not after minutes of it.
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=False) if args.data_dir else None
     rows = [(m, b, s) for m in models for b in args.batch_sizes for s in args.num_seeds]
     result = {
         **provenance(),
