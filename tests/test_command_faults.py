@@ -230,7 +230,7 @@ def is_whole(path):
         elif path.suffix in (".md", ".txt"):
             return path.read_text().endswith("\n")
         return True
-    except (OSError, ValueError):
+    except Exception:  # whatever reading it back raises: not whole
         return False
 
 
