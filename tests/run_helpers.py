@@ -228,12 +228,11 @@ def crash_compiling(*args):
     os.abort()
 
 
-# A Python command with a file-size limit set by the child itself, before it runs (a preexec_fn
-# would run in a fork of this multithreaded process). Arguments: LIMIT, then "-m MODULE ARGS..." or
-# "SCRIPT ARGS...". Python ignores SIGXFSZ, so a write past the limit raises (as a full disk does).
-# ``python ARGS`` (``main.py ...`` or ``-m flax_resnets ...``) under the faults its environment names:
-# FILE_SIZE_LIMIT=BYTES, what a full disk does to a write; SIGNAL_AT=MOMENT:NAME, the signal
-# (INT: Ctrl-C; TERM) sent once, at the first time the command reaches MOMENT:
+# ``python ARGS`` (``SCRIPT ...`` or ``-m MODULE ...``) under the faults its environment names, set
+# by the child itself before it runs (a preexec_fn would run in a fork of this multithreaded
+# process): FILE_SIZE_LIMIT=BYTES, what a full disk does to a write (Python ignores SIGXFSZ, so a
+# write past it raises); SIGNAL_AT=MOMENT:NAME, the signal (INT: Ctrl-C; TERM) sent once, the first
+# time the command reaches MOMENT:
 #   loading: JAX begins to import (a signal there once became an ImportError or a traceback);
 #   working: it has printed its first line (its work begun, a result on the way);
 #   writing: it has written a file's content, not yet flushed, renamed or whole.
