@@ -22,61 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 # never decides a verdict on speed.
 HANG_GUARD_SECONDS = 3600
 
-# main.py with a fault injected: FAULT=POINT:N:SIGNAL sends the process SIGNAL (KILL: no cleanup
-# at all; TERM: what a scheduler sends before preempting) the N-th time the run reaches POINT.
-FAULTY_MAIN = """
-import functools, os, runpy, signal, sys
-point, count, name = os.environ["FAULT"].split(":")
-reached = [0]
-# Ctrl-C as in a terminal, even where the tests were started in the background (SIGINT ignored).
-signal.signal(signal.SIGINT, signal.default_int_handler)
-
-def kill_at_count():
-    reached[0] += 1
-    if reached[0] == int(count):
-        os.kill(os.getpid(), getattr(signal, "SIG" + name))
-
-def before(function):
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        kill_at_count()
-        return function(*args, **kwargs)
-    return wrapper
-
-def after(function):
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        result = function(*args, **kwargs)
-        kill_at_count()
-        return result
-    return wrapper
-
-if point == "commit":  # a checkpoint's files are written, its step folder not yet committed
-    from orbax.checkpoint._src.path import atomicity
-    for cls in (atomicity.AtomicRenameTemporaryPath, atomicity.CommitFileTemporaryPath):
-        original = cls.finalize
-        async def finalize(self, *args, _original=original, **kwargs):
-            if self.get_final().name.isdigit():  # a step, not one of its items
-                kill_at_count()
-            return await _original(self, *args, **kwargs)
-        cls.finalize = finalize
-else:
-    from flax_resnets.training import checkpoints, evaluate, loop
-    if point == "save":  # a save was started and is being written in the background
-        checkpoints.Checkpoints.save = after(checkpoints.Checkpoints.save)
-    elif point == "call":  # a compiled training call has returned
-        compile_train_calls = loop.steps.jit_train_steps
-        loop.steps.jit_train_steps = lambda *args, **kwargs: after(compile_train_calls(*args, **kwargs))
-    elif point == "validation":  # an epoch is trained, its validation runs, nothing saved yet
-        loop.evaluate_split = before(loop.evaluate_split)
-    elif point == "test":  # training is over; the best checkpoint is being tested
-        loop.test_report = before(loop.test_report)
-    elif point == "evaluate":  # --mode=eval is testing the checkpoint
-        evaluate.test_report = before(evaluate.test_report)
-sys.argv = ["main.py", *sys.argv[1:]]
-runpy.run_path("main.py", run_name="__main__")
-"""
-
 TINY = [  # a ResNet-8 trained for a few steps: the whole product path in seconds
     "--config=configs/default.py",
     "--config.model=resnet8",
@@ -179,10 +124,11 @@ def tree_fingerprint(root):
 
 
 def run_with_fault(args, compile_cache, fault, signal_name="KILL"):
-    """Run main.py with ``fault`` ("POINT:N"); it must have been stopped by the signal."""
-    env = {**environment(compile_cache), "FAULT": f"{fault}:{signal_name}"}
+    """Run main.py with ``fault`` ("MOMENT:N", ``UNDER_FAULTS``); it must have been stopped by the
+    signal."""
+    env = {**environment(compile_cache), "SIGNAL_AT": f"{fault}:{signal_name}"}
     result = subprocess.run(
-        [sys.executable, "-c", FAULTY_MAIN, *args],
+        under_faults("main.py", *args),
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -231,57 +177,95 @@ def crash_compiling(*args):
 # ``python ARGS`` (``SCRIPT ...`` or ``-m MODULE ...``) under the faults its environment names, set
 # by the child itself before it runs (a preexec_fn would run in a fork of this multithreaded
 # process): FILE_SIZE_LIMIT=BYTES, what a full disk does to a write (Python ignores SIGXFSZ, so a
-# write past it raises); SIGNAL_AT=MOMENT:NAME, the signal (INT: Ctrl-C; TERM) sent once, the first
-# time the command reaches MOMENT:
+# write past it raises); SIGNAL_AT=MOMENT:N:NAME, the signal NAME (INT: Ctrl-C; TERM: what a
+# scheduler sends before preempting; KILL: no cleanup at all) sent the N-th time it reaches MOMENT:
 #   loading: JAX begins to import (a signal there once became an ImportError or a traceback);
-#   working: it has printed its first line (its work begun, a result on the way);
-#   writing: it has written a file's content, not yet flushed, renamed or whole.
+#   working: it has printed a line (its work begun, a result on the way);
+#   writing: it has written a file's content, not yet flushed, renamed or whole;
+# and, in main.py's training and evaluation:
+#   commit: a checkpoint's files are written, its step folder not yet committed;
+#   save: a save was started and is being written in the background;
+#   call: a compiled training call has returned;
+#   validation: an epoch is trained, its validation runs, nothing saved yet;
+#   test: training is over, the best checkpoint is being tested;
+#   evaluate: --mode=eval is testing the checkpoint.
 UNDER_FAULTS = """
-import builtins, importlib.abc, os, resource, runpy, signal, sys
-from flax_resnets import files
+import builtins, functools, importlib.abc, os, resource, runpy, signal, sys
 
 if "FILE_SIZE_LIMIT" in os.environ:
     limit = int(os.environ["FILE_SIZE_LIMIT"])
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 if "SIGNAL_AT" in os.environ:
-    moment, name = os.environ["SIGNAL_AT"].split(":")
+    moment, count, name = os.environ["SIGNAL_AT"].split(":")
     # Ctrl-C as in a terminal, even where the tests were started in the background (SIGINT ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    sent = []
+    reached = [0]
 
-    def send():
-        if not sent:
-            sent.append(moment)
+    def arrive():
+        reached[0] += 1
+        if reached[0] == int(count):
             os.kill(os.getpid(), getattr(signal, "SIG" + name))
 
+    def before(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            arrive()
+            return function(*args, **kwargs)
+        return wrapper
+
+    def after(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            result = function(*args, **kwargs)
+            arrive()
+            return result
+        return wrapper
+
     if moment == "loading":
-        class SignalWhenJaxLoads(importlib.abc.MetaPathFinder):
+        class ArriveWhenJaxLoads(importlib.abc.MetaPathFinder):
             def find_spec(self, fullname, path, target=None):
                 if fullname == "jax":
-                    send()
+                    arrive()
                 return None
 
-        sys.meta_path.insert(0, SignalWhenJaxLoads())
+        sys.meta_path.insert(0, ArriveWhenJaxLoads())
     elif moment == "working":
-        original_print = builtins.print
-
-        def print_then_signal(*args, **kwargs):
-            original_print(*args, **kwargs)
-            send()
-
-        builtins.print = print_then_signal
+        builtins.print = after(builtins.print)
     elif moment == "writing":
+        from flax_resnets import files
+
         original_write = files._atomic_write
 
         def _atomic_write(path, write, *, binary):
-            def write_then_signal(file):
-                write(file)
-                send()
-            return original_write(path, write_then_signal, binary=binary)
+            return original_write(path, after(write), binary=binary)
 
         files._atomic_write = _atomic_write
+    elif moment == "commit":
+        from orbax.checkpoint._src.path import atomicity
+
+        for cls in (atomicity.AtomicRenameTemporaryPath, atomicity.CommitFileTemporaryPath):
+            async def finalize(self, *args, _original=cls.finalize, **kwargs):
+                if self.get_final().name.isdigit():  # a step, not one of its items
+                    arrive()
+                return await _original(self, *args, **kwargs)
+
+            cls.finalize = finalize
     else:
-        raise ValueError(moment)
+        from flax_resnets.training import checkpoints, evaluate, loop
+
+        if moment == "save":
+            checkpoints.Checkpoints.save = after(checkpoints.Checkpoints.save)
+        elif moment == "call":
+            compile_train_calls = loop.steps.jit_train_steps
+            loop.steps.jit_train_steps = lambda *args, **kwargs: after(compile_train_calls(*args, **kwargs))
+        elif moment == "validation":
+            loop.evaluate_split = before(loop.evaluate_split)
+        elif moment == "test":
+            loop.test_report = before(loop.test_report)
+        elif moment == "evaluate":
+            evaluate.test_report = before(evaluate.test_report)
+        else:
+            raise ValueError(moment)
 if sys.argv[1] == "-m":
     sys.argv = [sys.argv[2], *sys.argv[3:]]
     runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)

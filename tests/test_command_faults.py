@@ -199,14 +199,16 @@ def prepared(command, a_run, tmp_path):
         output = tmp_path / output
         if not output.exists():
             output.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(trained / "curves.png", output) if output.suffix == ".png" else whole_file(output)
+            whole_file(output, trained / "curves.png")
     command_line = under_faults(*(args if command == "train" else ["-m", "flax_resnets", *args]))
     return command_line, tmp_path
 
 
-def whole_file(path):
-    """An older, whole file of ``path``'s kind."""
-    if path.suffix == ".npz":
+def whole_file(path, a_png):
+    """An older, whole file of ``path``'s kind (a picture: a copy of ``a_png``)."""
+    if path.suffix == ".png":
+        shutil.copy(a_png, path)
+    elif path.suffix == ".npz":
         np.savez(path, older=np.arange(3))
     elif path.suffix == ".json":
         path.write_text(json.dumps({"older": True}))
@@ -264,7 +266,7 @@ def test_fault_a_signal_at_any_moment_ends_the_command_saying_so(
     command, moment, name, a_run, tmp_path, compile_cache
 ):
     command_line, root = prepared(command, a_run, tmp_path)
-    result, _ = run_under(command_line, root, compile_cache, SIGNAL_AT=f"{moment}:{name}")
+    result, _ = run_under(command_line, root, compile_cache, SIGNAL_AT=f"{moment}:1:{name}")
     assert result.returncode == {"INT": 130, "TERM": 143}[name], result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
     if moment == "loading":  # nothing done yet: only the line that says why it ended

@@ -9,13 +9,11 @@ whole global batch.
 import signal
 import socket
 import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 from run_helpers import (
-    FAULTY_MAIN,
     HANG_GUARD_SECONDS,
     REPO,
     TINY,
@@ -23,6 +21,7 @@ from run_helpers import (
     main_command,
     run_main,
     saved_state,
+    under_faults,
 )
 
 from flax_resnets.runs.metrics import read_jsonl
@@ -47,8 +46,8 @@ def run_two_processes(args, compile_cache, *, fault=None):
         )
         command = main_command(args)
         if fault:
-            env["FAULT"] = fault
-            command = [sys.executable, "-c", FAULTY_MAIN, *args]
+            env["SIGNAL_AT"] = fault
+            command = under_faults("main.py", *args)
         processes.append(
             subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -71,17 +71,18 @@ def eight_bit(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # P, PA, RGBA, RGBa, CMYK, YCbCr, LAB, HSV
 
 
+TIFF_BITS_PER_SAMPLE = 258
+
+
 def integer_white(image: Image.Image, values: np.ndarray) -> float:
     """White of an integer grey image: 65535 for Pillow's "I;16" modes; its signed 32-bit "I" holds
     16-bit PNGs (as Pillow before 13 opens them) and 32-bit TIFFs (white 2^31 - 1), told apart by
     the file's bits per sample where it says them, else by values beyond 16 bits."""
-    declared = getattr(image, "tag_v2", {}).get(TIFF_BITS_PER_SAMPLE) if image.mode == "I" else 16
-    if declared is None:
-        declared = 32 if values.size and values.max() > 65535 else 16
-    return 2.0**31 - 1 if max(np.atleast_1d(declared)) > 16 else 65535.0
-
-
-TIFF_BITS_PER_SAMPLE = 258
+    if image.mode != "I":
+        return 65535.0
+    bits = getattr(image, "tag_v2", {}).get(TIFF_BITS_PER_SAMPLE)
+    deep = max(np.atleast_1d(bits)) > 16 if bits is not None else values.size and values.max() > 65535
+    return 2.0**31 - 1 if deep else 65535.0
 
 
 def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
