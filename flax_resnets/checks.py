@@ -14,7 +14,8 @@ import ml_collections
 
 from flax_resnets.cli import RETIRED_FIELDS
 from flax_resnets.config import DTYPES, SCHEDULES, SEED_LIMIT, TABLE1_CELLS, default_config
-from flax_resnets.data.sources import IMAGE_CHANNELS, NORMALIZATIONS, require_dataset
+from flax_resnets.data.images import NORMALIZATIONS
+from flax_resnets.data.sources import IMAGE_CHANNELS, require_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.models import require_init, require_models
 

@@ -256,8 +256,13 @@ if "SIGNAL_AT" in os.environ:
         if moment == "save":
             checkpoints.Checkpoints.save = after(checkpoints.Checkpoints.save)
         elif moment == "call":
-            compile_train_calls = loop.steps.jit_train_steps
-            loop.steps.jit_train_steps = lambda *args, **kwargs: after(compile_train_calls(*args, **kwargs))
+            import dataclasses
+            from flax_resnets.training import programs
+
+            build = programs.build_programs
+            programs.build_programs = lambda *args, **kwargs: (
+                lambda program: dataclasses.replace(program, train=after(program.train))
+            )(build(*args, **kwargs))
         elif moment == "validation":
             loop.evaluate_split = before(loop.evaluate_split)
         elif moment == "test":

@@ -87,7 +87,7 @@ BAD_ARGUMENTS = [
     (["benchmark", "--data_dir=/nonexistent/images"], "'/nonexistent/images' is not one"),
     (["parity", "--num_classes=0"], "got '0'"),
     (["parity", "--models=resnet19"], "Unknown model(s) resnet19"),
-    (["reports", "/nonexistent/run"], "no run in /nonexistent/run"),
+    (["reports", "/nonexistent/run"], "/nonexistent/run holds no run"),
     (["data", "export", "--dataset=image_folder", "--out=x.txt"], "--out must be a file name ending in .npz"),
     (["models", "--models=resnet19"], "Unknown model(s) resnet19"),
     (["benchmark", "--num_seeds=0"], "expected comma-separated positive integers, got '0'"),

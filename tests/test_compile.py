@@ -15,7 +15,7 @@ from flax_resnets.errors import InputError
 from flax_resnets.models import create_model
 from flax_resnets.models.flops import forward_gflops
 from flax_resnets.runtime import parallel, tpu, tuning
-from flax_resnets.training import aot, steps
+from flax_resnets.training import aot
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None,
@@ -98,7 +98,7 @@ def test_a_tpu_program_takes_no_cpu_setting(tpu_slice):
         texts[num_seeds] = traced.lower().as_text()
     assert "stablehlo.while" in texts[3]
     assert texts[3].count("stablehlo.convolution") == texts[1].count("stablehlo.convolution") > 0
-    assert steps.for_backend("tpu") == tuning.PLAIN
+    assert tuning.for_backend("tpu") == tuning.PLAIN
 
 
 def test_the_command_prints_each_programs_row(capsys):

@@ -15,11 +15,13 @@ from run_helpers import REPO, environment
 from flax_resnets.config import default_config
 from flax_resnets.data.augment import PAD, pad_crop_flip, validation_draws
 from flax_resnets.data.feeds import CallStep, Feed, example_key, require_room
+from flax_resnets.data.images import model_inputs
 from flax_resnets.data.order import check_batch_size, epoch_permutation, steps_per_epoch
 from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.runtime import members, parallel
-from flax_resnets.training.steps import create_train_state, make_optimizer, train_step, train_steps
+from flax_resnets.training.programs import train_call
+from flax_resnets.training.steps import create_train_state, make_optimizer, train_step
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def test_unaugmented_batches_are_the_epochs_examples_normalized(sample):
         examples = order[step * 32 : (step + 1) * 32]
         assert batch["image"].shape == (32, 32, 32, 1) and batch["image"].dtype == np.float32
         np.testing.assert_array_equal(batch["label"], sample.train.labels[examples])
-        expected = (sample.train.images[examples] / 255.0 - plain.mean) / plain.std
+        expected = model_inputs(sample.train.images[examples], plain.normalization)
         np.testing.assert_allclose(batch["image"], expected, atol=1e-6)
 
 
@@ -141,14 +143,14 @@ def test_training_from_the_epoch_order_takes_the_steps_that_per_step_indices_too
 
         for unroll in (True, False):
             train = jax.jit(
-                functools.partial(train_steps, graphdef, optimizer, the_feed.train_batch, unroll=unroll),
-                static_argnums=3,
+                functools.partial(train_call, the_feed, graphdef, optimizer, config, unroll), static_argnums=3
             )
-            state = start
+            state = members.join([start])
             for inputs, num_steps in itertools.islice(
                 the_feed.train_calls(epoch=0, start_step=0, steps_per_call=3), 2
             ):
-                state = train(state, *members.split(inputs, 1), constants, num_steps)
+                state = train(state, inputs, constants, num_steps)
+            (state,) = members.split(state, 1)
             assert int(state.step) == 6
             # Only the float32 images' rounding differs (normalized inside or outside the step): a
             # few parameters near zero move by up to 1e-8; another crop, flip or row moves them by 1e-3.
@@ -178,7 +180,7 @@ def test_evaluation_covers_every_example_exactly_once_in_order_normalized(sample
     labels = np.concatenate([b["label"][b["mask"]] for b in batches])
     np.testing.assert_array_equal(labels, sample.validation.labels)
     images = np.concatenate([b["image"][b["mask"]] for b in batches])
-    np.testing.assert_allclose(images, (sample.validation.images / 255.0 - plain.mean) / plain.std, atol=1e-6)
+    np.testing.assert_allclose(images, model_inputs(sample.validation.images, plain.normalization), atol=1e-6)
 
 
 def numpy_pad_crop_flip(image, offset, flip, pad_value):
@@ -198,8 +200,8 @@ def test_augmented_validation_images_are_each_members_own_crops_of_its_seed_and_
     two = feed(sample, augment=True, num_seeds=2, **settings)
     images = np.concatenate([b["image"] for b in evaluation_batches(two, "validation")], axis=1)
     images = images[:, : len(sample.validation)]  # (members, images, ...)
-    normalized = (sample.validation.images / 255.0 - two.mean) / two.std
-    black = float(((0.0 - two.mean) / two.std)[0])  # one channel
+    normalized = model_inputs(sample.validation.images, two.normalization)
+    black = float(model_inputs(np.zeros(1, np.uint8), two.normalization)[0])  # one channel
     for member, seed in enumerate((3, 4)):
         offsets, flips = validation_draws(len(sample.validation), seed, 0)
         for k in range(0, len(sample.validation), 97):
@@ -216,7 +218,7 @@ def test_augmented_validation_images_are_each_members_own_crops_of_its_seed_and_
     member = np.concatenate([b["image"][b["mask"]] for b in evaluation_batches(alone, "validation")])
     np.testing.assert_array_equal(member, images[1])
     tests = np.concatenate([b["image"][b["mask"]] for b in evaluation_batches(alone, "test")])
-    np.testing.assert_allclose(tests, (sample.test.images / 255.0 - alone.mean) / alone.std, atol=1e-6)
+    np.testing.assert_allclose(tests, model_inputs(sample.test.images, alone.normalization), atol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,24 @@
 """The paper's figures: filter-normalised directions, the loss surface around a checkpoint, and
 both commands end to end on a tiny model."""
 
+import dataclasses
 import json
 import re
 import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 from run_helpers import REPO, TINY, environment, run_main
 
-from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
+from flax_resnets import load_run
+from flax_resnets.config import default_config
+from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_config_dataset
 from flax_resnets.models import create_model
-from flax_resnets.runtime import parallel
-from flax_resnets.training import landscape, steps
+from flax_resnets.training import landscape
+from flax_resnets.training.loop import train_and_evaluate
 
 
 def test_each_filter_of_a_direction_is_as_long_as_the_weights_filter_and_biases_do_not_move():
@@ -37,24 +39,28 @@ def test_each_filter_of_a_direction_is_as_long_as_the_weights_filter_and_biases_
     assert kernels >= 8
 
 
-def test_the_centre_of_the_grid_is_the_checkpoints_loss_and_the_rest_differs():
-    dataset = load_dataset("image_folder", data_dir=str(SAMPLE_FASHION_MNIST))
-    model = create_model("resnet8", num_classes=10, input_channels=1)
-    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    model_state = {"params": params, "batch_stats": batch_stats}
-    images, labels = landscape.normalised_images(dataset, 40)
+def test_the_centre_of_the_grid_is_what_predict_gives_on_the_same_images(tmp_path):
+    """The landscape evaluates the checkpoint on images made as the run made them (its
+    normalisation, (x - 0.5) / 0.5 here, not the pixels' statistics): at (0, 0) its loss and
+    accuracy are load_run's predictions' on the same images."""
+    config = default_config(dataset="image_folder", model="resnet8")
+    config.update(data_dir=str(SAMPLE_FASHION_MNIST), train_images=64, num_epochs=1, batch_size=16)
+    train_and_evaluate(config, tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    dataset = load_config_dataset(run.config)
+    dataset = dataclasses.replace(dataset, train=dataset.train.take(np.arange(40)))
+    _, params, batch_stats = nnx.split(run.model, nnx.Param, nnx.BatchStat)
     directions = tuple(
         landscape.filter_normalised_direction(params, k) for k in jax.random.split(jax.random.key(0))
     )
-    coordinates = np.array([[0.0, 0.0], [0.5, -0.5], [-1.0, 1.0]])
-    loss, accuracy = landscape.loss_surface(
-        graphdef, model_state, directions, coordinates, images, labels, parallel.make_mesh(), batch_size=16
-    )
-    batch = {"image": jnp.asarray(images), "label": jnp.asarray(labels), "mask": jnp.ones(len(labels), bool)}
-    sums = steps.eval_step(graphdef, model_state, batch)
-    assert loss[0] == pytest.approx(float(sums["loss"]) / 40, rel=1e-5)
-    assert accuracy[0] == pytest.approx(float(sums["correct"]) / 40)
-    assert loss[1] != pytest.approx(loss[0], rel=1e-3) and loss[2] != pytest.approx(loss[0], rel=1e-3)
+    model_state = {"params": params, "batch_stats": batch_stats}
+    coordinates = np.array([[0.0, 0.0], [0.5, -0.5]])
+    loss, accuracy = landscape.loss_surface(run.config, dataset, model_state, directions, coordinates)
+    probabilities = run.predict(dataset.train.images)
+    labels = dataset.train.labels
+    assert loss[0] == pytest.approx(-np.log(probabilities[np.arange(40), labels]).mean(), rel=1e-4)
+    assert accuracy[0] == pytest.approx(np.mean(probabilities.argmax(-1) == labels))
+    assert loss[1] != pytest.approx(loss[0], rel=1e-3)
 
 
 def figures_command(*args):

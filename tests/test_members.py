@@ -29,7 +29,8 @@ from flax_resnets.errors import InputError
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runtime import members, parallel
 from flax_resnets.training.checkpoints import Checkpoints
-from flax_resnets.training.steps import create_train_state, make_optimizer, train_steps
+from flax_resnets.training.programs import train_call
+from flax_resnets.training.steps import create_train_state, make_optimizer
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +93,9 @@ def test_members_train_exactly_as_their_one_seed_runs(sample, unroll, model):
         optimizer, _ = make_optimizer(config, total_steps=100)
         graphdef, state = create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
         state = jax.tree.map(lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, state)
-        one_member = functools.partial(train_steps, graphdef, optimizer, feed.train_batch, unroll=True)
+        call = functools.partial(train_call, feed, graphdef, optimizer, config, unroll)
         inputs, _ = next(feed.train_calls(epoch=0, start_step=0, steps_per_call=3))
-        constants = feed.constants("train")
-        step = members.over_members(lambda s, i: one_member(s, i, constants, 3), num_seeds, unroll=unroll)
-        return jax.jit(step)(state, inputs)
+        return jax.jit(call, static_argnums=3)(state, inputs, feed.constants("train"), 3)
 
     with jax.enable_x64(True):
         together = members.split(trained(config, 7, 2), 2)
@@ -235,10 +234,8 @@ ON_FOUR_DEVICES = """
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh
 from flax_resnets.config import default_config
-from flax_resnets.data.feeds import Feed
 from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
-from flax_resnets.runtime import parallel
-from flax_resnets.training import steps
+from flax_resnets.training import programs
 
 jax.config.update("jax_enable_x64", True)
 dataset = load_dataset("image_folder", data_dir=str(SAMPLE_FASHION_MNIST))
@@ -246,13 +243,10 @@ config = default_config(dataset="image_folder", model="resnet8")
 config.update(learning_rate=0.05, batch_size=24, num_seeds=2, dtype="float64")
 
 def one_step(mesh):
-    feed = Feed(dataset, mesh, batch_size=24, eval_batch_size=24, seed=0, augment=True, num_seeds=2)
-    optimizer, _ = steps.make_optimizer(config, 100)
-    graphdef, state = steps.create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
-    state = jax.tree.map(lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, state)
-    train = steps.jit_train_steps(graphdef, optimizer, feed.train_batch, mesh, num_seeds=2)
-    inputs, _ = next(feed.train_calls(epoch=0, start_step=0, steps_per_call=1))
-    return jax.device_get(train(parallel.place_state(state, mesh), inputs, feed.constants("train"), 1))
+    program = programs.build_programs(config, dataset, mesh)
+    state = jax.tree.map(lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x, program.state)
+    inputs, _ = next(program.feed.train_calls(epoch=0, start_step=0, steps_per_call=1))
+    return jax.device_get(program.train(state, inputs, program.feed.constants("train"), 1))
 
 mesh = parallel.make_mesh(2)
 assert mesh.devices.shape == (2, 2), mesh.devices.shape

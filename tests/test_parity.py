@@ -85,12 +85,9 @@ def test_parity_feeds_the_flax_steps_dropout_masks_to_the_twin():
     computes something else: the check compares dropout, it does not switch it off."""
     import torch
 
-    config = parity.default_config(model="vgg8")
-    config.update(schedule="cosine", cosine_period_epochs=0, num_epochs=1)
-    rng = np.random.default_rng(0)
-    images = rng.standard_normal((2, 4, 32, 32, 3))
-    labels = rng.integers(0, 10, (2, 4)).astype(np.int32)
-    flax64, start, dropout_rng = parity.run_flax(config, 4, images, labels, num_classes=10, float64=True)
+    config = parity.parity_config("vgg8", batch_size=4, seed=0)
+    dataset, images, labels = parity.parity_data(config, num_steps=2, channels=3, num_classes=10)
+    flax64, start, dropout_rng = parity.run_flax(config, dataset, images, labels, float64=True)
     shape = {"num_classes": 10, "dtype": torch.float64}
     same = parity.run_twin("vgg8", start, dropout_rng, 4, images, labels, **shape)
     assert max(parity.compare_outcomes(flax64, same).values()) < 1e-9

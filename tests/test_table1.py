@@ -17,7 +17,7 @@ from flax_resnets.config import cell_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock
-from flax_resnets.runs.workdir import recorded_config
+from flax_resnets.runs.workdir import FINISHED_RUN_FILES, recorded_config
 
 
 def fake_run(
@@ -181,8 +181,8 @@ def test_keep_copies_the_small_files_into_a_folder_of_the_run_in_its_cell(tmp_pa
     (workdir / "checkpoints").mkdir()
     kept = table1.keep(workdir, tmp_path / "results")
     assert kept == tmp_path / "results" / "runs" / "cifar10_vgg19" / "paper_recipe_seed0_20261127100000"
-    assert sorted(p.name for p in kept.iterdir()) == sorted(table1.RUN_FILES)
-    assert all((kept / name).read_bytes() == (workdir / name).read_bytes() for name in table1.RUN_FILES)
+    assert sorted(p.name for p in kept.iterdir()) == sorted(FINISHED_RUN_FILES)
+    assert all((kept / name).read_bytes() == (workdir / name).read_bytes() for name in FINISHED_RUN_FILES)
 
 
 def tree(folder):

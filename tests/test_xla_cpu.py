@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_resnets.commands.benchmark import FlaxBench
+from flax_resnets.commands.benchmark import FlaxBench, bench_config, random_dataset
 from flax_resnets.config import default_config
 from flax_resnets.models.layers import Layers
 from flax_resnets.runtime import xla_cpu
 from flax_resnets.runtime.tuning import for_backend
-from flax_resnets.training import steps
+from flax_resnets.training import programs
 from flax_resnets.training.steps import create_train_state, make_optimizer
 
 
@@ -28,15 +28,16 @@ def test_cpu_step_keeps_convolutions_out_of_ynnpack_and_its_results(monkeypatch)
     if not options:
         pytest.skip("this jaxlib or backend takes no library-fusion option")
     # resnet8's training step on a random batch of 4, compiled with the options.
-    tuned = FlaxBench("resnet8", batch_size=4, dtype="float32", steps_per_call=1, input_channels=3)
+    config, dataset = bench_config("resnet8", 4, "float32", 1), random_dataset(4, 4, 3)
+    tuned = FlaxBench(config, dataset)
     bodies = library_fusion_bodies(tuned.train.as_text())
     # YNNPACK still gets BatchNorm's reductions, but no convolution.
     assert any("reduce(" in body for body in bodies)
     assert not any("convolution(" in body for body in bodies)
 
     untuned = dataclasses.replace(for_backend(), compiler_options={})
-    monkeypatch.setattr(steps, "for_backend", lambda platform=None: untuned)  # where programs are built
-    default = FlaxBench("resnet8", batch_size=4, dtype="float32", steps_per_call=1, input_channels=3)
+    monkeypatch.setattr(programs, "for_backend", lambda platform=None: untuned)  # where programs are built
+    default = FlaxBench(config, dataset)
     expected = jax.device_get(default.train_call().params)
     got = jax.device_get(tuned.train_call().params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, expected)

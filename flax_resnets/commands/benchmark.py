@@ -7,8 +7,10 @@ same architecture and optimizer (SGD, momentum, weight decay) run in PyTorch, ti
 alternation with Flax (other jobs on a shared machine move timings by tens of percent), and
 each row gets the Flax/PyTorch ratio. PyTorch is optional: ``pip install -e ".[bench]"``.
 
-With ``--data_dir`` (real images: an image folder or an exported ``.npz``), a second table
-times the trainer's loop, input pipeline included, against its compiled step alone. With
+The programs are the trainer's own (``training.programs``), its batches gathered, cropped,
+flipped and normalised inside the training call from random images. With ``--data_dir`` (real
+images: an image folder or an exported ``.npz``), a second table times the trainer's loop over
+that data's epochs against its compiled call alone. With
 ``--profile_dir``, each row's training calls are traced once more and the ops that took the
 device's time are printed (``flax_resnets.runtime.profiling``).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import resource
 import statistics
 import time
@@ -37,17 +40,17 @@ from flax_resnets.cli import (
     user_path,
 )
 from flax_resnets.commands.benchmark_cells import cells_table, wait_for_the_other_cells
-from flax_resnets.commands.benchmark_loop import loop_row, recipe_training
-from flax_resnets.config import DTYPES
-from flax_resnets.data.feeds import stacked_step
+from flax_resnets.config import DTYPES, default_config
+from flax_resnets.data.arrays import IMAGE_SIZE, Dataset, Split
 from flax_resnets.data.order import check_batch_size
 from flax_resnets.data.sources import DATASET_NAMES, load_dataset
 from flax_resnets.files import write_json
 from flax_resnets.models import require_models
+from flax_resnets.progress import progress
 from flax_resnets.runs.provenance import provenance
 from flax_resnets.runs.summary import format_table
 from flax_resnets.runtime import parallel, profiling
-from flax_resnets.training import steps
+from flax_resnets.training.programs import build_programs
 
 
 def timed_calls(call: Callable[[], Any], repeats: int) -> list[float]:
@@ -60,54 +63,57 @@ def timed_calls(call: Callable[[], Any], repeats: int) -> list[float]:
     return seconds
 
 
-class FlaxBench:
-    """The trainer's compiled training and evaluation steps on one random batch per member."""
+def bench_config(model: str, batch_size: int, dtype: str, steps_per_call: int, num_seeds: int = 1) -> Any:
+    """The paper's recipe for ``model`` at this batch size, dtype, steps per call and members."""
+    config = default_config(model=model)
+    config.update(
+        batch_size=batch_size,
+        eval_batch_size=batch_size,
+        dtype=dtype,
+        steps_per_call=steps_per_call,
+        num_seeds=num_seeds,
+    )
+    return config
 
-    def __init__(
-        self,
-        model: str,
-        batch_size: int,
-        dtype: str,
-        steps_per_call: int,
-        input_channels: int,
-        num_seeds: int = 1,
-    ):
-        self.images_per_call = batch_size * steps_per_call * num_seeds  # summed over the members
-        mesh = parallel.make_mesh(num_seeds)
-        training = recipe_training(
-            model,
-            dtype,
-            num_classes=10,
-            input_channels=input_channels,
-            mesh=mesh,
-            make_batch=stacked_step,
-            num_seeds=num_seeds,
-        )
-        self.state = training.state
-        rng = np.random.default_rng(0)
-        shape = (num_seeds, steps_per_call, batch_size)
-        images = rng.standard_normal((*shape, 32, 32, input_channels), np.float32)
-        labels = rng.integers(0, 10, shape).astype(np.int32)
-        self.inputs = parallel.global_batch(
-            {"image": images, "label": labels}, mesh, batch_axis=2, members=True
-        )
-        self.eval_inputs = parallel.global_batch(
-            {"image": images[0, 0], "label": labels[0, 0], "mask": np.ones(batch_size, bool)}, mesh
-        )
+
+def random_dataset(train_images: int, test_images: int, channels: int) -> Dataset:
+    """Random uint8 images of 10 classes: what the programs' speed does not depend on."""
+    rng = np.random.default_rng(0)
+
+    def split(count: int) -> Split:
+        images = rng.integers(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE, channels), dtype=np.uint8)
+        return Split(images, rng.integers(0, 10, count).astype(np.int32))
+
+    statistics = ((0.5,) * channels, (0.25,) * channels)
+    return Dataset(
+        "random", tuple(map(str, range(10))), *statistics, split(train_images), split(0), split(test_images)
+    )
+
+
+class FlaxBench:
+    """The trainer's programs (``build_programs``: feed, augmentation and step in one call) on a
+    dataset: its training call on the epoch's first call inputs, and its evaluation step on the
+    test split's first batch."""
+
+    def __init__(self, config: Any, dataset: Dataset):
+        size = config.steps_per_call
+        self.images_per_call = config.batch_size * size * config.num_seeds  # summed over the members
+        self.program = build_programs(config, dataset, parallel.make_mesh(config.num_seeds))
+        feed = self.program.feed
+        self.state, self.constants = self.program.state, feed.constants("train")
+        self.inputs = next(feed.train_calls(epoch=0, start_step=0, steps_per_call=size))[0]
+        self.eval_inputs, self.eval_constants = next(feed.eval_inputs("test")), feed.constants("test")
         started = time.perf_counter()
         # Compiled for steps_per_call steps, and called without that argument.
-        self.train = training.train.lower(self.state, self.inputs, {}, steps_per_call).compile()
+        self.train = self.program.train.lower(self.state, self.inputs, self.constants, size).compile()
         self.compile_seconds = time.perf_counter() - started
-        self.evaluate = steps.jit_eval_step(
-            training.graphdef, lambda inputs, _: inputs, mesh, num_seeds=num_seeds, member_inputs=False
-        )
 
-    def train_call(self) -> Any:
-        self.state = self.train(self.state, self.inputs, {})
+    def train_call(self, inputs: Any = None) -> Any:
+        self.state = self.train(self.state, self.inputs if inputs is None else inputs, self.constants)
         return self.state
 
     def eval_call(self) -> Any:
-        return self.evaluate(self.state.model_state(), self.eval_inputs, {})
+        return self.program.evaluate(self.state.model_state(), self.eval_inputs, self.eval_constants)
 
 
 def peak_memory_gb() -> float:
@@ -119,7 +125,10 @@ def peak_memory_gb() -> float:
 
 
 def benchmark_row(args: argparse.Namespace, model: str, batch_size: int, num_seeds: int) -> dict[str, Any]:
-    flax = FlaxBench(model, batch_size, args.dtype, args.steps_per_call, args.input_channels, num_seeds)
+    config = bench_config(model, batch_size, args.dtype, args.steps_per_call, num_seeds)
+    flax = FlaxBench(
+        config, random_dataset(batch_size * args.steps_per_call, batch_size, args.input_channels)
+    )
     timed_calls(flax.train_call, args.warmup)
     timed_calls(flax.eval_call, args.warmup)
     wait_for_the_other_cells(f"{model}_b{batch_size}_s{num_seeds}")
@@ -158,6 +167,41 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int, num_see
         print(format_table(row["profile"]["kinds"]))
         print(format_table(row["profile"]["top ops"]), flush=True)
     return row
+
+
+def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size: int) -> dict[str, Any]:
+    """The trainer's loop on real data (its feed, augmentation, epochs) against its compiled call
+    alone on one call's inputs: both dispatch the same number of calls and wait once at the end,
+    as the trainer does, so the difference is what the host costs between calls."""
+    flax = FlaxBench(bench_config(model, batch_size, args.dtype, args.steps_per_call), dataset)
+    size, feed = args.steps_per_call, flax.program.feed
+    # Epoch after epoch; an epoch's last, shorter call would compile anew inside the timing, so
+    # it is made but not run.
+    chunks = (
+        inputs
+        for epoch in itertools.count()
+        for inputs, num_steps in feed.train_calls(epoch=epoch, start_step=0, steps_per_call=size)
+        if num_steps == size
+    )
+    calls = -(-args.loop_steps // size)
+    timed_calls(flax.train_call, args.warmup)
+    step_seconds = sum(timed_calls(lambda: [flax.train_call() for _ in range(calls)][-1], 1))
+    started = time.perf_counter()
+    with progress(calls, f"{model} loop", "call") as bar:
+        for inputs in itertools.islice(chunks, calls):
+            flax.train_call(inputs)
+            bar.update()
+    jax.block_until_ready(flax.state)
+    loop_seconds = time.perf_counter() - started
+    images = calls * size * batch_size
+    return {
+        "model": model,
+        "batch": batch_size,
+        "steps": calls * size,
+        "step img/s": images / step_seconds,
+        "loop img/s": images / loop_seconds,
+        "loop/step": step_seconds / loop_seconds,
+    }
 
 
 def argument_parser() -> CommandParser:

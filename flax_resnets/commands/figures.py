@@ -22,6 +22,7 @@ and a 3-D surface per run, side by side. A run of several seeds is surveyed at t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,6 @@ from flax_resnets.models import RESIDUAL_TWINS, require_models
 from flax_resnets.progress import progress
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.plots import plot_degradation, plot_landscapes
-from flax_resnets.runtime import parallel
 from flax_resnets.training import landscape
 from flax_resnets.training.evaluate import evaluate_workdir
 from flax_resnets.training.loop import train_and_evaluate
@@ -115,17 +115,18 @@ def surface(workdir: Path, args: Any) -> dict[str, Any]:
     predict and export choose it)."""
     run = load_run(workdir, args.checkpoint, args.seed)
     dataset = load_config_dataset(run.config)
-    mesh = parallel.make_mesh()
-    graphdef, params, batch_stats = nnx.split(run.model, nnx.Param, nnx.BatchStat)
-    model_state = parallel.replicate({"params": params, "batch_stats": batch_stats}, mesh)
+    dataset = dataclasses.replace(
+        dataset, train=dataset.train.take(np.arange(args.images or len(dataset.train)))
+    )
+    _, params, batch_stats = nnx.split(run.model, nnx.Param, nnx.BatchStat)
     keys = jax.random.split(jax.random.key(args.directions_seed))
-    directions = tuple(landscape.filter_normalised_direction(model_state["params"], key) for key in keys)
+    directions = tuple(landscape.filter_normalised_direction(params, key) for key in keys)
     axis = np.linspace(-args.span, args.span, args.grid)
     coordinates = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-    images, labels = landscape.normalised_images(dataset, args.images)
     with progress(len(coordinates), f"{workdir.name} landscape", "point", in_logs=True) as bar:
+        model_state = {"params": params, "batch_stats": batch_stats}
         loss, accuracy = landscape.loss_surface(
-            graphdef, model_state, directions, coordinates, images, labels, mesh, progress=bar.update
+            run.config, dataset, model_state, directions, coordinates, progress=bar.update
         )
     grid = {"loss": loss.reshape(args.grid, args.grid), "accuracy": accuracy.reshape(args.grid, args.grid)}
     name = f"{run.name} (seed {run.seed}, step {run.checkpoint_step})"

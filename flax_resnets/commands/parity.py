@@ -53,7 +53,9 @@ from flax_resnets.checks import seed_argument
 from flax_resnets.cli import command_parser, positive_int
 from flax_resnets.commands import parity_train
 from flax_resnets.config import default_config
-from flax_resnets.data.feeds import stacked_step
+from flax_resnets.data.arrays import IMAGE_SIZE, Dataset, Split
+from flax_resnets.data.images import model_inputs
+from flax_resnets.data.order import epoch_permutation
 from flax_resnets.errors import InputError
 from flax_resnets.models import named_arrays, require_models
 from flax_resnets.models.layers import dropout_mask
@@ -61,6 +63,7 @@ from flax_resnets.models.vgg import DROPOUT_RATE
 from flax_resnets.runs.summary import format_table
 from flax_resnets.runtime import members, parallel
 from flax_resnets.training import steps
+from flax_resnets.training.programs import build_programs
 
 QUANTITIES = ("logits train", "loss", "params", "updates", "running stats", "logits eval")
 FORWARD_QUANTITIES = ("logits train", "loss")  # before any step: no rounding has been trained in yet
@@ -146,32 +149,33 @@ def split_arrays(after: Arrays, start: Arrays) -> dict[str, Arrays]:
     }
 
 
+def parity_data(config: Any, num_steps: int, channels: int, num_classes: int) -> tuple[Dataset, Any, Any]:
+    """Random uint8 training images and labels for ``num_steps`` batches of ``config`` (one epoch),
+    and those batches as the feed makes them (its order of epoch 0, normalised, not augmented):
+    what the twin is given, (steps, batch, 32, 32, C) and (steps, batch)."""
+    rng = np.random.default_rng(config.seed)
+    count = num_steps * config.batch_size
+    pixels = rng.integers(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE, channels), dtype=np.uint8)
+    train = Split(pixels, rng.integers(0, num_classes, count).astype(np.int32))
+    names, normalization = tuple(map(str, range(num_classes))), ((0.5,) * channels, (0.5,) * channels)
+    dataset = Dataset("random", names, *normalization, train, train.take(np.arange(0)), train)
+    order = epoch_permutation(count, config.seed, 0).reshape(num_steps, config.batch_size)
+    return dataset, model_inputs(pixels[order], normalization), train.labels[order]
+
+
 def run_flax(
-    config: Any,
-    total_steps: int,
-    images: np.ndarray,
-    labels: np.ndarray,
-    *,
-    num_classes: int,
-    float64: bool = False,
+    config: Any, dataset: Dataset, images: np.ndarray, labels: np.ndarray, *, float64: bool = False
 ) -> tuple[dict[str, Any], Arrays, np.ndarray]:
-    """The trainer's model and compiled training step on the batches, in float32 (as the trainer
-    runs) or float64 (JAX's x64 mode, state cast up after the float32 initialisation); also the
-    starting arrays and the state's dropout key (``steps.TrainState.dropout_rng``)."""
+    """The trainer's programs (``build_programs``) on ``dataset``, one call of its steps, in float32
+    (as the trainer runs) or float64 (JAX's x64 mode, state cast up after the float32
+    initialisation); also the starting arrays and the state's dropout key. ``images`` and
+    ``labels``: the batches the feed makes (``parity_data``), for the logits before and after."""
     with jax.enable_x64(float64):
         config = config.copy_and_resolve_references()
         config.dtype = "float64" if float64 else "float32"
-        mesh = parallel.make_mesh()
-        training = steps.build_training(
-            config,
-            num_classes=num_classes,
-            input_channels=images.shape[-1],
-            total_steps=total_steps,
-            mesh=mesh,
-            make_batch=stacked_step,
-        )
-        graphdef = training.graphdef
-        (state,) = members.split(training.state, 1)
+        program = build_programs(config, dataset, parallel.make_mesh())
+        graphdef = program.graphdef
+        (state,) = members.split(program.state, 1)
         start = {**named_arrays(state.params), **named_arrays(state.batch_stats)}
         if float64:
             state = jax.tree.map(lambda x: x.astype(np.float64) if x.dtype == np.float32 else x, state)
@@ -185,12 +189,11 @@ def run_flax(
 
         outcome: dict[str, Any] = {"logits train": logits(state, True)}
         outcome["loss"] = cross_entropy(outcome["logits train"], labels[0])
-        inputs = parallel.global_batch(
-            {"image": images[None], "label": labels[None]}, mesh, batch_axis=2, members=True
-        )
         dropout_rng = np.asarray(state.dropout_rng)
-        trained = training.train(parallel.place_state(members.join([state]), mesh), inputs, {}, len(images))
-        (state,) = members.split(trained, 1)
+        feed = program.feed
+        inputs, num_steps = next(feed.train_calls(epoch=0, start_step=0, steps_per_call=len(images)))
+        placed = parallel.place_state(members.join([state]), program.mesh)
+        (state,) = members.split(program.train(placed, inputs, feed.constants("train"), num_steps), 1)
         after = {**named_arrays(state.params), **named_arrays(state.batch_stats)}
         outcome.update(split_arrays(after, start))
         outcome["logits eval"] = logits(state, False)
@@ -270,6 +273,21 @@ def compare_schedule(epochs: int = SCHEDULE_EPOCHS, epoch_steps: int = 3) -> flo
     return worst
 
 
+def parity_config(name: str, batch_size: int, seed: int) -> Any:
+    """The paper's recipe for ``name``, but two epochs under a cosine updated every step (so the rate
+    changes at each compared step) and no augmentation (the twin is given the feed's batches)."""
+    config = default_config(model=name)
+    config.update(
+        seed=seed,
+        batch_size=batch_size,
+        schedule="cosine",
+        cosine_period_epochs=0,
+        num_epochs=2,
+        augment=False,
+    )
+    return config
+
+
 def compare_model(
     name: str, *, batch_size: int, num_steps: int, input_channels: int, num_classes: int, seed: int
 ) -> dict[str, Any]:
@@ -278,16 +296,11 @@ def compare_model(
 
     from flax_resnets.twins.torch_models import flax_layout_arrays, torch_model
 
-    config = default_config(model=name)
-    # A cosine over 2 x the steps, updated every step: the rate still changes at each compared step.
-    config.update(seed=seed, schedule="cosine", cosine_period_epochs=0, num_epochs=1)
+    config = parity_config(name, batch_size, seed)
     total_steps = 2 * num_steps
-    rng = np.random.default_rng(seed)
-    images = rng.standard_normal((num_steps, batch_size, 32, 32, input_channels)).astype(np.float32)
-    labels = rng.integers(0, num_classes, (num_steps, batch_size)).astype(np.int32)
-
-    flax32, start, dropout_rng = run_flax(config, total_steps, images, labels, num_classes=num_classes)
-    flax64, _, _ = run_flax(config, total_steps, images, labels, num_classes=num_classes, float64=True)
+    dataset, images, labels = parity_data(config, num_steps, input_channels, num_classes)
+    flax32, start, dropout_rng = run_flax(config, dataset, images, labels)
+    flax64, _, _ = run_flax(config, dataset, images, labels, float64=True)
     torch32, torch64 = (
         run_twin(name, start, dropout_rng, total_steps, images, labels, num_classes=num_classes, dtype=dtype)
         for dtype in (torch.float32, torch.float64)

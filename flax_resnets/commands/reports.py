@@ -8,9 +8,9 @@ from pathlib import Path
 
 from flax_resnets.cli import command_parser, user_path
 from flax_resnets.config import TABLE1_CELLS
-from flax_resnets.errors import InputError
 from flax_resnets.runs.plots import write_plots
 from flax_resnets.runs.summary import distinct_names, format_table, run_summary
+from flax_resnets.runs.workdir import read_run
 
 
 def main(argv: list[str]) -> int:
@@ -23,14 +23,12 @@ def main(argv: list[str]) -> int:
         help="with --plots: draw this cell's logged curves from the paper beside each run's",
     )
     args = parser.parse_args(argv)
-    missing = [str(w) for w in args.workdirs if not (w / "config.json").exists()]
-    if missing:
-        raise InputError(f"no run in {', '.join(missing)} (no config.json): pass training workdirs.")
+    runs = [read_run(workdir) for workdir in args.workdirs]
     if args.plots:
         for workdir in args.workdirs:
             for path in write_plots(Path(workdir), args.paper_cell):
                 print(f"wrote {path}")
         return 0
     names = distinct_names(args.workdirs)
-    print(format_table([run_summary(w, name) for w, name in zip(args.workdirs, names, strict=True)]))
+    print(format_table([run_summary(run, name) for run, name in zip(runs, names, strict=True)]))
     return 0

@@ -49,6 +49,7 @@ from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
 from flax_resnets.data.sources import is_array_file
 from flax_resnets.errors import InputError
 from flax_resnets.interrupts import STOP_WITH_PARENT, StopRequests
+from flax_resnets.runs.workdir import read_run
 
 CELL_CONFIG = Path(config.__file__)  # its get_config(cell): the paper's recipe for a cell
 STOP_GRACE_SECONDS = 60  # for the trainer to save its checkpoint after SIGTERM
@@ -279,8 +280,8 @@ def kept_if_finished(cell: str, args: Any) -> bool:
     instead of trained again."""
     workdir = args.workdir_root / cell
     try:
-        table1.read_run(workdir)
-    except (FileNotFoundError, InputError, ValueError):
+        read_run(workdir, finished=True)
+    except (ValueError, KeyError, TypeError):  # InputError included
         return False
     print(f"{cell}: finished by an earlier sweep, kept in {table1.keep(workdir, args.results)}", flush=True)
     return True

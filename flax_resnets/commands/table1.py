@@ -20,6 +20,7 @@ changed ones, then the latest. The table itself is written to ``results/table1.m
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import statistics
 import sys
@@ -30,11 +31,10 @@ from flax_resnets.cli import command_parser, output_file, output_folder, user_pa
 from flax_resnets.config import TABLE1_DATASETS, TABLE1_MODELS, cell_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
-from flax_resnets.files import read_json_object, write_folder, write_text
+from flax_resnets.files import write_folder, write_text
 from flax_resnets.models import layer_init
-from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.paper import TABLE1_IS_VALIDATION, paper_runs
-from flax_resnets.runs.workdir import recorded_config
+from flax_resnets.runs.workdir import FINISHED_RUN_FILES, RunFiles, UnfinishedRunError, read_run
 
 DATASETS = dict(zip(TABLE1_DATASETS, ("Fashion-MNIST", "CIFAR-10", "CIFAR-100"), strict=True))
 TABLE_MODELS = dict(zip(TABLE1_MODELS, ("AlexNet", "VGG19", "ResNet18", "ResNet34", "ResNet50"), strict=True))
@@ -69,30 +69,20 @@ NOT_RECIPE = (
     "distributed",
     "paper_cell",
 )
-RUN_FILES = ("config.json", "metrics.jsonl", "eval.json", "run.json")
 
 
-def read_run(folder: Path) -> dict[str, Any]:
-    """A finished run's files; a folder without them raises ``FileNotFoundError``, a damaged or
-    incomplete one ``ValueError``, ``KeyError`` or ``TypeError``."""
-    missing = [name for name in RUN_FILES if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder} is not a finished run: {', '.join(missing)} missing")
-    run = {
-        "folder": folder,
-        "config": recorded_config(folder),
-        "metrics": read_jsonl(folder / "metrics.jsonl"),
-        "eval": read_json_object(folder / "eval.json", "evaluate the run again"),
-        "run": read_json_object(folder / "run.json", "restore it from a backup"),
-    }
-    float(run["eval"]["test_accuracy"]), str(run["config"]["model"]), str(run["run"]["finished"])
-    [float(member["test_accuracy"]) for member in run["eval"]["seeds"]]
-    return run
+@dataclasses.dataclass(frozen=True)
+class CellRun:
+    """A finished run that fills a Table 1 cell, and the fields of the cell's recipe it changed."""
+
+    files: RunFiles
+    cell: str
+    changes: list[str]
 
 
-def paper_dataset(run: dict[str, Any]) -> str | None:
+def paper_dataset(run: RunFiles) -> str | None:
     """Which of the paper's datasets the run trained and tested on, or None."""
-    data = run["run"]["data"]
+    data = run.record["data"]
     for name, (classes, channels, images, test) in SIGNATURES.items():
         mean = TFDS_STATISTICS[name][0] * (data["channels"] // channels)
         close = len(data["mean"]) == len(mean) and all(
@@ -123,16 +113,16 @@ def recipe_changes(config: dict[str, Any], cell: str) -> list[str]:
     return changes
 
 
-def from_image_folder(run: dict[str, Any]) -> bool:
+def from_image_folder(run: RunFiles) -> bool:
     """Read from an image folder or a file exported from one (for CIFAR-10: the JPEG copy)."""
-    return run["run"]["data"]["dataset"] == "image_folder"
+    return run.record["data"]["dataset"] == "image_folder"
 
 
-def cell_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def cell_runs(runs: list[CellRun]) -> dict[str, CellRun]:
     """The run shown in each cell: the cell's recipe before changed ones, then the latest."""
-    chosen: dict[str, dict[str, Any]] = {}
-    for run in sorted(runs, key=lambda r: (not r["changes"], r["run"]["finished"])):
-        chosen[run["cell"]] = run
+    chosen: dict[str, CellRun] = {}
+    for run in sorted(runs, key=lambda r: (not r.changes, r.files.record["finished"])):
+        chosen[run.cell] = run
     return chosen
 
 
@@ -149,15 +139,14 @@ def markdown_row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def seed_accuracies(run: dict[str, Any]) -> list[float]:
+def seed_accuracies(run: RunFiles) -> list[float]:
     """Test accuracy (%) of each seed of a run."""
-    evaluation = run["eval"]
-    return [100 * float(member["test_accuracy"]) for member in evaluation["seeds"]]
+    return [100 * float(member["test_accuracy"]) for member in run.evaluation["seeds"]]
 
 
-def seed_validation_accuracies(run: dict[str, Any], epoch: int) -> list[float] | None:
+def seed_validation_accuracies(run: RunFiles, epoch: int) -> list[float] | None:
     """Validation accuracy (%) of each seed after ``epoch``, or None if the run has no such epoch."""
-    record = next((r for r in run["metrics"] if r["epoch"] == epoch), None)
+    record = next((r for r in run.metrics if r["epoch"] == epoch), None)
     if record is None or record.get("val_accuracy") is None:
         return None
     return [100 * float(member["val_accuracy"]) for member in record["seeds"]]
@@ -175,17 +164,18 @@ def compared(ours: list[float], paper: float, digits: int) -> tuple[str, bool]:
     return f"**{mean:.1f}{spread}** ({len(ours)}) / {paper:.{digits}f} ({difference:+.1f})", outside
 
 
-def format_cell(cell: str, run: dict[str, Any] | None) -> str:
+def format_cell(cell: str, shown: CellRun | None) -> str:
     """Our seeds' test accuracy beside the paper's logged one, the difference, and marks; for the
     cell whose Table 1 number is a validation accuracy, that one too."""
     logged = paper_runs()[cell]
     validation_epoch = TABLE1_IS_VALIDATION.get(cell)
     texts = []
-    if run is None:
+    if shown is None:
         texts.append(f"- / {logged['test_acc']:.2f}")
         if validation_epoch:
             texts.append(f"val. ep. {validation_epoch}: - / {logged['table1_value']:.1f}")
         return "; ".join(texts)
+    run = shown.files
     text, outside = compared(seed_accuracies(run), logged["test_acc"], 2)
     texts.append(text)
     if validation_epoch:
@@ -198,35 +188,35 @@ def format_cell(cell: str, run: dict[str, Any] | None) -> str:
             outside = outside or outside_val
     marks = (
         ("†" if cell.startswith("cifar10_") and from_image_folder(run) else "")
-        + ("*" if run["changes"] else "")
+        + ("*" if shown.changes else "")
         + ("‡" if outside else "")
     )
     return "; ".join(texts) + marks
 
 
-def run_row(cell: str, run: dict[str, Any]) -> list[str]:
+def run_row(cell: str, shown: CellRun) -> list[str]:
     """The row of ``Runs shown`` for the run shown in ``cell``: where, how and from what it ran."""
     dataset, model = CELLS[cell]
-    record = run["run"]
+    record = shown.files.record
     data = record["data"]
     source = data["dataset"]
     if source == "image_folder":
         source = f"image folder `{Path(str(data['data_dir'])).name}`"
     return [
         f"{DATASETS[dataset]} {TABLE_MODELS[model]}",
-        f"`{run['folder'].name}`",
-        str(len(seed_accuracies(run))),
+        f"`{shown.files.folder.name}`",
+        str(len(seed_accuracies(shown.files))),
         f"{record['device']} x{record['device_count']}",
         record["dtype"],
         str(record["epochs"]),
         f"{record['wall_seconds'] / 60:.1f} min",
         f"`{record['commit'][:12]}`",
         source,
-        ", ".join(run["changes"]) or "none",
+        ", ".join(shown.changes) or "none",
     ]
 
 
-def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
+def render(runs: list[CellRun], skipped: list[str]) -> str:
     """Table 1 in Markdown, then the runs it shows and the folders it could not use."""
     cells = cell_runs(runs)
     counts = parameter_counts()
@@ -268,37 +258,37 @@ def render(runs: list[dict[str, Any]], skipped: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def collect(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+def collect(folders: list[Path]) -> tuple[list[CellRun], list[str]]:
     """The Table 1 runs among ``folders`` (each with its ``cell`` and recipe ``changes``), and why
     each of the others is left out."""
     runs, skipped = [], []
     for folder in folders:
         try:
-            run = read_run(folder)
+            run = read_run(folder, finished=True)
             dataset = paper_dataset(run)
-        except FileNotFoundError as error:
+        except UnfinishedRunError as error:
             skipped.append(str(error))
             continue
         except (OSError, InputError, ValueError, KeyError, TypeError) as error:  # damaged, hand-edited
             skipped.append(f"{folder}: its files cannot be read ({type(error).__name__}: {error})")
             continue
-        cell = f"{dataset}_{column(run['config']['model'])}"
+        cell = f"{dataset}_{column(run.config['model'])}"
         if dataset is None:
             skipped.append(f"{folder}: trained on data that is not a whole dataset of the paper")
         elif cell not in CELLS:
-            skipped.append(f"{folder}: {run['config']['model']} is not a model of Table 1")
+            skipped.append(f"{folder}: {run.config['model']} is not a model of Table 1")
         else:
-            runs.append({**run, "cell": cell, "changes": recipe_changes(run["config"], cell)})
+            runs.append(CellRun(run, cell, recipe_changes(run.config, cell)))
     return runs, skipped
 
 
-def kept_name(run: dict[str, Any], changes: list[str]) -> str:
+def kept_name(run: RunFiles, changes: list[str]) -> str:
     """A kept run's folder in its cell: what differs from the cell's recipe ("paper_recipe" when
     nothing does), its seeds and when it finished, in characters any file system takes."""
-    config = run["config"]
+    config = run.config
     first, count = int(config.get("seed", 0)), int(config.get("num_seeds", 1))
     seeds = f"seed{first}" if count == 1 else f"seeds{first}-{first + count - 1}"
-    finished = re.sub(r"[^0-9]", "", str(run["run"]["finished"]))[:14]
+    finished = re.sub(r"[^0-9]", "", str(run.record["finished"]))[:14]
     recipe = "+".join(changes).replace("'", "").replace('"', "") or "paper_recipe"
     name = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{recipe}_{seeds}_{finished}").strip("._")
     return name[-120:]
@@ -310,15 +300,15 @@ def keep(workdir: Path, results: Path) -> Path:
     Table 1 (resnet8 in a trial of the sweep) are kept but not shown. Refused in one line
     (``InputError``): a folder that is no finished run on a paper dataset, and a failed write."""
     try:
-        run = read_run(workdir)
+        run = read_run(workdir, finished=True)
         dataset = paper_dataset(run)
-        files = {name: (workdir / name).read_bytes() for name in RUN_FILES}
+        files = {name: (workdir / name).read_bytes() for name in FINISHED_RUN_FILES}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise InputError(f"{error}: only finished runs on the paper's datasets can be kept.") from error
     if dataset is None:
         raise InputError(f"{workdir} did not train on a whole dataset of the paper: it cannot be kept.")
-    cell = f"{dataset}_{column(run['config']['model'])}"
-    changes = recipe_changes(run["config"], cell) if cell in CELLS else [f"model={run['config']['model']}"]
+    cell = f"{dataset}_{column(run.config['model'])}"
+    changes = recipe_changes(run.config, cell) if cell in CELLS else [f"model={run.config['model']}"]
     target = results / "runs" / cell / kept_name(run, changes)
     if target.is_dir() and all(
         (target / name).is_file() and (target / name).read_bytes() == files[name] for name in files
@@ -339,7 +329,7 @@ def kept_runs(results: Path) -> list[Path]:
     files itself, as kept before cells held several)."""
     folders = []
     for cell in sorted(p for p in (results / "runs").glob("*") if p.is_dir()):
-        if any((cell / name).exists() for name in RUN_FILES):
+        if any((cell / name).exists() for name in FINISHED_RUN_FILES):
             folders.append(cell)
         else:
             folders += sorted(p for p in cell.iterdir() if p.is_dir() and not p.name.startswith("."))

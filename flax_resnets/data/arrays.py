@@ -53,7 +53,8 @@ class Dataset:
     train: Split
     validation: Split
     test: Split
-    # The per-channel (mean, std) the feeds normalize with; None: the pixels' own (mean, std).
+    # The per-channel (mean, std) the feeds normalize with (``images.normalization_constants``);
+    # None: the pixels' own (mean, std).
     normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def normalization_constants(self) -> tuple[tuple[float, ...], tuple[float, ...]]:

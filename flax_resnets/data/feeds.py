@@ -33,6 +33,7 @@ from jax.sharding import Mesh
 
 from flax_resnets.data.arrays import Dataset
 from flax_resnets.data.augment import pad_crop_flip, pad_crop_flip_at, validation_draws
+from flax_resnets.data.images import model_inputs
 from flax_resnets.data.order import epoch_permutation, eval_positions, steps_per_epoch
 from flax_resnets.errors import InputError
 from flax_resnets.runtime import members, parallel
@@ -53,12 +54,6 @@ class CallStep(NamedTuple):
     step: jax.Array
 
 
-def stacked_step(call: CallStep) -> Batch:
-    """The batch of the call's step ``index`` from inputs that stack one batch per step (the
-    benchmark's and the parity check's random batches)."""
-    return jax.tree.map(lambda x: x[call.index], call.inputs)
-
-
 @dataclasses.dataclass(eq=False)  # eq=False: feeds hash by identity, as jit needs of their methods
 class Feed:
     dataset: Dataset
@@ -73,7 +68,7 @@ class Feed:
 
     def __post_init__(self) -> None:
         require_room(self.dataset)
-        self.mean, self.std = (np.asarray(c, np.float32) for c in self.dataset.normalization_constants())
+        self.normalization = self.dataset.normalization_constants()
         self.epoch_steps = steps_per_epoch(len(self.dataset.train), self.batch_size)
 
     def host_constants(self, split: str) -> dict[str, np.ndarray]:
@@ -203,7 +198,7 @@ class Feed:
         return {"image": images, "label": constants["labels"][index], "mask": inputs["mask"]}
 
     def normalize(self, images: jax.Array) -> jax.Array:
-        return (images.astype(jnp.float32) / 255.0 - self.mean) / self.std
+        return model_inputs(images, self.normalization)
 
     def augmented(self, images: jax.Array, augmentation: Any, *draws: jax.Array) -> jax.Array:
         """Normalized ``augmentation(images, *draws)``: padded with zeros before or after normalizing."""

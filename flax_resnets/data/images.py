@@ -1,6 +1,8 @@
-"""The one way an image becomes a model's pixels, whatever the door it enters by: a training
-folder, ``data export``, ``predict`` and ``TrainedModel.predict``, and the TFDS datasets' images
-after TFDS has decoded them.
+"""The model's input, defined once: how any image becomes the model's uint8 pixels
+(``model_pixels``), whatever the door it enters by (a training folder, ``data export``,
+``predict``, ``TrainedModel.predict``, the TFDS datasets' images after TFDS has decoded them), and
+how those pixels become the model's floats under a run's normalisation (``model_inputs``), in the
+compiled steps, predict, the loss landscape and the PyTorch twins' data alike.
 
 Pillow reads the file (or takes a PIL image or a uint8 array), its mode is brought to 8-bit
 grey or RGB (16-bit and 32-bit grey scaled to 0-255, palettes expanded, CMYK and other colour
@@ -17,6 +19,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -24,6 +27,14 @@ from flax_resnets.data.arrays import IMAGE_SIZE
 from flax_resnets.errors import InputError, shown
 from flax_resnets.progress import progress
 
+# How images are normalised (``config.normalization``), per channel on pixels in [0, 1]:
+# "plus_minus_one": (x - 0.5) / 0.5, to [-1, 1] (the paper's code); "data": by the training images'
+# own mean and standard deviation (for TFDS datasets, their published values, which are those);
+# "pytorch_cifar": the constants of the kuangliu/pytorch-cifar scripts (whose std is not
+# CIFAR-10's: 0.2023 where the pixels' is 0.2470).
+NORMALIZATIONS = ("plus_minus_one", "data", "pytorch_cifar")
+PYTORCH_CIFAR_NORMALIZATION = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+Normalization = tuple[tuple[float, ...], tuple[float, ...]]  # per-channel (mean, std)
 # What Pillow raises for a file it cannot read as an image, one over its decompression-bomb limit
 # (about 179 million pixels) included.
 UNREADABLE_IMAGE = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -137,3 +148,32 @@ def unreadable(path: str | os.PathLike, error: BaseException) -> InputError:
     return InputError(
         f"{shown(path)} is not a readable image ({reason}): remove it or replace it with the image."
     )
+
+
+def normalization_constants(
+    normalization: str, channels: int, pixel_mean: Sequence[float], pixel_std: Sequence[float]
+) -> Normalization:
+    """The per-channel (mean, std) that ``normalization`` (a ``NORMALIZATIONS`` name) divides
+    ``channels``-channel pixels by, given the training pixels' own mean and std."""
+    if normalization == "plus_minus_one":
+        return (0.5,) * channels, (0.5,) * channels
+    if normalization == "pytorch_cifar":
+        if channels != 3:
+            raise InputError(
+                f"normalization='pytorch_cifar' is for 3-channel images, and these have {channels}: "
+                "use normalization='data' or 'plus_minus_one'."
+            )
+        return PYTORCH_CIFAR_NORMALIZATION
+    return tuple(pixel_mean), tuple(pixel_std)
+
+
+def model_inputs(pixels: Any, normalization: Normalization) -> Any:
+    """uint8 pixels (..., C) (a numpy or JAX array) as the model's float32 input: (x / 255 - mean)
+    / std per channel, looked up in a table of the 256 values worked out in float64, so that numpy,
+    XLA (which divides its own way) and the twins' PyTorch give the same floats to the last bit."""
+    mean, std = (np.asarray(constants, np.float64) for constants in normalization)
+    table = ((np.arange(256)[:, None] / 255.0 - mean) / std).astype(np.float32)  # (256, C)
+    channel = np.arange(table.shape[1])
+    if isinstance(pixels, np.ndarray):
+        return table[pixels, channel]
+    return jnp.asarray(table)[pixels, channel]

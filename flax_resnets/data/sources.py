@@ -39,6 +39,7 @@ from flax_resnets.data.arrays import (
 )
 from flax_resnets.data.decoding import decode_to_arrays, tensorflow
 from flax_resnets.data.image_folder import decode_image_folder
+from flax_resnets.data.images import normalization_constants
 from flax_resnets.errors import InputError, only_logged_errors, warn
 
 # Per-channel mean and standard deviation of each training split's pixels, scaled to [0, 1]:
@@ -122,13 +123,6 @@ def training_images(num_images: int, validation_fraction: float) -> int:
     return num_images - int(round(num_images * validation_fraction))
 
 
-# How images are normalised (``config.normalization``), per channel on pixels in [0, 1]:
-# "plus_minus_one": (x - 0.5) / 0.5, to [-1, 1] (the paper's code); "data": by the training images'
-# own mean and standard deviation (for TFDS datasets, their published values, which are those);
-# "pytorch_cifar": the constants of the kuangliu/pytorch-cifar scripts (whose std is not
-# CIFAR-10's: 0.2023 where the pixels' is 0.2470).
-NORMALIZATIONS = ("plus_minus_one", "data", "pytorch_cifar")
-PYTORCH_CIFAR_NORMALIZATION = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 # config.image_channels: 0 keeps the data's channels; 3 repeats a greyscale image into 3 identical
 # channels (the paper's Fashion-MNIST), and leaves colour images as they are.
 IMAGE_CHANNELS = (0, 3)
@@ -182,18 +176,9 @@ def config_dataset_shapes(config: Any) -> Dataset:
 
 
 def normalized_as_configured(config: Any, dataset: Dataset) -> Dataset:
-    """``dataset`` normalised as ``config.normalization`` says."""
-    channels = dataset.channels
-    if config.normalization == "plus_minus_one":
-        return dataclasses.replace(dataset, normalization=((0.5,) * channels, (0.5,) * channels))
-    if config.normalization == "pytorch_cifar":
-        if channels != 3:
-            raise InputError(
-                f"config.normalization='pytorch_cifar' is for 3-channel images, and {config.dataset!r} "
-                f"has {channels}: use normalization='data' or 'plus_minus_one'."
-            )
-        return dataclasses.replace(dataset, normalization=PYTORCH_CIFAR_NORMALIZATION)
-    return dataset
+    """``dataset`` normalised as ``config.normalization`` says (``images.normalization_constants``)."""
+    constants = normalization_constants(config.normalization, dataset.channels, dataset.mean, dataset.std)
+    return dataclasses.replace(dataset, normalization=constants)
 
 
 def is_array_file(data_dir: str | Path) -> bool:

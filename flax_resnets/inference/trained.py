@@ -5,9 +5,9 @@
 >>> [run.class_names[k] for k in probabilities.argmax(-1)]
 
 ``preprocess`` does to any images what the run's data pipeline did to its test images
-(``data.images.model_pixels``, the one function every image goes through): brought to 8 bits,
+(``data.images``' two functions, the model's input wherever it is made): brought to 8 bits,
 converted to the model's channels (a grey image repeated into 3 for the paper's Fashion-MNIST
-models), resized to 32x32, then normalised with the run's constants. Nothing here imports TensorFlow.
+models), resized to 32x32, then normalised as the run was. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -23,15 +23,14 @@ from flax import nnx
 
 from flax_resnets.checks import validate_config
 from flax_resnets.data.arrays import IMAGE_SIZE
-from flax_resnets.data.images import model_pixels
-from flax_resnets.data.sources import PYTORCH_CIFAR_NORMALIZATION
+from flax_resnets.data.images import model_inputs, model_pixels, normalization_constants
 from flax_resnets.errors import InputError
-from flax_resnets.files import read_json_object
-from flax_resnets.runs.workdir import recorded_classes, recorded_config
+from flax_resnets.runs.workdir import read_run
 from flax_resnets.runtime import members
 from flax_resnets.training import steps
 from flax_resnets.training.checkpoints import Checkpoints
 from flax_resnets.training.evaluate import choose_steps, restore_members
+from flax_resnets.training.programs import jit_logits
 
 
 @dataclasses.dataclass
@@ -55,33 +54,26 @@ class TrainedModel:
         those) as the model's float32 (N, 32, 32, channels) input; anything else is a
         ``ValueError`` saying what is expected."""
         pixels = np.stack([model_pixels(image, self.channels) for image in image_list(images)])
-        pixels = pixels.astype(np.float32) / 255.0
-        return (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return model_inputs(pixels, (self.mean, self.std))
 
     def logits(self, images: Any, *, batch_size: int = 256) -> np.ndarray:
         """The model's logits for the images, (N, classes), in batches of ``batch_size``."""
         inputs = self.preprocess(images)
+        graphdef, params, batch_stats = nnx.split(self.model, nnx.Param, nnx.BatchStat)
+        forward, state = jit_logits(graphdef), {"params": params, "batch_stats": batch_stats}
         batches = [inputs[start : start + batch_size] for start in range(0, len(inputs), batch_size)]
-        return np.concatenate([np.asarray(forward(self.model, batch)) for batch in batches])
+        return np.concatenate([np.asarray(forward(state, batch)) for batch in batches])
 
     def predict(self, images: Any, *, batch_size: int = 256) -> np.ndarray:
         """Class probabilities (N, classes), softmax of ``logits``."""
         return np.asarray(jax.nn.softmax(self.logits(images, batch_size=batch_size), axis=-1))
 
 
-@nnx.jit
-def forward(model: nnx.Module, images: jax.Array) -> jax.Array:
-    return model(images, train=False)
-
-
 def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | None = None) -> TrainedModel:
     """The model of a run in ``workdir``: its best checkpoint by validation accuracy ("best"), the
     latest ("latest") or a step. A run of several seeds needs ``seed``: which member."""
-    workdir = Path(workdir)
-    recorded = recorded_config(workdir)
-    if recorded is None:
-        raise InputError(f"{workdir} holds no run (no config.json): pass a training workdir.")
-    config = ml_collections.ConfigDict(recorded)
+    run = read_run(workdir)
+    workdir, config = run.folder, ml_collections.ConfigDict(run.config)
     validate_config(config)
     seeds = members.member_seeds(config.seed, config.num_seeds)
     if seed is None and len(seeds) > 1:
@@ -92,8 +84,9 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | No
     if seed is not None and seed not in seeds:
         raise InputError(f"{workdir} has no seed {seed}; its seeds are {', '.join(map(str, seeds))}.")
     member = seeds.index(seed) if seed is not None else 0
-    class_names, channels = recorded_classes(workdir)
-    mean, std = normalization(workdir, config, channels)
+    class_names, channels = run.classes()
+    statistics = run.pixel_statistics() if config.normalization == "data" else ((), ())
+    mean, std = normalization_constants(config.normalization, channels, *statistics)
     with Checkpoints(
         workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds, read_only=True
     ) as checkpoints:
@@ -118,22 +111,6 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | No
         checkpoint_step=member_steps[member],
         config=config,
     )
-
-
-def normalization(workdir: Path, config: ml_collections.ConfigDict, channels: int) -> tuple[tuple, tuple]:
-    """The per-channel (mean, std) the run normalised its images with."""
-    if config.normalization == "plus_minus_one":
-        return (0.5,) * channels, (0.5,) * channels
-    if config.normalization == "pytorch_cifar":
-        return PYTORCH_CIFAR_NORMALIZATION
-    if not (workdir / "run.json").exists():
-        raise InputError(
-            f"{workdir} normalised with its training images' statistics, which its run.json records at "
-            "the end of training: finish the run first."
-        )
-    data = read_json_object(workdir / "run.json", "restore it from a backup (the run's record)")["data"]
-    mean, std = data.get("normalization") or (data["mean"], data["std"])
-    return tuple(mean), tuple(std)
 
 
 def image_list(images: Any) -> list[Any]:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from flax_resnets.files import atomic_write, read_json_object
-from flax_resnets.runs.metrics import read_jsonl
+from flax_resnets.files import atomic_write
 from flax_resnets.runs.paper import paper_curves
 from flax_resnets.runs.summary import data_label
+from flax_resnets.runs.workdir import read_run
 
 CURVES = "curves.png"
 CONFUSION = "confusion.png"
@@ -101,17 +101,14 @@ def write_plots(workdir: Path, paper_cell: str | None = None) -> list[Path]:
     """Draw whichever of the two pictures the workdir's files allow; return their paths. The
     learning curves show the paper's logged run of ``paper_cell`` (default: the run's own
     ``config.paper_cell``, set by a Table 1 cell's config)."""
-    workdir = Path(workdir)
-    config = read_json_object(workdir / "config.json", "restore it from a backup")
+    run = read_run(workdir)
+    workdir, config = run.folder, run.config
     name = f"{config['model']} on {data_label(config)}"
     written = []
-    metrics = workdir / "metrics.jsonl"
-    records = read_jsonl(metrics) if metrics.exists() else []
-    if records:
+    if run.metrics:
         cell = config.get("paper_cell", "") if paper_cell is None else paper_cell
-        written.append(plot_curves(records, name, workdir / CURVES, cell))
-    evaluation = workdir / "eval.json"
-    report = read_json_object(evaluation, "evaluate the run again") if evaluation.exists() else {}
+        written.append(plot_curves(run.metrics, name, workdir / CURVES, cell))
+    report = run.evaluation or {}
     if "confusion" in report:
         accuracy, step = report["test_accuracy"], report["checkpoint_step"]
         title = f"{name}: test accuracy {accuracy:.2%} (checkpoint at step {step})"

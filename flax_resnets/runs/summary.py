@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flax_resnets.errors import shown
-from flax_resnets.files import read_json_object
-from flax_resnets.runs.metrics import read_jsonl
+from flax_resnets.runs.workdir import RunFiles
 
 
 def data_label(config: Mapping[str, Any]) -> str:
@@ -36,30 +35,22 @@ def result_line(report: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     )
 
 
-def run_summary(workdir: Path, name: str | None = None) -> dict[str, Any]:
+def run_summary(run: RunFiles, name: str | None = None) -> dict[str, Any]:
     """One row about a run, named ``name`` (default: its folder's): what it trained, how fast, how
     well (a run that has not finished an epoch yet has no metrics.jsonl: a row of dashes)."""
-    workdir = Path(workdir)
-    config = read_json_object(workdir / "config.json", "restore it from a backup")
-    metrics = workdir / "metrics.jsonl"
-    records = read_jsonl(metrics) if metrics.exists() else []
-    evaluation_path = workdir / "eval.json"
-    evaluation = {}
-    if evaluation_path.exists():
-        evaluation = read_json_object(evaluation_path, "evaluate the run again")
-    last = records[-1] if records else {}
+    config, last = run.config, (run.metrics[-1] if run.metrics else {})
     return {
-        "run": name or workdir.name,
+        "run": name or run.folder.name,
         "model": config["model"],
         "dataset": data_label(config),
         "dtype": config["dtype"],
         "batch": config["batch_size"],
-        "epochs": f"{len(records)}/{config['num_epochs']}",
+        "epochs": f"{len(run.metrics)}/{config['num_epochs']}",
         # The first epoch pays for compilation: the last one shows the steady speed.
         "images/s": last.get("images_per_second"),
         "s/epoch": last.get("seconds"),
         "val acc": last.get("val_accuracy"),
-        "test acc": evaluation.get("test_accuracy"),
+        "test acc": (run.evaluation or {}).get("test_accuracy"),
     }
 
 

@@ -1,10 +1,13 @@
-"""A workdir's records of its run (its config, its data) and the checks that keep one run per
-workdir: made before a run resumes or is evaluated, so that two configs' or two datasets'
+"""A workdir's records of its run, read back by one reader (``read_run``: the trainer, table1,
+reports, the sweep and ``load_run`` all read a run through it), and the checks that keep one run
+per workdir: made before a run resumes or is evaluated, so that two configs' or two datasets'
 checkpoints and metrics never mix.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -16,6 +19,7 @@ from flax_resnets.cli import RETIRED_FIELDS
 from flax_resnets.config import default_config
 from flax_resnets.errors import InputError
 from flax_resnets.files import read_json_object
+from flax_resnets.runs.metrics import read_jsonl
 
 # Fields that may change between the runs of one workdir without changing the results.
 MAY_CHANGE_ON_RESUME = (
@@ -74,23 +78,79 @@ def check_workdir(workdir: Path) -> None:
 
 
 DATA_RECORD = "data.json"  # the fingerprint of the data a workdir's run read
+FINISHED_RUN_FILES = ("config.json", "metrics.jsonl", "eval.json", "run.json")  # what a kept run holds
 
 
-def recorded_classes(workdir: Path) -> tuple[tuple[str, ...], int]:
-    """The class names and image channels a workdir's run trained on: from its data.json, or, in a
-    run kept without one, from its run.json's record of the data (as ``check_same_data`` reads it)."""
-    workdir = Path(workdir)
-    if (workdir / DATA_RECORD).exists():
-        data = read_json_object(workdir / DATA_RECORD, "restore it from a backup (the run's data record)")
-        return tuple(data["class_names"]), int(data["image_shape"][-1])
-    if (workdir / "run.json").exists():
-        data = read_json_object(workdir / "run.json", "restore it from a backup (the run's record)")
-        if isinstance(data.get("data"), dict):
-            return tuple(data["data"]["class_names"]), int(data["data"]["channels"])
-    raise InputError(
-        f"{workdir} has neither data.json nor a run.json that records its data, so its classes are "
-        "unknown: restore one of them from a backup."
-    )
+class UnfinishedRunError(InputError):
+    """A folder that holds no finished run (one of ``FINISHED_RUN_FILES`` is missing)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFiles:
+    """What a run left in its folder, each file read when first asked for: its config (every field
+    it lacks at its default), its epochs, its test result, its record (run.json) and its data's."""
+
+    folder: Path
+    config: dict[str, Any]
+
+    @functools.cached_property
+    def metrics(self) -> list[dict]:
+        path = self.folder / "metrics.jsonl"
+        return read_jsonl(path) if path.exists() else []
+
+    @functools.cached_property
+    def evaluation(self) -> dict[str, Any] | None:
+        return self.read_object("eval.json", "evaluate the run again")
+
+    @functools.cached_property
+    def record(self) -> dict[str, Any] | None:
+        return self.read_object("run.json", "restore it from a backup (the run's record)")
+
+    @functools.cached_property
+    def data(self) -> dict[str, Any] | None:
+        return self.read_object(DATA_RECORD, "restore it from a backup (the run's data record)")
+
+    def read_object(self, name: str, fix: str) -> dict[str, Any] | None:
+        path = self.folder / name
+        return read_json_object(path, fix) if path.exists() else None
+
+    def classes(self) -> tuple[tuple[str, ...], int]:
+        """The class names and image channels the run trained on: from its data.json, or, in a run
+        kept without one, from its run.json's record of the data (as ``check_same_data`` reads it)."""
+        if self.data is not None:
+            return tuple(self.data["class_names"]), int(self.data["image_shape"][-1])
+        if self.record is not None and isinstance(self.record.get("data"), dict):
+            return tuple(self.record["data"]["class_names"]), int(self.record["data"]["channels"])
+        raise InputError(
+            f"{self.folder} has neither data.json nor a run.json that records its data, so its classes are "
+            "unknown: restore one of them from a backup."
+        )
+
+    def pixel_statistics(self) -> tuple[list[float], list[float]]:
+        """The training pixels' per-channel mean and std, as the run's record has them."""
+        if self.record is None:
+            raise InputError(
+                f"{self.folder} normalised with its training images' statistics, which its run.json records "
+                "at the end of training: finish the run first."
+            )
+        return self.record["data"]["mean"], self.record["data"]["std"]
+
+def read_run(workdir: str | Path, *, finished: bool = False) -> RunFiles:
+    """The run in ``workdir`` (``~`` expanded), or one line saying there is none. ``finished``: a
+    run that finished, its files all there (else ``UnfinishedRunError``) and holding what a
+    finished run's hold (else ``InputError``, ``KeyError`` or ``TypeError``)."""
+    folder = Path(workdir).expanduser()
+    missing = [name for name in FINISHED_RUN_FILES if finished and not (folder / name).is_file()]
+    if missing:
+        raise UnfinishedRunError(f"{folder} is not a finished run: {', '.join(missing)} missing")
+    config = recorded_config(folder)
+    if config is None:
+        raise InputError(f"{folder} holds no run (no config.json): pass the workdir of a training run.")
+    run = RunFiles(folder, config)
+    if finished:
+        float(run.evaluation["test_accuracy"]), str(run.config["model"]), str(run.record["finished"])
+        [float(member["test_accuracy"]) for member in run.evaluation["seeds"]], len(run.metrics)
+    return run
 
 
 def check_same_data(workdir: Path, dataset: Any, fingerprint: dict[str, Any] | None = None) -> None:

@@ -2,11 +2,10 @@
 that libtpu describes, ``runtime.tpu``): what they need of each device's memory and how many
 FLOPs a step costs, before anyone rents the slice.
 
-The programs are the trainer's own: ``steps.build_training`` (the same mesh of the slice's
-devices over every host, member axis, ``steps_per_call`` scan, dtype and shardings) lowered with
+The programs are the trainer's own (``programs.build_programs``: the same mesh of the slice's
+devices over every host, member axis, ``steps_per_call`` scan, dtype and shardings), lowered with
 the state, the feed's inputs and the dataset as shapes only (``Feed.call_shapes``; the named
-datasets' sizes from ``data.sources.TFDS_SIZES``), and the evaluation step as ``evaluate`` builds
-it. Nothing is initialized, placed or read.
+datasets' sizes from ``data.sources.TFDS_SIZES``). Nothing is initialized, placed or read.
 """
 
 from __future__ import annotations
@@ -21,13 +20,11 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from flax_resnets.data.feeds import make_feed
 from flax_resnets.data.order import check_batch_size
 from flax_resnets.data.sources import config_dataset_shapes
 from flax_resnets.models.flops import jaxpr_macs
 from flax_resnets.runtime import parallel
-from flax_resnets.training import steps
-from flax_resnets.training.evaluate import compile_eval_step, eval_batch_size
+from flax_resnets.training import programs
 
 TRAINING = "training call"
 
@@ -105,27 +102,16 @@ def trace_run(config: ml_collections.ConfigDict, mesh: Mesh) -> dict[str, tuple[
     devices = list(mesh.devices.flat)
     hosts = len({device.process_index for device in devices})
     check_batch_size(config.batch_size, hosts, len(devices) // hosts, config.num_seeds)
-    dataset = config_dataset_shapes(config)
-    feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config, mesh))
-    training = steps.build_training(
-        config,
-        num_classes=dataset.num_classes,
-        input_channels=dataset.channels,
-        total_steps=feed.epoch_steps * config.num_epochs,
-        mesh=mesh,
-        make_batch=feed.train_batch,
-        shapes_only=True,
-    )
-    train_inputs, train_constants = feed.call_shapes("train")
-    evaluate = compile_eval_step(training.graphdef, feed, mesh, flip=config.eval_flip)
-    eval_inputs, eval_constants = feed.call_shapes("test")
+    program = programs.build_programs(config, config_dataset_shapes(config), mesh, shapes_only=True)
+    train_inputs, train_constants = program.feed.call_shapes("train")
+    eval_inputs, eval_constants = program.feed.call_shapes("test")
     return {
         TRAINING: (
-            training.train.trace(training.state, train_inputs, train_constants, config.steps_per_call),
+            program.train.trace(program.state, train_inputs, train_constants, config.steps_per_call),
             nbytes(train_constants),
         ),
         "evaluation step": (
-            evaluate.trace(training.state.model_state(), eval_inputs, eval_constants),
+            program.evaluate.trace(program.state.model_state(), eval_inputs, eval_constants),
             nbytes(eval_constants),
         ),
     }

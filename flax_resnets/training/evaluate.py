@@ -11,41 +11,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh
 
 from flax_resnets.checks import validate_config
-from flax_resnets.data.feeds import Feed, make_feed
+from flax_resnets.data.feeds import Feed
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock, write_json
 from flax_resnets.progress import progress
 from flax_resnets.runs.plots import write_plots
-from flax_resnets.runs.workdir import check_same_data, check_same_run, recorded_config
+from flax_resnets.runs.workdir import check_same_data, check_same_run, read_run
 from flax_resnets.runtime import members, parallel
-from flax_resnets.training import steps
+from flax_resnets.training import programs, steps
 from flax_resnets.training.checkpoints import Checkpoints
-
-
-def compile_eval_step(
-    graphdef: Any, feed: Feed, mesh: Mesh, *, flip: bool = False, split: str = "test"
-) -> Callable:
-    """The jitted evaluation step on a feed's inputs of ``split``: batch sums of every member (on
-    the same batch for all, or each on its own crops where the feed augments the split),
-    replicated (``flip``: averaged with the mirror images, ``config.eval_flip``)."""
-    return steps.jit_eval_step(
-        graphdef,
-        feed.eval_batch,
-        mesh,
-        num_seeds=feed.num_seeds,
-        member_inputs=feed.augments(split),
-        flip=flip,
-    )
-
-
-def eval_batch_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
-    """config.eval_batch_size rounded up to a multiple of the mesh's devices (padding is masked)."""
-    devices = mesh.devices.size
-    return -(-config.eval_batch_size // devices) * devices
 
 
 def evaluate_split(
@@ -166,14 +143,10 @@ def evaluate_workdir(
     so does the best one while a run trains in the workdir (its eval.json is the training's).
 
     Only the model's parameters and BatchNorm statistics are read from the checkpoint."""
-    workdir = Path(workdir)
-    recorded = recorded_config(workdir)
-    if recorded is None:
-        raise InputError(
-            f"{workdir} holds no run (no config.json): train there first, or pass its --workdir."
-        )
+    run = read_run(workdir)
+    workdir = run.folder
     if config is None:
-        config = ml_collections.ConfigDict(recorded)
+        config = ml_collections.ConfigDict(run.config)
     validate_config(config)
     check_same_run(config, workdir, "leave out --config to evaluate the run as it was trained")
     with Checkpoints(
@@ -185,15 +158,12 @@ def evaluate_workdir(
         parallel.initialize_distributed(config.distributed)
         dataset = load_config_dataset(config)
         check_same_data(workdir, dataset)
-        mesh = parallel.make_mesh(config.num_seeds)
-        feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config, mesh))
-        graphdef, abstract = steps.abstract_model_state(
-            config, num_classes=dataset.num_classes, input_channels=dataset.channels
+        program = programs.build_programs(
+            config, dataset, parallel.make_mesh(config.num_seeds), shapes_only=True
         )
-        model_state = restore_members(checkpoints, member_steps, parallel.abstract(abstract, mesh))
-        eval_fn = compile_eval_step(graphdef, feed, mesh, flip=config.eval_flip)
-        report = test_report(member_steps, model_state, eval_fn, feed, config)
-        mark_best(checkpoints, feed.seeds())
+        model_state = restore_members(checkpoints, member_steps, program.state.model_state())
+        report = test_report(member_steps, model_state, program.evaluate, program.feed, config)
+        mark_best(checkpoints, program.feed.seeds())
     if jax.process_index() == 0:
         training = WorkdirLock.holder(workdir)
         if is_best and training is None:

@@ -9,7 +9,6 @@ as a run that never stopped.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,7 @@ import ml_collections
 import numpy as np
 
 from flax_resnets.checks import validate_config
-from flax_resnets.data.feeds import make_feed
-from flax_resnets.data.order import check_batch_size, steps_per_epoch
+from flax_resnets.data.order import check_batch_size
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock, require_writable, write_json
@@ -38,12 +36,10 @@ from flax_resnets.runs.workdir import (
     config_dict,
 )
 from flax_resnets.runtime import members, parallel
-from flax_resnets.training import steps
+from flax_resnets.training import programs, steps
 from flax_resnets.training.checkpoints import Checkpoints
 from flax_resnets.training.evaluate import (
     choose_steps,
-    compile_eval_step,
-    eval_batch_size,
     evaluate_split,
     mark_best,
     restore_members,
@@ -63,30 +59,10 @@ class TrainingStoppedError(RuntimeError):
         self.exit_status = exit_status
 
 
-@dataclasses.dataclass
-class Program:
-    """What a run trains with, made before anything is written: its data and feed, the mesh, the
-    members' initial state, the schedule and the compiled steps."""
-
-    config: ml_collections.ConfigDict
-    dataset: Any
-    data_fingerprint: dict[str, Any]
-    feed: Any
-    mesh: Any
-    schedule: Any
-    initial_state: steps.TrainState
-    train_fn: Any
-    train_data: Any
-    eval_fn: Any
-    validation_fn: Any
-    epoch_steps: int
-    total_steps: int
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming what is there), then test the best checkpoint."""
     workdir = Path(workdir)
-    program = prepare(config, workdir)
+    program, fingerprint = prepare(config, workdir)
     is_main = jax.process_index() == 0  # the one process that writes files and prints
     # Saves in flight finish, and files close, however the run ends (a diverged loss included).
     with contextlib.ExitStack() as exit_stack:
@@ -95,23 +71,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             require_writable(checkpoint_dir if checkpoint_dir.exists() else workdir, "checkpoints")
             exit_stack.enter_context(WorkdirLock(workdir))
             check_same_run(config, workdir)
-            check_same_data(workdir, program.dataset, program.data_fingerprint)
+            check_same_data(workdir, program.feed.dataset, fingerprint)
         checkpoints = exit_stack.enter_context(
             Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds)
         )
         state, history = resume(program, checkpoints, workdir, is_main)
         if is_main:
             write_json(workdir / "config.json", config_dict(config))
-            write_json(workdir / DATA_RECORD, program.data_fingerprint)
+            write_json(workdir / DATA_RECORD, fingerprint)
         report = exit_stack.enter_context(EpochReport(workdir, history)) if is_main else None
         trains = int(members.split(state.step, config.num_seeds)[0]) < program.total_steps
         state = train(program, state, history, checkpoints, report)
         return test(program, state, history, checkpoints, workdir, trains=trains)
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
-    """Check everything, read the data, build the members and compile their steps; refuse bad
-    input before reading data or compiling anything, and write nothing."""
+def prepare(config: ml_collections.ConfigDict, workdir: Path) -> tuple[programs.Programs, dict[str, Any]]:
+    """Check everything, read the data, build the members and their programs, and fingerprint the
+    data; refuse bad input before reading data or compiling anything, and write nothing."""
     validate_config(config)
     check_workdir(workdir)
     parallel.initialize_distributed(config.distributed)
@@ -120,53 +96,20 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Program:
     check_continuable(workdir)
     dataset = load_config_dataset(config)
     require_trainable(config, dataset)
-    epoch_steps = steps_per_epoch(len(dataset.train), config.batch_size)
-    data_fingerprint = dataset.fingerprint()
-    check_same_data(workdir, dataset, data_fingerprint)
-
-    # Models (one per member), optimizer and compiled steps, laid out over the mesh.
-    mesh = parallel.make_mesh(config.num_seeds)
-    feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config, mesh))
-    training = steps.build_training(
-        config,
-        num_classes=dataset.num_classes,
-        input_channels=dataset.channels,
-        total_steps=epoch_steps * config.num_epochs,
-        mesh=mesh,
-        make_batch=feed.train_batch,
-    )
-    eval_fn = compile_eval_step(training.graphdef, feed, mesh, flip=config.eval_flip)
-    validation_fn = eval_fn
-    if feed.augments("validation"):  # each member's own crops of the validation images
-        validation_fn = compile_eval_step(
-            training.graphdef, feed, mesh, flip=config.eval_flip, split="validation"
-        )
-    return Program(
-        config=config,
-        dataset=dataset,
-        data_fingerprint=data_fingerprint,
-        feed=feed,
-        mesh=mesh,
-        schedule=training.schedule,
-        initial_state=training.state,
-        train_fn=training.train,
-        train_data=feed.constants("train"),
-        eval_fn=eval_fn,
-        validation_fn=validation_fn,
-        epoch_steps=epoch_steps,
-        total_steps=epoch_steps * config.num_epochs,
-    )
+    fingerprint = dataset.fingerprint()
+    check_same_data(workdir, dataset, fingerprint)
+    return programs.build_programs(config, dataset, parallel.make_mesh(config.num_seeds)), fingerprint
 
 
 def resume(
-    program: Program, checkpoints: Checkpoints, workdir: Path, is_main: bool
+    program: programs.Programs, checkpoints: Checkpoints, workdir: Path, is_main: bool
 ) -> tuple[steps.TrainState, list[dict]]:
     """The state and epoch records to go on from: the latest readable checkpoint's, or the start's."""
     config = program.config
-    abstract = parallel.abstract(program.initial_state, program.mesh)
+    abstract = parallel.abstract(program.state, program.mesh)
     restored = checkpoints.restore_latest_readable(abstract)
     if restored is None:
-        return program.initial_state, []
+        return program.state, []
     state, history = restored
     step = int(members.split(state.step, config.num_seeds)[0])  # the same in every member
     if is_main:
@@ -176,7 +119,7 @@ def resume(
 
 
 def train(
-    program: Program,
+    program: programs.Programs,
     state: steps.TrainState,
     history: list[dict],
     checkpoints: Checkpoints,
@@ -188,8 +131,8 @@ def train(
     config = program.config
     step = int(members.split(state.step, config.num_seeds)[0])
     with StopRequests() as stop:  # while training: after it, Ctrl-C is the command's (nothing to save)
-        for epoch in range(step // program.epoch_steps, config.num_epochs):
-            first_step = step % program.epoch_steps
+        for epoch in range(step // program.feed.epoch_steps, config.num_epochs):
+            first_step = step % program.feed.epoch_steps
             started = time.perf_counter()
             state, step = train_epoch(program, state, epoch, first_step, checkpoints, history, stop)
             train_seconds = time.perf_counter() - started
@@ -201,7 +144,7 @@ def train(
                 "learning_rate": float(program.schedule(step - 1)),  # the epoch's last step's
                 "seconds": time.perf_counter() - started,
                 # Summed over the members: what the device did.
-                "images_per_second": (program.epoch_steps - first_step)
+                "images_per_second": (program.feed.epoch_steps - first_step)
                 * config.batch_size
                 * config.num_seeds
                 / train_seconds,
@@ -220,7 +163,7 @@ def train(
 
 
 def train_epoch(
-    program: Program,
+    program: programs.Programs,
     state: steps.TrainState,
     epoch: int,
     first_step: int,
@@ -230,40 +173,40 @@ def train_epoch(
 ) -> tuple[steps.TrainState, int]:
     """Epoch ``epoch`` from its step ``first_step`` to its end, with a progress bar; the state and
     the run's step after it."""
-    config, num_seeds = program.config, program.config.num_seeds
+    config, num_seeds, epoch_steps = program.config, program.config.num_seeds, program.feed.epoch_steps
     if first_step == 0:
         zero = parallel.place_state(steps.zero_epoch_sums(num_seeds), program.mesh)
         state = state.replace(epoch_sums=zero)
-    step = epoch * program.epoch_steps + first_step
+    step = epoch * epoch_steps + first_step
     calls = program.feed.train_calls(epoch=epoch, start_step=first_step, steps_per_call=config.steps_per_call)
     show = jax.process_index() == 0
-    with progress_bar(epoch, config.num_epochs, program.epoch_steps, first_step, enabled=show) as progress:
+    with progress_bar(epoch, config.num_epochs, epoch_steps, first_step, enabled=show) as progress:
         for inputs, done in calls:
-            state = program.train_fn(state, inputs, program.train_data, done)
+            state = program.train(state, inputs, program.feed.constants("train"), done)
             step += done
             progress.update(done)
             if passed_multiple(step, done, config.log_every_steps):
                 progress.set_postfix(progress_means(running_means(state, num_seeds)))
-            if mid_epoch_checkpoint_due(config, step, done, program.epoch_steps):
+            if mid_epoch_checkpoint_due(config, step, done, epoch_steps):
                 checkpoints.save(step, require_finite(state, step, checkpoints, config.dtype), history)
-            if step % program.epoch_steps:  # at the epoch's end, train() validates and records it first
+            if step % epoch_steps:  # at the epoch's end, train() validates and records it first
                 stop_if_requested(stop, program, state, step, checkpoints, history)
     return state, step
 
 
 def validate(
-    program: Program, state: steps.TrainState, epoch: int, step: int, checkpoints: Checkpoints
+    program: programs.Programs, state: steps.TrainState, epoch: int, step: int, checkpoints: Checkpoints
 ) -> list[dict]:
     """Each member's entry of the epoch's record: its training means and its validation."""
     config = program.config
     train_means = running_means(require_finite(state, step, checkpoints, config.dtype), config.num_seeds)
-    val = evaluate_split(program.validation_fn, state.model_state(), program.feed, "validation", epoch)
+    val = evaluate_split(program.validate, state.model_state(), program.feed, "validation", epoch)
     return member_records(program.feed.seeds(), train_means, val or [None] * config.num_seeds)
 
 
 def stop_if_requested(
     stop: StopRequests,
-    program: Program,
+    program: programs.Programs,
     state: steps.TrainState,
     step: int,
     checkpoints: Checkpoints,
@@ -285,7 +228,7 @@ def stop_if_requested(
 
 
 def test(
-    program: Program,
+    program: programs.Programs,
     state: steps.TrainState,
     history: list[dict],
     checkpoints: Checkpoints,
@@ -301,11 +244,11 @@ def test(
     best = choose_steps(checkpoints, "best", config.num_seeds)
     abstract_model = parallel.abstract(state.model_state(), program.mesh)
     model_state = restore_members(checkpoints, best, abstract_model)
-    result = test_report(best, model_state, program.eval_fn, program.feed, config)
+    result = test_report(best, model_state, program.evaluate, program.feed, config)
     if jax.process_index() == 0:
         write_json(workdir / "eval.json", result)
         if trains or not (workdir / "run.json").exists():  # the record of the machine that trained
-            write_json(workdir / "run.json", run_record(config, program.dataset, history))
+            write_json(workdir / "run.json", run_record(config, program.feed.dataset, history))
         write_plots(workdir)
     return result
 

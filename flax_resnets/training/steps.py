@@ -1,17 +1,13 @@
-"""The training state and the two compiled computations on it: a training step and an evaluation step.
+"""The training state and the pure functions on it: a training step on a batch, an evaluation
+step's sums, the logits.
 
 The model's graph is split from its arrays once (``nnx.split``); the steps are pure functions
-of arrays, merged back into a model inside the trace, so they compile with ``jax.jit`` over a
-mesh and donate the old state's buffers. Every program of the package is built here
-(``build_training``, ``jit_train_steps``, ``jit_eval_step``), with the backend's settings
-(``runtime.tuning.for_backend``: the convolution models run with, loops unrolled or not, compiler
-options) chosen here and nowhere else, for the platform of the mesh's devices.
+of arrays, merged back into a model inside the trace, so that ``training.programs`` compiles them
+with ``jax.jit`` over a mesh, each batch made by the feed before it reaches them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -20,15 +16,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx, struct
-from jax.sharding import Mesh
 
-from flax_resnets.data.feeds import Batch, CallStep
 from flax_resnets.models import create_model
-from flax_resnets.runtime import members, parallel
+from flax_resnets.runtime import members
 from flax_resnets.runtime.tuning import for_backend
 
-# Inside a compiled call: where a step stands -> the model's batch (a feed's ``train_batch``).
-MakeBatch = Callable[[CallStep], Batch]
+Batch = dict[str, jax.Array]  # the model's batch: image, label (and mask when evaluating)
 # What evaluation needs of a training state: {"params": ..., "batch_stats": ...}.
 ModelState = dict[str, nnx.State]
 # Sums over the current epoch's training steps, kept in the state so that an epoch resumed
@@ -224,168 +217,29 @@ def train_step(
     )
 
 
-def train_steps(
-    graphdef: nnx.GraphDef,
-    optimizer: Any,
-    make_batch: MakeBatch,
-    state: TrainState,
-    inputs: Any,
-    constants: Any,
-    num_steps: int,
-    *,
-    unroll: bool,
-    label_smoothing: float = 0.0,
-) -> TrainState:
-    """``num_steps`` training steps in one compiled call (``config.steps_per_call``): fewer
-    dispatches, which dominate small batches on accelerators.
-
-    ``make_batch(CallStep(inputs, constants, index, step))`` makes the model's batch of the call's
-    step ``index`` (the run's step ``step``) inside the compiled call. The steps are a ``lax.scan``
-    (compiled once, whatever their number) unless ``unroll`` (``runtime.tuning.Tuning.unroll``).
-    """
-
-    def one_step(state: TrainState, index: Any) -> tuple[TrainState, None]:
-        batch = make_batch(CallStep(inputs, constants, index, state.step))
-        return train_step(graphdef, optimizer, state, batch, label_smoothing), None
-
-    if unroll:
-        for index in range(num_steps):
-            state, _ = one_step(state, index)
-        return state
-    return jax.lax.scan(one_step, state, jnp.arange(num_steps))[0]
-
-
-def jit_train_steps(
-    graphdef: nnx.GraphDef,
-    optimizer: Any,
-    make_batch: MakeBatch,
-    mesh: Mesh,
-    *,
-    label_smoothing: float = 0.0,
-    num_seeds: int = 1,
-) -> Callable[[TrainState, Any, Any, int], TrainState]:
-    """``train_steps`` of every member compiled over ``mesh``: (state, inputs, constants,
-    num_steps) -> state; one compilation per distinct ``num_steps``. Each member has its own
-    state and call inputs (the feed's, per member); the constants are shared.
-
-    The old state's buffers are donated: the caller must use only the state it returns.
-    """
-    tuning = for_backend(parallel.platform(mesh))
-    unroll = tuning.unroll
-    one_member = functools.partial(
-        train_steps, graphdef, optimizer, make_batch, unroll=unroll, label_smoothing=label_smoothing
-    )
-
-    def every_member(state: TrainState, inputs: Any, constants: Any, num_steps: int) -> TrainState:
-        step = lambda state, inputs: one_member(state, inputs, constants, num_steps)  # noqa: E731
-        return members.over_members(step, num_seeds, unroll=unroll)(state, inputs)
-
-    return tuning.jit(
-        every_member,
-        static_argnums=3,
-        out_shardings=parallel.state_sharding(mesh),
-        donate_argnums=0,
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class Training:
-    """A run's training program: the model's graph, the optimizer and its schedule, every member's
-    initial state laid out over the mesh (or its shapes and shardings only), and the compiled
-    training call (``jit_train_steps``)."""
-
-    graphdef: nnx.GraphDef
-    optimizer: Any
-    schedule: Callable
-    state: TrainState
-    train: Callable[[TrainState, Any, Any, int], TrainState]
-
-
-def build_training(
-    config: ml_collections.ConfigDict,
-    *,
-    num_classes: int,
-    input_channels: int,
-    total_steps: int,
-    mesh: Mesh,
-    make_batch: MakeBatch,
-    shapes_only: bool = False,
-) -> Training:
-    """The training program of ``config`` (``config.num_seeds`` members) over ``mesh``: what the
-    trainer, the benchmark, the parity check and the ahead-of-time compilation all run.
-    ``shapes_only``: the state as shapes and shardings (nothing initialized or placed), for
-    lowering the program for devices this process does not have."""
-    optimizer, schedule = make_optimizer(config, total_steps)
-
-    def initial_state() -> TrainState:
-        nonlocal graphdef
-        graphdef, state = create_train_state(
-            config,
-            num_classes=num_classes,
-            input_channels=input_channels,
-            optimizer=optimizer,
-            platform=parallel.platform(mesh),
-        )
-        return state
-
-    graphdef = None
-    if shapes_only:
-        state = parallel.abstract(jax.eval_shape(initial_state), mesh)
-    else:
-        state = parallel.place_state(initial_state(), mesh)
-    train = jit_train_steps(
-        graphdef,
-        optimizer,
-        make_batch,
-        mesh,
-        label_smoothing=config.label_smoothing,
-        num_seeds=config.num_seeds,
-    )
-    return Training(graphdef, optimizer, schedule, state, train)
+def model_logits(
+    graphdef: nnx.GraphDef, model_state: ModelState, images: jax.Array, flip: bool = False
+) -> jax.Array:
+    """The model's logits in evaluation mode; ``flip``: the mean of the image's and its mirror
+    image's (test-time augmentation)."""
+    model = nnx.merge(graphdef, model_state["params"], model_state["batch_stats"])
+    out = model(images, train=False)
+    return (out + model(images[:, :, ::-1], train=False)) / 2 if flip else out
 
 
 def eval_step(
     graphdef: nnx.GraphDef, model_state: ModelState, batch: Batch, flip: bool = False
 ) -> dict[str, jax.Array]:
     """Summed loss, correct predictions and the confusion matrix (rows: labels, columns:
-    predictions) over the batch's real (unmasked) examples. ``flip``: the logits are the mean of
-    the image's and its mirror image's (test-time augmentation)."""
-    model = nnx.merge(graphdef, model_state["params"], model_state["batch_stats"])
-    logits = model(batch["image"], train=False)
-    if flip:
-        logits = (logits + model(batch["image"][:, :, ::-1], train=False)) / 2
-    mask = batch["mask"]
-    labels = batch["label"]
-    predictions = jnp.argmax(logits, -1)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    num_classes = logits.shape[-1]
-    confusion = jnp.zeros((num_classes, num_classes), jnp.int32)
+    predictions) over the batch's real (unmasked) examples."""
+    out = model_logits(graphdef, model_state, batch["image"], flip)
+    mask, labels = batch["mask"], batch["label"]
+    predictions = jnp.argmax(out, -1)
+    loss = optax.softmax_cross_entropy_with_integer_labels(out, labels)
+    confusion = jnp.zeros((out.shape[-1],) * 2, jnp.int32)
     return {
         "loss": jnp.sum(jnp.where(mask, loss, 0.0)),
         "correct": jnp.sum((predictions == labels) & mask),
         "count": jnp.sum(mask),
         "confusion": confusion.at[labels, predictions].add(mask.astype(jnp.int32)),
     }
-
-
-def jit_eval_step(
-    graphdef: nnx.GraphDef,
-    make_batch: Callable[[Any, Any], Batch],
-    mesh: Mesh,
-    *,
-    num_seeds: int,
-    member_inputs: bool,
-    flip: bool = False,
-) -> Callable[[ModelState, Any, Any], dict[str, jax.Array]]:
-    """``eval_step`` of every member compiled over ``mesh``: (model state, inputs, constants) ->
-    each member's sums, replicated. ``make_batch(inputs, constants)`` makes the model's batch;
-    ``member_inputs``: the inputs have a member axis (each member its own), else all share them."""
-    tuning = for_backend(parallel.platform(mesh))
-
-    def evaluate_batch(model_state: ModelState, inputs: Any, constants: Any) -> dict[str, jax.Array]:
-        return eval_step(graphdef, model_state, make_batch(inputs, constants), flip)
-
-    every_member = members.over_members(
-        evaluate_batch, num_seeds, in_axes=(0, 0 if member_inputs else None, None), unroll=tuning.unroll
-    )
-    return tuning.jit(every_member, out_shardings=parallel.replicated(mesh))

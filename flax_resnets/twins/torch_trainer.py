@@ -3,11 +3,11 @@ the repository), for ``python -m flax_resnets parity --train``.
 
 It shares nothing with the project's data path or trainer: it reads the image folder with
 Pillow (greyscale images repeated into 3 channels where the recipe says so, then resized with
-Pillow's bilinear filter, as ``torchvision.transforms.Resize`` does on Pillow images), augments with
+Pillow's bilinear filter, as ``torchvision.transforms.Resize`` does on Pillow images), normalises as the
+run's config says (the model's input is defined once: ``data.images.model_inputs``), augments with
 ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip`` written out in torch (torchvision does not
-install beside this project's CPU torch) before normalising (black padding) or after it (the
-paper's Fashion-MNIST: padding 0 in normalised units), normalises by (x - 0.5) / 0.5 (or the
-training images' mean and std, or kuangliu/pytorch-cifar's constants), holds out a random subset
+install beside this project's CPU torch), padding black (as when padded before normalising) or
+with 0 in normalised units (the paper's Fashion-MNIST: padded after), holds out a random subset
 of the augmented training set for validation (cropped and flipped afresh every epoch, as a
 ``random_split`` of an augmented dataset is), batches with a shuffling ``DataLoader``, and trains
 the model's PyTorch twin (its dropout drawing from torch's generator) with
@@ -29,7 +29,6 @@ import functools
 import random
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +36,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from flax_resnets.data.images import Normalization, model_inputs, normalization_constants
 from flax_resnets.twins.torch_models import sgd, torch_model
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -59,10 +59,6 @@ class Recipe:
     image_channels: int = 0  # 3: greyscale images as 3 identical channels
     pad_after_normalization: bool = False  # crops padded with 0 after normalising, not black
     augment_validation: bool = True  # validation images cropped and flipped like training's
-
-
-# transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)) in kuangliu/pytorch-cifar.
-PYTORCH_CIFAR_NORMALIZATION = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 
 
 @functools.lru_cache(maxsize=2)  # read once for all seeds
@@ -93,45 +89,39 @@ def read_split(root: Path, split: str, image_channels: int = 0) -> tuple[np.ndar
 
 
 class Images(torch.utils.data.Dataset):
-    """uint8 images -> normalised CHW tensors; with ``augment``, RandomCrop(32, padding=4) and
-    RandomHorizontalFlip drawn from torch's global generator at every read, as torchvision's
-    transforms do, padded before normalising or after it (``pad_after_normalization``)."""
+    """uint8 images (``pixels``) as the model's normalised inputs, channels first; with ``augment``,
+    RandomCrop(32, padding=4) and RandomHorizontalFlip drawn from torch's global generator at every
+    read, as torchvision's transforms do, the padding black (``model_inputs`` of 0, as padding
+    before normalising gives) or 0 (``pad_after_normalization``)."""
 
     def __init__(
         self,
-        images: np.ndarray,
+        pixels: np.ndarray,
         labels: np.ndarray,
-        mean: Any,
-        std: Any,
+        normalization: Normalization,
         *,
         augment: bool,
         pad_after_normalization: bool = False,
     ):
-        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+        self.pixels, self.normalization = pixels, normalization
+        self.images = torch.from_numpy(model_inputs(pixels, normalization)).permute(0, 3, 1, 2)
         self.labels = torch.from_numpy(labels).long()
-        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
-        self.augment, self.pad_after_normalization = augment, pad_after_normalization
+        black = torch.from_numpy(model_inputs(np.zeros(pixels.shape[-1], np.uint8), normalization))
+        self.padding = torch.zeros_like(black) if pad_after_normalization else black
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def normalise(self, image: torch.Tensor) -> torch.Tensor:
-        return (image - self.mean) / self.std
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.images[index]
-        if not self.augment:
-            return self.normalise(image), self.labels[index]
-        if self.pad_after_normalization:
-            image = self.normalise(image)
-        padded = nn.functional.pad(image, (4, 4, 4, 4))
-        top, left = torch.randint(0, 9, (2,)).tolist()
-        image = padded[:, top : top + 32, left : left + 32]
-        if torch.rand(1).item() < 0.5:
-            image = image.flip(-1)
-        if not self.pad_after_normalization:
-            image = self.normalise(image)
+        if self.augment:
+            padded = self.padding[:, None, None].repeat(1, 40, 40)
+            padded[:, 4:36, 4:36] = image
+            top, left = torch.randint(0, 9, (2,)).tolist()
+            image = padded[:, top : top + 32, left : left + 32]
+            if torch.rand(1).item() < 0.5:
+                image = image.flip(-1)
         return image, self.labels[index]
 
 
@@ -144,17 +134,6 @@ def accuracy(model: nn.Module, data: Images) -> float:
     return correct / len(data)
 
 
-def normalisation(images: np.ndarray, recipe: Recipe) -> tuple[Any, Any]:
-    """The per-channel mean and standard deviation the recipe normalises with."""
-    channels = images.shape[-1]
-    if recipe.normalization == "plus_minus_one":
-        return (0.5,) * channels, (0.5,) * channels
-    if recipe.normalization == "pytorch_cifar":
-        return PYTORCH_CIFAR_NORMALIZATION
-    pixels = images.reshape(-1, channels) / 255.0
-    return pixels.mean(axis=0), pixels.std(axis=0)
-
-
 def split(root: Path, recipe: Recipe) -> tuple[Images, Images, Images, int, int]:
     """(training, validation, test) data, channels and classes: the validation cut after a
     permutation by ``split_seed``, the first ``train_images`` training images kept."""
@@ -163,14 +142,17 @@ def split(root: Path, recipe: Recipe) -> tuple[Images, Images, Images, int, int]
     order = np.random.default_rng(recipe.split_seed).permutation(len(labels))
     cut = len(order) - int(round(len(order) * recipe.validation_fraction))
     train, validation = order[:cut][: recipe.train_images or None], order[cut:]
-    mean, std = normalisation(images, recipe)
+    channels = images.shape[-1]
+    pixels = images.reshape(-1, channels) / 255.0
+    normalization = normalization_constants(
+        recipe.normalization, channels, pixels.mean(axis=0), pixels.std(axis=0)
+    )
     padding = {"pad_after_normalization": recipe.pad_after_normalization}
+    augmented = recipe.augment_validation
     return (
-        Images(images[train], labels[train], mean, std, augment=True, **padding),
-        Images(
-            images[validation], labels[validation], mean, std, augment=recipe.augment_validation, **padding
-        ),
-        Images(test_images, test_labels, mean, std, augment=False),
+        Images(images[train], labels[train], normalization, augment=True, **padding),
+        Images(images[validation], labels[validation], normalization, augment=augmented, **padding),
+        Images(test_images, test_labels, normalization, augment=False),
         images.shape[-1],
         len(names),
     )
