@@ -7,13 +7,13 @@ Each problem is reported as one sentence naming the field, the value and the fix
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 from typing import Any
 
 import ml_collections
 
-from flax_resnets.cli import RETIRED_FIELDS
-from flax_resnets.config import DTYPES, SCHEDULES, SEED_LIMIT, TABLE1_CELLS, default_config
+from flax_resnets.config import DTYPES, RETIRED_FIELDS, SCHEDULES, SEED_LIMIT, TABLE1_CELLS, default_config
 from flax_resnets.data.images import NORMALIZATIONS
 from flax_resnets.data.sources import IMAGE_CHANNELS, require_dataset
 from flax_resnets.errors import InputError
@@ -32,14 +32,17 @@ def seed_argument(text: str) -> int:
 
 
 def with_overrides(config: ml_collections.ConfigDict, flags: list[str]) -> ml_collections.ConfigDict:
-    """``config`` with the ``--config.FIELD=VALUE`` flags applied, as the trainer will read them."""
+    """``config`` with the ``--config.FIELD=VALUE`` flags applied, each value of its field's type:
+    the one way every command's overrides are read."""
     config = ml_collections.ConfigDict(config.to_dict())
     for flag in flags:
         field, _, text = flag.removeprefix("--config.").partition("=")
+        if field in RETIRED_FIELDS:
+            raise InputError(f"--config.{field} is no longer needed: {RETIRED_FIELDS[field]}; leave it out.")
         if field not in config:
-            raise InputError(
-                f"{flag}: the config has no field {field!r}; `python -m flax_resnets config` lists them."
-            )
+            close = " or ".join(difflib.get_close_matches(field, list(config.keys()), n=3, cutoff=0.6))
+            hint = f"did you mean {close}?" if close else "`python -m flax_resnets config` lists them."
+            raise InputError(f"{flag}: the config has no field {field!r}; {hint}")
         kind = type(config[field]) if config[field] is not None else str
         try:
             if kind is bool:

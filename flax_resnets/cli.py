@@ -1,21 +1,15 @@
-"""The project's command lines: every mistake answered in one line on stderr, exit status 2.
+"""The project's command lines, one dialect for all (``main.py`` included): argparse flags, a
+config file loaded with its own checks (``load_config_file``), and ``--config.FIELD=VALUE``
+overrides anywhere among the flags (``parse_command``), applied by ``checks.with_overrides``.
 
-``refuse`` is the one way any command refuses its input; ``CommandParser`` makes argparse's
-errors go through it, and ``run_command`` turns an ``InputError`` raised anywhere below a
-command into it.
-
-For ``main.py``, absl parses the flags and ml_collections applies the config overrides; left
-alone, a misspelled field, a missing config file or a file that is not a config each end in a
-traceback of 30-50 lines.
-Here the config file is loaded first with its own checks, the ``--config.FIELD`` names are
-checked against it (the closest field names suggested), and any other parsing error is reduced
-to its first line and the fix.
+Every mistake is answered in one line on stderr, exit status 2: ``refuse`` is the one way any
+command refuses its input; ``CommandParser`` makes argparse's errors go through it, and
+``run_command`` turns an ``InputError`` raised anywhere below a command into it.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib.util
 import os
 import sys
@@ -23,9 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from absl import flags
-
 from flax_resnets.errors import InputError, shown
+from flax_resnets.files import require_writable
 
 EXIT_REFUSED = 2
 EXIT_FAILED = 1  # the system failed the command: a full disk, a file-size limit
@@ -56,31 +49,21 @@ def user_path(text: str) -> Path:
 
 def output_file(text: str) -> Path:
     """argparse type of a file a command writes: ``user_path``, refused at once (before any work)
-    where it cannot be written: a folder in its place, a file among its folders, no permission."""
-    path = user_path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a folder: name the file to write")
-    require_creatable(path.absolute().parents)
-    return path
+    where it cannot be written (``files.require_writable``)."""
+    return writable(user_path(text), folder=False)
 
 
 def output_folder(text: str) -> Path:
     """argparse type of a folder a command writes into: as ``output_file``, for a folder."""
-    path = user_path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a file: name a folder to write into")
-    require_creatable([path.absolute(), *path.absolute().parents])
+    return writable(user_path(text), folder=True)
+
+
+def writable(path: Path, *, folder: bool) -> Path:
+    try:
+        require_writable(path, folder=folder)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return path
-
-
-def require_creatable(folders: Any) -> None:
-    """The first of ``folders`` (a path's own, then its parents) that exists is a folder this
-    process can write into."""
-    existing = next(folder for folder in folders if folder.exists())
-    if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder to write into")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{existing} is not writable")
 
 
 def positive_int(text: str) -> int:
@@ -106,11 +89,11 @@ def _positive_ints(text: str, expected: str) -> list[int]:
     return values
 
 
-def command_parser(name: str, doc: str) -> CommandParser:
-    """The parser of ``python -m flax_resnets NAME``, described by its module's docstring ``doc``
-    whole, as plain text (its double backticks dropped)."""
+def command_parser(name: str, doc: str, prog: str | None = None) -> CommandParser:
+    """The parser of ``python -m flax_resnets NAME`` (or ``prog``), described by its module's
+    docstring ``doc`` whole, as plain text (its double backticks dropped)."""
     return CommandParser(
-        prog=f"python -m flax_resnets {name}",
+        prog=prog or f"python -m flax_resnets {name}",
         description=doc.replace("``", "").strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -139,17 +122,6 @@ def system_failure(error: OSError) -> str:
     return f"{where}{error.strerror or first_line(error)}."
 
 
-def flag_value(argv: list[str], name: str) -> str | None:
-    """The last value given to ``--name=VALUE`` or ``--name VALUE`` in ``argv``."""
-    value = None
-    for index, arg in enumerate(argv):
-        if arg.startswith(f"--{name}="):
-            value = arg.split("=", 1)[1]
-        elif arg == f"--{name}" and index + 1 < len(argv):
-            value = argv[index + 1]
-    return value
-
-
 def load_config_file(spec: str) -> Any:
     """The ConfigDict of ``--config=PATH[:ARG]``, or a refusal that says what is wrong with it."""
     path_text, _, argument = spec.partition(":")
@@ -165,7 +137,7 @@ def load_config_file(spec: str) -> Any:
         module_spec.loader.exec_module(module)
     except SyntaxError as error:
         refuse(f"--config={spec} is not Python (line {error.lineno}: {error.msg}); {example}.")
-    except flags.Error:  # it defines command-line flags: a program such as main.py
+    except SystemExit:  # it parses a command line when loaded: a program such as main.py
         refuse(f"--config={spec} is a program, not a config file; {example}.")
     except Exception as error:  # the file's own code failed: name the first line of its error
         refuse(
@@ -179,13 +151,6 @@ def load_config_file(spec: str) -> Any:
         refuse(f"--config={spec}: get_config() failed ({type(error).__name__}: {first_line(error)}).")
 
 
-# Fields that earlier versions had, and why they are gone: a config or flag that sets one is refused
-# saying so; a workdir's config.json that holds one is read without it.
-RETIRED_FIELDS = {
-    "input_pipeline": "every run keeps its data on the devices and makes its batches in the compiled step",
-}
-
-
 def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     """``argv`` as (the command's own flags, its ``--config.FIELD=VALUE`` overrides), the two mixed
     in any order as users type them."""
@@ -196,24 +161,6 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return [arg for arg in argv if not arg.startswith("--config.")], overrides
 
 
-def check_fields(config: Any, argv: list[str]) -> None:
-    """Refuse ``--config.FIELD=...`` for a FIELD the config does not have, naming the closest ones."""
-    for arg in argv:
-        if not arg.startswith("--config."):
-            continue
-        field = arg[len("--config.") :].split("=", 1)[0]
-        if field in RETIRED_FIELDS:
-            refuse(f"--config.{field} is no longer needed: {RETIRED_FIELDS[field]}; leave it out.")
-        if field.split(".")[0] not in config:
-            close = difflib.get_close_matches(field, list(config.keys()), n=3, cutoff=0.6)
-            hint = (
-                f"did you mean {' or '.join(close)}?"
-                if close
-                else f"its fields are: {', '.join(config.keys())}."
-            )
-            refuse(f"--config.{field}: the config has no field {field!r}; {hint}")
-
-
 def first_line(error: BaseException) -> str:
     """The first line of an error's message (a KeyError's quotes removed)."""
     text = str(error).strip()
@@ -222,71 +169,8 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def without_flag(argv: list[str], name: str) -> list[str]:
-    """``argv`` less every ``--name=VALUE`` and ``--name VALUE``."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == f"--{name}":
-            skip = True
-        elif not arg.startswith(f"--{name}="):
-            kept.append(arg)
-    return kept
-
-
-TRAIN_FLAGS_MODULE = "flax_resnets.commands.train"  # where main.py's flags are defined
-
-
-def print_main_help(program: str) -> NoReturn:
-    """main.py's --help: how it is called and every flag a user types, exit status 0 (absl's own
-    --help lists only the flags of main.py's module, which has none, and exits 1)."""
-    lines = [
-        f"usage: {program} --config=CONFIG_FILE --workdir=DIR [--mode=train|eval] "
-        "[--checkpoint=best|latest|STEP] [--config.FIELD=VALUE ...]",
-        "",
-        (sys.modules[TRAIN_FLAGS_MODULE].__doc__ or "").strip(),
-        "",
-        "flags:",
-        "  --config: a config file, e.g. configs/cifar10_resnet18.py (configs/<dataset>_<model>.py are",
-        "    the paper's Table 1 cells); required to train, read from the workdir to evaluate.",
-        "  --config.FIELD=VALUE: a field of the config changed, e.g. --config.num_seeds=3;",
-        "    `python -m flax_resnets config CONFIG_FILE` lists every field, its value and meaning.",
-    ]
-    for flag in sorted(flags.FLAGS.get_flags_for_module(TRAIN_FLAGS_MODULE), key=lambda f: f.name):
-        default = "" if flag.default is None else f" (default: {flag.default})"
-        lines.append(f"  --{flag.name}: {flag.help}{default}")
-    print("\n".join(lines))
-    sys.exit(0)
-
-
-def main_flags_parser(argv: list[str]) -> list[str]:
-    """``app.run``'s flags parser for main.py: the config file is loaded once, here, and its fields
-    checked; absl then parses the other flags and applies the ``--config.FIELD`` overrides."""
-    from ml_collections import config_flags
-
-    if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
-        print_main_help(argv[0])
-    spec = flag_value(argv[1:], "config")
-    if spec is not None:
-        config = load_config_file(spec)
-        check_fields(config, argv[1:])
-        argv = without_flag(argv, "config")
-        config_flags.DEFINE_config_dict("config", config, f"The config of {spec}.", sys_argv=argv)
-    elif any(arg.startswith("--config.") for arg in argv[1:]):
-        refuse("--config.FIELD flags change a config file: add one, e.g. --config=configs/quickstart.py.")
-    try:
-        remaining = flags.FLAGS(argv)
-        flags.FLAGS.workdir = str(user_path(flags.FLAGS.workdir))
-        return remaining
-    except argparse.ArgumentTypeError as error:
-        refuse(f"--workdir: {error}: pass the folder for the run, e.g. runs/qs.")
-    except flags.IllegalFlagValueError as error:
-        message = first_line(error)
-        if "--workdir" in message:
-            refuse("--workdir is required: the folder for the run's checkpoints and results, e.g. runs/qs.")
-        refuse(f"{message.removeprefix('flag ')}: give a value of the field's type (python main.py --help).")
-    except flags.Error as error:
-        refuse(f"{first_line(error)}: see python main.py --help for the flags.")
-    except Exception as error:  # ml_collections applying a --config.FIELD value
-        refuse(f"{first_line(error)} (in the --config flags): `python -m flax_resnets config` lists fields.")
+def parse_command(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """A command's arguments, and its ``--config.FIELD=VALUE`` overrides (``split_overrides``) for
+    ``checks.with_overrides``: how every command with a config reads its command line."""
+    own, overrides = split_overrides(argv)
+    return parser.parse_args([arg for arg in own if arg != "--"]), overrides  # "--": before overrides

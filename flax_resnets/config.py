@@ -15,6 +15,11 @@ from ml_collections import config_dict as config_dicts
 from flax_resnets.errors import InputError
 
 DTYPES = ("float32", "bfloat16")
+# Fields that earlier versions had, and why they are gone: a config or flag that sets one is refused
+# saying so; a workdir's config.json that holds one is read without it.
+RETIRED_FIELDS = {
+    "input_pipeline": "every run keeps its data on the devices and makes its batches in the compiled step",
+}
 # Seeds become 32-bit keys (JAX's, the device feed's int32 arrays): larger ones would wrap around
 # onto smaller seeds' randomness.
 SEED_LIMIT = 2**31

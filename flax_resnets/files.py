@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from flax_resnets.errors import InputError
+from flax_resnets.errors import InputError, shown
 from flax_resnets.interrupts import writing
 
 
@@ -108,19 +108,25 @@ def write_json(path: Path, value: Any) -> None:
     write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def require_writable(folder: Path, what: str) -> None:
-    """Write a file in ``folder`` (made if missing) now, so that an unwritable place (a read-only
-    or full disk, a file in the way) stops a run in one line before it trains, not minutes later."""
-    probe = Path(folder) / ".write_probe"
+def require_writable(path: Path, fix: str = "", *, folder: bool = True) -> None:
+    """Refuse in one line (an ``InputError`` ending in ``fix``), before any work, a place where
+    nothing can be written: a folder where a file is wanted (``folder=False``), a file where a folder
+    is or among its parents, or a nearest existing folder that refuses a file (read-only, full, no
+    permission: a probe file is written there and removed). Creates nothing. The one check of a
+    place to write, for every command's outputs and every run's workdir."""
+    path, fix = Path(path), f": {fix}." if fix else ""
+    if path.is_dir() and not folder:
+        raise InputError(f"{shown(path)} is a folder, not a file to write{fix}")
+    candidates = (path, *path.absolute().parents) if folder else path.absolute().parents
+    existing = next(p for p in candidates if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{shown(existing)} is a file, not a folder to write into{fix}")
+    probe = existing / f".write_probe.{os.getpid()}"
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"probe")
         probe.unlink()
     except OSError as error:
-        raise InputError(
-            f"cannot write {what} in {folder} ({error.strerror or error}): free or fix that place, "
-            "or use another --workdir."
-        ) from error
+        raise InputError(f"cannot write in {shown(existing)} ({error.strerror or error}){fix}") from error
 
 
 class WorkdirLock:

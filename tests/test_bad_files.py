@@ -142,7 +142,7 @@ def test_exporting_onto_a_folder_is_refused_and_leaves_nothing(image_folder, tmp
     folder.mkdir(parents=True)
     with pytest.raises(SystemExit):  # by --out's type, before anything is read
         data.main(["export", "--dataset=image_folder", f"--data_dir={image_folder}", f"--out={folder}"])
-    assert f"argument --out: {folder} is a folder: name the file to write" in capsys.readouterr().err
+    assert f"argument --out: {folder} is a folder, not a file to write" in capsys.readouterr().err
     with pytest.raises(IsADirectoryError):  # a failed rename leaves no temporary file behind
         write_text(folder, "text")
     assert list((tmp_path / "out").iterdir()) == [folder] and not any(folder.iterdir())

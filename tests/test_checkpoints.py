@@ -12,11 +12,11 @@ from flax_resnets.training.checkpoints import Checkpoints, short_reason, unused_
 
 def test_the_history_saved_with_a_step_is_the_history_at_that_step(tmp_path):
     with Checkpoints(tmp_path / "checkpoints") as checkpoints:
-        history = [{"epoch": 1, "step": 1}]
+        history = [{"epoch": 1, "step": 1, "seeds": [{"val_accuracy": 0.5}]}]
         checkpoints.save(1, {"x": jnp.ones(3)}, history)
         history.append({"epoch": 2, "step": 2})  # the loop goes on while orbax writes in the background
         checkpoints.wait()
-        assert checkpoints.history(1) == [{"epoch": 1, "step": 1}]
+        assert checkpoints.history(1) == [{"epoch": 1, "step": 1, "seeds": [{"val_accuracy": 0.5}]}]
 
 
 def test_a_missing_step_is_refused_with_the_saved_ones(tmp_path):

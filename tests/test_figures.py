@@ -114,9 +114,9 @@ def test_degradation_trains_plain_and_residual_nets_and_draws_their_errors(
     command = figures_command(
         "degradation",
         "--models=plain8,resnet8",
-        f"--data_dir={image_folder}",
-        "--epochs=2",
-        "--batch_size=8",
+        f"--config.data_dir={image_folder}",
+        "--config.num_epochs=2",
+        "--config.batch_size=8",
         f"--out={out}",
     )
     result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)

@@ -29,6 +29,7 @@ from flax_resnets.errors import InputError
 from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runtime import members, parallel
 from flax_resnets.training.checkpoints import Checkpoints
+from flax_resnets.training.evaluate import choose_steps
 from flax_resnets.training.programs import train_call
 from flax_resnets.training.steps import create_train_state, make_optimizer
 
@@ -129,7 +130,7 @@ def test_the_batch_must_split_over_the_data_axis_only():
 
 
 def test_each_member_keeps_its_own_best_checkpoint(tmp_path):
-    """Orbax's policy keeps, and ``best_step`` names, each member's best: the earliest of ties (step 3
+    """The policy keeps, and ``choose_steps`` names, each member's best: the earliest of ties (step 3
     ties both members' bests; a policy that kept the latest of ties would keep 3 and lose 1 and 2)."""
     accuracies = {1: [0.9, 0.1], 2: [0.2, 0.8], 3: [0.9, 0.8], 4: [0.4, 0.4]}
     history = [
@@ -137,11 +138,11 @@ def test_each_member_keeps_its_own_best_checkpoint(tmp_path):
         for step, values in accuracies.items()
     ]
     with Checkpoints(tmp_path / "checkpoints", keep=1, num_seeds=2) as checkpoints:
-        for step, values in accuracies.items():
-            checkpoints.save(step, {"x": jnp.ones(2)}, history[:step], val_accuracies=values)
+        for step in accuracies:
+            checkpoints.save(step, {"x": jnp.ones(2)}, history[:step])
             checkpoints.wait()
         assert checkpoints.steps() == [1, 2, 4]  # each member's best, and the latest
-        assert [checkpoints.best_step(history, member) for member in (0, 1)] == [1, 2]
+        assert choose_steps(checkpoints, "best", num_seeds=2) == [1, 2]
 
 
 def test_a_one_seed_checkpoint_saved_without_the_member_axis_is_restored_with_it(tmp_path):

@@ -122,7 +122,12 @@ def test_the_harness_trains_both_sides_and_reports_each_seed(tmp_path, compile_c
     root = write_image_folder(tmp_path / "images", train_per_class=40, test_per_class=10)
     command = [
         *(sys.executable, "-m", "flax_resnets", "parity", "--train"),
-        *("--model=resnet8", f"--data_dir={root}", "--epochs=1", "--seeds=2", "--learning_rate=0.05"),
+        *(
+            "--model=resnet8",
+            f"--config.data_dir={root}",
+            "--config.num_seeds=2",
+            "--config.learning_rate=0.05",
+        ),
     ]
     result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)
     assert result.returncode in (0, 1), result.stderr[-3000:]

@@ -17,7 +17,7 @@ from flax_resnets.config import cell_config
 from flax_resnets.data.sources import TFDS_STATISTICS
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock
-from flax_resnets.runs.workdir import FINISHED_RUN_FILES, recorded_config
+from flax_resnets.runs.workdir import FINISHED_RUN_FILES, checkpoint_steps, recorded_config
 
 
 def fake_run(
@@ -308,7 +308,7 @@ def sweep_until(tmp_path, image_folder, monkeypatch, compile_cache):
 def test_a_budget_stops_a_cell_with_a_checkpoint_it_resumes_from(tmp_path, sweep_until, capsys):
     workdir = tmp_path / "sweep" / "cifar10_resnet18"
     log = tmp_path / "sweep" / "cifar10_resnet18.log"
-    assert sweep_until(lambda: sweep.has_checkpoint(workdir)) == 0
+    assert sweep_until(lambda: bool(checkpoint_steps(workdir / "checkpoints"))) == 0
     assert "cifar10_resnet18: stopped by the budget after" in capsys.readouterr().out
     assert recorded_config(workdir)["num_epochs"] == 1000
     assert "Stopped at step" in log.read_text()
@@ -324,7 +324,12 @@ def test_parallel_cells_train_at_once_each_with_its_share_of_memory(tmp_path, sw
     first = tmp_path / "sweep" / "cifar10_resnet18"
     # The budget ends when the first cell has saved a checkpoint: by then the second one, started
     # beside it, is running too (one at a time, it would not have started).
-    assert sweep_until(lambda: sweep.has_checkpoint(first), "cifar10_resnet18,cifar10_vgg19", 2) == 0
+    assert (
+        sweep_until(
+            lambda: bool(checkpoint_steps(first / "checkpoints")), "cifar10_resnet18,cifar10_vgg19", 2
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "cifar10_resnet18: stopped by the budget after" in printed
     assert "cifar10_vgg19: stopped by the budget after" in printed and "not started" not in printed
@@ -340,7 +345,7 @@ def test_sigterm_to_the_sweep_stops_its_cells_with_checkpoints_and_leaves_none_r
     workdir = tmp_path / "sweep" / "cifar10_resnet18"
 
     def terminate_once_saved():
-        if sweep.has_checkpoint(workdir):
+        if checkpoint_steps(workdir / "checkpoints"):
             os.kill(os.getpid(), signal.SIGTERM)  # to this process, the sweep: not to its cell
         return False  # the budget never ends
 
@@ -410,7 +415,7 @@ def test_a_budget_ending_before_the_first_checkpoint_says_nothing_can_resume(tmp
     started = lambda: (tmp_path / "sweep" / "cifar10_resnet18.log").exists()  # noqa: E731
     assert sweep_until(started) == 0
     assert "before its first checkpoint: nothing to resume, it will start again" in capsys.readouterr().out
-    assert not sweep.has_checkpoint(tmp_path / "sweep" / "cifar10_resnet18")
+    assert not checkpoint_steps(tmp_path / "sweep" / "cifar10_resnet18" / "checkpoints")
 
 
 def test_the_sweep_refuses_unknown_cells_and_missing_data(tmp_path):

@@ -79,7 +79,7 @@ def test_checkpoints_that_cannot_be_written_stop_the_run_at_once(folder_run, tmp
     shutil.rmtree(workdir / "checkpoints")
     (workdir / "checkpoints").write_text("a file in the way")  # as a read-only or full disk would
     line = refused([*folder_args(images), "--config.num_epochs=1"], workdir, compile_cache)
-    assert line.startswith(f"error: cannot write checkpoints in {workdir / 'checkpoints'}")
+    assert line.startswith(f"error: {workdir / 'checkpoints'} is a file, not a folder to write into")
 
 
 @pytest.mark.parametrize(

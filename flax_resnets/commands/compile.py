@@ -33,7 +33,7 @@ from typing import Any
 import ml_collections
 
 from flax_resnets import checks
-from flax_resnets.cli import command_parser, load_config_file, output_file, split_overrides
+from flax_resnets.cli import command_parser, load_config_file, output_file, parse_command
 from flax_resnets.config import TABLE1_CELLS, cell_config
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_text
@@ -198,8 +198,7 @@ def main(argv: list[str]) -> int:
         help="TPU slices, comma-separated, GENERATION:TOPOLOGY: e.g. v5e:4x4,v4:2x2x2,v6e:2x2",
     )
     parser.add_argument("--out", type=output_file, help="also write the table to this Markdown file")
-    flags, overrides = split_overrides(argv)
-    args = parser.parse_args(flags)
+    args, overrides = parse_command(parser, argv)
     configs = configs_of(args, overrides)
     slices = [tpu.slice_of(name) for name in args.topology.split(",")]
     rows, crashed = [], []

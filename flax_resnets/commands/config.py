@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from flax_resnets import checks
 from flax_resnets import config as configs
-from flax_resnets.cli import command_parser, load_config_file, split_overrides
+from flax_resnets.cli import command_parser, load_config_file, parse_command
 
 
 def main(argv: list[str]) -> int:
     parser = command_parser("config", __doc__)
     parser.add_argument("file", nargs="?", help="a config file, e.g. configs/quickstart.py (or FILE:ARG)")
-    flags, overrides = split_overrides(argv)
-    args = parser.parse_args(flags)
+    args, overrides = parse_command(parser, argv)
     config = load_config_file(args.file) if args.file else configs.default_config()
     config = checks.with_overrides(config, overrides)
     checks.validate_config(config)

@@ -1,15 +1,17 @@
 """``python -m flax_resnets figures degradation|landscape``: the paper's two pictures, made here.
 
-    python -m flax_resnets figures degradation --data_dir=DIR --epochs=4 --out=results/figures
+    python -m flax_resnets figures degradation --config.data_dir=DIR --out=results/figures
     python -m flax_resnets figures landscape --workdir=RUN --workdir=OTHER_RUN --grid=21 --out=DIR
 
-**degradation** trains plain and residual networks of two or more depths (default 20 and 56,
-He et al.'s CIFAR networks) with one recipe (``--recipe=he``: SGD 0.9, learning rate 0.1 divided
-by 10 at 50% and 75% of training, batch 128, weight decay 1e-4, He et al.'s initialisation; or
-``paper``: this project's default recipe), with the project's trainer, then tests every epoch's
-checkpoint, and draws training error (dashed) and test error (solid) per epoch, plain networks
-left, residual right (He et al. 2016, Fig. 6). Writes ``degradation.png`` and ``degradation.json``
-(errors as fractions); each run's workdir is kept under ``OUT/runs/``, for ``landscape``.
+**degradation** trains plain and residual networks of two or more depths (default 20 and 56, He et
+al.'s CIFAR networks) with one recipe (``--recipe=he``: SGD 0.9, learning rate 0.1 divided by 10 at
+50% and 75% of training, batch 128, weight decay 1e-4, He et al.'s initialisation; or ``paper``:
+this project's default recipe), 4 epochs on an image folder unless ``--config.FIELD=VALUE`` flags
+say otherwise (``num_epochs``, ``dataset``, ``data_dir``, ``batch_size``, ``num_seeds``...), with
+the project's trainer, then tests every epoch's checkpoint, and draws training error (dashed) and
+test error (solid) per epoch, plain networks left, residual right (He et al. 2016, Fig. 6). Writes
+``degradation.png`` and ``degradation.json`` (errors as fractions); each run's workdir is kept under
+``OUT/runs/``, for ``landscape``.
 
 **landscape** evaluates the training loss around a run's checkpoint on a ``--grid`` x ``--grid``
 grid over [-1, 1]^2 of two filter-normalised random directions (Li et al. 2018, see
@@ -30,8 +32,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from flax_resnets.checks import seed_argument
-from flax_resnets.cli import command_parser, output_folder, positive_int, user_path
+from flax_resnets.checks import seed_argument, validate_config, with_overrides
+from flax_resnets.cli import command_parser, output_folder, parse_command, user_path
 from flax_resnets.config import default_config
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
@@ -39,73 +41,67 @@ from flax_resnets.files import atomic_write, write_json
 from flax_resnets.inference import load_run
 from flax_resnets.models import RESIDUAL_TWINS, require_models
 from flax_resnets.progress import progress
-from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.plots import plot_degradation, plot_landscapes
+from flax_resnets.runs.workdir import read_run
 from flax_resnets.training import landscape
 from flax_resnets.training.evaluate import evaluate_workdir
 from flax_resnets.training.loop import train_and_evaluate
 
 HE_RECIPE = {
+    "batch_size": 128,
     "schedule": "multistep",
     "learning_rate": 0.1,
     "momentum": 0.9,
     "weight_decay": 1e-4,
-    "batch_size": 128,
     "init": "he",
     "normalization": "data",  # He et al. subtract the pixels' mean
     "augment_validation": False,
 }
 
 
-def degradation(args: Any) -> int:
+def degradation(args: Any, overrides: list[str]) -> int:
     models = args.models.split(",")
     require_models(models)
     plain = [m for m in models if m in RESIDUAL_TWINS]
     if not plain or len(plain) == len(models):
         raise InputError("--models needs plain and residual nets, e.g. plain20,resnet20,plain56,resnet56.")
-    runs = {}
-    data_dir = str(args.data_dir) if args.data_dir else None  # a config field holds a string
+    configs = {}
+    dataset = with_overrides(default_config(dataset="image_folder"), overrides).dataset  # its defaults
     for name in models:
-        config = default_config(dataset=args.dataset, model=name)
-        config.update(
-            data_dir=data_dir,
-            num_epochs=args.epochs,
-            train_images=args.train_images,
-            seed=args.seed,
-            num_seeds=args.num_seeds,
-            checkpoint_every_steps=0,
-            keep_checkpoints=args.epochs,  # every epoch's checkpoint, to test each
-            **(HE_RECIPE if args.recipe == "he" else {}),
-        )
-        if args.batch_size:
-            config.batch_size = args.batch_size
+        config = default_config(dataset=dataset, model=name)
+        config.update(num_epochs=4, checkpoint_every_steps=0, **(HE_RECIPE if args.recipe == "he" else {}))
+        configs[name] = with_overrides(config, overrides)
+        configs[name].keep_checkpoints = configs[name].num_epochs  # every epoch's checkpoint, to test each
+        validate_config(configs[name])
+    runs = {}
+    for name, config in configs.items():
         workdir = args.out / "runs" / name
-        print(f"{name}: training {args.epochs} epoch(s) in {workdir}", flush=True)
+        print(f"{name}: training {config.num_epochs} epoch(s) in {workdir}", flush=True)
         train_and_evaluate(config, workdir)
-        records = read_jsonl(workdir / "metrics.jsonl")
+        records = read_run(workdir).metrics
         test_errors = [1 - evaluate_workdir(None, workdir, str(r["step"]))["test_accuracy"] for r in records]
         runs[name] = {
             "epoch": [r["epoch"] for r in records],
             "train_error": [1 - r["train_accuracy"] for r in records],
             "test_error": test_errors,
         }
-    settings = {
-        "recipe": args.recipe,
-        "epochs": args.epochs,
-        "train_images": args.train_images,
-        "seed": args.seed,
-        "num_seeds": args.num_seeds,
-        "dataset": args.dataset,
-        "data_dir": data_dir,
-        **(HE_RECIPE if args.recipe == "he" else {}),
-        "batch_size": config.batch_size,
-    }
+    fields = (
+        "num_epochs",
+        "train_images",
+        "seed",
+        "num_seeds",
+        "dataset",
+        "data_dir",
+        *HE_RECIPE,
+        "batch_size",
+    )
+    settings = {"recipe": args.recipe, **{field: config[field] for field in fields}}
     write_json(args.out / "degradation.json", {"settings": settings, "runs": runs})
-    images = f"{args.train_images} training images" if args.train_images else "all training images"
+    images = f"{config.train_images} training images" if config.train_images else "all training images"
     full = {"he": 164, "paper": 20}[args.recipe]  # epochs of the full schedule (He et al.: 64k iterations)
-    shortened = f", shortened from {full}" if args.epochs < full else ""
-    seeds = f", mean of {args.num_seeds} seeds" if args.num_seeds > 1 else ""
-    title = f"{args.recipe} recipe, {args.epochs} epoch(s){shortened} on {images}{seeds}"
+    shortened = f", shortened from {full}" if config.num_epochs < full else ""
+    seeds = f", mean of {config.num_seeds} seeds" if config.num_seeds > 1 else ""
+    title = f"{args.recipe} recipe, {config.num_epochs} epoch(s){shortened} on {images}{seeds}"
     print(f"wrote {plot_degradation(runs, title, args.out / 'degradation.png')}")
     return 0
 
@@ -160,15 +156,6 @@ def main(argv: list[str]) -> int:
     drawing = kinds.add_parser("degradation", help="plain vs residual networks of several depths")
     drawing.add_argument("--models", default="plain20,plain56,resnet20,resnet56")
     drawing.add_argument("--recipe", choices=("he", "paper"), default="he")
-    drawing.add_argument("--dataset", default="image_folder")
-    drawing.add_argument(
-        "--data_dir", type=user_path, help="an image folder or an exported .npz (default: TFDS)"
-    )
-    drawing.add_argument("--epochs", type=positive_int, default=4)
-    drawing.add_argument("--train_images", type=int, default=0, help="> 0: the first N training images")
-    drawing.add_argument("--seed", type=seed_argument, default=0)
-    drawing.add_argument("--num_seeds", type=positive_int, default=1, help="seeds per network (their mean)")
-    drawing.add_argument("--batch_size", type=int, default=0, help="> 0: instead of the recipe's")
     drawing.add_argument("--out", type=output_folder, required=True)
     surveying = kinds.add_parser("landscape", help="the loss around trained checkpoints")
     surveying.add_argument(
@@ -183,7 +170,9 @@ def main(argv: list[str]) -> int:
         "--directions_seed", type=seed_argument, default=0, help="draws the two directions"
     )
     surveying.add_argument("--out", type=output_folder, required=True)
-    args = parser.parse_args(argv)
+    args, overrides = parse_command(parser, argv)
     if args.figure == "degradation":
-        return degradation(args)
+        return degradation(args, overrides)
+    if overrides:
+        raise InputError(f"{overrides[0]}: a landscape reads its runs' own configs; leave the overrides out.")
     return landscapes(args)

@@ -1,18 +1,20 @@
 """``python -m flax_resnets parity --train``: the project's trainer against an independent PyTorch
 trainer on the same images, several seeds each.
 
-    python -m flax_resnets parity --train --cell=cifar10_alexnet --data_dir=DIR --epochs=1 --seeds=3
-    python -m flax_resnets parity --train --model=resnet20 --data_dir=DIR --epochs=1 --seeds=5
+    python -m flax_resnets parity --train --cell=cifar10_alexnet --config.data_dir=DIR
+    python -m flax_resnets parity --train --model=resnet20 --config.data_dir=DIR --config.num_seeds=5
 
 **ours** is the project's own trainer (``train_and_evaluate``, what ``main.py`` runs) on an image
-folder, with the recipe of a Table 1 cell (``--cell``: ``flax_resnets.config.cell_config``, its
-model included) or the paper's recipe for ``--model`` (``flax_resnets.config.default_config``);
-**theirs** is ``flax_resnets.twins.torch_trainer``, which shares none of the project's data or
-training code and follows the paper's notebooks. The recipe's fields are flags on both sides.
-Seed k is ``--seed + k`` on both sides (each side draws its own initialisation, order,
-augmentation and dropout from it). Both read the same training images after the same 80/20 cut (a
-convention each side implements on its own); ``--train_images=M`` keeps the first M of them, for
-quick checks.
+folder (``--config.data_dir``), with the recipe of a Table 1 cell (``--cell``:
+``flax_resnets.config.cell_config``, its model included) or the paper's recipe for ``--model``
+(``flax_resnets.config.default_config``), for 1 epoch and 3 seeds unless ``--config.num_epochs``
+and ``--config.num_seeds`` say otherwise; **theirs** is ``flax_resnets.twins.torch_trainer``,
+which shares none of the project's training code, follows the paper's notebooks and takes the same
+config: ``--config.FIELD=VALUE`` changes both sides, for the fields both implement (``FIELDS``).
+Seed k is ``config.seed + k`` on both sides (each side draws its own initialisation, order,
+augmentation and dropout from it; ours trains the seeds as the members of one run). Both read the
+same training images after the same 80/20 cut (a convention each side implements on its own);
+``--config.train_images=M`` keeps the first M of them, for quick checks.
 
 Printed: per seed, test and best-validation accuracy and the last epoch's mean training loss and
 accuracy on both sides; the means and standard deviations; the difference of the mean test
@@ -29,13 +31,14 @@ from typing import Any
 
 import ml_collections
 
-from flax_resnets.checks import seed_argument, validate_config
-from flax_resnets.cli import command_parser, output_folder, positive_int, user_path
+from flax_resnets.checks import validate_config, with_overrides
+from flax_resnets.cli import command_parser, output_folder, parse_command
 from flax_resnets.config import cell_config, default_config
 from flax_resnets.errors import InputError
 from flax_resnets.models import require_models
-from flax_resnets.runs.metrics import read_jsonl
 from flax_resnets.runs.summary import format_table
+from flax_resnets.runs.workdir import read_run
+from flax_resnets.runtime import members
 
 TOLERANCE_POINTS = 0.005  # beyond 3 standard errors, half a point of accuracy
 # Each run's numbers, and their columns in the printed tables.
@@ -45,79 +48,64 @@ METRICS = {
     "final_train_loss": "final train loss",
     "final_train_accuracy": "final train acc",
 }
-# The recipe fields both sides take (flags; by default the cell's or the paper's).
-RECIPE_FIELDS = {
-    "batch_size": int,
-    "learning_rate": float,
-    "momentum": float,
-    "weight_decay": float,
-    "validation_fraction": float,
-    "split_seed": int,
-    "schedule": str,
-    "cosine_period_epochs": int,
-    "normalization": str,
-    "image_channels": int,
-    "pad_after_normalization": bool,
-    "augment_validation": bool,
-}
-CHOICES = {
-    "schedule": ("cosine_epochs", "cosine"),
-    "normalization": ("plus_minus_one", "data", "pytorch_cifar"),
-    "image_channels": (0, 3),
-}
+# The recipe fields the PyTorch trainer follows, besides the model, epochs and training images.
+RECIPE_FIELDS = (
+    *("batch_size", "learning_rate", "momentum", "weight_decay", "validation_fraction", "split_seed"),
+    *("schedule", "cosine_period_epochs", "normalization", "image_channels", "pad_after_normalization"),
+    "augment_validation",
+)
+# What --config.FIELD=VALUE may change: what both sides implement, and what does not change results.
+FIELDS = (*RECIPE_FIELDS, "model", "num_epochs", "train_images", "seed", "num_seeds", "data_dir")
+FIELDS += ("eval_batch_size", "steps_per_call", "log_every_steps")
+SCHEDULES = ("cosine_epochs", "cosine")  # the PyTorch trainer's
 
 
-def true_or_false(text: str) -> bool:
-    """argparse type: True or False."""
-    if text not in ("True", "False"):
-        raise ValueError(text)
-    return text == "True"
-
-
-def recipe_arguments(parser: Any) -> None:
-    """A flag per recipe field, overriding the recipe's value when given."""
-    for field, kind in RECIPE_FIELDS.items():
-        parser.add_argument(
-            f"--{field}",
-            type=true_or_false if kind is bool else kind,
-            choices=CHOICES.get(field),
-            help="default: the recipe's",
-        )
-
-
-def recipe(args: Any) -> ml_collections.ConfigDict:
+def recipe(args: Any, overrides: list[str]) -> ml_collections.ConfigDict:
     """The run config both sides train with: the cell's or the model's recipe on the image folder,
-    for ``--epochs`` epochs, with the flags given."""
+    1 epoch and 3 seeds, with the overrides given; a field only one side implements is refused."""
     config = cell_config(args.cell) if args.cell else default_config(model=args.model)
     config.update(
-        dataset="image_folder",
-        data_dir=str(args.data_dir),
-        num_epochs=args.epochs,
-        train_images=args.train_images,
-        checkpoint_every_steps=0,
-        log_every_steps=0,
-        **{field: getattr(args, field) for field in RECIPE_FIELDS if getattr(args, field) is not None},
+        dataset="image_folder", num_epochs=1, num_seeds=3, checkpoint_every_steps=0, log_every_steps=0
     )
+    for flag in overrides:
+        if flag.removeprefix("--config.").split("=")[0] not in FIELDS:
+            raise InputError(
+                f"{flag}: parity --train compares what both sides implement, and the PyTorch trainer "
+                f"takes only {', '.join(FIELDS)}."
+            )
+    config = with_overrides(config, overrides)
     validate_config(config)
+    if config.schedule not in SCHEDULES:
+        raise InputError(
+            f"config.schedule={config.schedule!r}: the PyTorch trainer runs {' or '.join(SCHEDULES)}."
+        )
+    root = Path(config.data_dir or "")
+    if not config.data_dir or not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise InputError(
+            f"--config.data_dir={config.data_dir or ''} is not an image folder: pass one (train/, test/)."
+        )
     return config
 
 
-def ours(config: ml_collections.ConfigDict, seed: int, workdir: Path) -> dict[str, float]:
+def ours(config: ml_collections.ConfigDict, workdir: Path) -> list[dict[str, float]]:
+    """The project's trainer, every seed a member of one run: each member's numbers."""
     from flax_resnets.training.loop import train_and_evaluate
 
-    config = config.copy_and_resolve_references()
-    config.seed = seed
     result = train_and_evaluate(config, workdir)
-    records = read_jsonl(workdir / "metrics.jsonl")
-    return {
-        "test_accuracy": result["test_accuracy"],
-        "best_val_accuracy": max(r["val_accuracy"] or 0.0 for r in records),
-        "final_train_loss": records[-1]["train_loss"],
-        "final_train_accuracy": records[-1]["train_accuracy"],
-    }
+    records = read_run(workdir).metrics
+    return [
+        {
+            "test_accuracy": member["test_accuracy"],
+            "best_val_accuracy": max(r["seeds"][k]["val_accuracy"] or 0.0 for r in records),
+            "final_train_loss": records[-1]["seeds"][k]["train_loss"],
+            "final_train_accuracy": records[-1]["seeds"][k]["train_accuracy"],
+        }
+        for k, member in enumerate(result["seeds"])
+    ]
 
 
 def theirs(config: ml_collections.ConfigDict, seed: int) -> dict[str, float]:
+    """The PyTorch trainer's run of seed ``seed``."""
     from flax_resnets.twins import torch_trainer
 
     their_recipe = torch_trainer.Recipe(
@@ -151,34 +139,25 @@ def main(argv: list[str]) -> int:
     parser = command_parser("parity --train", __doc__)
     parser.add_argument("--cell", help="this Table 1 cell's recipe and model, e.g. cifar10_alexnet")
     parser.add_argument("--model", default="resnet20", help="without --cell: this model, the paper's recipe")
-    parser.add_argument("--data_dir", type=user_path, required=True, help="an image folder (train/, test/)")
-    parser.add_argument("--epochs", type=positive_int, default=1)
-    parser.add_argument("--seeds", type=positive_int, default=3, help="runs per side")
-    parser.add_argument("--seed", type=seed_argument, default=0, help="the first seed")
-    parser.add_argument("--train_images", type=int, default=0, help="> 0: the first N training images")
     parser.add_argument(
-        "--workdir_root", type=output_folder, help="keep our runs' workdirs here (default: temporary)"
+        "--workdir_root", type=output_folder, help="keep our run's workdir here (default: temporary)"
     )
-    recipe_arguments(parser)
-    args = parser.parse_args(argv)
+    args, overrides = parse_command(parser, argv)
     require_models([args.model])
-    if not (args.data_dir / "train").is_dir() or not (args.data_dir / "test").is_dir():
-        raise InputError(f"--data_dir={args.data_dir} is not an image folder: it needs train/ and test/.")
-    if args.seed < 0 or args.train_images < 0:
-        raise InputError("--seed and --train_images must be 0 or more.")
-    config = recipe(args)
-
-    rows, ours_runs, theirs_runs = [], [], []
+    config = recipe(args, overrides)
+    seeds = members.member_seeds(config.seed, config.num_seeds)
     with tempfile.TemporaryDirectory() as scratch:
-        root = args.workdir_root or Path(scratch)
-        for seed in range(args.seed, args.seed + args.seeds):
-            print(f"seed {seed}: ours", flush=True)
-            ours_runs.append(ours(config, seed, root / f"ours_seed{seed}"))
-            print(f"seed {seed}: theirs", flush=True)
-            theirs_runs.append(theirs(config, seed))
-            for side, run in (("ours", ours_runs[-1]), ("theirs", theirs_runs[-1])):
-                rows.append({"seed": seed, "side": side, **{METRICS[m]: run[m] for m in METRICS}})
-            print(format_table(rows[-2:]), flush=True)
+        print(f"ours: seeds {', '.join(map(str, seeds))}, the members of one run", flush=True)
+        ours_runs = ours(config, (args.workdir_root or Path(scratch)) / "ours")
+    theirs_runs = []
+    for seed in seeds:
+        print(f"seed {seed}: theirs", flush=True)
+        theirs_runs.append(theirs(config, seed))
+    rows = [
+        {"seed": seed, "side": side, **{METRICS[m]: run[m] for m in METRICS}}
+        for seed, ours_run, theirs_run in zip(seeds, ours_runs, theirs_runs, strict=True)
+        for side, run in (("ours", ours_run), ("theirs", theirs_run))
+    ]
     summary = compare(ours_runs, theirs_runs)
     print(format_table(rows))
     for side in ("ours", "theirs"):
@@ -186,7 +165,7 @@ def main(argv: list[str]) -> int:
             f"{METRICS[m]} {summary[f'{side} {m} mean']:.4f} +- {summary[f'{side} {m} std']:.4f}"
             for m in METRICS
         ]
-        print(f"{side:>6} ({args.seeds} seeds): " + ", ".join(means))
+        print(f"{side:>6} ({len(seeds)} seeds): " + ", ".join(means))
     verdict = abs(summary["difference"]) <= summary["limit"]
     print(
         f"test accuracy, ours - theirs: {summary['difference']:+.2%} (standard error "

@@ -8,21 +8,21 @@
 Each cell (``<dataset>_<model>``) runs the trainer (``python -m flax_resnets train``, what
 ``main.py`` runs) with the paper's recipe for that cell (``flax_resnets.config.get_config``, the
 same as ``configs/<cell>.py``), the data given for its dataset (an exported ``.npz`` or an image
-folder; TFDS otherwise), ``--num_seeds`` seeds trained as one program, and the ``--config.*``
-flags after ``--``, in its own process with a log in the workdir root. ``--parallel=K`` runs K
-cells at once, each with 1/K of the accelerator's memory (``XLA_PYTHON_CLIENT_MEM_FRACTION``):
-small-batch cells leave an accelerator mostly idle, so several share it well. Cells still
-running when the budget ends are stopped with SIGTERM, which makes the trainer save a
-checkpoint and exit: the same sweep command later resumes them. SIGTERM or SIGINT (Ctrl-C) to
-the sweep stops its cells the same way, keeps what finished and exits with 128 + the signal; the
-cells run in sessions of their own, so that a terminal's Ctrl-C reaches them only through it.
-With ``--rates`` (a ``benchmark --json`` file measured on the device), the sweep plans before it
-starts (``sweep_plan``): each cell's seconds estimated, the cells packed longest first into up to
-``--parallel`` slots, each with the most seeds (``--num_seeds`` down to 1) that end within the
-budget, so that every cell it starts finishes; the cells that fit with none are listed and not
-started, and a cell is not started either when less of the budget is left than its estimate.
-``--dry_run`` prints the plan and exits. Without ``--rates`` the cells start in the order given
-and the budget stops those still running. A cell whose workdir holds its finished run (an earlier
+folder; TFDS otherwise), ``--num_seeds`` seeds trained as one program, and the
+``--config.FIELD=VALUE`` flags given (anywhere, or after ``--``), in its own process with a log in
+the workdir root. ``--parallel=K`` runs K cells at once, each with 1/K of the accelerator's memory
+(``XLA_PYTHON_CLIENT_MEM_FRACTION``): small-batch cells leave an accelerator mostly idle, so several
+share it well. Cells still running when the budget ends are stopped with SIGTERM, which makes the
+trainer save a checkpoint and exit: the same sweep command later resumes them. SIGTERM or SIGINT
+(Ctrl-C) to the sweep stops its cells the same way, keeps what finished and exits with 128 + the
+signal; the cells run in sessions of their own, so that a terminal's Ctrl-C reaches them only
+through it. With ``--rates`` (a ``benchmark --json`` file measured on the device), the sweep plans
+before it starts (``sweep_plan``): each cell's seconds estimated, the cells packed longest first
+into up to ``--parallel`` slots, each with the most seeds (``--num_seeds`` down to 1) that end
+within the budget, so that every cell it starts finishes; the cells that fit with none are listed
+and not started, and a cell is not started either when less of the budget is left than its estimate.
+``--dry_run`` prints the plan and exits. Without ``--rates`` the cells start in the order given and
+the budget stops those still running. A cell whose workdir holds its finished run (an earlier
 sweep's) is kept, not trained again. Finished cells are kept as small files in
 ``RESULTS/runs/<dataset>_<model>/`` with the Table 1 they fill (``python -m flax_resnets table1``),
 and ``--tar`` packs them, the table and the logs into one file to carry elsewhere.
@@ -42,14 +42,22 @@ from pathlib import Path
 from typing import Any
 
 from flax_resnets import checks, config
-from flax_resnets.cli import command_parser, output_file, output_folder, positive_int, user_path
+from flax_resnets.cli import (
+    command_parser,
+    output_file,
+    output_folder,
+    parse_command,
+    positive_int,
+    user_path,
+)
 from flax_resnets.commands import table1
 from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, make_plan
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
 from flax_resnets.data.sources import is_array_file
 from flax_resnets.errors import InputError
+from flax_resnets.files import atomic_write
 from flax_resnets.interrupts import STOP_WITH_PARENT, StopRequests
-from flax_resnets.runs.workdir import read_run
+from flax_resnets.runs.workdir import checkpoint_steps, read_run
 
 CELL_CONFIG = Path(config.__file__)  # its get_config(cell): the paper's recipe for a cell
 STOP_GRACE_SECONDS = 60  # for the trainer to save its checkpoint after SIGTERM
@@ -142,15 +150,9 @@ def cell_environment(parallel: int) -> dict[str, str]:
     return env
 
 
-def has_checkpoint(workdir: Path) -> bool:
-    """Whether a cell's workdir holds a saved step to resume from."""
-    checkpoints = workdir / "checkpoints"
-    return checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())
-
-
 def stopped_message(workdir: Path, seconds: float, reason: str = "the budget") -> str:
     """What a cell stopped (by the budget or a signal) left: a checkpoint to resume from, or none."""
-    if has_checkpoint(workdir):
+    if checkpoint_steps(workdir / "checkpoints"):
         return f"stopped by {reason} after {seconds:.0f} s; the same command resumes it"
     return (
         f"stopped by {reason} after {seconds:.0f} s, before its first checkpoint: "
@@ -178,11 +180,15 @@ def report_finished(finished: CellProcess, results: Path) -> bool:
 
 
 def pack(tar_path: Path, results: Path, logs: list[Path]) -> None:
-    tar_path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tar_path, "w:gz") as tar:
-        tar.add(results, arcname=results.name)
-        for log in logs:
-            tar.add(log, arcname=f"logs/{log.name}")
+    """The kept runs, the table and the logs in one file, written whole or not at all."""
+
+    def write(file: Any) -> None:
+        with tarfile.open(fileobj=file, mode="w:gz") as tar:
+            tar.add(results, arcname=results.name)
+            for log in logs:
+                tar.add(log, arcname=f"logs/{log.name}")
+
+    atomic_write(tar_path, write, binary=True)
 
 
 def main(argv: list[str]) -> int:
@@ -246,9 +252,7 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
         help="a `benchmark --json` file measured on this device: plan so that every cell started finishes",
     )
     parser.add_argument("--dry_run", action="store_true", help="print the plan (needs --rates) and exit")
-    split = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:split])
-    overrides = argv[split + 1 :]
+    args, overrides = parse_command(parser, argv)
     if not math.isfinite(args.budget_seconds) or args.budget_seconds <= 0:
         raise InputError(f"--budget_seconds must be a positive number of seconds, got {args.budget_seconds}.")
     if args.dry_run and not args.rates:
@@ -267,9 +271,6 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
                 "and PATH an existing .npz file or image folder."
             )
         data[dataset] = data_flags(dataset, Path(path).absolute())
-    bad = [flag for flag in overrides if not flag.startswith("--config.")]
-    if bad:
-        raise InputError(f"only --config.FIELD=VALUE flags may follow --, got {' '.join(bad)}.")
     for cell in args.cells:
         checks.with_overrides(config.cell_config(cell), overrides)  # a bad field or value, refused now
     return args, data, overrides

@@ -3,46 +3,62 @@
     python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18
     python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18 --mode=eval
 
-``python -m flax_resnets train ...`` is the same program, for an installed package.
+``configs/<dataset>_<model>.py`` are the paper's Table 1 cells. ``--config.FIELD=VALUE`` changes a
+field of the config, e.g. ``--config.num_seeds=3`` (``python -m flax_resnets config CONFIG_FILE``
+lists every field, its value and meaning). Running the same command again in the same workdir
+resumes the run. ``python -m flax_resnets train ...`` is the same program, for an installed package.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
-from absl import app, flags, logging
-
-from flax_resnets.cli import EXIT_FAILED, main_flags_parser, run_command
+from flax_resnets import checks
+from flax_resnets.cli import EXIT_FAILED, command_parser, load_config_file, parse_command, refuse, user_path
 from flax_resnets.interrupts import EXIT_INTERRUPTED, INTERRUPTED
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and eval.json.", required=True)
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes a run) or eval (tests a checkpoint).")
-flags.DEFINE_string("checkpoint", "best", "For --mode=eval: best, latest or a step number.")
+
+def main(argv: list[str], program: str | None = None) -> int:
+    parser = command_parser("train", __doc__, program)
+    parser.add_argument(
+        "--config",
+        help="a config file, e.g. configs/cifar10_resnet18.py (or FILE:ARG); required to train, read "
+        "from the workdir to evaluate",
+    )
+    parser.add_argument("--workdir", type=user_path, help="the run's folder: checkpoints, metrics, eval.json")
+    parser.add_argument("--mode", choices=("train", "eval"), default="train", help="train (resumes) or eval")
+    parser.add_argument("--checkpoint", default="best", help="for --mode=eval: best, latest or a step number")
+    args, overrides = parse_command(parser, argv)
+    if args.workdir is None:
+        refuse("--workdir is required: the folder for the run's checkpoints and results, e.g. runs/qs.")
+    if args.config is None and overrides:
+        refuse("--config.FIELD flags change a config file: add one, e.g. --config=configs/quickstart.py.")
+    if args.config is None and args.mode == "train":
+        refuse("--config is required to train: e.g. --config=configs/quickstart.py.")
+    config = checks.with_overrides(load_config_file(args.config), overrides) if args.config else None
+    return train_or_evaluate(config, args.workdir, args.mode, args.checkpoint)
 
 
-def train_or_evaluate(argv: list[str]) -> int:
-    del argv
-    if not FLAGS["verbosity"].present:  # the libraries' logs are for debugging: --verbosity=0 shows them
-        logging.set_verbosity(logging.ERROR)
-    # Imported here so that --help answers without loading JAX and TensorFlow.
+def train_or_evaluate(config: Any, workdir: Path, mode: str, checkpoint: str) -> int:
+    """Train (or evaluate) in ``workdir``; the result's line, or the failure's, and the exit status."""
+    # Imported here so that --help and refused flags answer without loading JAX and TensorFlow.
     import jax
+    from absl import logging
 
-    from flax_resnets.errors import InputError
     from flax_resnets.runs.summary import result_line
-    from flax_resnets.runs.workdir import config_dict, recorded_config
+    from flax_resnets.runs.workdir import config_dict, read_run
     from flax_resnets.training.checkpoints import CheckpointWriteError
     from flax_resnets.training.evaluate import evaluate_workdir
     from flax_resnets.training.loop import TrainingDivergedError, TrainingStoppedError, train_and_evaluate
 
-    config = FLAGS.config if "config" in FLAGS else None
+    logging.set_verbosity(logging.ERROR)  # the libraries' (orbax's) notices are for debugging
     try:
-        if FLAGS.mode == "train":
-            if config is None:
-                raise InputError("--config is required to train: e.g. --config=configs/quickstart.py.")
-            result = train_and_evaluate(config, FLAGS.workdir)
+        if mode == "train":
+            result = train_and_evaluate(config, workdir)
         else:
-            result = evaluate_workdir(config, FLAGS.workdir, FLAGS.checkpoint)
+            result = evaluate_workdir(config, workdir, checkpoint)
     except (TrainingDivergedError, CheckpointWriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -53,16 +69,6 @@ def train_or_evaluate(argv: list[str]) -> int:
         print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
     if jax.process_index() == 0:
-        run_config = config_dict(config) if config else recorded_config(FLAGS.workdir)
+        run_config = config_dict(config) if config else read_run(workdir).config
         print(result_line(result, run_config), flush=True)
     return 0
-
-
-def main(argv: list[str], program: str = "python -m flax_resnets train") -> int:
-    """``program ARGV``: absl parses the flags (``cli.main_flags_parser``), then train or evaluate."""
-    app.run(
-        lambda argv: run_command(train_or_evaluate, argv),
-        argv=[program, *argv],
-        flags_parser=main_flags_parser,
-    )
-    return 0  # not reached: app.run exits with train_or_evaluate's status

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,23 @@ def member_means(seeds: list[dict]) -> dict[str, float | None]:
         values = [member[field] for member in seeds if member[field] is not None]
         means[field] = sum(values) / len(values) if values else None
     return means
+
+
+def best_steps(history: list[dict], num_seeds: int, saved: Collection[int] | None = None) -> list[int | None]:
+    """Each member's best epoch by validation accuracy, its step, among the ``saved`` steps (all when
+    None): the earliest of ties, as the paper's code replaced its best model only on a strictly
+    higher accuracy; None for a member without validation. The one decision of a run's best: what
+    checkpoints keep, what evaluation tests, what ``best.json`` says."""
+    best = []
+    for member in range(num_seeds):
+        scored = [  # a one-seed record of an earlier version holds its accuracy at the top level
+            (accuracy, -record["step"])
+            for record in history
+            if (saved is None or record["step"] in saved)
+            and (accuracy := record.get("seeds", [record])[member].get("val_accuracy")) is not None
+        ]
+        best.append(-max(scored)[1] if scored else None)
+    return best
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -9,14 +9,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
-from flax_resnets.cli import RETIRED_FIELDS
-from flax_resnets.config import default_config
+from flax_resnets.config import RETIRED_FIELDS, default_config
 from flax_resnets.errors import InputError
 from flax_resnets.files import read_json_object
 from flax_resnets.runs.metrics import read_jsonl
@@ -34,6 +32,13 @@ MAY_CHANGE_ON_RESUME = (
 
 def config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return json.loads(config.to_json())
+
+
+def checkpoint_steps(directory: Path) -> list[int]:
+    """The steps of the checkpoints in ``directory`` (a run's ``checkpoints/``) now, as a new
+    checkpoint manager would list them: its whole (committed) step folders."""
+    directory = Path(directory)
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
 
 
 def recorded_config(workdir: Path) -> dict[str, Any] | None:
@@ -63,18 +68,6 @@ def check_continuable(workdir: Path) -> None:
             "this version does not draw, so it cannot go on as the same run: evaluate it (--mode=eval), "
             "or train in a new --workdir."
         )
-
-
-def check_workdir(workdir: Path) -> None:
-    """Refuse a workdir that is a file, or that cannot be created or written, before any work."""
-    workdir = Path(workdir)
-    if workdir.exists() and not workdir.is_dir():
-        raise InputError(f"--workdir={workdir} is a file, not a folder: pass a folder for the run.")
-    existing = next(p for p in (workdir, *workdir.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise InputError(f"--workdir={workdir} is inside {existing}, a file: pass a folder for the run.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"--workdir={workdir}: {existing} is not writable; pass a folder you can write to.")
 
 
 DATA_RECORD = "data.json"  # the fingerprint of the data a workdir's run read
@@ -134,6 +127,7 @@ class RunFiles:
                 "at the end of training: finish the run first."
             )
         return self.record["data"]["mean"], self.record["data"]["std"]
+
 
 def read_run(workdir: str | Path, *, finished: bool = False) -> RunFiles:
     """The run in ``workdir`` (``~`` expanded), or one line saying there is none. ``finished``: a

@@ -1,11 +1,9 @@
 """Checkpoints of a run in ``workdir/checkpoints``, with orbax's CheckpointManager.
 
-One manager, one preservation policy that is the union of the latest ``keep`` checkpoints
-(saved every epoch and every ``checkpoint_every_steps`` steps) and, for each member of the run
-(``config.num_seeds``), its single best by validation accuracy (saved at epoch ends, with the
-members' metrics): the earliest of tied epochs, as the paper's code kept a model only when its
-validation accuracy was strictly greater than the best so far. No policy can delete a
-checkpoint another keeps. Each checkpoint holds the training state and the run's history (one
+One manager, one preservation policy (``LatestAndBest``): the latest ``keep`` checkpoints (saved
+every epoch and every ``checkpoint_every_steps`` steps) and, for each member of the run
+(``config.num_seeds``), its best epoch by ``runs.metrics.best_steps`` of the run's history, the
+one decision of a run's best. Each checkpoint holds the training state and the run's history (one
 record per finished epoch), which is everything needed to continue exactly: the data position
 and all randomness derive from the step and the config's seeds.
 
@@ -25,7 +23,6 @@ import logging
 import os
 import re
 import shutil
-import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,12 +31,12 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
-from orbax.checkpoint import checkpoint_managers
 
 from flax_resnets.errors import InputError, only_logged_errors, warn
 from flax_resnets.files import WorkdirLock
+from flax_resnets.runs.metrics import best_steps
+from flax_resnets.runs.workdir import checkpoint_steps
 
-VALIDATION_METRIC = "val_accuracy"
 DAMAGED = "damaged_checkpoints"
 
 
@@ -52,33 +49,22 @@ class CheckpointWriteError(RuntimeError):
     while the run trained); the complete checkpoints written before it are kept."""
 
 
-def rank(accuracy: float, step: int) -> tuple[float, int]:
-    """How checkpoints rank for a member's best, in orbax's preservation policy and in
-    ``best_step`` alike: by validation accuracy, the earliest of ties highest (the paper's code
-    replaced its best model only on a strictly higher accuracy)."""
-    return accuracy, -step
+class LatestAndBest:
+    """Orbax's preservation policy of a run: its latest ``keep`` checkpoints, and each member's best
+    epoch (``best_steps``) by the history given with the newest save."""
 
+    def __init__(self, keep: int, num_seeds: int):
+        self.keep, self.num_seeds, self.history = keep, num_seeds, []
 
-def member_metric(member: int) -> str:
-    """The name under which member ``member``'s validation accuracy is saved with a checkpoint."""
-    return f"{VALIDATION_METRIC}_member{member}"
+    def should_preserve(self, checkpoints: list[Any], *, context: Any) -> list[bool]:
+        saved = [checkpoint.step for checkpoint in checkpoints]
+        kept = set(sorted(saved)[-self.keep :]) | set(best_steps(self.history, self.num_seeds, saved))
+        return [step in kept for step in saved]
 
 
 class Checkpoints:
     def __init__(self, directory: Path, *, keep: int = 3, num_seeds: int = 1, read_only: bool = False):
-        best_of_each_member = [
-            checkpoint_managers.BestN(
-                get_metric_fn=lambda metrics, k=k: rank(  # earlier versions saved one seed's mean alone
-                    metrics.get(member_metric(k), metrics[VALIDATION_METRIC]), metrics["step"]
-                ),
-                n=1,
-                keep_checkpoints_without_metrics=False,
-            )
-            for k in range(num_seeds)
-        ]
-        policy = checkpoint_managers.AnyPreservationPolicy(
-            [checkpoint_managers.LatestN(n=keep), *best_of_each_member]
-        )
+        self.policy, self.num_seeds = LatestAndBest(keep, num_seeds), num_seeds
         self.directory = Path(directory).absolute()
         self.failed_write: CheckpointWriteError | None = None
         self.noise = OrbaxFailureNoise()
@@ -87,7 +73,7 @@ class Checkpoints:
             self.manager = ocp.CheckpointManager(
                 self.directory,
                 options=ocp.CheckpointManagerOptions(
-                    preservation_policy=policy,
+                    preservation_policy=self.policy,
                     cleanup_tmp_directories=not read_only,
                     read_only=read_only,
                     create=not read_only,
@@ -101,26 +87,17 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(
-        self, step: int, state: Any, history: list[dict], *, val_accuracies: list[float] | None = None
-    ) -> None:
-        """Save asynchronously; ``val_accuracies`` (one per member) make it a candidate for each
-        member's best checkpoint.
-
-        The history is copied now: orbax writes it in a background thread while the caller
-        goes on appending to its list."""
-        metrics = None
-        if val_accuracies is not None:
-            # Each member's accuracy, and their mean; the step breaks ties.
-            metrics = {VALIDATION_METRIC: statistics.fmean(val_accuracies), "step": step}
-            metrics.update({member_metric(k): value for k, value in enumerate(val_accuracies)})
+    def save(self, step: int, state: Any, history: list[dict]) -> None:
+        """Save asynchronously; the history (each epoch's validation accuracies) decides which
+        checkpoints are kept. It is copied now: orbax writes it in a background thread while the
+        caller goes on appending to its list."""
+        self.policy.history = copy.deepcopy(history)
         with self.writing():  # the previous save, if it failed, fails here
             self.manager.save(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.PyTreeSave(state), history=ocp.args.JsonSave(copy.deepcopy(history))
+                    state=ocp.args.PyTreeSave(state), history=ocp.args.JsonSave(self.policy.history)
                 ),
-                metrics=metrics,
             )
 
     @contextlib.contextmanager
@@ -132,17 +109,13 @@ class Checkpoints:
             yield
         except Exception as error:
             self.noise.failed = True
-            saved = self.steps_on_disk()
+            saved = checkpoint_steps(self.directory)
             kept = f"the checkpoint of step {saved[-1]} is kept" if saved else "no checkpoint was saved"
             self.failed_write = CheckpointWriteError(
                 f"A checkpoint could not be written in {self.directory} ({write_failure(error)}); {kept}: "
                 "free space there (or lift the limit on file sizes), then run the same command to resume."
             )
             raise self.failed_write from error
-
-    def steps_on_disk(self) -> list[int]:
-        """The complete checkpoints in the folder now, as a new manager would list them."""
-        return sorted(int(path.name) for path in self.directory.iterdir() if path.name.isdigit())
 
     def require_step(self, step: int) -> int:
         """``step``, or a refusal that names the saved steps."""
@@ -252,17 +225,6 @@ class Checkpoints:
                     multihost_utils.sync_global_devices(f"moved damaged checkpoint {step}")
                 self.manager.reload()
         return None
-
-    def best_step(self, history: list[dict], member: int = 0) -> int | None:
-        """The kept checkpoint with member ``member``'s highest validation accuracy (the earliest
-        among ties: a later epoch must be strictly better to replace it)."""
-        kept = set(self.steps())
-        scored = [
-            (rank(r["seeds"][member][VALIDATION_METRIC], r["step"]), r["step"])
-            for r in history
-            if r["seeds"][member][VALIDATION_METRIC] is not None and r["step"] in kept
-        ]
-        return max(scored)[1] if scored else None
 
     def wait(self) -> None:
         with self.writing():

@@ -18,6 +18,7 @@ from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock, write_json
 from flax_resnets.progress import progress
+from flax_resnets.runs.metrics import best_steps
 from flax_resnets.runs.plots import write_plots
 from flax_resnets.runs.workdir import check_same_data, check_same_run, read_run
 from flax_resnets.runtime import members, parallel
@@ -63,8 +64,7 @@ def choose_steps(checkpoints: Checkpoints, which: str, num_seeds: int = 1) -> li
     if which == "latest":
         return [latest] * num_seeds
     if which == "best":
-        history = checkpoints.history(latest)
-        best = [checkpoints.best_step(history, member) for member in range(num_seeds)]
+        best = best_steps(checkpoints.history(latest), num_seeds, checkpoints.steps())
         return [latest if step is None else step for step in best]
     if not (which.isascii() and which.isdigit()):
         raise InputError(f"--checkpoint must be 'best', 'latest' or a step number, got {which!r}.")

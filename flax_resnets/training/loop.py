@@ -32,7 +32,6 @@ from flax_resnets.runs.workdir import (
     check_continuable,
     check_same_data,
     check_same_run,
-    check_workdir,
     config_dict,
 )
 from flax_resnets.runtime import members, parallel
@@ -67,8 +66,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     # Saves in flight finish, and files close, however the run ends (a diverged loss included).
     with contextlib.ExitStack() as exit_stack:
         if is_main:  # one run per workdir; checked again under the lock, a run may have just begun
-            checkpoint_dir = workdir / "checkpoints"
-            require_writable(checkpoint_dir if checkpoint_dir.exists() else workdir, "checkpoints")
+            require_writable(workdir / "checkpoints", "free or fix that place, or use another --workdir")
             exit_stack.enter_context(WorkdirLock(workdir))
             check_same_run(config, workdir)
             check_same_data(workdir, program.feed.dataset, fingerprint)
@@ -89,7 +87,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> tuple[programs.
     """Check everything, read the data, build the members and their programs, and fingerprint the
     data; refuse bad input before reading data or compiling anything, and write nothing."""
     validate_config(config)
-    check_workdir(workdir)
+    require_writable(workdir, "pass a folder for the run (--workdir)")
     parallel.initialize_distributed(config.distributed)
     check_batch_size(config.batch_size, jax.process_count(), jax.local_device_count(), config.num_seeds)
     check_same_run(config, workdir)
@@ -151,10 +149,7 @@ def train(
                 "seeds": seeds,
             }
             history.append(record)
-            val_accuracies = None
-            if record["val_accuracy"] is not None:
-                val_accuracies = [member["val_accuracy"] for member in seeds]
-            checkpoints.save(step, state, history, val_accuracies=val_accuracies)
+            checkpoints.save(step, state, history)
             if report:
                 report.write(record)
                 print(epoch_summary(record), flush=True)
