@@ -8,6 +8,7 @@ import jax
 import pytest
 
 from flax_resnets.cli import EXIT_REFUSED, run_command
+from flax_resnets.commands import aot
 from flax_resnets.commands import compile as compile_command
 from flax_resnets.commands.compile import compile_here as real_compile_here
 from flax_resnets.config import cell_config
@@ -15,7 +16,6 @@ from flax_resnets.errors import InputError
 from flax_resnets.models import create_model
 from flax_resnets.models.flops import forward_gflops
 from flax_resnets.runtime import parallel, tpu, tuning
-from flax_resnets.training import aot
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None,

@@ -16,8 +16,8 @@ from run_helpers import REPO, TINY, environment, run_main
 from flax_resnets import load_run
 from flax_resnets.config import default_config
 from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_config_dataset
+from flax_resnets.inference import landscape
 from flax_resnets.models import create_model
-from flax_resnets.training import landscape
 from flax_resnets.training.loop import train_and_evaluate
 
 

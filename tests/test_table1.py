@@ -14,7 +14,7 @@ from run_helpers import HANG_GUARD_SECONDS, environment
 
 from flax_resnets.commands import sweep, table1
 from flax_resnets.config import cell_config
-from flax_resnets.data.sources import TFDS_STATISTICS
+from flax_resnets.data.sources import TFDS_SIZES, TFDS_STATISTICS
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock
 from flax_resnets.runs.workdir import FINISHED_RUN_FILES, checkpoint_steps, recorded_config
@@ -35,7 +35,7 @@ def fake_run(
     """The four small files of a finished run of ``dataset``'s cell of ``model`` on the whole
     dataset, with the cell's recipe but for ``changes`` (``seed_accuracies``: a run of several
     seeds, each with its test accuracy; ``val_accuracy``: the validation accuracy after epoch 20)."""
-    classes, channels, images, test = table1.SIGNATURES[dataset]
+    classes, channels, images, test = TFDS_SIZES[dataset]
     config = cell_config(f"{dataset}_{table1.column(model)}")
     config.update(model=model, dataset=source or dataset, **changes)
     channels = config.image_channels or channels

@@ -34,11 +34,11 @@ import ml_collections
 
 from flax_resnets import checks
 from flax_resnets.cli import command_parser, load_config_file, output_file, parse_command
+from flax_resnets.commands import aot
 from flax_resnets.config import TABLE1_CELLS, cell_config
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_text
 from flax_resnets.runtime import tpu
-from flax_resnets.training import aot
 
 HEADER = (
     "| config | model, batch, seeds, dtype | slice | devices (hosts) | program | arguments | outputs "

@@ -15,7 +15,7 @@ test error (solid) per epoch, plain networks left, residual right (He et al. 201
 
 **landscape** evaluates the training loss around a run's checkpoint on a ``--grid`` x ``--grid``
 grid over [-1, 1]^2 of two filter-normalised random directions (Li et al. 2018, see
-``flax_resnets.training.landscape``), over ``--images`` training images, and draws a contour plot
+``flax_resnets.inference.landscape``), over ``--images`` training images, and draws a contour plot
 and a 3-D surface per run, side by side. A run of several seeds is surveyed at the member that
 ``--seed`` names, as ``predict`` and ``export`` choose one. Writes ``landscape.png`` and
 ``landscape.npz`` (per run: the axes, the loss, the accuracy; ``--directions_seed``).
@@ -38,12 +38,11 @@ from flax_resnets.config import default_config
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import atomic_write, write_json
-from flax_resnets.inference import load_run
+from flax_resnets.inference import landscape, load_run
 from flax_resnets.models import RESIDUAL_TWINS, require_models
 from flax_resnets.progress import progress
 from flax_resnets.runs.plots import plot_degradation, plot_landscapes
 from flax_resnets.runs.workdir import read_run
-from flax_resnets.training import landscape
 from flax_resnets.training.evaluate import evaluate_workdir
 from flax_resnets.training.loop import train_and_evaluate
 

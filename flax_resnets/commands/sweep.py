@@ -53,7 +53,7 @@ from flax_resnets.cli import (
 from flax_resnets.commands import table1
 from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, make_plan
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
-from flax_resnets.data.sources import is_array_file
+from flax_resnets.data.sources import TFDS_SIZES, is_array_file
 from flax_resnets.errors import InputError
 from flax_resnets.files import atomic_write
 from flax_resnets.interrupts import STOP_WITH_PARENT, StopRequests
@@ -86,7 +86,7 @@ def data_flags(key: str, path: Path) -> list[str]:
     except UnreadableArraysError as error:
         raise InputError(f"--data {key}={path}: {error}; export it again.") from error
     channels = source["train"].images.shape[-1]
-    expected = table1.SIGNATURES[key][1]
+    expected = TFDS_SIZES[key][1]
     if source["dataset"] not in (key, "image_folder") or channels != expected:
         raise InputError(
             f"--data {key}={path}: the file holds {source['dataset']} with {channels}-channel images, "

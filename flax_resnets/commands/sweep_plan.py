@@ -30,6 +30,7 @@ from typing import Any
 import ml_collections
 
 from flax_resnets.commands import table1
+from flax_resnets.data.sources import TFDS_SIZES
 from flax_resnets.errors import InputError
 
 STARTUP_SECONDS = 30.0  # a cell's process: imports, reading the data, placing it on the device
@@ -59,7 +60,7 @@ class CellWork:
 def cell_work(cell: str, config: ml_collections.ConfigDict) -> CellWork:
     """``cell``'s work under ``config``, on its Table 1 dataset's full split sizes."""
     dataset = table1.CELLS[cell][0]
-    classes, channels, images, test = table1.SIGNATURES[dataset]
+    classes, channels, images, test = TFDS_SIZES[dataset]
     validation = int(round(images * config.validation_fraction))
     train = min(images - validation, config.train_images or images)
     padded = lambda count: -(-count // config.eval_batch_size) * config.eval_batch_size  # noqa: E731

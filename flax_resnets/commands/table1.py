@@ -29,7 +29,7 @@ from typing import Any
 
 from flax_resnets.cli import command_parser, output_file, output_folder, user_path
 from flax_resnets.config import TABLE1_DATASETS, TABLE1_MODELS, cell_config
-from flax_resnets.data.sources import TFDS_STATISTICS
+from flax_resnets.data.sources import TFDS_SIZES, TFDS_STATISTICS
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_folder, write_text
 from flax_resnets.models import layer_init
@@ -43,13 +43,8 @@ CELLS = {f"{dataset}_{model}": (dataset, model) for dataset in DATASETS for mode
 # The column of a model that is not itself one: the CIFAR-100 cell's VGG19 with BatchNorm.
 COLUMNS = {"vgg19_bn": "vgg19"}
 PAPER_PARAMETERS = {"alexnet": "56M", "vgg19": "20M", "resnet18": "11M", "resnet34": "21M", "resnet50": "23M"}
-# What identifies each dataset's full copy: classes, channels, training (+ validation) and test
-# images; the training pixels' mean must be within MEAN_TOLERANCE of the published one.
-SIGNATURES = {
-    "fashion_mnist": (10, 1, 60_000, 10_000),
-    "cifar10": (10, 3, 50_000, 10_000),
-    "cifar100": (100, 3, 50_000, 10_000),
-}
+# A whole copy of a dataset has its classes, channels and images (``TFDS_SIZES``), and the
+# training pixels' mean within MEAN_TOLERANCE of the published one.
 MEAN_TOLERANCE = 0.02
 # Fields that do not change what a run computes (where its data is, how it is fed, how often it
 # saves or prints, which seeds), and paper_cell, its label: every other field is the recipe.
@@ -83,7 +78,7 @@ class CellRun:
 def paper_dataset(run: RunFiles) -> str | None:
     """Which of the paper's datasets the run trained and tested on, or None."""
     data = run.record["data"]
-    for name, (classes, channels, images, test) in SIGNATURES.items():
+    for name, (classes, channels, images, test) in TFDS_SIZES.items():
         mean = TFDS_STATISTICS[name][0] * (data["channels"] // channels)
         close = len(data["mean"]) == len(mean) and all(
             abs(a - b) <= MEAN_TOLERANCE for a, b in zip(data["mean"], mean, strict=True)

@@ -1,21 +1,13 @@
 """The one input pipeline: each split in device memory, each batch made inside the compiled step.
 
-The paper's datasets are small for an accelerator (CIFAR-10's training images are 150 MB of uint8),
-so each split is copied once to every device as uint8 (replicated: any global permutation costs no
-communication; on a CPU that is host memory). The host computes each epoch's order of examples
-(``order.epoch_permutation``) and sends it once; a training step finds its batch in it from the
-state's step, gathers its rows, pads, crops and flips them (``augment.pad_crop_flip``, keyed by
-(seed, epoch, step, row), so a resumed run draws what it would have drawn) and normalises them,
-all inside the compiled step: the host does nothing per step but dispatch, and a run reads no
-TensorFlow (train from a file written by ``python -m flax_resnets data export``).
-
-Evaluation visits every example once, the last batch padded and masked; the paper's validation
-images are cropped and flipped as drawn by ``augment.validation_draws`` (seed and epoch alone).
-The training inputs have a leading member axis: member k's are those of a one-member feed with
-seed ``seed + k`` (its own order and augmentation).
-
-The compiled step turns where a step stands (``CallStep``: the call's inputs, the constants, the
-step's index in the call, the run's step) into the model's batch (``Feed.train_batch``).
+The paper's datasets are small (CIFAR-10's training images are 150 MB of uint8), so each split is
+copied once to every device as uint8. The host sends each epoch's order of examples once
+(``order.epoch_permutation``); inside the compiled call, a step gathers its batch's rows from it by
+the state's step, pads, crops and flips them (keyed by (seed, epoch, step, row), so a resumed run
+draws what it would have drawn) and normalises them (``Feed.train_batch``). Evaluation visits every
+example once, the last batch padded and masked; the paper's validation images are cropped and
+flipped by draws of (seed, epoch) alone. Member k's inputs are those of a one-member feed of seed
+``seed + k``.
 """
 
 from __future__ import annotations
@@ -116,29 +108,6 @@ class Feed:
 
     def order_sharding(self) -> jax.sharding.NamedSharding:
         return parallel.batch_sharded(self.mesh, batch_axis=2, members=True)
-
-    def call_shapes(self, split: str) -> tuple[Any, Any]:
-        """(inputs, constants) of a compiled call on ``split`` ("train": the training call's, else
-        an evaluation batch's) as shapes and shardings: what lowering the programs for devices this
-        process does not have needs (``python -m flax_resnets compile``); nothing is placed."""
-        replicated = parallel.replicated(self.mesh)
-        constants = {
-            name: jax.ShapeDtypeStruct(array.shape, array.dtype, sharding=replicated)
-            for name, array in self.host_constants(split).items()
-        }
-        if split == "train":
-            order = (self.num_seeds, self.epoch_steps, self.batch_size)
-            inputs = {
-                "order": jax.ShapeDtypeStruct(order, jnp.int32, sharding=self.order_sharding()),
-                "seed": jax.ShapeDtypeStruct(
-                    (self.num_seeds,), jnp.int32, sharding=parallel.state_sharding(self.mesh)
-                ),
-            }
-            return inputs, constants
-        batch, batch_axis = next(self.eval_host_batches(split))
-        sharding = parallel.batch_sharded(self.mesh, batch_axis, members=bool(batch_axis))
-        inputs = {key: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding) for key, a in batch.items()}
-        return inputs, constants
 
     def constants(self, split: str) -> dict[str, jax.Array]:
         """The split's images and labels, resident on every device."""

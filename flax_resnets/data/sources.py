@@ -1,20 +1,12 @@
-"""Datasets as in-memory uint8 arrays, split as the paper does (section 3.1).
+"""Datasets as in-memory uint8 arrays, 32x32, split as the paper's code split them: a random
+``validation_fraction`` of the source's training split (a permutation seeded by ``split_seed``) is
+the validation split, the rest the training split, the source's test split the test split. Every
+process of a multi-host run holds the whole (small) dataset.
 
-The paper's datasets are small (CIFAR-10's 50,000 training images are 150 MB of uint8), so
-each one is read once, through TensorFlow Datasets, resized to 32x32 and held in memory; the
-input pipeline shuffles, augments and batches from there. Every process of a multi-host run
-holds the whole (small) split and yields only its share of every global batch, so a run gives
-the same batches whatever the number of hosts.
-
-* TFDS datasets by name: ``fashion_mnist``, ``cifar10``, ``cifar100`` (the 100 fine labels),
-  read from a prepared TFDS ``data_dir`` or downloaded there.
-* ``image_folder``: ``data_dir`` holds ``train/<label>/*`` and ``test/<label>/*`` images, read
-  with TFDS's ``ImageFolder``. Decoded arrays and their statistics are cached (see
-  ``cache_dir``), so only the first run pays for decoding.
-
-Splits, as the paper's code cut them: a random ``validation_fraction`` of the source's training
-split (a permutation seeded by ``split_seed``) is the validation split, the rest the training
-split; test is the source's test split.
+Sources: the TFDS datasets by name (``fashion_mnist``, ``cifar10``, ``cifar100``'s 100 fine labels),
+from a prepared ``data_dir`` or downloaded there; an ``image_folder`` (``train/<label>/*``,
+``test/<label>/*``; decoded once, then cached: ``cache_dir``); or a file that ``python -m
+flax_resnets data export`` wrote (``.npz``: numpy alone reads it).
 """
 
 from __future__ import annotations
@@ -29,14 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from flax_resnets.data.arrays import (
-    IMAGE_SIZE,
-    Dataset,
-    Split,
-    UnreadableArraysError,
-    load_arrays,
-    save_arrays,
-)
+from flax_resnets.data.arrays import Dataset, UnreadableArraysError, load_arrays, save_arrays
 from flax_resnets.data.decoding import decode_to_arrays, tensorflow
 from flax_resnets.data.image_folder import decode_image_folder
 from flax_resnets.data.images import normalization_constants
@@ -49,8 +34,6 @@ TFDS_STATISTICS = {
     "cifar10": ((0.4913997, 0.4821584, 0.4465309), (0.2470322, 0.2434851, 0.2615878)),
     "cifar100": ((0.5070751, 0.4865489, 0.4409178), (0.2673342, 0.2564384, 0.2761504)),
 }
-# Where TFDS downloads each dataset from: probed before a download, so that a machine with no
-# internet fails in seconds instead of retrying for minutes.
 # What TFDS downloads each dataset from (its builders' URLs; a test checks them against the
 # installed TFDS): where no connection opens, a download is refused at once instead of retried.
 DOWNLOAD_URLS = {
@@ -58,12 +41,12 @@ DOWNLOAD_URLS = {
     "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
     "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
 }
-# Their splits as TFDS gives them: training and test images, channels, classes (what their
-# programs are compiled from ahead of time, without the data: ``config_dataset_shapes``).
+# Each dataset whole, as TFDS gives it: classes, channels, training and test images (what tells a
+# whole copy of it, in Table 1, and what its programs are compiled from ahead of time).
 TFDS_SIZES = {
-    "fashion_mnist": (60_000, 10_000, 1, 10),
-    "cifar10": (50_000, 10_000, 3, 10),
-    "cifar100": (50_000, 10_000, 3, 100),
+    "fashion_mnist": (10, 1, 60_000, 10_000),
+    "cifar10": (10, 3, 50_000, 10_000),
+    "cifar100": (100, 3, 50_000, 10_000),
 }
 DATASET_NAMES = (*TFDS_STATISTICS, "image_folder")
 CACHE_FORMAT = 3  # bump when the array files change, so that old caches are not read (3: Pillow decodes)
@@ -141,37 +124,6 @@ def load_config_dataset(config: Any) -> Dataset:
     )
     if config.image_channels == 3 and dataset.channels == 1:
         dataset = dataset.repeat_channels(3)
-    return normalized_as_configured(config, dataset)
-
-
-def config_dataset_shapes(config: Any) -> Dataset:
-    """``load_config_dataset``'s dataset for a named dataset, read from nothing: its images and
-    labels are zeros of the right shapes that take no memory (one value, broadcast), for compiling
-    a run's programs ahead of time."""
-    if config.dataset not in TFDS_SIZES:
-        raise InputError(
-            f"dataset={config.dataset!r} has no known shapes: compile a config of one of "
-            f"{', '.join(TFDS_SIZES)} (the shapes of your images' dataset are those of the one it resembles)."
-        )
-    require_dataset(config.dataset, config.validation_fraction)
-    num_train, num_test, channels, num_classes = TFDS_SIZES[config.dataset]
-    train = training_images(num_train, config.validation_fraction)
-    channels = 3 if config.image_channels == 3 else channels
-    mean, std = TFDS_STATISTICS[config.dataset]
-
-    def zeros(num_images: int) -> Split:
-        images = np.broadcast_to(np.zeros((), np.uint8), (num_images, IMAGE_SIZE, IMAGE_SIZE, channels))
-        return Split(images, np.zeros((num_images,), np.int32))
-
-    dataset = Dataset(
-        name=config.dataset,
-        class_names=tuple(str(label) for label in range(num_classes)),
-        mean=mean * (channels // len(mean)),
-        std=std * (channels // len(std)),
-        train=zeros(min(train, config.train_images or train)),
-        validation=zeros(num_train - train),
-        test=zeros(num_test),
-    )
     return normalized_as_configured(config, dataset)
 
 

@@ -1,4 +1,5 @@
-"""Using what a run trained: its model in Python (``load_run``), and exported for other frameworks."""
+"""Using what a run trained: its model in Python (``load_run``), exported for other frameworks, and
+the loss landscape around it."""
 
 from flax_resnets.runtime.compat import require_working_flax
 

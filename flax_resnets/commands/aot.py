@@ -4,8 +4,8 @@ FLOPs a step costs, before anyone rents the slice.
 
 The programs are the trainer's own (``programs.build_programs``: the same mesh of the slice's
 devices over every host, member axis, ``steps_per_call`` scan, dtype and shardings), lowered with
-the state, the feed's inputs and the dataset as shapes only (``Feed.call_shapes``; the named
-datasets' sizes from ``data.sources.TFDS_SIZES``). Nothing is initialized, placed or read.
+the state, the feed's inputs and the dataset as shapes only (``dataset_shapes``, ``call_shapes``).
+Nothing is initialized, placed or read.
 """
 
 from __future__ import annotations
@@ -18,10 +18,20 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 
+from flax_resnets.data.arrays import IMAGE_SIZE, Dataset, Split
+from flax_resnets.data.feeds import Feed
 from flax_resnets.data.order import check_batch_size
-from flax_resnets.data.sources import config_dataset_shapes
+from flax_resnets.data.sources import (
+    TFDS_SIZES,
+    TFDS_STATISTICS,
+    normalized_as_configured,
+    require_dataset,
+    training_images,
+)
+from flax_resnets.errors import InputError
 from flax_resnets.models.flops import jaxpr_macs
 from flax_resnets.runtime import parallel
 from flax_resnets.training import programs
@@ -102,9 +112,9 @@ def trace_run(config: ml_collections.ConfigDict, mesh: Mesh) -> dict[str, tuple[
     devices = list(mesh.devices.flat)
     hosts = len({device.process_index for device in devices})
     check_batch_size(config.batch_size, hosts, len(devices) // hosts, config.num_seeds)
-    program = programs.build_programs(config, config_dataset_shapes(config), mesh, shapes_only=True)
-    train_inputs, train_constants = program.feed.call_shapes("train")
-    eval_inputs, eval_constants = program.feed.call_shapes("test")
+    program = programs.build_programs(config, dataset_shapes(config), mesh, shapes_only=True)
+    train_inputs, train_constants = call_shapes(program.feed, "train")
+    eval_inputs, eval_constants = call_shapes(program.feed, "test")
     return {
         TRAINING: (
             program.train.trace(program.state, train_inputs, train_constants, config.steps_per_call),
@@ -115,6 +125,53 @@ def trace_run(config: ml_collections.ConfigDict, mesh: Mesh) -> dict[str, tuple[
             nbytes(eval_constants),
         ),
     }
+
+
+def dataset_shapes(config: ml_collections.ConfigDict) -> Dataset:
+    """``load_config_dataset``'s dataset for a named dataset, read from nothing: zeros of the right
+    shapes that take no memory (one value, broadcast)."""
+    if config.dataset not in TFDS_SIZES:
+        raise InputError(
+            f"dataset={config.dataset!r} has no known shapes: compile a config of one of "
+            f"{', '.join(TFDS_SIZES)} (the shapes of your images' dataset are those of the one it resembles)."
+        )
+    require_dataset(config.dataset, config.validation_fraction)
+    num_classes, channels, num_train, num_test = TFDS_SIZES[config.dataset]
+    train = training_images(num_train, config.validation_fraction)
+    channels = 3 if config.image_channels == 3 else channels
+    mean, std = (statistics * (channels // len(statistics)) for statistics in TFDS_STATISTICS[config.dataset])
+
+    def zeros(num_images: int) -> Split:
+        images = np.broadcast_to(np.zeros((), np.uint8), (num_images, IMAGE_SIZE, IMAGE_SIZE, channels))
+        return Split(images, np.zeros((num_images,), np.int32))
+
+    names = tuple(str(label) for label in range(num_classes))
+    splits = zeros(min(train, config.train_images or train)), zeros(num_train - train), zeros(num_test)
+    return normalized_as_configured(config, Dataset(config.dataset, names, mean, std, *splits))
+
+
+def call_shapes(feed: Feed, split: str) -> tuple[Any, Any]:
+    """(inputs, constants) of a compiled call on ``split`` ("train": the training call's, else an
+    evaluation batch's) as shapes and shardings; nothing is placed."""
+    replicated = parallel.replicated(feed.mesh)
+    constants = {
+        name: jax.ShapeDtypeStruct(array.shape, array.dtype, sharding=replicated)
+        for name, array in feed.host_constants(split).items()
+    }
+    if split == "train":
+        order = (feed.num_seeds, feed.epoch_steps, feed.batch_size)
+        inputs = {
+            "order": jax.ShapeDtypeStruct(order, np.int32, sharding=feed.order_sharding()),
+            "seed": jax.ShapeDtypeStruct(
+                (feed.num_seeds,), np.int32, sharding=parallel.state_sharding(feed.mesh)
+            ),
+        }
+        return inputs, constants
+    batch, batch_axis = next(feed.eval_host_batches(split))
+    sharding = parallel.batch_sharded(feed.mesh, batch_axis, members=bool(batch_axis))
+    return {
+        key: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding) for key, a in batch.items()
+    }, constants
 
 
 def nbytes(shapes: Any) -> int:
