@@ -62,10 +62,8 @@ def with_overrides(config: ml_collections.ConfigDict, flags: list[str]) -> ml_co
 
 
 def check_types(config: ml_collections.ConfigDict) -> None:
-    """Each field holds a value of its default's type (an int where a float is expected is fine):
-    a hand-edited config.json gets one line, not a TypeError deep in training. Ours, not
-    ml_collections': a workdir's config.json is read back as a plain dict, and ConfigDict's own
-    check would let True through as an int and None as anything."""
+    """Each field holds a value of its default's type (an int for a float is fine): a hand-edited
+    config.json gets one line, not a TypeError deep in training (ConfigDict would let True pass as 1)."""
     for field, default in default_config().items():
         value = config.get(field)
         expected = str if default is None else type(default)
@@ -81,7 +79,39 @@ def check_types(config: ml_collections.ConfigDict) -> None:
             )
 
 
+# Each field's condition and what it must be, checked in this order (its value named in the refusal).
+RANGES = {
+    **dict.fromkeys(
+        ("seed", "split_seed", "train_images", "cosine_period_epochs"), (lambda v: v >= 0, "0 or more")
+    ),
+    **dict.fromkeys(
+        (
+            "learning_rate",
+            "num_epochs",
+            "batch_size",
+            "eval_batch_size",
+            "keep_checkpoints",
+            "steps_per_call",
+        ),
+        (lambda v: v > 0, "positive"),
+    ),
+    "num_seeds": (lambda v: v > 0, "positive"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, "0 or more"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "checkpoint_every_steps": (lambda v: v >= 0, "0 or more (0: at epoch ends only)"),
+}
+CHOICES = {
+    "schedule": SCHEDULES,
+    "dtype": DTYPES,
+    "normalization": NORMALIZATIONS,
+    "image_channels": IMAGE_CHANNELS,  # 0: the data's own; 3: greyscale as 3 channels
+}
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Refuse a config that cannot make a run, in one sentence naming the field, its value and the
+    fix: before any data is read or anything compiled."""
     for field, why in RETIRED_FIELDS.items():
         if field in config:
             raise InputError(f"config.{field} is no longer needed: {why}; remove it from the config.")
@@ -89,60 +119,29 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for field, value in config.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(f"config.{field} must be a finite number, got {value}.")
-    for field in ("seed", "split_seed", "train_images", "cosine_period_epochs"):
-        if config[field] < 0:
-            raise InputError(f"config.{field} must be 0 or more, got {config[field]}.")
-    if config.seed + max(config.num_seeds, 1) - 1 >= SEED_LIMIT or config.split_seed >= SEED_LIMIT:
+    for field, (holds, what) in RANGES.items():
+        if not holds(config[field]):
+            raise InputError(f"config.{field} must be {what}, got {config[field]}.")
+    for field, choices in CHOICES.items():
+        if config[field] not in choices:
+            raise InputError(
+                f"config.{field} must be one of {', '.join(map(str, choices))}, got {config[field]!r}."
+            )
+    if config.seed + config.num_seeds - 1 >= SEED_LIMIT or config.split_seed >= SEED_LIMIT:
         raise InputError(
             f"config.seed (+ num_seeds - 1) and config.split_seed must be below 2**31 = {SEED_LIMIT}, "
             f"got seed={config.seed}, num_seeds={config.num_seeds}, split_seed={config.split_seed}."
         )
     require_models([config.model])
     require_dataset(config.dataset, config.validation_fraction)
-    positive = (
-        "learning_rate",
-        "num_epochs",
-        "batch_size",
-        "eval_batch_size",
-        "keep_checkpoints",
-        "steps_per_call",
-        "num_seeds",
-    )
-    for field in positive:
-        if not config[field] > 0:
-            raise InputError(f"config.{field} must be positive, got {config[field]}.")
-    if not 0 <= config.momentum < 1:
-        raise InputError(f"config.momentum must be in [0, 1), got {config.momentum}.")
-    if config.weight_decay < 0:
-        raise InputError(f"config.weight_decay must not be negative, got {config.weight_decay}.")
-    if config.schedule not in SCHEDULES:
-        raise InputError(f"config.schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}.")
+    require_init(config.init)
     if config.schedule == "onecycle" and not 0 <= config.warmup_epochs < config.num_epochs:
         raise InputError(
             f"config.warmup_epochs must be at least 0 and below num_epochs={config.num_epochs}, "
             f"got {config.warmup_epochs}."
         )
-    if not 0 <= config.label_smoothing < 1:
-        raise InputError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}.")
-    require_init(config.init)
-    if config.dtype not in DTYPES:
-        raise InputError(f"config.dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}.")
-    if config.normalization not in NORMALIZATIONS:
-        raise InputError(
-            f"config.normalization must be one of {', '.join(NORMALIZATIONS)}, got {config.normalization!r}."
-        )
-    if config.image_channels not in IMAGE_CHANNELS:
-        raise InputError(
-            f"config.image_channels must be 0 (the data's own) or 3 (greyscale as 3 channels), "
-            f"got {config.image_channels}."
-        )
     if config.paper_cell and config.paper_cell not in TABLE1_CELLS:
         raise InputError(
             f"config.paper_cell must be a Table 1 cell such as cifar10_resnet18 (or empty), "
             f"got {config.paper_cell!r}."
-        )
-    if config.checkpoint_every_steps < 0:
-        raise InputError(
-            "config.checkpoint_every_steps must be >= 0 (0: at epoch ends only), "
-            f"got {config.checkpoint_every_steps}."
         )

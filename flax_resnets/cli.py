@@ -1,10 +1,7 @@
-"""The project's command lines, one dialect for all (``main.py`` included): argparse flags, a
-config file loaded with its own checks (``load_config_file``), and ``--config.FIELD=VALUE``
-overrides anywhere among the flags (``parse_command``), applied by ``checks.with_overrides``.
-
-Every mistake is answered in one line on stderr, exit status 2: ``refuse`` is the one way any
-command refuses its input; ``CommandParser`` makes argparse's errors go through it, and
-``run_command`` turns an ``InputError`` raised anywhere below a command into it.
+"""The project's command lines, one dialect for all (``main.py`` included): argparse flags, a config
+file loaded with its own checks (``load_config_file``), and ``--config.FIELD=VALUE`` overrides
+anywhere among the flags (``parse_command``, for ``checks.with_overrides``). Every mistake is one
+line on stderr, exit status 2 (``refuse``, ``CommandParser``, ``run_command``).
 """
 
 from __future__ import annotations
@@ -100,10 +97,8 @@ def command_parser(name: str, doc: str, prog: str | None = None) -> CommandParse
 
 
 def run_command(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
-    """Run a command's ``main(argv)``; bad input found on the way is refused in one line (exit
-    status 2), and a failure of the system (a full disk, a file-size limit, a permission) is one
-    line naming the file and the system's reason (exit status 1). Files are written whole
-    (``files``), so what a failed command had written before stays as it was."""
+    """Run a command's ``main(argv)``: bad input is refused in one line (exit status 2), a failure of
+    the system (a full disk, a file-size limit) is one line naming the file (exit status 1)."""
     try:
         return main(argv) or 0
     except InputError as error:

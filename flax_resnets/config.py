@@ -87,18 +87,9 @@ FIELDS = {
 
 
 def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_collections.ConfigDict:
-    """The paper's recipe for ``model`` on ``dataset``, as its code ran it: every config starts here
-    (``FIELDS`` says what each field means).
-
-    SGD with momentum 0.9 and learning rate 0.001, PyTorch's ``CosineAnnealingLR(T_max=50)`` stepped
-    once per epoch (20 epochs end at 6.84e-4), L2 weight decay 0.001 added to every parameter's
-    gradient (PyTorch's ``weight_decay``), batch size 16, 20 epochs; pixels to [-1, 1] by
-    (x - 0.5) / 0.5; a seeded random 20% of the training images held out for validation and
-    cropped and flipped like the training images, afresh every epoch; each model initialised as
-    the paper's code did; the best epoch by validation accuracy (the earliest of ties) tested.
-    Fashion-MNIST as 3 identical channels, padded for its crops after normalising (mid-grey),
-    CIFAR padded before (black). Table 1's cells differ only as ``TABLE1_CELLS`` says.
-    """
+    """The paper's recipe for ``model`` on ``dataset``, as its code ran it (docs/recipe.md): every
+    config starts here (``FIELDS`` says what each field means); Table 1's cells differ from it only
+    as ``TABLE1_CELLS`` says."""
     config = ml_collections.ConfigDict()
     # What to train on, and how the data is read.
     config.model = model

@@ -1,10 +1,7 @@
-"""Writing files so that a crash never leaves half of one, with the permissions users expect,
-and the lock that keeps one run per workdir.
-
-A file is written next to its destination under a hidden temporary name, flushed to disk, given
-the mode a plain ``open()`` would give it (0644 under the usual umask, so that others sharing a
-results folder can read it; ``tempfile`` alone makes 0600), then renamed over the destination,
-unless the destination holds the same bytes already: then it is left as it is, its time too.
+"""Writing files so that a crash never leaves half of one, and the lock that keeps one run per
+workdir. A file is written beside its destination under a hidden name, flushed, given the mode
+``open()`` would give it (0644 under the usual umask), then renamed over the destination, unless
+that holds the same bytes already: then it is left as it is, its time too.
 """
 
 from __future__ import annotations
@@ -109,11 +106,9 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def require_writable(path: Path, fix: str = "", *, folder: bool = True) -> None:
-    """Refuse in one line (an ``InputError`` ending in ``fix``), before any work, a place where
-    nothing can be written: a folder where a file is wanted (``folder=False``), a file where a folder
-    is or among its parents, or a nearest existing folder that refuses a file (read-only, full, no
-    permission: a probe file is written there and removed). Creates nothing. The one check of a
-    place to write, for every command's outputs and every run's workdir."""
+    """The one check of a place to write (every output flag, every workdir), before any work: a
+    folder where a file is wanted, a file where a folder is or above it, or a nearest existing folder
+    that refuses a probe file (read-only, full) is one ``InputError`` ending in ``fix``."""
     path, fix = Path(path), f": {fix}." if fix else ""
     if path.is_dir() and not folder:
         raise InputError(f"{shown(path)} is a folder, not a file to write{fix}")

@@ -1,22 +1,9 @@
-"""Ctrl-C and SIGTERM for the whole process: what each does, decided here alone.
-
-At the entry point (``main.py``, ``python -m flax_resnets``), before the libraries load,
-``install()`` makes Ctrl-C and SIGTERM end the command at once, as soon as the file being
-written (if any) is whole (``writing``): one line, exit status 130 (143 for SIGTERM), and no
-temporary file left behind. Python's default, a KeyboardInterrupt raised wherever the main
-thread is, can land in a garbage-collection callback (which swallows it), in a native library's
-import (an ImportError) or in native teardown (a crash); SIGTERM's default ends the process in
-the middle of a write, leaving its temporary file. A process started with Ctrl-C ignored (in the
-background) keeps ignoring it.
-
-While a training loop runs (``StopRequests``), a first SIGTERM (a scheduler's preemption, a
-sweep's time budget) or Ctrl-C is a request that the loop answers after the call in flight: it
-saves a checkpoint, then stops. A second goes to the handler the loop replaced (at the entry
-point's: an end at once), or raises KeyboardInterrupt where there is none to go to. On several
-hosts, SIGTERM is JAX's own: its preemption sync point makes every host stop at the same step.
-A sweep's cells stop (SIGTERM) when the sweep ends, however it ends.
-
-Stdlib only at import, so that the entry point installs this before anything heavy loads.
+"""Ctrl-C and SIGTERM for the whole process: what each does, decided here alone (stdlib only, so that
+the entry point installs it before anything heavy loads). ``install()``: either ends the command
+at once, as soon as a file being written is whole (``writing``), in one line, exit 130 (143 for
+SIGTERM), no temporary left. While a training loop runs (``StopRequests``), a first one is a
+request it answers after the call in flight by saving a checkpoint and stopping; a second goes on
+to the handler it replaced. On several hosts, JAX's preemption sync point stops all at one step.
 """
 
 from __future__ import annotations
@@ -102,10 +89,9 @@ TRAINING_STOPS = (
 
 
 class StopRequests:
-    """While a training loop (or a sweep of them) runs: a first SIGTERM or SIGINT becomes a request
-    (``requested``), announced at once, that the loop answers after the call in flight; a second
-    goes to the handler this replaced. ``across_hosts``: a JAX program, whose hosts all stop at
-    one step (JAX's preemption sync point, which owns SIGTERM on several hosts)."""
+    """While a training loop (or a sweep) runs: a first SIGTERM or SIGINT is a request the loop
+    answers after the call in flight, a second goes to the handler this replaced. ``across_hosts``:
+    every host stops at one step (JAX's preemption sync point)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -41,11 +41,9 @@ TRAINING = "training call"
 
 @dataclasses.dataclass(frozen=True)
 class CompiledProgram:
-    """One compiled program's needs on each device: bytes of its arguments, outputs (less those
-    that reuse donated arguments' buffers), temporaries and code; per step (a training call runs
-    ``steps`` of them), the FLOPs of its convolutions and matrix products (``models.flops``, counted
-    in the program itself: forward and backward, every member). ``dataset_bytes``: of the
-    arguments, the dataset resident on the device (a step reads only its batch's rows of it)."""
+    """One compiled program's needs on each device: bytes of its arguments (``dataset_bytes`` of
+    them the resident dataset), outputs (less donated buffers), temporaries and code, and the FLOPs
+    of a step's convolutions and matrix products (``models.flops``: forward, backward, every member)."""
 
     name: str
     steps: int

@@ -1,18 +1,10 @@
 """``python -m flax_resnets benchmark``: training and evaluation speed, optionally against PyTorch.
 
-For each model and batch size: compile time, training-step images/s (median over timed calls
-after warm-up, synchronized), evaluation images/s and peak memory, on random inputs, with the
-trainer's own compiled step (``steps_per_call`` steps per call). With ``--compare_torch`` the
-same architecture and optimizer (SGD, momentum, weight decay) run in PyTorch, timed in
-alternation with Flax (other jobs on a shared machine move timings by tens of percent), and
-each row gets the Flax/PyTorch ratio. PyTorch is optional: ``pip install -e ".[bench]"``.
-
-The programs are the trainer's own (``training.programs``), its batches gathered, cropped,
-flipped and normalised inside the training call from random images. With ``--data_dir`` (real
-images: an image folder or an exported ``.npz``), a second table times the trainer's loop over
-that data's epochs against its compiled call alone. With
-``--profile_dir``, each row's training calls are traced once more and the ops that took the
-device's time are printed (``flax_resnets.runtime.profiling``).
+Per model and batch size: compile time, training and evaluation images/s (medians of timed calls
+after warm-up) and peak memory, with the trainer's own programs on random images.
+``--compare_torch``: the same step in PyTorch, timed in alternation, and the Flax/PyTorch ratio.
+``--data_dir``: a second table, the trainer's loop over real epochs against its call alone.
+``--profile_dir``: the ops that took the device's time (``runtime.profiling``).
 """
 
 from __future__ import annotations
@@ -207,49 +199,23 @@ def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size:
 def argument_parser() -> CommandParser:
     """The benchmark's flags."""
     parser = command_parser("benchmark", __doc__)
-    parser.add_argument("--models", default="resnet20,resnet18,vgg19")
-    parser.add_argument("--batch_sizes", type=positive_ints, default="16,128")
-    parser.add_argument("--dtype", default="float32", choices=DTYPES)
-    parser.add_argument("--steps", type=positive_int, default=5, help="timed calls per round")
-    parser.add_argument(
-        "--rounds", type=positive_int, default=2, help="rounds of timed calls (alternating with PyTorch)"
-    )
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compilation")
-    parser.add_argument("--steps_per_call", type=positive_int, default=1)
-    parser.add_argument("--input_channels", type=positive_int, default=3)
-    parser.add_argument(
-        "--compare_torch", action="store_true", help="time the same step in PyTorch (CUDA when present)"
-    )
-    parser.add_argument(
-        "--data_dir",
-        type=user_path,
-        help="also time the trainer's loop, input pipeline included, on this data: an image folder "
-        "(root/{train,test}/<label>/*) or a file from `python -m flax_resnets data export`",
-    )
-    parser.add_argument(
-        "--dataset", default="image_folder", choices=DATASET_NAMES, help="what --data_dir holds"
-    )
-    parser.add_argument(
-        "--loop_steps", type=positive_int, default=200, help="training steps timed in the loop"
-    )
-    parser.add_argument(
-        "--profile_dir",
-        type=output_folder,
-        help="trace each row's training calls into this folder and print the top ops",
-    )
-    parser.add_argument(
-        "--num_seeds",
-        type=positive_ints,
-        default="1",
-        help="members trained as one program (comma-separated: a row each); images/s summed over them",
-    )
-    parser.add_argument(
-        "--parallel",
-        type=positive_ints,
-        default="1",
-        help="also time K processes at once on the accelerator, as sweep --parallel=K (comma-separated K)",
-    )
-    parser.add_argument("--json", default="benchmark.json", type=output_file, help="where to write the rows")
+    add = parser.add_argument
+    add("--models", default="resnet20,resnet18,vgg19")
+    add("--batch_sizes", type=positive_ints, default="16,128")
+    add("--dtype", default="float32", choices=DTYPES)
+    add("--steps", type=positive_int, default=5, help="timed calls per round")
+    add("--rounds", type=positive_int, default=2, help="rounds of timed calls (alternating with PyTorch)")
+    add("--warmup", type=int, default=2, help="untimed calls after compilation")
+    add("--steps_per_call", type=positive_int, default=1)
+    add("--input_channels", type=positive_int, default=3)
+    add("--compare_torch", action="store_true", help="time the same step in PyTorch (CUDA when present)")
+    add("--data_dir", type=user_path, help="also time the trainer's loop on this image folder or .npz")
+    add("--dataset", default="image_folder", choices=DATASET_NAMES, help="what --data_dir holds")
+    add("--loop_steps", type=positive_int, default=200, help="training steps timed in the loop")
+    add("--profile_dir", type=output_folder, help="trace each row's training calls here, print the top ops")
+    add("--num_seeds", type=positive_ints, default="1", help="members as one program (a row each K)")
+    add("--parallel", type=positive_ints, default="1", help="also time K processes at once, as sweep's")
+    add("--json", default="benchmark.json", type=output_file, help="where to write the rows")
     return parser
 
 

@@ -4,19 +4,11 @@ without a TPU, with what each needs of a device.
     python -m flax_resnets compile --config=configs/cifar100_resnet50.py --topology=v5e:4x4,v4:2x2x2
     python -m flax_resnets compile --cells=table1 --topology=v4:2x2x1,v5e:2x2,v6e:2x2 --out=tpu.md
 
-The programs are the trainer's own (the training call of ``steps_per_call`` steps of every seed,
-and the evaluation step), built as ``main.py`` builds them over a mesh of the slice's devices on
-every host, from shapes alone: no TPU, no TensorFlow and no dataset are needed, only libtpu
-(``pip install "flax-resnets[tpu]"``). Per device (a chip; a TensorCore on v4) it prints the bytes
-of the program's arguments (state, optimizer, dataset), outputs, temporaries and code against
-the device's HBM, the GFLOPs of a step (its convolutions and matrix products, forward and
-backward, every seed) and a roofline estimate of the step's time: the longer of its FLOPs at the
-chip's peak bfloat16 rate and its HBM traffic (every byte it holds but the dataset, once) at the
-chip's bandwidth (public figures, ``runtime.tpu.CHIPS``). A roofline is a lower bound, not a
-measurement: small batches run far from peak.
-
-A training call that does not fit a device's memory is refused in one line naming the largest
-batch that fits (found by compiling), exit status 1.
+The programs are the trainer's own (``training.programs`` over the slice's devices, from shapes
+alone: only libtpu is needed, ``pip install "flax-resnets[tpu]"``). Per device it prints the bytes
+of arguments, outputs, temporaries and code against the HBM, the GFLOPs of a step and a roofline
+estimate of its time (FLOPs at peak or HBM traffic at bandwidth, whichever binds: a lower bound).
+A training call too large for a device is refused naming the largest batch that fits (exit 1).
 """
 
 from __future__ import annotations
@@ -190,14 +182,11 @@ def compile_config(name: str, config: ml_collections.ConfigDict, tpu_slice: tpu.
 
 def main(argv: list[str]) -> int:
     parser = command_parser("compile", __doc__)
-    parser.add_argument("--config", help="a config file, e.g. configs/cifar10_resnet18.py (or FILE:ARG)")
-    parser.add_argument("--cells", help="Table 1 cells, comma-separated, or 'table1' for all 15")
-    parser.add_argument(
-        "--topology",
-        required=True,
-        help="TPU slices, comma-separated, GENERATION:TOPOLOGY: e.g. v5e:4x4,v4:2x2x2,v6e:2x2",
-    )
-    parser.add_argument("--out", type=output_file, help="also write the table to this Markdown file")
+    add = parser.add_argument
+    add("--config", help="a config file, e.g. configs/cifar10_resnet18.py (or FILE:ARG)")
+    add("--cells", help="Table 1 cells, comma-separated, or 'table1' for all 15")
+    add("--topology", required=True, help="TPU slices GENERATION:TOPOLOGY, e.g. v5e:4x4,v4:2x2x2,v6e:2x2")
+    add("--out", type=output_file, help="also write the table to this Markdown file")
     args, overrides = parse_command(parser, argv)
     configs = configs_of(args, overrides)
     slices = [tpu.slice_of(name) for name in args.topology.split(",")]

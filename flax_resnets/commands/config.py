@@ -1,12 +1,8 @@
 """``python -m flax_resnets config [FILE[:ARG]] [--config.FIELD=VALUE ...]``: every field of a config,
-its value and what it means.
+its value and what it means, resolved as ``main.py`` resolves it; a value other than the paper's
+recipe's for that dataset is marked ``*``.
 
-    python -m flax_resnets config                                      # the defaults
     python -m flax_resnets config configs/cifar10_resnet18.py --config.num_seeds=3
-
-The config is resolved as ``main.py`` resolves it: the file's ``get_config()`` (the defaults without
-a file), then the ``--config.FIELD=VALUE`` overrides; a value other than the paper's recipe's for
-that dataset (``default_config``) is marked ``*``.
 """
 
 from __future__ import annotations

@@ -17,9 +17,7 @@ def main(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write a dataset as an .npz array file")
     export.add_argument("--dataset", required=True, choices=DATASET_NAMES)
-    export.add_argument(
-        "--data_dir", type=user_path, default=None, help="TFDS data_dir, or the image folder's root"
-    )
+    export.add_argument("--data_dir", type=user_path, help="TFDS data_dir, or the image folder's root")
     export.add_argument("--out", required=True, type=output_file, help="the .npz file to write")
     export.add_argument("--no_download", action="store_true", help="never let TFDS download")
     args = parser.parse_args(argv)

@@ -3,22 +3,11 @@
     python -m flax_resnets figures degradation --config.data_dir=DIR --out=results/figures
     python -m flax_resnets figures landscape --workdir=RUN --workdir=OTHER_RUN --grid=21 --out=DIR
 
-**degradation** trains plain and residual networks of two or more depths (default 20 and 56, He et
-al.'s CIFAR networks) with one recipe (``--recipe=he``: SGD 0.9, learning rate 0.1 divided by 10 at
-50% and 75% of training, batch 128, weight decay 1e-4, He et al.'s initialisation; or ``paper``:
-this project's default recipe), 4 epochs on an image folder unless ``--config.FIELD=VALUE`` flags
-say otherwise (``num_epochs``, ``dataset``, ``data_dir``, ``batch_size``, ``num_seeds``...), with
-the project's trainer, then tests every epoch's checkpoint, and draws training error (dashed) and
-test error (solid) per epoch, plain networks left, residual right (He et al. 2016, Fig. 6). Writes
-``degradation.png`` and ``degradation.json`` (errors as fractions); each run's workdir is kept under
-``OUT/runs/``, for ``landscape``.
-
-**landscape** evaluates the training loss around a run's checkpoint on a ``--grid`` x ``--grid``
-grid over [-1, 1]^2 of two filter-normalised random directions (Li et al. 2018, see
-``flax_resnets.inference.landscape``), over ``--images`` training images, and draws a contour plot
-and a 3-D surface per run, side by side. A run of several seeds is surveyed at the member that
-``--seed`` names, as ``predict`` and ``export`` choose one. Writes ``landscape.png`` and
-``landscape.npz`` (per run: the axes, the loss, the accuracy; ``--directions_seed``).
+**degradation** trains plain and residual networks (He et al.'s recipe, ``--recipe=he``, or the
+paper's) for 4 epochs unless ``--config.FIELD=VALUE`` says otherwise, tests every epoch's
+checkpoint and draws training and test error per epoch (He et al. 2016, Fig. 6). **landscape**
+draws the training loss around each run's checkpoint on a ``--grid`` x ``--grid`` plane of two
+filter-normalised random directions (Li et al. 2018). Both write a PNG and their numbers.
 """
 
 from __future__ import annotations
@@ -157,17 +146,13 @@ def main(argv: list[str]) -> int:
     drawing.add_argument("--recipe", choices=("he", "paper"), default="he")
     drawing.add_argument("--out", type=output_folder, required=True)
     surveying = kinds.add_parser("landscape", help="the loss around trained checkpoints")
-    surveying.add_argument(
-        "--workdir", action="append", type=user_path, required=True, help="a run (repeat to compare runs)"
-    )
+    surveying.add_argument("--workdir", action="append", type=user_path, required=True, help="a run (repeat)")
     surveying.add_argument("--checkpoint", default="best", help="best, latest or a step number")
     surveying.add_argument("--seed", type=seed_argument, help="which member of a run of several seeds")
     surveying.add_argument("--grid", type=grid_points, default=51, help="points per axis (2 or more)")
     surveying.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span]^2")
     surveying.add_argument("--images", type=int, default=0, help="training images the loss is over (0: all)")
-    surveying.add_argument(
-        "--directions_seed", type=seed_argument, default=0, help="draws the two directions"
-    )
+    surveying.add_argument("--directions_seed", type=seed_argument, default=0, help="draws the directions")
     surveying.add_argument("--out", type=output_folder, required=True)
     args, overrides = parse_command(parser, argv)
     if args.figure == "degradation":

@@ -14,9 +14,10 @@ from flax_resnets.models.flops import forward_gflops
 
 def main(argv: list[str]) -> int:
     parser = command_parser("models", __doc__)
-    parser.add_argument("--num_classes", type=positive_int, default=10)
-    parser.add_argument("--input_channels", type=positive_int, default=3)
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
+    add = parser.add_argument
+    add("--num_classes", type=positive_int, default=10)
+    add("--input_channels", type=positive_int, default=3)
+    add("--models", default=",".join(MODELS), help="comma-separated model names")
     args = parser.parse_args(argv)
     names = args.models.split(",")
     require_models(names)

@@ -1,42 +1,13 @@
 """``python -m flax_resnets parity``: show that each Flax model computes what its PyTorch twin computes.
 
-For each model, one set of weights (the Flax model's fresh initialisation, the paper's) is
-copied into the PyTorch twin, and on the same random batches both are run, dropout active on both
-sides with the same masks (the Flax step's, fed to the twin):
-
-* logits in training mode (batch statistics, dropout) and the cross-entropy loss, at the start;
-* ``--steps`` steps of the paper's optimizer (SGD, momentum 0.9, weight decay 0.001 on every
-  parameter, a cosine stepped every step so that the rate changes within the check): the
-  trainer's own compiled step on the Flax side, ``torch.optim.SGD`` + ``CosineAnnealingLR`` on the
-  other; then every parameter, every update (after - before: the gradients and the optimizer,
-  without the shared starting point), every BatchNorm running statistic, and the logits in
-  evaluation mode (running statistics, no dropout).
-
-The paper's schedule itself is compared epoch by epoch: the trainer's learning rate of each of
-40 epochs (the longest cell's) against PyTorch's own ``CosineAnnealingLR(T_max=50)`` stepped once
-per epoch, within ``SCHEDULE_TOLERANCE`` (float32 rounding).
-
-Each difference is relative to the tensor's scale, max |flax - torch| / max |torch|, and the worst
-tensor is reported; a scale is at least 1e-6 of the largest tensor's, since some tensors are all
-rounding (the bias of a convolution that BatchNorm follows, as in VGG19 with BatchNorm, has a
-zero gradient but for rounding, and so stays at its zero start). The fresh initialisations
-(independent draws) are compared per layer kind as the ratio of the tensors' root-mean-square
-values, Flax over PyTorch.
-
-The float32 tolerance is measured, not assumed: the twin also runs in float64, and PyTorch's own
-float32 error against it (its "noise") says how far two correct float32 implementations can
-drift apart on this quantity. Most quantities agree to 1e-7 - 1e-5, but some are mostly rounding:
-the updates of a plain (shortcut-free) network's early layers are tiny differences of large
-BatchNorm gradient terms, where PyTorch's float32 is itself ~10% off its float64 result. A
-quantity passes when the Flax-PyTorch difference is at most ``NOISE_FACTOR`` x that noise plus
-``FLOOR`` (32 float32 ulps: one PyTorch run's error is itself a noisy estimate, and VGG19's loss
-moved by 13 ulps with XLA on one thread instead of two). A real mismatch (initialisation scale,
-BatchNorm momentum or variance estimator, weight decay, schedule) moves these numbers by 1e-3 to
-1 where the noise is 1e-6.
-
-An initialisation fails when a tensor's RMS ratio is beyond sampling noise: the RMS of n uniform
-draws has a relative standard deviation of sqrt(0.2 / n), so 6 of those (at least 5%). Exit
-status 0 when every model is within tolerance, 1 otherwise.
+Each model's fresh initialisation is copied into its twin; both run the same random batches with
+the same dropout masks: the training-mode logits and loss, ``--steps`` steps of the paper's
+optimizer (the trainer's compiled call against ``torch.optim.SGD`` + ``CosineAnnealingLR``), then
+every parameter, update, BatchNorm statistic and the evaluation-mode logits, in float32 and
+float64; the paper's schedule against PyTorch's over 40 epochs; fresh initialisations by the RMS
+of each layer kind. A float32 difference passes within ``NOISE_FACTOR`` x PyTorch's own float32
+error (against its float64) plus ``FLOOR``; float64 within ``FLOAT64_TOLERANCE``. Exit status 0
+when every model passes (the README's "Fidelity" section says more).
 """
 
 from __future__ import annotations
@@ -337,15 +308,14 @@ def main(argv: list[str]) -> int:
     if "--train" in argv:  # whole training runs against an independent PyTorch trainer (parity_train)
         return parity_train.main([arg for arg in argv if arg != "--train"])
     parser = command_parser("parity", __doc__)
-    parser.add_argument(
-        "--models", default="alexnet,vgg19,vgg19_bn,resnet18,resnet50", help="comma-separated model names"
-    )
-    parser.add_argument("--batch_size", type=positive_int, default=16, help="the paper's batch size")
-    parser.add_argument("--steps", type=positive_int, default=3, help="optimizer steps compared")
-    parser.add_argument("--input_channels", type=positive_int, default=3)
-    parser.add_argument("--num_classes", type=positive_int, default=10)
-    parser.add_argument("--seed", type=seed_argument, default=0)
-    parser.add_argument("--train", action="store_true", help="compare whole training runs (--train --help)")
+    add = parser.add_argument
+    add("--models", default="alexnet,vgg19,vgg19_bn,resnet18,resnet50", help="comma-separated model names")
+    add("--batch_size", type=positive_int, default=16, help="the paper's batch size")
+    add("--steps", type=positive_int, default=3, help="optimizer steps compared")
+    add("--input_channels", type=positive_int, default=3)
+    add("--num_classes", type=positive_int, default=10)
+    add("--seed", type=seed_argument, default=0)
+    add("--train", action="store_true", help="compare whole training runs (--train --help)")
     args = parser.parse_args(argv)
     names = args.models.split(",")
     require_models(names)

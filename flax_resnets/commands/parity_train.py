@@ -2,24 +2,13 @@
 trainer on the same images, several seeds each.
 
     python -m flax_resnets parity --train --cell=cifar10_alexnet --config.data_dir=DIR
-    python -m flax_resnets parity --train --model=resnet20 --config.data_dir=DIR --config.num_seeds=5
 
-**ours** is the project's own trainer (``train_and_evaluate``, what ``main.py`` runs) on an image
-folder (``--config.data_dir``), with the recipe of a Table 1 cell (``--cell``:
-``flax_resnets.config.cell_config``, its model included) or the paper's recipe for ``--model``
-(``flax_resnets.config.default_config``), for 1 epoch and 3 seeds unless ``--config.num_epochs``
-and ``--config.num_seeds`` say otherwise; **theirs** is ``flax_resnets.twins.torch_trainer``,
-which shares none of the project's training code, follows the paper's notebooks and takes the same
-config: ``--config.FIELD=VALUE`` changes both sides, for the fields both implement (``FIELDS``).
-Seed k is ``config.seed + k`` on both sides (each side draws its own initialisation, order,
-augmentation and dropout from it; ours trains the seeds as the members of one run). Both read the
-same training images after the same 80/20 cut (a convention each side implements on its own);
-``--config.train_images=M`` keeps the first M of them, for quick checks.
-
-Printed: per seed, test and best-validation accuracy and the last epoch's mean training loss and
-accuracy on both sides; the means and standard deviations; the difference of the mean test
-accuracies with its standard error. Exit status 1 when they differ by more than 3 standard errors
-plus half a point: more than seed noise explains.
+**ours** is ``train_and_evaluate`` with a Table 1 cell's recipe (``--cell``) or the paper's for
+``--model``, 1 epoch and 3 seeds (as one run's members) unless overridden; **theirs** is
+``twins.torch_trainer``, following the paper's notebooks. ``--config.FIELD=VALUE`` changes both
+sides, for the fields both implement (``FIELDS``). Printed: each seed's accuracies and losses per
+side, their means, and the difference of the mean test accuracies with its standard error; exit
+status 1 beyond 3 standard errors plus half a point.
 """
 
 from __future__ import annotations
@@ -137,11 +126,10 @@ def compare(ours_runs: list[dict], theirs_runs: list[dict]) -> dict[str, float]:
 
 def main(argv: list[str]) -> int:
     parser = command_parser("parity --train", __doc__)
-    parser.add_argument("--cell", help="this Table 1 cell's recipe and model, e.g. cifar10_alexnet")
-    parser.add_argument("--model", default="resnet20", help="without --cell: this model, the paper's recipe")
-    parser.add_argument(
-        "--workdir_root", type=output_folder, help="keep our run's workdir here (default: temporary)"
-    )
+    add = parser.add_argument
+    add("--cell", help="this Table 1 cell's recipe and model, e.g. cifar10_alexnet")
+    add("--model", default="resnet20", help="without --cell: this model, the paper's recipe")
+    add("--workdir_root", type=output_folder, help="keep our run's workdir here (default: temporary)")
     args, overrides = parse_command(parser, argv)
     require_models([args.model])
     config = recipe(args, overrides)

@@ -1,12 +1,10 @@
 """``python -m flax_resnets predict --workdir=W IMAGE_OR_FOLDER...``: classify images with a trained run.
 
     python -m flax_resnets predict --workdir=runs/c10_r18 photos/cat.jpg photos/more/
-    python -m flax_resnets predict --workdir=runs/c10_r18 --checkpoint=latest --top_k=1 --json photos/
 
-Prints one line per image: its path, then the ``--top_k`` classes with their probabilities. A
-folder stands for every image file inside it (sorted, hidden entries skipped); files are decoded
-and resized as the run's image folders were. ``--json``: a list of {"path", "top": [{"class",
-"probability"}, ...]} instead. A run of several seeds needs ``--seed``.
+One line per image (a folder stands for the image files inside it): its path and the ``--top_k``
+classes with their probabilities, or with ``--json`` a list of {"path", "top": [{"class",
+"probability"}]}. A run of several seeds needs ``--seed``.
 """
 
 from __future__ import annotations
@@ -69,12 +67,13 @@ def images_inside(folder: Path) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     parser = command_parser("predict", __doc__)
-    parser.add_argument("targets", nargs="+", type=user_path, help="image files or folders of them")
-    parser.add_argument("--workdir", type=user_path, required=True, help="the trained run")
-    parser.add_argument("--checkpoint", default="best", help="best, latest or a step number")
-    parser.add_argument("--seed", type=seed_argument, help="which member of a run of several seeds")
-    parser.add_argument("--top_k", type=positive_int, default=3, help="classes shown per image")
-    parser.add_argument("--json", action="store_true", help="a JSON list instead of lines")
+    add = parser.add_argument
+    add("targets", nargs="+", type=user_path, help="image files or folders of them")
+    add("--workdir", type=user_path, required=True, help="the trained run")
+    add("--checkpoint", default="best", help="best, latest or a step number")
+    add("--seed", type=seed_argument, help="which member of a run of several seeds")
+    add("--top_k", type=positive_int, default=3, help="classes shown per image")
+    add("--json", action="store_true", help="a JSON list instead of lines")
     args = parser.parse_args(argv)
     paths = image_paths(args.targets)
     run = load_run(args.workdir, args.checkpoint, args.seed)

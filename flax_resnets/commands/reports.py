@@ -15,13 +15,10 @@ from flax_resnets.runs.workdir import read_run
 
 def main(argv: list[str]) -> int:
     parser = command_parser("reports", __doc__)
-    parser.add_argument("workdirs", nargs="+", type=user_path)
-    parser.add_argument("--plots", action="store_true", help="redraw curves.png and confusion.png")
-    parser.add_argument(
-        "--paper_cell",
-        choices=sorted(TABLE1_CELLS),
-        help="with --plots: draw this cell's logged curves from the paper beside each run's",
-    )
+    add = parser.add_argument
+    add("workdirs", nargs="+", type=user_path)
+    add("--plots", action="store_true", help="redraw curves.png and confusion.png")
+    add("--paper_cell", choices=sorted(TABLE1_CELLS), help="with --plots: this cell's logged curves too")
     args = parser.parse_args(argv)
     runs = [read_run(workdir) for workdir in args.workdirs]
     if args.plots:

@@ -2,30 +2,14 @@
 
     python -m flax_resnets sweep --cells=cifar10_resnet18,fashion_mnist_alexnet \\
         --data cifar10=/data/cifar10.npz fashion_mnist=/data/fashion_mnist.npz \\
-        --workdir_root=runs/sweep --budget_seconds=3600 --tar=out/table1_runs.tar.gz \\
-        --num_seeds=3 --parallel=2
+        --workdir_root=runs/sweep --budget_seconds=3600 --num_seeds=3 --parallel=2
 
-Each cell (``<dataset>_<model>``) runs the trainer (``python -m flax_resnets train``, what
-``main.py`` runs) with the paper's recipe for that cell (``flax_resnets.config.get_config``, the
-same as ``configs/<cell>.py``), the data given for its dataset (an exported ``.npz`` or an image
-folder; TFDS otherwise), ``--num_seeds`` seeds trained as one program, and the
-``--config.FIELD=VALUE`` flags given (anywhere, or after ``--``), in its own process with a log in
-the workdir root. ``--parallel=K`` runs K cells at once, each with 1/K of the accelerator's memory
-(``XLA_PYTHON_CLIENT_MEM_FRACTION``): small-batch cells leave an accelerator mostly idle, so several
-share it well. Cells still running when the budget ends are stopped with SIGTERM, which makes the
-trainer save a checkpoint and exit: the same sweep command later resumes them. SIGTERM or SIGINT
-(Ctrl-C) to the sweep stops its cells the same way, keeps what finished and exits with 128 + the
-signal; the cells run in sessions of their own, so that a terminal's Ctrl-C reaches them only
-through it. With ``--rates`` (a ``benchmark --json`` file measured on the device), the sweep plans
-before it starts (``sweep_plan``): each cell's seconds estimated, the cells packed longest first
-into up to ``--parallel`` slots, each with the most seeds (``--num_seeds`` down to 1) that end
-within the budget, so that every cell it starts finishes; the cells that fit with none are listed
-and not started, and a cell is not started either when less of the budget is left than its estimate.
-``--dry_run`` prints the plan and exits. Without ``--rates`` the cells start in the order given and
-the budget stops those still running. A cell whose workdir holds its finished run (an earlier
-sweep's) is kept, not trained again. Finished cells are kept as small files in
-``RESULTS/runs/<dataset>_<model>/`` with the Table 1 they fill (``python -m flax_resnets table1``),
-and ``--tar`` packs them, the table and the logs into one file to carry elsewhere.
+Each cell trains in its own process (a log in the workdir root) with its recipe, its dataset's data
+(``--data``; TFDS otherwise), ``--num_seeds`` seeds and the ``--config.FIELD=VALUE`` flags given;
+``--parallel=K`` cells at once share the accelerator. When the budget ends, or on SIGTERM or Ctrl-C,
+running cells save a checkpoint and stop: the same command resumes them. ``--rates`` (a ``benchmark
+--json`` file of the device) plans first so that every cell started finishes (``--dry_run``
+prints the plan). Finished cells are kept in ``RESULTS/runs/``, with the table; ``--tar`` packs them.
 """
 
 from __future__ import annotations
@@ -222,36 +206,17 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
     """The sweep's arguments (``cells`` a list), each dataset's data flags, and the flags every
     cell's training gets (the ``--config.FIELD=VALUE`` after ``--``); anything wrong refused."""
     parser = command_parser("sweep", __doc__)
-    parser.add_argument(
-        "--cells", required=True, help="comma-separated <dataset>_<model>, e.g. cifar10_resnet18"
-    )
-    parser.add_argument(
-        "--data", nargs="*", default=[], help="DATASET=PATH (.npz or image folder) per dataset"
-    )
-    parser.add_argument(
-        "--workdir_root", type=output_folder, required=True, help="one workdir per cell inside it"
-    )
-    parser.add_argument(
-        "--budget_seconds", type=float, required=True, help="stop cells still running after it"
-    )
-    parser.add_argument(
-        "--results", type=output_folder, default=Path("results"), help="where finished cells are kept"
-    )
-    parser.add_argument(
-        "--tar", type=output_file, help="also pack the kept runs, the table and the logs here"
-    )
-    parser.add_argument(
-        "--parallel", type=positive_int, default=1, help="cells trained at once, sharing the accelerator"
-    )
-    parser.add_argument(
-        "--num_seeds", type=positive_int, default=1, help="seeds per cell, trained as one (config.num_seeds)"
-    )
-    parser.add_argument(
-        "--rates",
-        type=user_path,
-        help="a `benchmark --json` file measured on this device: plan so that every cell started finishes",
-    )
-    parser.add_argument("--dry_run", action="store_true", help="print the plan (needs --rates) and exit")
+    add = parser.add_argument
+    add("--cells", required=True, help="comma-separated <dataset>_<model>, e.g. cifar10_resnet18")
+    add("--data", nargs="*", default=[], help="DATASET=PATH (.npz or image folder) per dataset")
+    add("--workdir_root", type=output_folder, required=True, help="one workdir per cell inside it")
+    add("--budget_seconds", type=float, required=True, help="stop cells still running after it")
+    add("--results", type=output_folder, default=Path("results"), help="where finished cells are kept")
+    add("--tar", type=output_file, help="also pack the kept runs, the table and the logs here")
+    add("--parallel", type=positive_int, default=1, help="cells trained at once, sharing the accelerator")
+    add("--num_seeds", type=positive_int, default=1, help="seeds per cell, trained as one (config.num_seeds)")
+    add("--rates", type=user_path, help="a `benchmark --json` file of this device: plan the cells first")
+    add("--dry_run", action="store_true", help="print the plan (needs --rates) and exit")
     args, overrides = parse_command(parser, argv)
     if not math.isfinite(args.budget_seconds) or args.budget_seconds <= 0:
         raise InputError(f"--budget_seconds must be a positive number of seconds, got {args.budget_seconds}.")

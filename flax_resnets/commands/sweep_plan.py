@@ -1,22 +1,9 @@
-"""The sweep's plan: each cell's seconds estimated from measured rates, and the cells packed longest
-first into the ``--parallel`` slots so that every cell the sweep starts finishes within its budget.
-
-Rates come from a ``benchmark --json`` file measured on the device the sweep runs on: its ``rows``
-(one process: training and evaluation images/s and compile seconds per model, batch and members)
-and ``cells_rows`` (``--parallel``: K processes at once). A cell's estimate is
-
-    startup + 2 compilations + epochs x (its training images x members / its training rate
-                                        + validation images x members / the evaluation rate)
-    + test images x members / the evaluation rate
-
-(the evaluation rate at most twice the training rate: ``EVALUATION_OVER_TRAINING``)
-and its training rate, in this order of preference: measured for its model, batch, members and
-cells at once; its model's one-member rate (or, where its model was not measured, a measured
-model's rate scaled down by their FLOPs, never up) times the sharing measured on a model at that
-batch; and where no sharing was measured, members and cells that cost what as many runs cost (at
-small batches an accelerator does better: the estimate is meant to err long). Each estimate
-says which of these it rests on. A cell that does not fit in its slot with ``--num_seeds`` seeds
-is tried with fewer before it is left out.
+"""The sweep's plan: each cell's seconds estimated from a ``benchmark --json`` file of the device,
+and the cells packed longest first into ``--parallel`` slots so that every cell started finishes.
+A cell's estimate is startup + 2 compilations + its training, validation and test images at their
+rates; its training rate is measured for its model, batch, members and cells at once, or its
+model's one-member rate (or a measured model's, scaled down by FLOPs, never up) times the sharing
+measured at its batch, or without it none (erring long). Each estimate says what it rests on.
 """
 
 from __future__ import annotations
@@ -248,10 +235,8 @@ class Plan:
 
 
 def make_plan(works: list[CellWork], rates: Rates, num_seeds: int, parallel: int, budget: float) -> Plan:
-    """The best of the plans with 1 to ``parallel`` cells at once and at most 1 to ``num_seeds``
-    seeds a cell: the most cells, then the most seeds, then the fewest seeds of a cell highest,
-    then the earliest end (so seeds are lowered before a cell is left out; more cells at once are
-    each slower, and unmeasured sharing is assumed to gain nothing)."""
+    """The best of the plans with 1 to ``parallel`` cells at once and 1 to ``num_seeds`` seeds a cell
+    (``Plan.rank``: seeds are lowered before a cell is left out)."""
     plans = [
         pack(works, rates, num_seeds, most, cells, budget)
         for cells in range(1, min(parallel, len(works)) + 1)

@@ -1,21 +1,11 @@
 """``python -m flax_resnets table1 [RUN_DIRS...]``: the paper's Table 1, with our runs beside it.
 
-Every cell shows our test accuracy beside the test accuracy the paper's own run of that cell
-logged (``runs.paper``: Table 1 prints it rounded to 0.1) and the difference, "-" where no run has
-been kept yet. CIFAR-100 VGG19 shows two: the 40-epoch test accuracy beside its logged 58.70, and
-the validation accuracy after epoch 20 beside Table 1's 47.9, which is that number. A run is a
-workdir (or a folder of its small files: config.json, metrics.jsonl, eval.json, run.json); which
-cell it fills is read from what it trained on, so an image folder or an exported file counts when
-it holds the whole dataset: the number of classes, channels (a greyscale dataset may be read as 3
-identical channels) and images, and the pixel mean of the training images must be those of the
-paper's dataset. A run whose recipe is not the cell's as the paper's code ran it
-(``flax_resnets.config.cell_config``) is marked, with the fields it changed.
-
-Finished runs are kept in the repository under ``results/runs/<dataset>_<model>/<run>/``
-(``--keep WORKDIR...`` copies them there, each run in a folder of its own named by what differs:
-its recipe's changes, its seeds and when it finished; written whole or not at all), so the table
-fills up across machines; where a cell holds several runs, it shows the cell's recipe before
-changed ones, then the latest. The table itself is written to ``results/table1.md``.
+Each cell shows our test accuracy (seeds' mean and spread) beside the one the paper's own run of
+it logged, and for CIFAR-100 VGG19 also the validation accuracy after epoch 20 beside Table 1's 47.9,
+which is that number. A run fills a cell if it read a whole dataset of the paper; one whose recipe
+is not the cell's is marked with the fields it changed. ``--keep WORKDIR...`` copies finished runs
+into ``results/runs/<cell>/<run>/``, whole or not at all, so that the table (``results/table1.md``)
+fills up across machines.
 """
 
 from __future__ import annotations
@@ -290,10 +280,8 @@ def kept_name(run: RunFiles, changes: list[str]) -> str:
 
 
 def keep(workdir: Path, results: Path) -> Path:
-    """Copy a finished run on a paper dataset to ``results/runs/<cell>/<kept_name>/`` (its small
-    files only), as a whole or not at all; a run kept before is left as it is. Models outside
-    Table 1 (resnet8 in a trial of the sweep) are kept but not shown. Refused in one line
-    (``InputError``): a folder that is no finished run on a paper dataset, and a failed write."""
+    """Copy a finished run on a paper dataset to ``results/runs/<cell>/<kept_name>/`` (its small files),
+    whole or not at all; a run kept before is left as it is; anything else refused in one line."""
     try:
         run = read_run(workdir, finished=True)
         dataset = paper_dataset(run)
@@ -333,25 +321,18 @@ def kept_runs(results: Path) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     parser = command_parser("table1", __doc__)
-    parser.add_argument(
-        "run_dirs", nargs="*", type=user_path, help="runs to show beside the kept ones (a preview)"
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("run_dirs", nargs="*", type=user_path, help="runs to show beside the kept ones (a preview)")
+    add(
         "--results",
         type=output_folder,
         default=Path("results"),
         help="the results folder (read, and written)",
     )
-    parser.add_argument(
-        "--keep",
-        nargs="+",
-        type=user_path,
-        default=[],
-        help="copy these finished workdirs into results/runs first",
+    add(
+        "--keep", nargs="+", type=user_path, default=[], help="copy these finished workdirs into results/runs"
     )
-    parser.add_argument(
-        "--out", type=output_file, help="write the table here (default: RESULTS/table1.md without RUN_DIRS)"
-    )
+    add("--out", type=output_file, help="write the table here (default: RESULTS/table1.md without RUN_DIRS)")
     args = parser.parse_args(argv)
     for workdir in args.keep:
         print(f"kept {workdir} as {keep(workdir, args.results).resolve()}")

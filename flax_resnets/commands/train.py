@@ -1,12 +1,9 @@
 """Train a model of the paper, or evaluate a run's checkpoint: what ``main.py`` runs.
 
-    python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18
-    python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18 --mode=eval
+    python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18 [--mode=eval]
 
-``configs/<dataset>_<model>.py`` are the paper's Table 1 cells. ``--config.FIELD=VALUE`` changes a
-field of the config, e.g. ``--config.num_seeds=3`` (``python -m flax_resnets config CONFIG_FILE``
-lists every field, its value and meaning). Running the same command again in the same workdir
-resumes the run. ``python -m flax_resnets train ...`` is the same program, for an installed package.
+``--config.FIELD=VALUE`` changes a field of the config (``python -m flax_resnets config FILE`` lists
+them); the same command again in the same workdir resumes the run.
 """
 
 from __future__ import annotations
@@ -22,14 +19,11 @@ from flax_resnets.interrupts import EXIT_INTERRUPTED, INTERRUPTED
 
 def main(argv: list[str], program: str | None = None) -> int:
     parser = command_parser("train", __doc__, program)
-    parser.add_argument(
-        "--config",
-        help="a config file, e.g. configs/cifar10_resnet18.py (or FILE:ARG); required to train, read "
-        "from the workdir to evaluate",
-    )
-    parser.add_argument("--workdir", type=user_path, help="the run's folder: checkpoints, metrics, eval.json")
-    parser.add_argument("--mode", choices=("train", "eval"), default="train", help="train (resumes) or eval")
-    parser.add_argument("--checkpoint", default="best", help="for --mode=eval: best, latest or a step number")
+    add = parser.add_argument
+    add("--config", help="a config file, e.g. configs/cifar10_resnet18.py (to evaluate: the workdir's)")
+    add("--workdir", type=user_path, help="the run's folder: checkpoints, metrics, eval.json")
+    add("--mode", choices=("train", "eval"), default="train", help="train (resumes) or eval")
+    add("--checkpoint", default="best", help="for --mode=eval: best, latest or a step number")
     args, overrides = parse_command(parser, argv)
     if args.workdir is None:
         refuse("--workdir is required: the folder for the run's checkpoints and results, e.g. runs/qs.")

@@ -1,13 +1,7 @@
-"""The paper's augmentation: pad by 4 with zeros, crop a random 32x32 window, flip horizontally
-with probability 1/2. The zeros are black when the images are padded before normalisation (the
-paper's CIFAR cells), 0 in normalised units when after (its Fashion-MNIST cells: mid-grey under
-(x - 0.5) / 0.5); the feed chooses the order, these functions only pad with zeros.
-
-``pad_crop_flip`` augments one image inside the compiled step, keyed by a JAX random key (the
-feed's: a function of seed, epoch, step and row). Validation images (augmented in the paper's
-recipe) take their crops and flips from ``validation_draws`` instead, one per example as a
-function of (seed, epoch) alone, so that they are the same whatever the batch size;
-``pad_crop_flip_at`` applies given draws.
+"""The paper's augmentation: pad by 4 with zeros (black before normalisation, mid-grey after it: the
+feed chooses), crop a random 32x32 window, flip horizontally with probability 1/2. Training images
+draw from a key of (seed, epoch, step, row) (``pad_crop_flip``); validation images from
+``validation_draws`` of (seed, epoch) alone, the same whatever the batch size.
 """
 
 from __future__ import annotations

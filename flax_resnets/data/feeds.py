@@ -1,13 +1,9 @@
-"""The one input pipeline: each split in device memory, each batch made inside the compiled step.
-
-The paper's datasets are small (CIFAR-10's training images are 150 MB of uint8), so each split is
-copied once to every device as uint8. The host sends each epoch's order of examples once
-(``order.epoch_permutation``); inside the compiled call, a step gathers its batch's rows from it by
-the state's step, pads, crops and flips them (keyed by (seed, epoch, step, row), so a resumed run
-draws what it would have drawn) and normalises them (``Feed.train_batch``). Evaluation visits every
-example once, the last batch padded and masked; the paper's validation images are cropped and
-flipped by draws of (seed, epoch) alone. Member k's inputs are those of a one-member feed of seed
-``seed + k``.
+"""The one input pipeline: each split in device memory as uint8 (CIFAR-10's training images are 150
+MB), each batch made inside the compiled step. The host sends each epoch's order once; a step
+gathers its rows by the state's step, pads, crops and flips them (keyed by (seed, epoch, step,
+row): a resumed run draws what it would have drawn) and normalises them (``Feed.train_batch``).
+Evaluation visits every example once, the last batch padded and masked; validation crops are
+drawn from (seed, epoch). Member k's inputs are a one-member feed's of seed ``seed + k``.
 """
 
 from __future__ import annotations

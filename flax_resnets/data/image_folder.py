@@ -1,19 +1,7 @@
-"""The files of an image folder, ``ROOT/{train,test}/<label>/<image>``, listed as TFDS's
-``ImageFolder`` lists them, and checked before any decoding.
-
-The order is TFDS's: label folders sorted, each one's images sorted, then each split shuffled
-with ``random.Random(split)``; so a folder of PNG and JPEG images gives the same examples, in the
-same order (and so the same validation cut) as TFDS's reader. Beyond it:
-
-* hidden entries (``.DS_Store``, ``.ipynb_checkpoints/``), folders inside a class and files that
-  are not images are skipped, with one warning that counts them;
-* BMP, GIF and WebP images are read beside PNG and JPEG;
-* every image is opened (its header only) before decoding starts: an unreadable file, an empty
-  class, a class only in ``test/`` or a split without classes is refused in one line naming it;
-* the channels come from all the images, not the first one: 3 if any image has colour, else 1
-  (alpha channels are dropped);
-* the images are decoded by Pillow as every image that enters a model is (``data.images``), not
-  by TensorFlow.
+"""The files of an image folder, ``ROOT/{train,test}/<label>/<image>``, in TFDS ``ImageFolder``'s
+order (the same examples and validation cut), checked before any decoding: what is not an image
+is skipped with one warning; an unreadable image, an empty class, a class only in ``test/`` or a
+split without classes is refused in one line; the channels are 3 if any image has colour.
 """
 
 from __future__ import annotations

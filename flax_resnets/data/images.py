@@ -1,15 +1,9 @@
-"""The model's input, defined once: how any image becomes the model's uint8 pixels
-(``model_pixels``), whatever the door it enters by (a training folder, ``data export``,
-``predict``, ``TrainedModel.predict``, the TFDS datasets' images after TFDS has decoded them), and
-how those pixels become the model's floats under a run's normalisation (``model_inputs``), in the
-compiled steps, predict, the loss landscape and the PyTorch twins' data alike.
-
-Pillow reads the file (or takes a PIL image or a uint8 array), its mode is brought to 8-bit
-grey or RGB (16-bit and 32-bit grey scaled to 0-255, palettes expanded, CMYK and other colour
-spaces converted, alpha dropped), then to the model's channels (colour made grey by luminance,
-grey repeated into 3), then resized to 32x32 with Pillow's bilinear filter: what the paper's
-torchvision pipeline did to its PIL images. No TensorFlow: the same file gives the same array
-everywhere.
+"""The model's input, defined once: how any image becomes the model's uint8 pixels (``model_pixels``:
+a training folder, ``data export``, ``predict``, TFDS's decoded images), and how pixels become the
+model's floats under a run's normalisation (``model_inputs``: the compiled steps, predict, the loss
+landscape, the PyTorch twins). Pillow brings the image to 8-bit grey or RGB, then to the model's
+channels, then to 32x32 with its bilinear filter, as the paper's torchvision pipeline did; no
+TensorFlow, so the same file gives the same array everywhere.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Datasets as in-memory uint8 arrays, 32x32, split as the paper's code split them: a random
-``validation_fraction`` of the source's training split (a permutation seeded by ``split_seed``) is
-the validation split, the rest the training split, the source's test split the test split. Every
-process of a multi-host run holds the whole (small) dataset.
-
-Sources: the TFDS datasets by name (``fashion_mnist``, ``cifar10``, ``cifar100``'s 100 fine labels),
-from a prepared ``data_dir`` or downloaded there; an ``image_folder`` (``train/<label>/*``,
-``test/<label>/*``; decoded once, then cached: ``cache_dir``); or a file that ``python -m
-flax_resnets data export`` wrote (``.npz``: numpy alone reads it).
+``validation_fraction`` of the training split (seeded by ``split_seed``) held out, the test split
+as it is. Sources: TFDS's ``fashion_mnist``, ``cifar10``, ``cifar100`` (from a prepared
+``data_dir``, or downloaded), an ``image_folder`` (decoded once, then cached), or an ``.npz``
+that ``python -m flax_resnets data export`` wrote (numpy alone reads it).
 """
 
 from __future__ import annotations

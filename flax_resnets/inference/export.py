@@ -1,11 +1,7 @@
-"""A trained model for other frameworks: a PyTorch ``state_dict`` with a self-contained module
-file, or named arrays; each with a JSON beside it saying what the model is and takes.
-
-``export_torch`` writes, beside ``OUT.pt``, ``OUT.pt.json`` and ``flax_resnets_twins.py`` (a copy
-of ``twins/torch_modules.py``, which imports torch alone): a Python with torch and no JAX builds
-the model with ``flax_resnets_twins.build(json["architecture"])`` and loads the weights into it.
-``export_npz`` writes every parameter and BatchNorm statistic under its Flax path
-(``blocks/0/conv1/kernel``), in Flax's layouts (HWIO kernels, NHWC inputs).
+"""A trained model for other frameworks, with a JSON beside it saying what the model is and takes:
+a PyTorch ``state_dict`` with ``flax_resnets_twins.py`` (a copy of ``twins/torch_modules.py``,
+torch alone) to build the model in, or every parameter and BatchNorm statistic as a named array
+(its Flax path, Flax's layouts).
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
-"""The loss landscape around a checkpoint (Li et al. 2018): the loss on a grid of the plane
-spanned by two random, filter-normalised directions through the trained parameters, each point
-evaluated by the run's own evaluation program on training images made as its test images are
-(the feed of its config: its channels, its normalisation).
-
-Filter normalisation: each direction is drawn from a standard normal, then every filter (a
-convolution's output channel, a linear layer's output unit: the kernel's last axis) is scaled to
-the norm of the same filter of the trained weights, so that the plot's scale means the same for
-every layer and every network. The directions of biases and BatchNorm's scales and shifts are 0;
-BatchNorm's running statistics stay as trained and the model is evaluated as at test time.
+"""The loss landscape around a checkpoint (Li et al. 2018): the loss on a grid of the plane of two
+random filter-normalised directions through the trained parameters, each point evaluated by the
+run's own evaluation program on training images its feed makes (its normalisation). Each filter of
+a direction (the kernel's last axis) is scaled to the norm of the weights' same filter; biases and
+BatchNorm do not move, and the model is evaluated as at test time.
 """
 
 from __future__ import annotations

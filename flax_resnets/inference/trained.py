@@ -4,10 +4,8 @@
 >>> probabilities = run.predict(images)                     # uint8 (N, H, W, C) arrays or PIL images
 >>> [run.class_names[k] for k in probabilities.argmax(-1)]
 
-``preprocess`` does to any images what the run's data pipeline did to its test images
-(``data.images``' two functions, the model's input wherever it is made): brought to 8 bits,
-converted to the model's channels (a grey image repeated into 3 for the paper's Fashion-MNIST
-models), resized to 32x32, then normalised as the run was. Nothing here imports TensorFlow.
+``preprocess`` makes the model's input of any images as the run's data pipeline made its test
+images (``data.images``). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""AlexNet as the paper's code ran it on 32x32 images.
-
-Five 3x3 convolutions with bias (64, 192, 384, 256, 256 channels, padding 1), each followed by
-ReLU; 2x2 max-pooling after the first, the second and the fifth (32 -> 16 -> 8 -> 4); then an
-adaptive average pool from 4x4 *up* to 6x6 (PyTorch's ``AdaptiveAvgPool2d((6, 6))``, whose bins
-overlap), flattened to 9,216 features in PyTorch's (channel, height, width) order; a classifier of
-dropout(0.5), 9216 -> 4096, ReLU, dropout(0.5), 4096 -> 4096, ReLU, 4096 -> classes. No
-BatchNorm; PyTorch's default initialisation. 56,826,698 parameters at 10 classes.
+"""AlexNet as the paper's code ran it on 32x32 images: five 3x3 convolutions (64, 192, 384, 256, 256
+channels) with ReLU, 2x2 max-pooling after the first, second and fifth (to 4x4), an adaptive
+average pool *up* to 6x6 (PyTorch's, bins overlapping), flattened in PyTorch's order, and a
+dropout(0.5) 9216-4096-4096 classifier. 56,826,698 parameters at 10 classes.
 """
 
 from __future__ import annotations

@@ -1,30 +1,9 @@
 """How every model builds its layers: one ``Layers`` value carries the initialisation, the compute
 dtype and the convolution, so that all families initialise, normalise and convolve alike.
-
-Initialisations (``init``):
-
-* ``"pytorch"``: PyTorch's layer defaults, what the paper's code gets for every model but VGG by
-  never re-initialising. Convolution and linear weights ``kaiming_uniform(a=sqrt(5))``, i.e.
-  U(-1/sqrt(fan_in), 1/sqrt(fan_in)); their biases U(-1/sqrt(fan_in), 1/sqrt(fan_in));
-  BatchNorm scale 1 and shift 0.
-* ``"he"``: He et al.'s fan-out normal for convolutions, N(0, 2 / (k * k * out_channels)), zero
-  convolution biases, linear layers as PyTorch: what the paper's code does for VGG19.
-* ``"paper"`` (the default): each model as the paper's code initialised it, one of the two above
-  (``registry.PAPER_INITS``).
-
-Dropout is PyTorch's (each unit zeroed with probability ``rate`` in training, the kept ones scaled
-by 1 / (1 - rate)) with its masks drawn from a key the caller passes, so that a run's masks are a
-function of its seed and step (``Dropout``).
-
-BatchNorm computes what PyTorch's ``BatchNorm2d`` computes: running averages with momentum 0.1
-(Flax's ``momentum=0.9``), ``eps=1e-5``, and the running variance updated with the unbiased
-batch variance while normalising with the biased one. The batch variance is the mean of squared
-deviations from the batch mean (two passes, as PyTorch's kernels), never E[x^2] - E[x]^2: that
-one-pass form loses float32 digits where a channel's mean is large beside its spread, so the same
-global batch split over devices or hosts gave different variances.
-
-The convolution is ``lax.conv_general_dilated`` unless the caller passes another with the same
-signature (on a CPU the program builder, ``training.steps``, passes ``runtime.tuning``'s: faster there).
+Initialisations: ``"pytorch"`` (PyTorch's layer defaults, the paper's for all but VGG), ``"he"``
+(fan-out normal convolutions with zero biases, the paper's VGG), ``"paper"`` (each model's own,
+``registry.PAPER_INITS``). Dropout and BatchNorm compute what PyTorch's compute (momentum 0.1, eps
+1e-5, the unbiased running variance, the batch variance in two passes for float32's sake).
 """
 
 from __future__ import annotations
@@ -57,10 +36,8 @@ def pytorch_bias_init(fan_in: int) -> Callable:
 
 
 class BatchNorm(nnx.BatchNorm):
-    """``nnx.BatchNorm`` computing what PyTorch's does: in training, it normalises with the batch's
-    biased variance and moves the running variance towards the unbiased one (n / (n - 1), n the
-    values per channel). The difference matters where maps are small: VGG19's 1x1 stage at batch
-    16 has n = 16, a 6.7% larger running variance."""
+    """``nnx.BatchNorm`` computing what PyTorch's does: it normalises with the batch's biased variance
+    and moves the running variance towards the unbiased one (6.7% larger in VGG19's 1x1 stage)."""
 
     def __call__(self, x: jax.Array, use_running_average: bool | None = None, **kwargs: Any) -> jax.Array:
         if use_running_average:
@@ -79,10 +56,8 @@ class BatchNorm(nnx.BatchNorm):
 
 @dataclasses.dataclass(frozen=True)
 class Layers:
-    """The layer factory a model is built with: initialisation, compute dtype and convolution.
-
-    Parameters are always float32; ``dtype`` is the compute dtype (bfloat16 for mixed precision).
-    """
+    """The layer factory a model is built with: initialisation, compute dtype (parameters are always
+    float32) and convolution."""
 
     init: str = "pytorch"  # or "he": what ``create_model`` resolves "paper" to, model by model
     dtype: Dtype = jnp.float32
@@ -143,11 +118,8 @@ class Layers:
 
 
 class Dropout(nnx.Module):
-    """PyTorch's dropout with the mask drawn from a key given at call time.
-
-    Layer ``stream`` of a model draws from ``fold_in(key, stream)``, so that each dropout layer of
-    one step has its own mask and anyone holding the step's key (the PyTorch twin in a parity
-    check) can draw the same masks with ``dropout_mask``."""
+    """PyTorch's dropout, layer ``stream`` drawing its mask from ``fold_in(key, stream)`` of the key
+    given at call time: whoever holds the step's key (the parity check) draws the same masks."""
 
     def __init__(self, rate: float, *, stream: int):
         self.rate = rate

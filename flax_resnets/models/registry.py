@@ -1,19 +1,8 @@
-"""The paper's model zoo, built by name from one description per model.
-
-Each model is an ``Architecture``: a name for AlexNet and the two VGG19s (fixed networks), or a
-``ResNetSpec`` (block kind, stage sizes and widths, shortcut kind) for the residual networks
-and their plain twins. The PyTorch twins (``flax_resnets.twins``) are built from the same
-descriptions, so a change here changes both frameworks alike.
+"""The paper's model zoo, built by name from one description per model (the PyTorch twins are built
+from the same): a name for AlexNet and the VGGs, a ``ResNetSpec`` for the residual and plain nets.
 
 >>> model = create_model("resnet18", num_classes=10, input_channels=3, seed=0)
 >>> logits = model(images, train=True, dropout_key=key)   # images: (N, 32, 32, C) float, NHWC
-
-Every model takes ``train`` at call time: True normalises with batch statistics, updates the
-BatchNorm running averages and drops units (AlexNet's and VGG's classifiers) with masks drawn from
-``dropout_key``; False uses the running averages, drops nothing and changes nothing.
-Models are initialised as the paper's PyTorch code initialised each of them (``init="paper"``:
-``PAPER_INITS``) unless asked for PyTorch's defaults or He et al.'s initialisation everywhere
-(``init="pytorch"``, ``init="he"``); see ``layers``.
 """
 
 from __future__ import annotations
@@ -118,11 +107,8 @@ def create_model(
     init: str = "paper",
     convolution: Callable[..., jax.Array] | None = None,
 ) -> nnx.Module:
-    """Build model ``name`` with float32 parameters computing in ``dtype``; ``rngs`` overrides ``seed``.
-
-    ``convolution`` replaces ``lax.conv_general_dilated`` (same signature and results), e.g. with
-    ``runtime.tuning.for_backend().convolution``; it changes how the model runs, never its parameters.
-    """
+    """Build model ``name`` with float32 parameters computing in ``dtype``; ``rngs`` overrides
+    ``seed``; ``convolution`` replaces ``lax.conv_general_dilated`` (how it runs, not its parameters)."""
     require_models([name])
     require_init(init)
     if num_classes < 1 or input_channels < 1:

@@ -1,15 +1,8 @@
-"""Residual networks and their plain (shortcut-free) twins, CIFAR-style.
-
-Two families share one implementation:
-
-* ImageNet-depth ResNets (18/34 with basic blocks, 50/101/152 with bottlenecks) adapted to
-  32x32 inputs as in the paper: a 3x3 stride-1 stem, no max-pool, stages of 64/128/256/512
-  channels and 1x1 projection shortcuts where the shape changes.
-* He et al. (2016, section 4.2) CIFAR ResNets (20/32/44/56/110): 6n+2 layers in three stages of
-  16/32/64 channels with parameter-free shortcuts (option A: subsample and zero-pad channels).
-
-A plain network is the same module built with ``shortcut="none"``, so a plain twin differs
-from its residual network only by the shortcut connections (Figure 1's degradation experiment).
+"""Residual networks and their plain (shortcut-free) twins, CIFAR-style: the ImageNet-depth ResNets
+(18/34 basic, 50/101/152 bottleneck) on 32x32 inputs as in the paper (a 3x3 stride-1 stem, no
+max-pool, 64-512 channels, 1x1 projection shortcuts), and He et al.'s CIFAR ResNets (6n+2 layers,
+16/32/64 channels, parameter-free shortcuts: option A). A plain twin is the same module with
+``shortcut="none"`` (the degradation experiment).
 """
 
 from __future__ import annotations

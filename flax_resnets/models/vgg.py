@@ -1,15 +1,9 @@
-"""VGG19 (Simonyan & Zisserman, 2015) as the paper's code ran it on 32x32 images.
-
-Sixteen 3x3 convolutions with bias in five stages (64 x2, 128 x2, 256 x4, 512 x4, 512 x4), each
-convolution followed by ReLU (``vgg19``, the Fashion-MNIST and CIFAR-10 cells) or by BatchNorm and
-ReLU (``vgg19_bn``, the CIFAR-100 cell), each stage closed by 2x2 max-pooling (32x32 -> 1x1);
-then a classifier of dropout(0.5), 512 -> 512, ReLU, dropout(0.5), 512 -> 512, ReLU,
-512 -> classes. The convolutions are initialised He fan-out normal with zero biases, the linear
-layers as PyTorch's (``init="paper"`` resolves to ``"he"``). 20,554,826 parameters at 10 classes
-without BatchNorm; 20,612,004 with it at 100 classes.
-
-``vgg8`` is the same network at a size for quick runs and tests: one convolution per stage
-(16, 32, 64, 64, 64 channels), no BatchNorm, a 64-64 classifier with the same dropout.
+"""VGG19 (Simonyan & Zisserman, 2015) as the paper's code ran it on 32x32 images: sixteen 3x3
+convolutions with bias in five stages, each followed by ReLU (``vgg19``) or BatchNorm and ReLU
+(``vgg19_bn``, the CIFAR-100 cell), each stage closed by 2x2 max-pooling (to 1x1); a classifier of
+dropout(0.5), 512 -> 512, ReLU, dropout(0.5), 512 -> 512, ReLU, 512 -> classes; He fan-out normal
+convolutions with zero biases. 20,554,826 parameters at 10 classes; 20,612,004 with BatchNorm at
+100. ``vgg8``: one convolution per stage (16 to 64 channels) and a 64-64 classifier, for tests.
 """
 
 from __future__ import annotations

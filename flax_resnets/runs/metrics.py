@@ -1,4 +1,4 @@
-"""A run's epochs as it trains: ``metrics.jsonl`` and TensorBoard summaries.
+"""A run's epochs as it trains: ``metrics.jsonl``, TensorBoard summaries and the console's lines.
 
 ``metrics.jsonl`` is rewritten from the checkpointed history when a run resumes, so after a
 crash it holds exactly one line per finished epoch, as if the run had never stopped.
@@ -14,6 +14,7 @@ from typing import Any
 
 from flax_resnets.errors import InputError, warn
 from flax_resnets.files import write_text
+from flax_resnets.runtime import members
 
 # Fields of an epoch record that measure the machine, not the training: they differ between
 # two runs of the same config, everything else must not.
@@ -49,10 +50,9 @@ def member_means(seeds: list[dict]) -> dict[str, float | None]:
 
 
 def best_steps(history: list[dict], num_seeds: int, saved: Collection[int] | None = None) -> list[int | None]:
-    """Each member's best epoch by validation accuracy, its step, among the ``saved`` steps (all when
-    None): the earliest of ties, as the paper's code replaced its best model only on a strictly
-    higher accuracy; None for a member without validation. The one decision of a run's best: what
-    checkpoints keep, what evaluation tests, what ``best.json`` says."""
+    """Each member's best epoch's step by validation accuracy among ``saved`` (all when None), the
+    earliest of ties (the paper's code kept a model on a strictly higher accuracy only); None without
+    validation. The one decision of a run's best: what checkpoints keep, tests and best.json say."""
     best = []
     for member in range(num_seeds):
         scored = [  # a one-seed record of an earlier version holds its accuracy at the top level
@@ -63,6 +63,32 @@ def best_steps(history: list[dict], num_seeds: int, saved: Collection[int] | Non
         ]
         best.append(-max(scored)[1] if scored else None)
     return best
+
+
+def progress_means(means: list[dict[str, float]]) -> dict[str, Any]:
+    """The progress bar's figures: one member's loss and accuracy, or the members' mean +- std."""
+    if len(means) == 1:
+        return means[0]
+    shown = {}
+    for key in ("loss", "accuracy"):
+        mean, std = members.mean_and_std([m[key] for m in means])
+        shown[key] = f"{mean:.4f}+-{std:.4f}"
+    return shown
+
+
+def epoch_summary(record: dict) -> str:
+    val = (
+        f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.2%}"
+        if record["val_accuracy"] is not None
+        else "no validation split"
+    )
+    count = len(record.get("seeds", []))
+    averaged = f" (mean of {count} seeds)" if count > 1 else ""
+    return (
+        f"epoch {record['epoch']} step {record['step']}{averaged}: train loss {record['train_loss']:.4f} "
+        f"acc {record['train_accuracy']:.2%}, {val}, lr {record['learning_rate']:.2e}, "
+        f"{record['seconds']:.1f}s, {record['images_per_second']:.0f} images/s"
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -1,11 +1,8 @@
-"""The paper's own runs: every Table 1 cell's per-epoch log, as its public notebooks printed it.
-
-``paper_runs.json`` (package data) was read from the outputs of the notebooks that produced
-Table 1 (its ``about`` names them: github.com/possakorn/UoA_DL_2023_3_PK, ``assignment02/``);
-accuracies are in percent as printed, validation accuracies are on augmented validation images,
-and ``test_acc`` is the best-by-validation checkpoint's. 14 of the 15 Table 1 numbers are those
-test accuracies rounded; CIFAR-100 VGG19's 47.9 is its run's validation accuracy after epoch 20
-(``TABLE1_IS_VALIDATION``), the run's test accuracy after its 40 epochs being 58.70.
+"""The paper's own runs: every Table 1 cell's per-epoch log, as its public notebooks printed it
+(``paper_runs.json``, package data; its ``about`` names the notebooks). Accuracies are in percent,
+validation ones on augmented images, ``test_acc`` the best-by-validation checkpoint's: 14 of the 15
+Table 1 numbers, rounded; CIFAR-100 VGG19's 47.9 is its validation accuracy after epoch 20
+(``TABLE1_IS_VALIDATION``), its test accuracy after 40 epochs being 58.70.
 """
 
 from __future__ import annotations

@@ -143,12 +143,9 @@ def plot_degradation(runs: dict[str, dict], title: str, path: Path) -> Path:
 
 
 def plot_landscapes(surfaces: list[dict], path: Path) -> Path:
-    """Per surface (a run's name, the grid's axes and its loss): a contour plot above a 3-D surface,
-    side by side (Li et al.'s Fig. 5). The loss far from the checkpoint is hundreds of times its
-    value near it: the contours go up to 10 times the checkpoint's loss, spaced logarithmically,
-    and the surface is the loss on a logarithmic axis, whole (a surface cut flat at a cap shows
-    saw-teeth where its cells cross the cap): the shape of the basin, not the height of the
-    corners, is the picture."""
+    """Per surface: a contour plot above a 3-D surface (Li et al.'s Fig. 5). The loss far out is
+    hundreds of times the centre's: contours up to 10 times it, spaced logarithmically, and the
+    surface on a logarithmic axis, whole (a surface cut at a cap shows saw-teeth)."""
     figure = new_figure(5 * len(surfaces), 9)
     for column, surface in enumerate(surfaces):
         x, y = np.meshgrid(surface["x"], surface["y"], indexing="ij")

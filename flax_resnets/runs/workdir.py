@@ -148,10 +148,8 @@ def read_run(workdir: str | Path, *, finished: bool = False) -> RunFiles:
 
 
 def check_same_data(workdir: Path, dataset: Any, fingerprint: dict[str, Any] | None = None) -> None:
-    """Refuse to continue or evaluate a run on data other than what it trained on: by the run's
-    data.json (``fingerprint``: ``dataset.fingerprint()``, given where it is already made), or
-    without one by its run.json's record of the data (classes, channels, split sizes, pixel
-    statistics); a run with checkpoints and neither file is refused, its data unknowable."""
+    """Refuse to continue or evaluate a run on other data than it trained on: by its data.json
+    (``fingerprint``: ``dataset.fingerprint()`` if made already), else by its run.json's record."""
     path = Path(workdir) / DATA_RECORD
     if path.exists():
         recorded = read_json_object(path, "restore it, or use a new --workdir")

@@ -1,11 +1,7 @@
-"""Several seeds of one run as one compiled program (``config.num_seeds``).
-
-A run of S > 1 members holds every array of its training state with a leading member axis:
-member k is the run with seed ``config.seed + k`` (its own initialisation, batch order,
-augmentation, BatchNorm statistics and best checkpoint), and the compiled steps are the one-seed
-steps under ``jax.vmap``. Where launches dominate (small batches on an accelerator), S members
-cost about what one does. A one-seed run is a run of one member: its arrays have the member axis
-too (of size 1), so one code path serves one seed and many.
+"""Several seeds of one run as one compiled program (``config.num_seeds``): every array of the state
+has a leading member axis, member k the run of seed ``config.seed + k`` (its own initialisation,
+order, augmentation, BatchNorm statistics and best checkpoint), the steps the one-seed steps under
+``jax.vmap``. A one-seed run is a run of one member: one code path for one seed and many.
 """
 
 from __future__ import annotations
@@ -39,10 +35,8 @@ def split(tree: Any, num_seeds: int) -> list[Any]:
 
 
 def over_members(function: Callable, num_seeds: int, in_axes: Any = 0, *, unroll: bool = False) -> Callable:
-    """``function`` of one member, applied to every member (``in_axes`` as ``jax.vmap``'s: None for
-    an argument all members share): vectorized by ``jax.vmap``, or, with ``unroll``, called once per
-    member inside the same program (XLA:CPU runs vmap's grouped convolutions slower than one
-    convolution per member)."""
+    """``function`` of one member applied to every member (``in_axes`` as ``jax.vmap``'s): by
+    ``jax.vmap``, or with ``unroll`` once per member in the program (faster on XLA:CPU)."""
     if not unroll:
         return jax.vmap(function, in_axes=in_axes)
 

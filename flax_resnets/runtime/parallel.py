@@ -1,16 +1,10 @@
 """One mesh over every device of every host, and moving data onto it.
 
-The mesh has two axes, ``seed`` x ``data``. Batches are split along their batch axis over
-``data`` (``P(..., 'data')``); a run's members (``config.num_seeds``, ``runtime.members``) are
-split over ``seed`` (``P('seed')`` on their leading axis; a one-seed run has one member). The
-compiled step sees global arrays, so means over the batch, BatchNorm statistics included, are
-over each member's global batch: one code path for one CPU, eight GPUs or a multi-host TPU slice.
-
-How the axes share the devices (``mesh_shape``): the seed axis takes as many devices as divide
-both the members and one host's devices, the data axis the rest. Eight devices train 8 members
-one per device, with no communication at all; 4 members as 4 x 2 (each member's batch split over
-2 devices); 3 members as 1 x 8 (every device holds all three, each with its part of the batch).
-Several hosts keep the seed axis at 1, so that each host's rows of the batch are one slice.
+The mesh's axes are ``seed`` x ``data``: a run's members (``runtime.members``) split over ``seed``,
+batches over ``data``; the compiled step sees global arrays, so BatchNorm's statistics are over
+each member's global batch, on one CPU, eight GPUs or a TPU slice alike. The seed axis takes as
+many devices as divide both the members and one host's devices (8 members on 8 devices: one each,
+no communication; 4 on 8: 4 x 2), the data axis the rest; several hosts keep the seed axis at 1.
 """
 
 from __future__ import annotations
@@ -30,13 +24,8 @@ SEED_AXIS = "seed"
 
 
 def initialize_distributed(requested: bool) -> None:
-    """Join a multi-process run when the config asks for it or the launcher set the coordinator.
-
-    Every process runs the same command. On a Cloud TPU pod slice JAX finds the coordinator, the
-    number of processes and each one's index itself; elsewhere set JAX_COORDINATOR_ADDRESS
-    (host:port of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID. CPU processes exchange
-    gradients through gloo.
-    """
+    """Join a multi-process run (every process runs the same command) when the config asks or
+    JAX_COORDINATOR_ADDRESS is set (with JAX_NUM_PROCESSES, JAX_PROCESS_ID; a TPU pod finds them)."""
     if jax.distributed.is_initialized() or not (requested or os.environ.get("JAX_COORDINATOR_ADDRESS")):
         return
     if not os.environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):

@@ -1,11 +1,6 @@
-"""Where a compiled training step spends its time: a ``jax.profiler`` trace, summed per XLA op.
-
-``python -m flax_resnets benchmark --profile_dir DIR`` traces each row's timed training calls
-and prints the ops that took most of the device's time, grouped by kind (convolutions and
-matmuls, fusions, transposes and copies, ...), beside the step's wall time: a device busy for
-much less than the wall time waits on the host; a step whose time goes to transposes and
-elementwise fusions is memory-bound, not matrix-bound. The trace itself stays in DIR for
-TensorBoard's or Perfetto's viewers.
+"""Where a compiled training step spends its time (``benchmark --profile_dir``): a ``jax.profiler``
+trace summed per XLA op and grouped by kind, beside the step's wall time. A device busy for much
+less than the wall time waits on the host; time in transposes and fusions means memory-bound.
 """
 
 from __future__ import annotations
@@ -49,11 +44,8 @@ def trace(call: Callable[[], Any], calls: int, directory: Path) -> Path:
 
 
 def op_times(trace_file: Path) -> list[dict[str, Any]]:
-    """Every XLA op execution in a Perfetto trace: its device, op name, kernel name and microseconds.
-
-    Accelerator ops run on ``/device:...`` processes; on a CPU they run on host threads. On a GPU,
-    XLA launches most kernels inside CUDA graphs (``command_buffer_N``, many ops each): there
-    the kernel's name, which is its fusion's, names the op."""
+    """Every XLA op execution in a Perfetto trace: device, op, kernel and microseconds (inside a GPU's
+    CUDA graphs, ``command_buffer_N``, the kernel's name, its fusion's, names the op)."""
     events = json.loads(gzip.decompress(Path(trace_file).read_bytes()))["traceEvents"]
     process_names = {
         e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"

@@ -1,11 +1,7 @@
-"""TPU slices described on a machine without a TPU: their devices, from libtpu's topologies, to
-compile a run's programs for ahead of time, and each generation's public figures.
-
-libtpu (``pip install "flax-resnets[tpu]"``, the version ``jax[tpu]`` pins) describes a slice
-such as ``v5e:4x4`` (16 chips on 4 hosts) without any TPU attached. Loaded where no TPU is, it
-asks the cloud's metadata server what it runs on and prints initialisation errors; ``devices``
-tells it what to assume instead, so that compiling is quiet, and keeps this process's own
-computations on its CPU.
+"""TPU slices described on a machine without a TPU (libtpu's topologies: ``v5e:4x4`` is 16 chips on 4
+hosts), to compile a run's programs for ahead of time, and each generation's public figures.
+libtpu would ask a cloud metadata server what it runs on and print errors: ``slice_of`` tells it
+what to assume, and keeps this process's own computations on its CPU.
 """
 
 from __future__ import annotations

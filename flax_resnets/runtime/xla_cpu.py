@@ -1,20 +1,9 @@
-"""What makes training faster on a CPU: a compile option, loops unrolled, and the convolution to
-build models with (``runtime.tuning`` applies them on a CPU only; ``training.steps`` builds with
-them). Each was measured against the trainer without it on a 2-core x86 CPU, jaxlib 0.10.2
-(``results/checks/xla_cpu_settings/``; timings there move ~15% between runs):
-
-- the option: XLA's own (Eigen) convolutions, YNNPACK kept for reductions: resnet20 and resnet18
-  trained 1.04-1.36x faster at batch 16 and 128 than with YNNPACK's convolutions;
-- steps and members unrolled: resnet20 at batch 16, 4 steps a call, 398 images/s (1 seed) and 370
-  (2 seeds) against 18.9 and 13.8 under ``lax.scan`` and ``jax.vmap``;
-- maps smaller than their kernel as one matrix product: VGG19 at batch 16, 61 images/s against 15.
-
-Dropped, for it no longer paid: convolving batches over 16 in micro-batches of 16 (as fast or
-slower than one convolution at batch 128, and 3x the compile time).
-
-The option is passed per compilation, so it touches neither the process's ``XLA_FLAGS`` nor
-other programs; it is left out where a user's ``XLA_FLAGS`` already set it, and where the
-running jaxlib does not know it.
+"""What makes training faster on a CPU (``runtime.tuning`` applies it there only), each measured
+against the trainer without it on 2 x86 cores (``results/checks/xla_cpu_settings/``): XLA's own
+convolutions rather than YNNPACK's (1.04-1.36x), steps and members unrolled rather than scanned and
+vmapped (resnet20: 398 images/s against 18.9), and maps smaller than their kernel convolved as one
+matrix product (VGG19: 61 images/s against 15). The option goes to each compilation, never to
+``XLA_FLAGS``, and is left out where a user's ``XLA_FLAGS`` set it or jaxlib does not know it.
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
-"""Checkpoints of a run in ``workdir/checkpoints``, with orbax's CheckpointManager.
-
-One manager, one preservation policy (``LatestAndBest``): the latest ``keep`` checkpoints (saved
-every epoch and every ``checkpoint_every_steps`` steps) and, for each member of the run
-(``config.num_seeds``), its best epoch by ``runs.metrics.best_steps`` of the run's history, the
-one decision of a run's best. Each checkpoint holds the training state and the run's history (one
-record per finished epoch), which is everything needed to continue exactly: the data position
-and all randomness derive from the step and the config's seeds.
-
-The state is saved as a PyTree, so that evaluation can read the model's fields alone. Orbax
-writes each checkpoint under a temporary name and renames it when complete, so a crash
-mid-save leaves no half checkpoint. A checkpoint damaged later (a truncated or missing file: a
-full disk, an interrupted copy) is moved to ``workdir/damaged_checkpoints/`` when a run resumes,
-with a warning, and the run resumes from the newest readable one.
+"""Checkpoints of a run in ``workdir/checkpoints``, with orbax's CheckpointManager: each holds the
+training state and the history (one record per epoch), everything needed to continue exactly. One
+preservation policy (``LatestAndBest``) keeps the latest ``keep`` and each member's best epoch
+(``runs.metrics.best_steps``). Orbax renames a checkpoint into place when whole; one damaged later
+is moved to ``damaged_checkpoints/`` on resume, and the run goes on from the newest readable one.
 """
 
 from __future__ import annotations
@@ -127,10 +118,9 @@ class Checkpoints:
         return step
 
     def require_shapes(self, step: int, abstract_state: Any, *, partial: bool = False) -> bool:
-        """Refuse, as other data or another model (never as damage), a checkpoint whose arrays do
-        not have the shapes ``abstract_state`` wants (``partial``: among others). Metadata that
-        cannot be read, or names no array, is damage: left for the restore to find. True for a
-        one-seed run's checkpoint saved without the member axis (by earlier versions: restored with it)."""
+        """Refuse, as other data or another model, a checkpoint whose arrays lack the shapes
+        ``abstract_state`` wants (``partial``: among others); unreadable metadata is left to the
+        restore. True for a one-seed checkpoint of earlier versions, without the member axis."""
         try:
             with only_logged_errors():  # orbax's notice that a step-level metadata file is elsewhere
                 item = ocp.PyTreeCheckpointer().metadata(self.directory / str(step) / "state")
@@ -269,12 +259,9 @@ def short_reason(error: BaseException, limit: int = 160) -> str:
 
 
 class OrbaxFailureNoise:
-    """What orbax prints when a write or a read fails, besides the exception its caller gets (which
-    a command says in one line): its threads log the error with a traceback, tensorstore's threads
-    call into orbax's event loop once it is closed (through ``sys.unraisablehook``, or
-    ``sys.excepthook`` from those threads), and asyncio logs "exception was never retrieved" as
-    their futures are collected: hundreds of lines in all. ``quiet`` drops exactly those while
-    checkpoints are open; after a failure they stay dropped, since those threads outlive it."""
+    """What orbax prints when a write or read fails, besides the exception a command says in one line
+    (its threads' tracebacks, tensorstore calling its closed event loop, asyncio's unretrieved
+    futures: hundreds of lines): ``quiet`` drops exactly those, for good after a failure."""
 
     def __init__(self) -> None:
         self.failed = False

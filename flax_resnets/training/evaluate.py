@@ -75,10 +75,8 @@ BEST_MARKER = "best.json"  # in the checkpoints folder: which checkpoint is each
 
 
 def mark_best(checkpoints: Checkpoints, seeds: list[int]) -> None:
-    """Write ``checkpoints/best.json``: each member's best checkpoint (``choose_steps``' "best") with
-    its validation accuracy, so that the disk says which it is. Brought up to date whenever a run
-    ends, stops, resumes or is evaluated. Every process reads the history (orbax's reads are collective
-    on several hosts); the main process writes."""
+    """Write ``checkpoints/best.json``: each member's best checkpoint and its validation accuracy,
+    whenever a run ends, stops, resumes or is evaluated (every host reads, the main one writes)."""
     latest = checkpoints.latest_step()
     if latest is None:
         return
@@ -137,12 +135,9 @@ def test_report(
 def evaluate_workdir(
     config: ml_collections.ConfigDict | None, workdir: Path, which: str = "best"
 ) -> dict[str, Any]:
-    """``--mode=eval``: test a checkpoint of an existing run. The best checkpoint's result is
-    ``workdir/eval.json`` (what the run's plots and Table 1 read); any other checkpoint's goes to
-    ``workdir/eval_step<N>.json`` beside it, so that eval.json is never replaced by a worse step;
-    so does the best one while a run trains in the workdir (its eval.json is the training's).
-
-    Only the model's parameters and BatchNorm statistics are read from the checkpoint."""
+    """``--mode=eval``: test a checkpoint of a run (its model's fields only). The best checkpoint's
+    result is ``eval.json``; another's, or the best's while a run trains there, is
+    ``eval_step<N>.json`` beside it, so that eval.json is never replaced by a worse step."""
     run = read_run(workdir)
     workdir = run.folder
     if config is None:

@@ -23,9 +23,9 @@ from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import WorkdirLock, require_writable, write_json
 from flax_resnets.interrupts import StopRequests
-from flax_resnets.runs.metrics import EpochReport, member_means, member_records
+from flax_resnets.progress import progress
+from flax_resnets.runs.metrics import EpochReport, epoch_summary, member_means, member_records, progress_means
 from flax_resnets.runs.plots import write_plots
-from flax_resnets.runs.progress import epoch_summary, progress_bar, progress_means
 from flax_resnets.runs.provenance import run_record
 from flax_resnets.runs.workdir import (
     DATA_RECORD,
@@ -175,13 +175,14 @@ def train_epoch(
     step = epoch * epoch_steps + first_step
     calls = program.feed.train_calls(epoch=epoch, start_step=first_step, steps_per_call=config.steps_per_call)
     show = jax.process_index() == 0
-    with progress_bar(epoch, config.num_epochs, epoch_steps, first_step, enabled=show) as progress:
+    description = f"epoch {epoch + 1}/{config.num_epochs}"
+    with progress(epoch_steps, description, "step", initial=first_step, enabled=show, in_logs=True) as bar:
         for inputs, done in calls:
             state = program.train(state, inputs, program.feed.constants("train"), done)
             step += done
-            progress.update(done)
+            bar.update(done)
             if passed_multiple(step, done, config.log_every_steps):
-                progress.set_postfix(progress_means(running_means(state, num_seeds)))
+                bar.set_postfix(progress_means(running_means(state, num_seeds)))
             if mid_epoch_checkpoint_due(config, step, done, epoch_steps):
                 checkpoints.save(step, require_finite(state, step, checkpoints, config.dtype), history)
             if step % epoch_steps:  # at the epoch's end, train() validates and records it first

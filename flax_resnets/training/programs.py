@@ -1,14 +1,9 @@
-"""Every compiled program of a run, built in one place: ``build_programs`` turns (config, dataset
-or its shapes, mesh) into the run's training call and evaluation steps, what the trainer, ``--mode
-=eval``, ``compile``, ``benchmark``, ``parity`` and the loss landscape run; ``jit_logits`` is
-``predict``'s.
-
-A batch's path, top to bottom: the loop calls the compiled training call (``Programs.train``);
-for each of its steps, the call's body asks the feed for the step's batch (``Feed.train_batch``:
-gather, augment, normalise) and gives it to the training step (``steps.train_step``). Nothing
-below calls back up. The backend's settings (``runtime.tuning.for_backend``: the convolution
-models run with, loops unrolled or not, compiler options) are chosen here for the platform of
-the mesh's devices, and nowhere else.
+"""Every compiled program of a run, built in one place (``build_programs``: from the config, the
+dataset or its shapes, and the mesh) for the trainer, ``--mode=eval``, ``compile``, ``benchmark``,
+``parity`` and the loss landscape; ``jit_logits`` is ``predict``'s. A batch's path, top to bottom:
+the loop calls ``Programs.train``, whose body asks the feed for each step's batch
+(``Feed.train_batch``: gather, augment, normalise) and gives it to ``steps.train_step``; nothing
+calls back up. The backend's settings (``runtime.tuning``) are chosen here, for the mesh's platform.
 """
 
 from __future__ import annotations
@@ -33,16 +28,10 @@ from flax_resnets.training import steps
 
 @dataclasses.dataclass(frozen=True)
 class Programs:
-    """A run's feed, optimizer, schedule, every member's initial state laid out over the mesh (or
-    its shapes and shardings only) and its compiled programs:
-
-    * ``train(state, inputs, constants, num_steps) -> state``: ``num_steps`` training steps of every
-      member in one call (``config.steps_per_call``; a ``lax.scan`` unless the tuning unrolls),
-      one compilation per distinct ``num_steps``; the old state's buffers are donated;
-    * ``evaluate(model_state, inputs, constants) -> sums``: each member's sums on one evaluation
-      batch that all share (the test split's, and any split the feed does not augment);
-    * ``validate``: the same on the validation split, each member on its own crops where the feed
-      augments it (else ``evaluate`` itself)."""
+    """A run's feed, optimizer, schedule, initial state (or its shapes) and compiled programs:
+    ``train(state, inputs, constants, num_steps)``, ``num_steps`` steps of every member in one call,
+    the old state's buffers donated; ``evaluate(model_state, inputs, constants)``, each member's sums
+    on a shared evaluation batch; ``validate``, the same on each member's own validation crops."""
 
     config: ml_collections.ConfigDict
     feed: Feed

@@ -1,9 +1,6 @@
-"""The training state and the pure functions on it: a training step on a batch, an evaluation
-step's sums, the logits.
-
-The model's graph is split from its arrays once (``nnx.split``); the steps are pure functions
-of arrays, merged back into a model inside the trace, so that ``training.programs`` compiles them
-with ``jax.jit`` over a mesh, each batch made by the feed before it reaches them.
+"""The training state and the pure functions on it: a training step on a batch, an evaluation step's
+sums, the logits. The model's graph is split from its arrays once (``nnx.split``) and merged back
+inside the trace, so that ``training.programs`` compiles them over a mesh.
 """
 
 from __future__ import annotations
@@ -49,13 +46,9 @@ class TrainState:
 
 
 def make_schedule(config: ml_collections.ConfigDict, total_steps: int) -> Callable:
-    """The learning rate per step (``total_steps`` over ``config.num_epochs`` epochs).
-
-    "cosine_epochs" (the paper's): PyTorch's ``CosineAnnealingLR(T_max=cosine_period_epochs)``
-    stepped once per epoch, lr * (1 + cos(pi * e / T)) / 2 through epoch e (from 0), held constant
-    within the epoch; "cosine": the same curve updated every step; a period of 0 is the whole run.
-    "multistep": divided by 10 at 50% and 75% of the run (He et al. 2016). "onecycle": linear from
-    0 to ``learning_rate`` over ``warmup_epochs``, then linear to 0."""
+    """The learning rate per step: "cosine_epochs" (the paper's), PyTorch's ``CosineAnnealingLR(T_max=
+    cosine_period_epochs)`` stepped once per epoch; "cosine", the same curve every step (a period of 0:
+    the whole run); "multistep", /10 at 50% and 75% (He et al.); "onecycle", linear up, then down."""
     epoch_steps = max(total_steps // config.num_epochs, 1)
     period_epochs = config.cosine_period_epochs or config.num_epochs
     if config.schedule in ("cosine", "cosine_epochs"):

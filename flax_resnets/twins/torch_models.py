@@ -1,13 +1,7 @@
-"""PyTorch twins of the zoo's models, for ``python -m flax_resnets parity``, ``export`` and
-``benchmark --compare_torch``.
-
-The modules themselves are ``torch_modules`` (written from the paper's description of its
-models, importing torch alone); here each zoo model's description becomes the architecture they
-are built from (``architecture``), and weights move between the frameworks. Layers are named as
-the Flax model names them (``blocks.3.conv1.weight`` is Flax's ``blocks/3/conv1/kernel``; the
-classifier's ``classifier.fc1.weight`` is Flax's ``fc1/kernel``), so one set of weights can be
-copied across (``load_flax_weights``). PyTorch is imported only in this folder
-(``pip install -e ".[test]"`` or ``".[bench]"``).
+"""PyTorch twins of the zoo's models (``torch_modules``, built from the same descriptions:
+``architecture``), for ``parity``, ``export`` and ``benchmark --compare_torch``, and the weights
+moved between the frameworks: layers are named as the Flax model names them
+(``blocks.3.conv1.weight`` is Flax's ``blocks/3/conv1/kernel``). Only this folder imports torch.
 """
 
 from __future__ import annotations
@@ -78,11 +72,8 @@ def flax_layout_arrays(model: nn.Module, dtype: Any = np.float32) -> dict[tuple[
 
 
 def load_flax_weights(model: nn.Module, flax_arrays: Mapping[tuple[str, ...], np.ndarray]) -> None:
-    """Copy Flax arrays, keyed by path (``("blocks", "3", "conv1", "kernel")``), into the twin.
-
-    Every tensor of the twin must be matched by an array of its shape, and every array used: a
-    twin that differs from its Flax model fails here, not silently.
-    """
+    """Copy Flax arrays, keyed by path, into the twin: every tensor must meet an array of its shape
+    and every array be used, so that a twin unlike its Flax model fails here, not silently."""
     unused = set(flax_arrays)
     with torch.no_grad():
         for name, tensor in torch_tensors(model):
@@ -122,11 +113,8 @@ def paper_sgd(model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer
 
 
 class TorchBench:
-    """One PyTorch training step (the paper's SGD) on a fixed random batch, on CUDA when present.
-
-    On a GPU: channels_last memory, cuDNN's autotuner, bfloat16 autocast for ``dtype="bfloat16"``,
-    and each call waits for the GPU, so that timing it measures the step.
-    """
+    """One PyTorch training step (the paper's SGD) on a fixed random batch, on CUDA when present
+    (channels_last, cuDNN's autotuner, bfloat16 autocast; each call waits for the GPU)."""
 
     def __init__(self, name: str, batch_size: int, input_channels: int, dtype: str = "float32"):
         torch.manual_seed(0)

@@ -1,16 +1,8 @@
-"""The paper's models as PyTorch modules, written from its description of them (docs/recipe.md in
-the flax-resnets repository) and from nothing of this project: the file imports torch alone, so
-that it can be copied beside exported weights and used where JAX is not installed.
-
-``build(architecture)`` makes one from a JSON-able description: ``{"family": "alexnet"}``,
-``{"family": "vgg", "stages": [[64, 64], ...], "hidden_features": 512, "batch_norm": false}`` or
-``{"family": "resnet", "block": "basic", "stage_sizes": [2, 2, 2, 2], "stage_widths": [64, 128,
-256, 512], "shortcut": "projection"}``, each with ``input_channels`` and ``num_classes``. Inputs
-are NCHW float images, normalised as the model was trained. Initialisation is the paper's:
-PyTorch's defaults, VGG's convolutions re-drawn He fan-out normal with zero biases.
-
-Dropout draws from torch's generator, as ``nn.Dropout`` does, unless given the masks to use
-(``feed_dropout_masks``): then a parity check runs two frameworks with the same masks.
+"""The paper's models as PyTorch modules, written from its description of them and importing torch
+alone, so that the file can be copied beside exported weights. ``build(architecture)`` makes one
+from a JSON-able description (``torch_models.architecture``); inputs are NCHW images normalised as
+the model was trained; initialisation is the paper's. Dropout draws from torch's generator unless
+given the masks to use (``feed_dropout_masks``), as the parity check does.
 """
 
 from __future__ import annotations

@@ -1,24 +1,19 @@
 """An independent PyTorch trainer, written the way the paper's notebooks train (docs/recipe.md in
 the repository), for ``python -m flax_resnets parity --train``.
 
-It shares nothing with the project's data path or trainer: it reads the image folder with
-Pillow (greyscale images repeated into 3 channels where the recipe says so, then resized with
-Pillow's bilinear filter, as ``torchvision.transforms.Resize`` does on Pillow images), normalises as the
-run's config says (the model's input is defined once: ``data.images.model_inputs``), augments with
-``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip`` written out in torch (torchvision does not
-install beside this project's CPU torch), padding black (as when padded before normalising) or
-with 0 in normalised units (the paper's Fashion-MNIST: padded after), holds out a random subset
-of the augmented training set for validation (cropped and flipped afresh every epoch, as a
-``random_split`` of an augmented dataset is), batches with a shuffling ``DataLoader``, and trains
-the model's PyTorch twin (its dropout drawing from torch's generator) with
-``torch.optim.SGD(momentum, weight_decay)`` and ``CosineAnnealingLR`` stepped once per epoch after
-validation (or every batch); the weights are kept when validation accuracy is strictly greater
-than the best so far, and those are tested.
+It shares nothing with the project's trainer: it reads the image folder with Pillow (grey as 3
+channels where the recipe says so, resized with Pillow's bilinear filter as torchvision's
+``Resize`` does), normalises with the model's input function (``data.images.model_inputs``, the one
+definition of it), augments with ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip`` written
+out in torch (padding black, or 0 after normalising for the paper's Fashion-MNIST), holds out a
+random subset of the augmented training set for validation (cropped and flipped afresh every
+epoch, as a ``random_split`` of an augmented dataset is), batches with a shuffling ``DataLoader``
+and trains the twin with ``torch.optim.SGD`` and ``CosineAnnealingLR`` stepped once per epoch (or
+every batch), testing the weights of the first epoch with the best validation accuracy.
 
-What it must share to be comparable is a convention, implemented here again: the folder's
-examples in TFDS ImageFolder's order (labels and files sorted, then each split shuffled with
-``random.Random(split)``), then the validation cut after a permutation by
-``numpy.random.default_rng(split_seed)``.
+The convention it shares to be comparable is implemented here again: the folder's examples in TFDS
+ImageFolder's order (labels and files sorted, each split shuffled with ``random.Random(split)``),
+then the validation cut after a permutation by ``numpy.random.default_rng(split_seed)``.
 """
 
 from __future__ import annotations
@@ -89,10 +84,9 @@ def read_split(root: Path, split: str, image_channels: int = 0) -> tuple[np.ndar
 
 
 class Images(torch.utils.data.Dataset):
-    """uint8 images (``pixels``) as the model's normalised inputs, channels first; with ``augment``,
-    RandomCrop(32, padding=4) and RandomHorizontalFlip drawn from torch's global generator at every
-    read, as torchvision's transforms do, the padding black (``model_inputs`` of 0, as padding
-    before normalising gives) or 0 (``pad_after_normalization``)."""
+    """uint8 images (``pixels``) as normalised inputs, channels first; ``augment``: RandomCrop(32,
+    padding=4) and RandomHorizontalFlip drawn from torch's generator at every read, as torchvision's
+    are, padded black (``model_inputs`` of 0) or with 0 (``pad_after_normalization``)."""
 
     def __init__(
         self,
