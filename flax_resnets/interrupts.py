@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -59,10 +60,6 @@ def exit_interrupted(status: int = EXIT_INTERRUPTED, message: str = INTERRUPTED)
     os._exit(status)
 
 
-def exit_terminated() -> NoReturn:
-    exit_interrupted(128 + signal.SIGTERM, TERMINATED)
-
-
 # Set by a sweep for its cells: the pid of the process whose end must stop this one (SIGTERM: save
 # a checkpoint and exit), so that no cell trains on, orphaned, once its sweep is gone.
 STOP_WITH_PARENT = "FLAX_RESNETS_STOP_WITH_PARENT"
@@ -74,7 +71,8 @@ def install() -> None:
     are whole; a sweep's cell gets SIGTERM when the sweep ends (``STOP_WITH_PARENT``)."""
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, lambda number, frame: exit_when_files_are_whole(exit_interrupted))
-    signal.signal(signal.SIGTERM, lambda number, frame: exit_when_files_are_whole(exit_terminated))
+    terminated = functools.partial(exit_interrupted, 128 + signal.SIGTERM, TERMINATED)
+    signal.signal(signal.SIGTERM, lambda number, frame: exit_when_files_are_whole(terminated))
     parent = os.environ.get(STOP_WITH_PARENT)
     if parent and sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -8,7 +8,6 @@ import jax
 import pytest
 
 from flax_resnets.cli import EXIT_REFUSED, run_command
-from flax_resnets.commands import aot
 from flax_resnets.commands import compile as compile_command
 from flax_resnets.commands.compile import compile_here as real_compile_here
 from flax_resnets.config import cell_config
@@ -45,7 +44,7 @@ def tpu_slice():
 def compiled(tpu_slice):
     """Every (kind, seeds) pair's programs, compiled once for the module."""
     return {
-        (kind, num_seeds): aot.compile_run(small_config(kind, num_seeds), tpu_slice.devices)
+        (kind, num_seeds): compile_command.compile_run(small_config(kind, num_seeds), tpu_slice.devices)
         for kind in CELLS
         for num_seeds in (1, 3)
     }
@@ -94,7 +93,7 @@ def test_a_tpu_program_takes_no_cpu_setting(tpu_slice):
     texts = {}
     for num_seeds in (1, 3):
         mesh = parallel.make_mesh(num_seeds, tpu_slice.devices)
-        traced, _ = aot.trace_run(small_config("batchnorm", num_seeds), mesh)["training call"]
+        traced, _ = compile_command.trace_run(small_config("batchnorm", num_seeds), mesh)["training call"]
         texts[num_seeds] = traced.lower().as_text()
     assert "stablehlo.while" in texts[3]
     assert texts[3].count("stablehlo.convolution") == texts[1].count("stablehlo.convolution") > 0
@@ -126,7 +125,7 @@ def test_a_batch_that_does_not_fit_is_refused_naming_the_largest_that_does(monke
         held = 1e9 + 1e6 * config.batch_size
         if held > 1.2 * hbm:
             return None  # out of memory, as XLA:TPU refuses while compiling
-        program = aot.CompiledProgram("training call", 1, int(held), 0, 0, 0, 0, 1.0, 0.0)
+        program = compile_command.CompiledProgram("training call", 1, int(held), 0, 0, 0, 0, 1.0, 0.0)
         return [program] if only_training else [program, program]
 
     monkeypatch.setattr(compile_command, "compiled", fake_compiled)
@@ -139,9 +138,11 @@ def test_a_batch_that_does_not_fit_is_refused_naming_the_largest_that_does(monke
 
 
 def test_out_of_memory_is_told_from_other_compile_errors():
-    assert aot.is_out_of_memory(jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Ran out of memory in hbm"))
-    assert not aot.is_out_of_memory(jax.errors.JaxRuntimeError("INVALID_ARGUMENT: a bad shape"))
-    assert not aot.is_out_of_memory(ValueError("RESOURCE_EXHAUSTED"))
+    assert compile_command.is_out_of_memory(
+        jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Ran out of memory in hbm")
+    )
+    assert not compile_command.is_out_of_memory(jax.errors.JaxRuntimeError("INVALID_ARGUMENT: a bad shape"))
+    assert not compile_command.is_out_of_memory(ValueError("RESOURCE_EXHAUSTED"))
 
 
 @pytest.mark.parametrize(

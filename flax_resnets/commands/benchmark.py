@@ -12,8 +12,13 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
+import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,11 +36,12 @@ from flax_resnets.cli import (
     positive_ints,
     user_path,
 )
-from flax_resnets.commands.benchmark_cells import cells_table, wait_for_the_other_cells
+from flax_resnets.commands.sweep import cell_environment
 from flax_resnets.config import DTYPES, default_config
 from flax_resnets.data.arrays import IMAGE_SIZE, Dataset, Split
 from flax_resnets.data.order import check_batch_size
 from flax_resnets.data.sources import DATASET_NAMES, load_dataset
+from flax_resnets.errors import InputError
 from flax_resnets.files import write_json
 from flax_resnets.models import require_models
 from flax_resnets.progress import progress
@@ -43,6 +49,84 @@ from flax_resnets.runs.provenance import provenance
 from flax_resnets.runs.summary import format_table
 from flax_resnets.runtime import parallel, profiling
 from flax_resnets.training.programs import build_programs
+
+# ``--parallel=K``: K benchmark processes at once on the accelerator, as ``sweep --parallel=K`` runs
+# K cells, each with 1/K of its memory; before timing a row, each waits at a barrier until all K
+# have compiled and warmed it up, so that their timed calls overlap and their sum is what K cells train.
+BARRIER = "FLAX_RESNETS_BENCHMARK_BARRIER"  # FOLDER:K, set for each of the K processes
+POLL_SECONDS = 0.05
+
+
+def wait_for_the_other_cells(row: str) -> None:
+    """In one of K benchmark processes: announce that ``row`` is ready to time, and wait until the
+    other K - 1 are ready too. Does nothing in a process that runs alone."""
+    if BARRIER not in os.environ:
+        return
+    folder, _, count = os.environ[BARRIER].rpartition(":")
+    Path(folder, f"{row}.{os.getpid()}").touch()
+    while len(list(Path(folder).glob(f"{row}.*"))) < int(count):
+        time.sleep(POLL_SECONDS)
+
+
+def cells_rows(argv: list[str], parallel: int) -> list[dict[str, Any]]:
+    """Run the benchmark ``argv`` (one row set) in ``parallel`` processes at once; per row, the
+    summed training images/s and each process's share."""
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**cell_environment(parallel), BARRIER: f"{scratch}:{parallel}"}
+        outputs = [Path(scratch) / f"cell{index}.json" for index in range(parallel)]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "flax_resnets", "benchmark", *argv, "--parallel=1", f"--json={out}"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for out in outputs
+        ]
+        errors = [process.communicate()[1] for process in processes]
+        failed = [error for process, error in zip(processes, errors, strict=True) if process.returncode]
+        if failed:
+            reason = failed[0].strip().splitlines()[-1] if failed[0].strip() else "no output"
+            raise InputError(f"a benchmark process of --parallel={parallel} failed: {reason}")
+        results = [json.loads(out.read_text())["rows"] for out in outputs]
+    rows = []
+    for same_rows in zip(*results, strict=True):
+        first = same_rows[0]
+        total = sum(row["train img/s"] for row in same_rows)
+        rows.append(
+            {
+                "model": first["model"],
+                "batch": first["batch"],
+                "seeds": first["seeds"],
+                "cells": parallel,
+                "train img/s": total,
+                "per cell": total / parallel,
+            }
+        )
+    return rows
+
+
+def cells_table(args: argparse.Namespace, alone: list[dict]) -> list[dict]:
+    """Training images/s of K cells sharing the accelerator, for each K of ``--parallel`` (K = 1:
+    this process's own rows), printed as one table."""
+    same_rows = [
+        f"--models={args.models}",
+        f"--batch_sizes={','.join(map(str, args.batch_sizes))}",
+        f"--num_seeds={','.join(map(str, args.num_seeds))}",
+        *(f"--{name}={getattr(args, name)}" for name in ("dtype", "steps", "rounds", "warmup")),
+        *(f"--{name}={getattr(args, name)}" for name in ("steps_per_call", "input_channels")),
+    ]
+    rows = [
+        {**{k: row[k] for k in ("model", "batch", "seeds")}, "cells": 1, "train img/s": row["train img/s"]}
+        for row in alone
+    ]
+    rows = [{**row, "per cell": row["train img/s"]} for row in rows]
+    for cells in (k for k in args.parallel if k > 1):
+        print(f"timing {cells} benchmark processes at once", flush=True)
+        rows += cells_rows(same_rows, cells)
+    print(format_table(rows))
+    return rows
 
 
 def timed_calls(call: Callable[[], Any], repeats: int) -> list[float]:

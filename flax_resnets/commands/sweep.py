@@ -144,11 +144,6 @@ def stopped_message(workdir: Path, seconds: float, reason: str = "the budget") -
     )
 
 
-def last_line(log: Path) -> str:
-    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1].split("\r")[-1] if lines else "(no output)"
-
-
 def report_finished(finished: CellProcess, results: Path) -> bool:
     """Say how a cell's process ended and keep its run if it finished; whether it did."""
     status, seconds = finished.process.returncode, finished.seconds()
@@ -157,7 +152,9 @@ def report_finished(finished: CellProcess, results: Path) -> bool:
             raise RuntimeError(f"exit {status}")
         kept = table1.keep(finished.workdir, results)
     except (RuntimeError, ValueError) as error:
-        print(f"{finished.cell}: {error} after {seconds:.0f} s: {last_line(finished.log)}", flush=True)
+        lines = [line for line in finished.log.read_text(errors="replace").splitlines() if line.strip()]
+        last = lines[-1].split("\r")[-1] if lines else "(no output)"
+        print(f"{finished.cell}: {error} after {seconds:.0f} s: {last}", flush=True)
         return False
     print(f"{finished.cell}: finished in {seconds:.0f} s, kept in {kept}", flush=True)
     return True

@@ -98,11 +98,6 @@ def recipe_changes(config: dict[str, Any], cell: str) -> list[str]:
     return changes
 
 
-def from_image_folder(run: RunFiles) -> bool:
-    """Read from an image folder or a file exported from one (for CIFAR-10: the JPEG copy)."""
-    return run.record["data"]["dataset"] == "image_folder"
-
-
 def cell_runs(runs: list[CellRun]) -> dict[str, CellRun]:
     """The run shown in each cell: the cell's recipe before changed ones, then the latest."""
     chosen: dict[str, CellRun] = {}
@@ -172,7 +167,7 @@ def format_cell(cell: str, shown: CellRun | None) -> str:
             texts.append(f"val. ep. {validation_epoch}: {text}")
             outside = outside or outside_val
     marks = (
-        ("†" if cell.startswith("cifar10_") and from_image_folder(run) else "")
+        ("†" if cell.startswith("cifar10_") and run.record["data"]["dataset"] == "image_folder" else "")
         + ("*" if shown.changes else "")
         + ("‡" if outside else "")
     )

@@ -30,6 +30,7 @@ Batch = dict[str, Any]  # the model's batch: image, label (and mask when evaluat
 # Of a device's memory, what the dataset may take (the rest is the model's, its optimizer's and
 # its activations').
 DATASET_SHARE_OF_MEMORY = 0.5
+SPLITS = ("train", "validation", "test")
 
 
 class CallStep(NamedTuple):
@@ -66,8 +67,8 @@ class Feed:
     @functools.cached_property
     def on_device(self) -> dict[str, dict[str, jax.Array]]:
         """Every split's images and labels, on every device (copied there when first asked for)."""
-        splits = ("train", "validation", "test")
-        return {split: parallel.replicate(self.host_constants(split), self.mesh) for split in splits}
+        replicated = parallel.replicated(self.mesh)
+        return {split: jax.device_put(self.host_constants(split), replicated) for split in SPLITS}
 
     @functools.cached_property
     def member_seeds(self) -> jax.Array:

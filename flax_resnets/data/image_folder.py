@@ -29,10 +29,6 @@ class FolderListing:
     skipped: list[str]  # entries that are not images, for the warning
 
 
-def visible_entries(folder: Path) -> list[Path]:
-    return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
-
-
 def list_image_folder(root: Path) -> FolderListing:
     """The images of ``root`` by split and label; refuses a folder that cannot be trained on."""
     skipped: list[str] = []
@@ -41,7 +37,7 @@ def list_image_folder(root: Path) -> FolderListing:
         split_dir = root / split
         skipped += [str(p) for p in split_dir.iterdir() if p.name.startswith(".") or not p.is_dir()]
         found[split] = {}
-        for label_dir in (p for p in visible_entries(split_dir) if p.is_dir()):
+        for label_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             images = []
             for entry in label_dir.iterdir():
                 if entry.name.startswith(".") or entry.is_dir() or entry.suffix.lower() not in IMAGE_SUFFIXES:

@@ -8,6 +8,7 @@ that ``python -m flax_resnets data export`` wrote (numpy alone reads it).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import socket
@@ -17,11 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from flax_resnets.data.arrays import Dataset, UnreadableArraysError, load_arrays, save_arrays
-from flax_resnets.data.decoding import decode_to_arrays, tensorflow
+from flax_resnets.data.arrays import (
+    IMAGE_SIZE,
+    Dataset,
+    Split,
+    UnreadableArraysError,
+    load_arrays,
+    save_arrays,
+)
 from flax_resnets.data.image_folder import decode_image_folder
-from flax_resnets.data.images import normalization_constants
+from flax_resnets.data.images import model_pixels, normalization_constants
 from flax_resnets.errors import InputError, only_logged_errors, warn
+from flax_resnets.progress import progress
 
 # Per-channel mean and standard deviation of each training split's pixels, scaled to [0, 1]:
 # the published figures (Fashion-MNIST: Xiao et al.'s 28x28 images; CIFAR: all 50,000 images).
@@ -132,6 +140,32 @@ def normalized_as_configured(config: Any, dataset: Dataset) -> Dataset:
 def is_array_file(data_dir: str | Path) -> bool:
     """Whether ``data_dir`` names an exported array file (``.npz``, in any case) rather than a folder."""
     return Path(data_dir).suffix.lower() == ".npz"
+
+
+@functools.cache
+def tensorflow() -> Any:
+    """Import TensorFlow for tf.data only: it must never see (and reserve memory on) a GPU."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no banner about CPU instructions
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # no notice about oneDNN's rounding
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    return tf
+
+
+def decode_to_arrays(ds: Any, channels: int, description: str = "decoding") -> Split:
+    """A tf.data dataset of (image, label) pairs -> the model's uint8 (N, 32, 32, ``channels``)
+    pixels and int32 labels, with a progress bar (``description``) where the dataset's size is known."""
+    total = int(ds.cardinality())
+    images, labels = [], []
+    with progress(total if total >= 0 else None, description, "image", enabled=total != 0) as bar:
+        for image_batch, label_batch in ds.batch(1024).prefetch(2).as_numpy_iterator():
+            images += [model_pixels(image, channels) for image in image_batch]
+            labels.append(label_batch.astype(np.int32))
+            bar.update(len(label_batch))
+    if not images:
+        return Split(np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, channels), np.uint8), np.zeros((0,), np.int32))
+    return Split(np.stack(images), np.concatenate(labels))
 
 
 def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, Any]:

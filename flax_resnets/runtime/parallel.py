@@ -73,10 +73,6 @@ def batch_sharded(mesh: Mesh, batch_axis: int = 0, *, members: bool = False) -> 
     return NamedSharding(mesh, P(*leading, *[None] * (batch_axis - len(leading)), DATA_AXIS))
 
 
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    return jax.device_put(tree, replicated(mesh))
-
-
 def place_state(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, state_sharding(mesh))
 

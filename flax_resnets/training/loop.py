@@ -183,7 +183,8 @@ def train_epoch(
             bar.update(done)
             if passed_multiple(step, done, config.log_every_steps):
                 bar.set_postfix(progress_means(running_means(state, num_seeds)))
-            if mid_epoch_checkpoint_due(config, step, done, epoch_steps):
+            # Every checkpoint_every_steps steps, but at an epoch's end (which saves with its metrics).
+            if passed_multiple(step, done, config.checkpoint_every_steps) and step % epoch_steps:
                 checkpoints.save(step, require_finite(state, step, checkpoints, config.dtype), history)
             if step % epoch_steps:  # at the epoch's end, train() validates and records it first
                 stop_if_requested(stop, program, state, step, checkpoints, history)
@@ -270,14 +271,6 @@ def require_trainable(config: ml_collections.ConfigDict, dataset: Any) -> None:
 def passed_multiple(step: int, done: int, every: int) -> bool:
     """Whether the last ``done`` steps, ending at ``step``, reached a multiple of ``every``."""
     return bool(every) and step // every > (step - done) // every
-
-
-def mid_epoch_checkpoint_due(
-    config: ml_collections.ConfigDict, step: int, done: int, epoch_steps: int
-) -> bool:
-    """Every checkpoint_every_steps steps (at the end of the call that reaches it), except at an
-    epoch's end, which saves with its metrics."""
-    return passed_multiple(step, done, config.checkpoint_every_steps) and step % epoch_steps != 0
 
 
 def running_means(state: steps.TrainState, num_seeds: int) -> list[dict[str, float]]:
