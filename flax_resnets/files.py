@@ -63,9 +63,8 @@ def _atomic_write(path: Path, write: Callable[[IO], None], *, binary: bool) -> N
 
 
 def write_folder(folder: Path, files: dict[str, bytes]) -> None:
-    """Write a new folder of ``files`` (name -> content) as a whole: into a hidden temporary folder
-    beside it, then one rename. A failure (a full disk, a file-size limit) leaves no part of it and
-    raises ``OSError``; an existing ``folder`` is never replaced (``FileExistsError``)."""
+    """Write a new folder of ``files`` (name -> content) whole or not at all, never over an existing one
+    (``FileExistsError``): into a hidden temporary folder beside it, then one rename."""
     folder = Path(folder)
     with writing():
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -125,9 +124,8 @@ def require_writable(path: Path, fix: str = "", *, folder: bool = True) -> None:
 
 
 class WorkdirLock:
-    """An OS lock on ``workdir/.lock``, held for a run's life. The kernel releases it however the
-    process ends (a SIGKILL included), so it is never stale; a second run on the same workdir is
-    refused in one line naming the holder's pid."""
+    """An OS lock on ``workdir/.lock`` for a run's life, released by the kernel however it ends (never
+    stale); a second run on the workdir is refused in one line naming the holder's pid."""
 
     NAME = ".lock"
 

@@ -167,9 +167,8 @@ def random_dataset(train_images: int, test_images: int, channels: int) -> Datase
 
 
 class FlaxBench:
-    """The trainer's programs (``build_programs``: feed, augmentation and step in one call) on a
-    dataset: its training call on the epoch's first call inputs, and its evaluation step on the
-    test split's first batch."""
+    """The trainer's programs (feed, augmentation and step in one call) on a dataset: its training
+    call on the first call's inputs, its evaluation step on the test split's first batch."""
 
     def __init__(self, config: Any, dataset: Dataset):
         size = config.steps_per_call
@@ -246,9 +245,8 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int, num_see
 
 
 def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size: int) -> dict[str, Any]:
-    """The trainer's loop on real data (its feed, augmentation, epochs) against its compiled call
-    alone on one call's inputs: both dispatch the same number of calls and wait once at the end,
-    as the trainer does, so the difference is what the host costs between calls."""
+    """The trainer's loop over real epochs against its compiled call alone on one call's inputs (the
+    same calls, one wait at the end): the difference is what the host costs between calls."""
     flax = FlaxBench(bench_config(model, batch_size, args.dtype, args.steps_per_call), dataset)
     size, feed = args.steps_per_call, flax.program.feed
     # Epoch after epoch; an epoch's last, shorter call would compile anew inside the timing, so
@@ -334,9 +332,8 @@ def main(argv: list[str]) -> int:
 
 
 def table(combinations: list[tuple], row: Callable[..., dict]) -> list[dict]:
-    """``row(*combination)`` for each combination (model, batch size, ...), printed as it comes,
-    then as one table (of the numbers: a row's nested results, such as its profile, are printed
-    by whoever makes them)."""
+    """``row(*combination)`` for each combination, printed as it comes, then as one table (of the
+    numbers: nested results, such as a profile, are printed by whoever makes them)."""
     rows = []
     for combination in combinations:
         rows.append(row(*combination))

@@ -76,9 +76,8 @@ class CompiledProgram:
 
     @property
     def step_traffic_bytes(self) -> float:
-        """An estimate of a step's HBM traffic: every byte the program holds but the dataset and
-        its code, read or written once. (XLA's own cost analysis counts a gather from the resident
-        dataset as a read of all of it, and a loop's body once, so it is not used.)"""
+        """A step's HBM traffic, estimated: every byte the program holds but the dataset and code, once
+        (XLA's cost analysis counts a gather as a read of the whole dataset, a loop's body once)."""
         return (
             self.argument_bytes - self.dataset_bytes + self.output_bytes + self.temporary_bytes
         ) / self.steps
@@ -118,9 +117,8 @@ def no_persistent_cache() -> Iterator[None]:
 
 
 def trace_run(config: ml_collections.ConfigDict, mesh: Mesh) -> dict[str, tuple[Any, int]]:
-    """The training call (``config.steps_per_call`` steps of every member) and the test split's
-    evaluation step of ``config`` over ``mesh``, traced (not yet lowered or compiled), each with
-    the bytes of the dataset it keeps on every device."""
+    """The training call and the test split's evaluation step of ``config`` over ``mesh``, traced
+    (not lowered), each with the bytes of the dataset it keeps on every device."""
     devices = list(mesh.devices.flat)
     hosts = len({device.process_index for device in devices})
     check_batch_size(config.batch_size, hosts, len(devices) // hosts, config.num_seeds)
@@ -273,9 +271,8 @@ def row(name: str, config: ml_collections.ConfigDict, tpu_slice: tpu.Slice, prog
 
 
 def largest_fitting_batch(config: ml_collections.ConfigDict, tpu_slice: tpu.Slice) -> int:
-    """The largest batch size whose training call fits a device: from the memory of two small
-    batches' programs, extrapolated (memory grows with the batch by a constant per example), then
-    confirmed by compiling, stepping down until one fits; 0 when not even one example per device does."""
+    """The largest batch whose training call fits a device: extrapolated from two small batches'
+    memory, then confirmed by compiling, stepping down; 0 when one example per device does not fit."""
     hbm = tpu_slice.chip.hbm_bytes / tpu_slice.devices_per_chip
     data_devices = len(tpu_slice.devices)  # a multiple of it always shares out over the data axis
 
@@ -306,9 +303,8 @@ class CompilerCrashError(Exception):
 def compiled(
     config: ml_collections.ConfigDict, tpu_slice: tpu.Slice, *, only_training: bool = False
 ) -> list[CompiledProgram] | None:
-    """``compile_run`` of ``config`` for ``tpu_slice``, in a child process (its messages in a
-    file), so that a crash of libtpu's compiler is ``CompilerCrashError``, not the end of the command;
-    None where the program does not fit a device's memory."""
+    """``compile_run`` in a child process (its messages in a file), so that libtpu's compiler crashing
+    is a ``CompilerCrashError``; None where the program does not fit a device's memory."""
     report = Path(tempfile.mkstemp(prefix="flax_resnets_compile_", suffix=".log")[1])
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(

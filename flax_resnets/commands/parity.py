@@ -121,9 +121,8 @@ def split_arrays(after: Arrays, start: Arrays) -> dict[str, Arrays]:
 
 
 def parity_data(config: Any, num_steps: int, channels: int, num_classes: int) -> tuple[Dataset, Any, Any]:
-    """Random uint8 training images and labels for ``num_steps`` batches of ``config`` (one epoch),
-    and those batches as the feed makes them (its order of epoch 0, normalised, not augmented):
-    what the twin is given, (steps, batch, 32, 32, C) and (steps, batch)."""
+    """Random uint8 images and labels for ``num_steps`` batches of ``config``, and those batches as the
+    feed makes them (epoch 0's order, normalised, unaugmented): what the twin is given."""
     rng = np.random.default_rng(config.seed)
     count = num_steps * config.batch_size
     pixels = rng.integers(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE, channels), dtype=np.uint8)
@@ -224,9 +223,8 @@ def run_twin(
 
 
 def compare_schedule(epochs: int = SCHEDULE_EPOCHS, epoch_steps: int = 3) -> float:
-    """The largest relative difference over ``epochs`` epochs between the trainer's learning rate
-    (the paper's recipe, read at every step of each epoch) and PyTorch's ``CosineAnnealingLR`` with
-    the recipe's period, stepped once per epoch."""
+    """The largest relative difference over ``epochs`` epochs between the recipe's learning rate (at
+    every step) and PyTorch's ``CosineAnnealingLR`` of the recipe's period, stepped once per epoch."""
     import torch
 
     config = default_config()

@@ -60,9 +60,8 @@ class Budget:
 
 
 def data_flags(key: str, path: Path) -> list[str]:
-    """The config flags that read ``path`` for the cells of dataset ``key``: an exported file names
-    its dataset, a folder is one. A file exported from another of the paper's datasets, or with
-    images of other channels than ``key``'s, is refused."""
+    """The config flags that read ``path`` for dataset ``key``'s cells; a file exported from another
+    dataset, or with other channels than ``key``'s, is refused."""
     if not is_array_file(path):
         return ["--config.dataset=image_folder", f"--config.data_dir={path}"]
     try:
@@ -124,9 +123,8 @@ def stop_cells(running: list[CellProcess]) -> None:
 
 
 def cell_environment(parallel: int) -> dict[str, str]:
-    """The environment of a cell's process: the sweep as the parent whose end stops it
-    (``interrupts.STOP_WITH_PARENT``); with ``parallel`` cells sharing one accelerator, each takes
-    its share of the accelerator's memory (XLA's client memory fraction), unless the caller set one."""
+    """A cell's environment: it stops when the sweep ends (``STOP_WITH_PARENT``), and ``parallel``
+    cells each take their share of the accelerator's memory (unless the caller set one)."""
     env = dict(os.environ)
     env[STOP_WITH_PARENT] = str(os.getpid())  # the cell stops if the sweep dies (kill -9 included)
     if parallel > 1 and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env:
@@ -251,9 +249,8 @@ def kept_if_finished(cell: str, args: Any) -> bool:
 
 
 def plan_cells(args: Any, flags: list[str]) -> Plan:
-    """The sweep's plan from ``args.rates``, printed; the cells it leaves out are dropped from
-    ``args.cells``, the others put in the order they start, and ``args.parallel`` is the plan's
-    number of cells at once."""
+    """The plan of ``args.rates``, printed; ``args.cells`` become the cells it starts, in order, and
+    ``args.parallel`` its cells at once."""
     rates = Rates.read(args.rates)
     works = [cell_work(cell, checks.with_overrides(config.cell_config(cell), flags)) for cell in args.cells]
     plan = make_plan(works, rates, args.num_seeds, args.parallel, args.budget_seconds)
@@ -271,9 +268,8 @@ def run_cells(
     stop: StopRequests,
     plan: Plan | None = None,
 ) -> tuple[list[Path], list[str]]:
-    """Train ``args.cells``, ``args.parallel`` at a time, until done, the budget ends or a stop is
-    asked for (with a plan: each with its planned seeds, and none started with less of the budget
-    left than its estimate); the logs written and the cells that failed."""
+    """Train ``args.cells``, ``args.parallel`` at a time (a plan's seeds; none started past its
+    estimate), until done, the budget or a stop; the logs written and the cells that failed."""
     pending = list(args.cells)
     running: list[CellProcess] = []
     logs, failed = [], []

@@ -246,9 +246,8 @@ def make_plan(works: list[CellWork], rates: Rates, num_seeds: int, parallel: int
 
 
 def pack(works: list[CellWork], rates: Rates, num_seeds: int, most: int, cells: int, budget: float) -> Plan:
-    """``cells`` slots; longest first (ties in the order given), each cell in the slot free
-    earliest, with the most seeds (``most`` down to 1) that end within ``budget``; a cell that fits
-    with none is left out."""
+    """``cells`` slots, longest cell first into the slot free earliest, with the most seeds (``most``
+    down to 1) that end within ``budget``; a cell that fits with none is left out."""
     wanted = {work.cell: rates.estimate(work, num_seeds, cells) for work in works}
     free = [0.0] * cells
     plan = Plan([], [], [], cells)

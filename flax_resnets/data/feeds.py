@@ -84,9 +84,8 @@ class Feed:
         return split == "validation" and self.augment_validation
 
     def train_calls(self, *, epoch: int, start_step: int, steps_per_call: int) -> Iterator[tuple[Any, int]]:
-        """Per compiled call from ``start_step`` of ``epoch`` on: its inputs (the epoch's order and
-        the seed, per member, sent to the devices once) and its number of steps, ``steps_per_call``
-        (fewer at the epoch's end)."""
+        """Per compiled call from ``start_step`` of ``epoch``: its inputs (the epoch's order and seeds, sent
+        once) and its number of steps (fewer at the epoch's end)."""
         inputs = {"order": self.epoch_order(epoch), "seed": self.member_seeds}
         for first in range(start_step, self.epoch_steps, steps_per_call):
             yield inputs, min(steps_per_call, self.epoch_steps - first)
@@ -126,9 +125,8 @@ class Feed:
         return {"image": self.augmented(images, augmentation, keys), "label": constants["labels"][examples]}
 
     def eval_inputs(self, split: str, epoch: int = 0) -> Iterator[dict[str, Any]]:
-        """Every example of ``split`` once, in global batches: the examples' indices and mask
-        (padding rows are masked), and for augmented validation images each member's crops and
-        flips of epoch ``epoch``, stacked."""
+        """Every example of ``split`` once, in global batches: indices and mask (padding masked), and
+        for augmented validation images each member's crops and flips of ``epoch``."""
         for batch, batch_axis in self.eval_host_batches(split, epoch):
             yield parallel.global_batch(batch, self.mesh, batch_axis=batch_axis, members=bool(batch_axis))
 

@@ -38,8 +38,7 @@ ARRAY_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
 
 def model_pixels(image: Any, channels: int) -> np.ndarray:
     """One image (a PIL image, or a uint8 (H, W) or (H, W, 1, 3 or 4) array) as the model's uint8
-    (32, 32, ``channels``) pixels; anything else is an ``InputError`` (a ``ValueError``) saying
-    what is expected."""
+    (32, 32, ``channels``) pixels; anything else is an ``InputError`` saying what is expected."""
     pillow = eight_bit(image if isinstance(image, Image.Image) else from_array(image))
     pillow = pillow.convert("L" if channels == 1 else "RGB")
     if pillow.size != (IMAGE_SIZE, IMAGE_SIZE):
@@ -61,9 +60,8 @@ def from_array(array: Any) -> Image.Image:
 
 
 def eight_bit(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit grey ("L") or RGB: 16- and 32-bit grey (Pillow's "I" modes) scaled from
-    their range to 0-255, floating-point grey rounded and clipped, palettes expanded, other colour
-    spaces converted, alpha dropped."""
+    """``image`` as 8-bit grey or RGB: 16- and 32-bit grey scaled from their range, float grey
+    rounded and clipped, palettes expanded, other colour spaces converted, alpha dropped."""
     if image.mode in ("L", "RGB"):
         return image
     if image.mode.startswith("I") or image.mode == "F":

@@ -33,9 +33,8 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-    """Full batches in an epoch: a last, partial one is dropped, so that one compiled step serves
-    every batch (the paper's loader would have kept it, smaller; at its batch size none occurs).
-    None at all is refused."""
+    """Full batches in an epoch (a last, partial one is dropped: one compiled step serves all; at the
+    paper's batch size none occurs); none at all is refused."""
     if num_examples < global_batch_size:
         raise InputError(
             f"batch_size={global_batch_size} is larger than the {num_examples} training examples: "

@@ -75,9 +75,8 @@ def load_dataset(
     split_seed: int = 0,
     train_images: int = 0,
 ) -> Dataset:
-    """Read dataset ``name`` into memory and split it into train, validation and test
-    (``train_images`` > 0: only the first that many training images after the split). A
-    ``data_dir`` as typed: ``~`` expanded, an empty one (an unset variable's) refused."""
+    """Dataset ``name`` in memory, split into train, validation and test (``train_images`` > 0: the
+    first that many after the cut); ``data_dir`` as typed (``~`` expanded, empty refused)."""
     require_dataset(name, validation_fraction)
     if data_dir is not None:
         if not str(data_dir).strip():

@@ -49,9 +49,8 @@ def loss_surface(
     *,
     progress: Callable[[int], Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean loss and accuracy over ``dataset``'s training images at each (a, b) of ``coordinates``
-    (P, 2): one trained model (its ``model_state``, without a member axis) with parameters
-    ``params + a * d1 + b * d2``, evaluated as ``config``'s test split is."""
+    """Mean loss and accuracy over ``dataset``'s training images at each (a, b) of ``coordinates``:
+    the model (``model_state``, one member) with parameters ``params + a * d1 + b * d2``."""
     config = config.copy_and_resolve_references()
     config.update(num_seeds=1, batch_size=1)  # one model; nothing is trained (any split is an epoch)
     mesh = parallel.make_mesh()

@@ -48,9 +48,8 @@ class TrainedModel:
     image_size = IMAGE_SIZE
 
     def preprocess(self, images: Any) -> np.ndarray:
-        """Images (a PIL image, a uint8 (H, W), (H, W, C) or (N, H, W, C) array, or a list of
-        those) as the model's float32 (N, 32, 32, channels) input; anything else is a
-        ``ValueError`` saying what is expected."""
+        """Images (PIL images, uint8 (H, W), (H, W, C) or (N, H, W, C) arrays, or a list) as the model's
+        float32 (N, 32, 32, channels) input; anything else is a ``ValueError``."""
         pixels = np.stack([model_pixels(image, self.channels) for image in image_list(images)])
         return model_inputs(pixels, (self.mean, self.std))
 

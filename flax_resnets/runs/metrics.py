@@ -92,9 +92,8 @@ def epoch_summary(record: dict) -> str:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSON-lines file. A last line cut off (a copy interrupted, a full disk) is
-    left out with a warning; a bad line before it (not JSON, or bytes that are not UTF-8) is
-    refused, naming it."""
+    """The records of a JSON-lines file; a last line cut off (an interrupted copy) is left out with a
+    warning, a bad line before it refused, named."""
     lines = [line for line in Path(path).read_bytes().splitlines() if line.strip()]
     records = []
     for number, line in enumerate(lines, start=1):

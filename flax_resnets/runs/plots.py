@@ -38,9 +38,8 @@ def save(figure, path: Path) -> Path:
 
 
 def plot_curves(records: list[dict], title: str, path: Path, paper_cell: str = "") -> Path:
-    """Loss and accuracy per epoch, training and validation, side by side; for a run of several
-    seeds, the members' mean with the band from their lowest to their highest; with
-    ``paper_cell``, the paper's logged run of that cell dashed beside them."""
+    """Loss and accuracy per epoch, training and validation (several seeds: their mean, and a band of
+    their range), beside the paper's logged run of ``paper_cell``, dashed."""
     from matplotlib.ticker import MaxNLocator
 
     figure = new_figure(9, 3.6)
@@ -98,9 +97,8 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], title: st
 
 
 def write_plots(workdir: Path, paper_cell: str | None = None) -> list[Path]:
-    """Draw whichever of the two pictures the workdir's files allow; return their paths. The
-    learning curves show the paper's logged run of ``paper_cell`` (default: the run's own
-    ``config.paper_cell``, set by a Table 1 cell's config)."""
+    """Draw whichever of the two pictures the workdir's files allow (curves beside ``paper_cell``'s,
+    by default the run's own); their paths."""
     run = read_run(workdir)
     workdir, config = run.folder, run.config
     name = f"{config['model']} on {data_label(config)}"

@@ -53,9 +53,8 @@ def recorded_config(workdir: Path) -> dict[str, Any] | None:
 
 
 def check_continuable(workdir: Path) -> None:
-    """Refuse to go on training a run that an earlier version fed through tf.data: its crops and
-    flips were TensorFlow's, which the compiled step does not draw, so it would not continue as
-    the run it is (evaluating it is fine)."""
+    """Refuse to go on training a run that an earlier version fed through tf.data: the compiled step
+    does not draw TensorFlow's crops, so it would not continue as itself (evaluating it is fine)."""
     path = Path(workdir) / "config.json"
     if not path.exists() or not (Path(workdir) / "checkpoints").is_dir():
         return
@@ -130,9 +129,8 @@ class RunFiles:
 
 
 def read_run(workdir: str | Path, *, finished: bool = False) -> RunFiles:
-    """The run in ``workdir`` (``~`` expanded), or one line saying there is none. ``finished``: a
-    run that finished, its files all there (else ``UnfinishedRunError``) and holding what a
-    finished run's hold (else ``InputError``, ``KeyError`` or ``TypeError``)."""
+    """The run in ``workdir`` (``~`` expanded), or one line saying there is none; ``finished``: its
+    files all there (else ``UnfinishedRunError``) and whole (else ``InputError``, ``KeyError``...)."""
     folder = Path(workdir).expanduser()
     missing = [name for name in FINISHED_RUN_FILES if finished and not (folder / name).is_file()]
     if missing:

@@ -20,9 +20,8 @@ from flax_resnets.runtime import xla_cpu
 
 @dataclasses.dataclass(frozen=True)
 class Tuning:
-    """``convolution``: what models convolve with (same signature and results as
-    ``lax.conv_general_dilated``); ``unroll``: the steps of a call and the members of a run
-    unrolled instead of ``lax.scan`` and ``jax.vmap``; ``compiler_options``: for every ``jit``."""
+    """``convolution``: what models convolve with; ``unroll``: steps and members unrolled instead of
+    ``lax.scan`` and ``jax.vmap``; ``compiler_options``: for every ``jit``."""
 
     convolution: Callable[..., jax.Array] = lax.conv_general_dilated
     unroll: bool = False

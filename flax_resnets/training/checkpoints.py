@@ -79,9 +79,8 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, history: list[dict]) -> None:
-        """Save asynchronously; the history (each epoch's validation accuracies) decides which
-        checkpoints are kept. It is copied now: orbax writes it in a background thread while the
-        caller goes on appending to its list."""
+        """Save asynchronously; the history (copied now: orbax writes it in the background while the
+        caller appends to it) decides which checkpoints are kept."""
         self.policy.history = copy.deepcopy(history)
         with self.writing():  # the previous save, if it failed, fails here
             self.manager.save(
@@ -199,9 +198,8 @@ class Checkpoints:
         return list(self._restore(step, history=ocp.args.JsonRestore())["history"])
 
     def restore_latest_readable(self, abstract_state: Any) -> tuple[Any, list[dict]] | None:
-        """The newest checkpoint that reads back, or None if there is none. Unreadable newer ones
-        are moved to ``damaged_checkpoints/`` beside the checkpoints (so that the run can save
-        those steps again), each with a warning on stderr."""
+        """The newest checkpoint that reads back, or None; unreadable newer ones are moved to
+        ``damaged_checkpoints/`` (the run can save those steps again), each with a warning."""
         for step in reversed(self.steps()):
             try:
                 return self.restore(step, abstract_state)

@@ -29,9 +29,8 @@ from flax_resnets.training.checkpoints import Checkpoints
 def evaluate_split(
     eval_fn: Callable, model_state: steps.ModelState, feed: Feed, split: str, epoch: int = 0
 ) -> list[dict[str, Any]] | None:
-    """Per member: mean loss, accuracy and the confusion matrix (rows: labels, columns:
-    predictions) over every example of ``split`` exactly once (augmented validation images as
-    cropped in epoch ``epoch``); None for an empty split."""
+    """Per member: mean loss, accuracy and confusion matrix (rows: labels) over every example of
+    ``split`` once (validation crops of ``epoch``); None for an empty split."""
     if len(getattr(feed.dataset, split)) == 0:
         return None
     sums, constants = None, feed.constants(split)

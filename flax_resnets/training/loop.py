@@ -123,9 +123,8 @@ def train(
     checkpoints: Checkpoints,
     report: EpochReport | None,
 ) -> steps.TrainState:
-    """Train from ``state``'s step to the end: every epoch validated, recorded (``history``, and
-    ``report`` on the main process) and checkpointed, besides every checkpoint_every_steps steps.
-    SIGTERM or a first Ctrl-C saves a checkpoint and stops (``TrainingStoppedError``)."""
+    """Train from ``state``'s step to the end, every epoch validated, recorded and checkpointed; SIGTERM
+    or a first Ctrl-C saves a checkpoint and stops (``TrainingStoppedError``)."""
     config = program.config
     step = int(members.split(state.step, config.num_seeds)[0])
     with StopRequests() as stop:  # while training: after it, Ctrl-C is the command's (nothing to save)
@@ -251,9 +250,8 @@ def test(
 
 
 def require_trainable(config: ml_collections.ConfigDict, dataset: Any) -> None:
-    """Refuse data that cannot make a run worth its time, before anything is compiled or written:
-    fewer than two classes, no training images left after the validation cut, or no test images
-    to test the result on (fewer than a batch: ``steps_per_epoch``, next)."""
+    """Refuse data that cannot make a run, before anything is compiled or written: one class, no
+    training images after the cut, no test images."""
     if dataset.num_classes < 2:
         raise InputError(
             f"{config.dataset!r} has {dataset.num_classes} class: a classifier needs at least 2 "

@@ -58,9 +58,8 @@ def eval_batch_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
 def build_programs(
     config: ml_collections.ConfigDict, dataset: Dataset, mesh: Mesh, *, shapes_only: bool = False
 ) -> Programs:
-    """The programs of ``config`` (``config.num_seeds`` members) on ``dataset`` over ``mesh``.
-    ``shapes_only``: the state as shapes and shardings (nothing initialized or placed), for
-    evaluating a checkpoint or lowering the programs for devices this process does not have."""
+    """The programs of ``config`` on ``dataset`` over ``mesh``; ``shapes_only``: the state as shapes and
+    shardings, for evaluating a checkpoint or compiling for devices this process lacks."""
     feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config, mesh))
     optimizer, schedule = steps.make_optimizer(config, feed.epoch_steps * config.num_epochs)
     platform = parallel.platform(mesh)

@@ -82,9 +82,8 @@ def is_kernel(params: nnx.State) -> Any:
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> tuple[Any, Callable]:
-    """PyTorch's SGD(momentum, weight_decay) under the config's schedule: weight decay is added to
-    the gradient before momentum, as PyTorch does, to every parameter (the paper) or to the
-    kernels only (``weight_decay_kernels_only``); ``nesterov`` for Nesterov momentum."""
+    """PyTorch's SGD(momentum, weight_decay) under the config's schedule: weight decay added to the
+    gradient before momentum, to every parameter (or the kernels only); ``nesterov`` if asked."""
     schedule = make_schedule(config, total_steps)
     optimizer = optax.chain(
         optax.add_decayed_weights(
@@ -141,9 +140,8 @@ def create_train_state(
     optimizer: Any,
     platform: str | None = None,
 ) -> tuple[nnx.GraphDef, TrainState]:
-    """Freshly initialized models and optimizers, split into graph and state: one per member,
-    member k initialized from seed ``config.seed + k`` exactly as a one-seed run of that seed
-    (models built for ``platform``, as ``config_model``)."""
+    """Freshly initialized models and optimizers, split into graph and state: member k from seed
+    ``config.seed + k``, exactly as a one-seed run of it (built for ``platform``)."""
     states = []
     for seed in members.member_seeds(config.seed, config.num_seeds):
         model = config_model(

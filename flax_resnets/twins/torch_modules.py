@@ -69,9 +69,8 @@ class Block(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A 3x3 stem, stages of blocks (the first of each stage after the first halving the map),
-    global average pooling, a linear head: kuangliu/pytorch-cifar's ResNets, He et al.'s CIFAR
-    ResNets (``shortcut="pad"``) and their plain twins (``shortcut="none"``)."""
+    """A 3x3 stem, stages of blocks, global average pooling and a linear head: kuangliu's ResNets,
+    He et al.'s CIFAR ResNets (``shortcut="pad"``) and plain twins (``"none"``)."""
 
     def __init__(
         self,
