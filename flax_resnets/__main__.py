@@ -1,4 +1,4 @@
-"""``python -m flax_resnets COMMAND [ARGS]``: the project's tools.
+"""``python -m flax_resnets COMMAND [ARGS]``: the project's tools (``COMMAND --help`` describes each).
 
     train           train or evaluate a model (what main.py runs)
     table1          the paper's Table 1 with our kept runs beside it
@@ -13,8 +13,6 @@
     export          a trained run's model for PyTorch, or as named arrays
     config          every field of a config (a file's, with overrides), its value and meaning
     compile         a run's programs compiled for TPU slices without a TPU: memory and FLOPs per chip
-
-``python -m flax_resnets COMMAND --help`` describes each one.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ DTYPES = ("float32", "bfloat16")
 # Fields that earlier versions had, and why they are gone: a config or flag that sets one is refused
 # saying so; a workdir's config.json that holds one is read without it.
 RETIRED_FIELDS = {
-    "input_pipeline": "every run keeps its data on the devices and makes its batches in the compiled step",
+    "input_pipeline": "every run keeps its data on the devices and makes its batches in the compiled step"
 }
 # Seeds become 32-bit keys (JAX's, the device feed's int32 arrays): larger ones would wrap around
 # onto smaller seeds' randomness.
@@ -29,31 +29,19 @@ SCHEDULES = ("cosine", "cosine_epochs", "multistep", "onecycle")
 # Every field of a config and what it means, in the order they are shown: the one source of the
 # README's table of fields and of ``python -m flax_resnets config``.
 FIELDS = {
-    "model": "any name from the model table below",
+    "model": "a model of the zoo (`python -m flax_resnets models` lists them)",
     "dataset": "`fashion_mnist`, `cifar10`, `cifar100` (TFDS) or `image_folder`",
     "data_dir": "TFDS data directory, the image folder's root, or an exported `.npz`",
     "download": "let TFDS download a dataset that `data_dir` lacks",
-    "validation_fraction": (
-        'a random subset held out from the training split (0: none; "best" is then the latest)'
-    ),
+    "validation_fraction": 'a random subset of the training split held out (0: none; "best" is the latest)',
     "split_seed": "the permutation the validation subset is cut from",
     "train_images": "> 0: train on only the first N training images after the cut (quick checks)",
-    "image_channels": (
-        "`3`: greyscale images as 3 identical channels (the paper's Fashion-MNIST); `0`: the data's own"
-    ),
+    "image_channels": "`3`: grey images as 3 identical channels (the paper's Fashion-MNIST); `0`: as is",
     "augment": "pad-4 random crop and horizontal flip",
     "pad_after_normalization": "crops padded with 0 after normalising (mid-grey), not with black pixels",
-    "augment_validation": (
-        "validation images cropped and flipped afresh every epoch, as the paper's split of its augmented set"
-    ),
-    "normalization": (
-        "(x - 0.5) / 0.5 per channel (`plus_minus_one`, the paper's), the training images' mean and std "
-        "(`data`), or kuangliu/pytorch-cifar's constants (`pytorch_cifar`)"
-    ),
-    "init": (
-        "each model as the paper's code (VGG: He fan-out normal convolutions; the rest: PyTorch's defaults), "
-        "`pytorch` or `he` everywhere"
-    ),
+    "augment_validation": "validation images cropped and flipped afresh every epoch (the paper's split)",
+    "normalization": "`plus_minus_one` ((x - 0.5) / 0.5, the paper's), `data` (mean, std) or `pytorch_cifar`",
+    "init": "`paper` (VGG: He fan-out convolutions; the rest: PyTorch's defaults), `pytorch` or `he`",
     "batch_size": "global batch, over all devices and hosts",
     "num_epochs": "the schedule spans all of them",
     "learning_rate": "initial (cosine) or peak (onecycle) rate",
@@ -63,11 +51,7 @@ FIELDS = {
     "num_seeds": "members trained side by side as one program, seeds `seed` .. `seed + num_seeds - 1`",
     "dtype": "compute dtype, `float32` or `bfloat16` (parameters stay float32)",
     "steps_per_call": "training steps per compiled call (a `lax.scan` on accelerators; same results)",
-    "schedule": (
-        "`cosine_epochs` (PyTorch's `CosineAnnealingLR` stepped once per epoch, the paper's), `cosine` (the "
-        "same curve updated every step), `multistep` (divided by 10 at 50% and 75% of the run, He et al.) or "
-        "`onecycle` (linear warm-up, linear to 0)"
-    ),
+    "schedule": "`cosine_epochs` (the paper's, stepped per epoch), `cosine`, `multistep` or `onecycle`",
     "cosine_period_epochs": "the cosine's `T_max` in epochs (0: the whole run, to 0 at its end)",
     "warmup_epochs": "`onecycle`'s rise from 0",
     "nesterov": "Nesterov momentum",
@@ -78,10 +62,7 @@ FIELDS = {
     "checkpoint_every_steps": "checkpoint interval besides every epoch end (0: epoch ends only)",
     "keep_checkpoints": "latest checkpoints kept, besides the best by validation accuracy",
     "log_every_steps": "progress-bar refresh of the running loss and accuracy",
-    "paper_cell": (
-        "the Table 1 cell whose recipe this is (set by its config): its logged curves are drawn in "
-        "`curves.png`"
-    ),
+    "paper_cell": "the Table 1 cell whose recipe this is: its logged curves are drawn in `curves.png`",
     "distributed": "call `jax.distributed.initialize()` (also when `JAX_COORDINATOR_ADDRESS` is set)",
 }
 

@@ -3,9 +3,13 @@ slice; no TPU is needed): a BatchNorm cell and a dropout cell, one seed and thre
 steps and the vmap over seeds that a TPU runs, and what ``compile`` makes of them."""
 
 import importlib.util
+import resource
+import subprocess
+import sys
 
 import jax
 import pytest
+from run_helpers import REPO
 
 from flax_resnets.cli import EXIT_REFUSED, run_command
 from flax_resnets.commands import compile as compile_command
@@ -98,6 +102,49 @@ def test_a_tpu_program_takes_no_cpu_setting(tpu_slice):
     assert "stablehlo.while" in texts[3]
     assert texts[3].count("stablehlo.convolution") == texts[1].count("stablehlo.convolution") > 0
     assert tuning.for_backend("tpu") == tuning.PLAIN
+
+
+V6E_COMMAND = [
+    sys.executable,
+    "-m",
+    "flax_resnets",
+    "compile",
+    "--cells=cifar10_resnet18",
+    "--topology=v6e:2x2",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hard_limit", [False, True], ids=["soft limit", "hard limit"])
+def test_a_resnet_compiles_for_v6e_from_a_shell_with_a_stack_limit(hard_limit):
+    """libtpu crashes compiling a residual network for v6e in a process started under a stack
+    limit: the command starts its compiling child without one where the hard limit allows (a
+    shell's default), and where it does not, the crash is a row saying so."""
+    limit = "ulimit -s 8192" if hard_limit else "ulimit -S -s 8192"
+    command = " ".join([limit, ";", *V6E_COMMAND, "--config.model=resnet8"])
+    result = subprocess.run(["bash", "-c", command], cwd=REPO, capture_output=True, text=True)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| cifar10_resnet18")]
+    if hard_limit:
+        assert result.returncode == 1 and len(rows) == 1 and "does not compile" in rows[0]
+        assert "ulimit -s unlimited" in result.stderr.strip().splitlines()[-1]
+    else:
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert [row.split(" | ")[4] for row in rows] == ["training call", "evaluation step"]
+
+
+def test_a_v6e_process_under_a_stack_limit_starts_again_without_or_is_refused(monkeypatch):
+    limits = {"soft": (8 * 2**20, resource.RLIM_INFINITY), "hard": (8 * 2**20, 8 * 2**20)}
+    started = []
+    monkeypatch.setattr(tpu.os, "execv", lambda *args: started.append(args))
+    monkeypatch.setattr(tpu.resource, "setrlimit", lambda *args: None)
+    monkeypatch.setattr(tpu.resource, "getrlimit", lambda kind: limits["soft"])
+    tpu.require_compiler_stack("TPU v5 lite")  # its compiler needs no more
+    assert started == []
+    tpu.require_compiler_stack("TPU v6 lite")
+    assert started and started[0][1][0] == sys.executable
+    monkeypatch.setattr(tpu.resource, "getrlimit", lambda kind: limits["hard"])
+    with pytest.raises(InputError, match="ulimit -s unlimited"):
+        tpu.require_compiler_stack("TPU v6 lite")
 
 
 def test_the_command_prints_each_programs_row(capsys):

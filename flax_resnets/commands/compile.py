@@ -296,25 +296,29 @@ def largest_fitting_batch(config: ml_collections.ConfigDict, tpu_slice: tpu.Slic
 
 
 class CompilerCrashError(Exception):
-    """libtpu's compiler ended its process (libtpu 0.0.42.1 overflows its stack compiling ResNet-18's
-    training call for v6e, for one)."""
+    """libtpu's compiler ended its process (for v6e under a stack limit, ``runtime.tpu``)."""
 
 
 def compiled(
     config: ml_collections.ConfigDict, tpu_slice: tpu.Slice, *, only_training: bool = False
 ) -> list[CompiledProgram] | None:
-    """``compile_run`` in a child process (its messages in a file), so that libtpu's compiler crashing
-    is a ``CompilerCrashError``; None where the program does not fit a device's memory."""
+    """``compile_run`` in a child process (its messages in a file; started without a stack limit
+    where this one's allows), so that libtpu's compiler crashing is a ``CompilerCrashError``; None
+    where the program does not fit a device's memory."""
     report = Path(tempfile.mkstemp(prefix="flax_resnets_compile_", suffix=".log")[1])
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        1, mp_context=context, initializer=messages_to, initargs=(str(report),)
-    ) as child:
+    with (
+        tpu.stack_limit_lifted() as unlimited,
+        concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=context, initializer=messages_to, initargs=(str(report),)
+        ) as child,
+    ):
         job = child.submit(compile_here, config.to_json(), tpu_slice.name, only_training)
         try:
             programs = job.result()
         except concurrent.futures.process.BrokenProcessPool:
-            raise CompilerCrashError(f"libtpu's compiler crashed (its report: {report})") from None
+            hint = "" if unlimited else "; it ran under a stack limit: try again after `ulimit -s unlimited`"
+            raise CompilerCrashError(f"libtpu's compiler crashed (its report: {report}){hint}") from None
     report.unlink()
     return programs
 

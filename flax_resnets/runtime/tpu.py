@@ -1,15 +1,21 @@
 """TPU slices described on a machine without a TPU (libtpu's topologies: ``v5e:4x4`` is 16 chips on 4
 hosts), to compile a run's programs for ahead of time, and each generation's public figures.
 libtpu would ask a cloud metadata server what it runs on and print errors: ``slice_of`` tells it
-what to assume, and keeps this process's own computations on its CPU.
+what to assume, and keeps this process's own computations on its CPU. libtpu 0.0.42.1 crashes
+("stack overflow") compiling a residual network's training call for v6e in a process started under
+any finite stack limit, 1 GiB included, and compiles it in one started without (lifting the limit
+once started is too late): ``stack_limit_lifted``, ``require_compiler_stack``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
-from collections.abc import Sequence
+import resource
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -58,6 +64,43 @@ class Slice:
     hosts: int
     chip: Chip
     devices_per_chip: int
+
+
+# The generations whose compiler needs a process started without a stack limit (module docstring).
+UNLIMITED_STACK = ("v6e",)
+
+
+@contextlib.contextmanager
+def stack_limit_lifted() -> Iterator[bool]:
+    """Meanwhile, this process's soft stack limit lifted (for the processes it starts) where its
+    hard limit allows; whether it is."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    resource.setrlimit(resource.RLIMIT_STACK, (hard if hard == resource.RLIM_INFINITY else soft, hard))
+    try:
+        yield hard == resource.RLIM_INFINITY
+    finally:
+        resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
+
+
+def require_compiler_stack(device_kind: str) -> None:
+    """Before compiling on a TPU of ``UNLIMITED_STACK`` in a process started under a stack limit: the
+    command started again without it, or, where the hard limit forbids that, refused in one line."""
+    generation = CHIPS[device_kind].generation if device_kind in CHIPS else None
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if generation not in UNLIMITED_STACK or soft == resource.RLIM_INFINITY:
+        return
+    if hard != resource.RLIM_INFINITY:
+        raise InputError(
+            f"libtpu's compiler crashes for {generation} in a process started under a stack limit, and this "
+            "one's hard limit keeps it: run the command after `ulimit -s unlimited`."
+        )
+    resource.setrlimit(resource.RLIMIT_STACK, (hard, hard))
+    print(
+        "note: starting again without a stack limit, which libtpu's compiler needs",
+        file=sys.stderr,
+        flush=True,
+    )
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def require_libtpu() -> None:

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 
 from flax_resnets.data.arrays import Dataset
 from flax_resnets.data.feeds import CallStep, Feed, make_feed
-from flax_resnets.runtime import members, parallel
+from flax_resnets.runtime import members, parallel, tpu
 from flax_resnets.runtime.tuning import for_backend
 from flax_resnets.training import steps
 
@@ -60,9 +60,11 @@ def build_programs(
 ) -> Programs:
     """The programs of ``config`` on ``dataset`` over ``mesh``; ``shapes_only``: the state as shapes and
     shardings, for evaluating a checkpoint or compiling for devices this process lacks."""
+    platform = parallel.platform(mesh)
+    if platform == "tpu" == jax.default_backend():  # compiling for this process's own TPU
+        tpu.require_compiler_stack(mesh.devices.flat[0].device_kind)
     feed = make_feed(config, dataset, mesh, eval_batch_size=eval_batch_size(config, mesh))
     optimizer, schedule = steps.make_optimizer(config, feed.epoch_steps * config.num_epochs)
-    platform = parallel.platform(mesh)
     graphdef = None
 
     def initial_state() -> steps.TrainState:

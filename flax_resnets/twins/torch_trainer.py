@@ -1,19 +1,11 @@
-"""An independent PyTorch trainer, written the way the paper's notebooks train (docs/recipe.md in
-the repository), for ``python -m flax_resnets parity --train``.
-
-It shares nothing with the project's trainer: it reads the image folder with Pillow (grey as 3
-channels where the recipe says so, resized with Pillow's bilinear filter as torchvision's
-``Resize`` does), normalises with the model's input function (``data.images.model_inputs``, the one
-definition of it), augments with ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip`` written
-out in torch (padding black, or 0 after normalising for the paper's Fashion-MNIST), holds out a
-random subset of the augmented training set for validation (cropped and flipped afresh every
-epoch, as a ``random_split`` of an augmented dataset is), batches with a shuffling ``DataLoader``
-and trains the twin with ``torch.optim.SGD`` and ``CosineAnnealingLR`` stepped once per epoch (or
-every batch), testing the weights of the first epoch with the best validation accuracy.
-
-The convention it shares to be comparable is implemented here again: the folder's examples in TFDS
-ImageFolder's order (labels and files sorted, each split shuffled with ``random.Random(split)``),
-then the validation cut after a permutation by ``numpy.random.default_rng(split_seed)``.
+"""An independent PyTorch trainer, written the way the paper's notebooks train (docs/recipe.md), for
+``python -m flax_resnets parity --train``. It shares nothing with the project's trainer: it reads
+the image folder with Pillow, normalises with the model's input function (``data.images``),
+augments with ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip`` written out in torch, holds
+out a random subset of the augmented training set for validation (so cropped afresh every epoch,
+as a ``random_split`` is), and trains the twin with ``torch.optim.SGD`` and ``CosineAnnealingLR``
+stepped once per epoch (or every batch), testing the first epoch of best validation accuracy. The
+convention it shares is written again: TFDS ImageFolder's order, then the ``split_seed`` cut.
 """
 
 from __future__ import annotations
