@@ -1,7 +1,5 @@
-"""flax-resnets: the paper's model zoo, input pipelines and trainer in JAX/Flax.
-
-``flax_resnets.load_run(workdir)`` gives a trained run's model (``flax_resnets.inference``).
-"""
+"""flax-resnets: the paper's model zoo, input pipelines and trainer in JAX/Flax; ``load_run(workdir)``
+gives a trained run's model (``flax_resnets.inference``)."""
 
 from typing import Any
 

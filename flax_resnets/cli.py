@@ -65,25 +65,16 @@ def writable(path: Path, *, folder: bool) -> Path:
 
 def positive_int(text: str) -> int:
     """argparse type: a positive integer."""
-    values = _positive_ints(text, "a positive integer")
-    if len(values) != 1:
+    if not (text.strip().isdecimal() and int(text) > 0):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return values[0]
+    return int(text)
 
 
 def positive_ints(text: str) -> list[int]:
     """argparse type: comma-separated positive integers, e.g. ``16,128``."""
-    return _positive_ints(text, "comma-separated positive integers")
-
-
-def _positive_ints(text: str, expected: str) -> list[int]:
-    try:
-        values = [int(value) for value in text.split(",")]
-    except ValueError:
-        values = [0]
-    if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-    return values
+    if not all(value.strip().isdecimal() and int(value) > 0 for value in text.split(",")):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return [int(value) for value in text.split(",")]
 
 
 def command_parser(name: str, doc: str, prog: str | None = None) -> CommandParser:
@@ -146,16 +137,6 @@ def load_config_file(spec: str) -> Any:
         refuse(f"--config={spec}: get_config() failed ({type(error).__name__}: {first_line(error)}).")
 
 
-def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    """``argv`` as (the command's own flags, its ``--config.FIELD=VALUE`` overrides), the two mixed
-    in any order as users type them."""
-    overrides = [arg for arg in argv if arg.startswith("--config.")]
-    for arg in overrides:
-        if "=" not in arg:
-            raise InputError(f"{arg}: write an override as {arg}=VALUE, in one word.")
-    return [arg for arg in argv if not arg.startswith("--config.")], overrides
-
-
 def first_line(error: BaseException) -> str:
     """The first line of an error's message (a KeyError's quotes removed)."""
     text = str(error).strip()
@@ -165,7 +146,10 @@ def first_line(error: BaseException) -> str:
 
 
 def parse_command(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """A command's arguments, and its ``--config.FIELD=VALUE`` overrides (``split_overrides``) for
-    ``checks.with_overrides``: how every command with a config reads its command line."""
-    own, overrides = split_overrides(argv)
-    return parser.parse_args([arg for arg in own if arg != "--"]), overrides  # "--": before overrides
+    """A command's arguments, and its ``--config.FIELD=VALUE`` overrides (anywhere among them, or after
+    ``--``) for ``checks.with_overrides``: how every command with a config reads its command line."""
+    overrides = [arg for arg in argv if arg.startswith("--config.")]
+    malformed = [arg for arg in overrides if "=" not in arg]
+    if malformed:
+        raise InputError(f"{malformed[0]}: write an override as {malformed[0]}=VALUE, in one word.")
+    return parser.parse_args([arg for arg in argv if arg not in overrides and arg != "--"]), overrides

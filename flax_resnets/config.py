@@ -68,9 +68,8 @@ FIELDS = {
 
 
 def default_config(dataset: str = "cifar10", model: str = "resnet18") -> ml_collections.ConfigDict:
-    """The paper's recipe for ``model`` on ``dataset``, as its code ran it (docs/recipe.md): every
-    config starts here (``FIELDS`` says what each field means); Table 1's cells differ from it only
-    as ``TABLE1_CELLS`` says."""
+    """The paper's recipe for ``model`` on ``dataset`` as its code ran it (docs/recipe.md): every config
+    starts here; Table 1's cells differ only as ``TABLE1_CELLS`` says."""
     config = ml_collections.ConfigDict()
     # What to train on, and how the data is read.
     config.model = model

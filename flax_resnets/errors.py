@@ -26,8 +26,7 @@ def warn(message: str) -> None:
 
 @contextlib.contextmanager
 def only_logged_errors() -> Iterator[None]:
-    """Inside, log records below ERROR are dropped (TFDS's and orbax's notices are not the user's
-    problem)."""
+    """Inside, log records below ERROR are dropped (TFDS's and orbax's notices are not the user's)."""
     logging.disable(logging.WARNING)
     try:
         yield

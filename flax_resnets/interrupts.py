@@ -1,9 +1,7 @@
-"""Ctrl-C and SIGTERM for the whole process: what each does, decided here alone (stdlib only, so that
-the entry point installs it before anything heavy loads). ``install()``: either ends the command
-at once, as soon as a file being written is whole (``writing``), in one line, exit 130 (143 for
-SIGTERM), no temporary left. While a training loop runs (``StopRequests``), a first one is a
-request it answers after the call in flight by saving a checkpoint and stopping; a second goes on
-to the handler it replaced. On several hosts, JAX's preemption sync point stops all at one step.
+"""Ctrl-C and SIGTERM for the whole process, decided here alone (stdlib only: installed before anything
+heavy loads): each ends a command at once once the file being written is whole (one line, exit 130
+or 143, no temporary left); while a training loop runs, a first one is a request it answers by
+saving a checkpoint and stopping (on several hosts at one step), a second goes on as before.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Progress bars for a command's long parts (training, evaluating, decoding images, predicting):
-one look for all of them.
-
-On a terminal every bar is drawn; into a log file only the training's (a line now and then),
-so that a log or a one-line refusal is not filled with half-drawn bars.
+"""Progress bars for a command's long parts, one look for all: every bar on a terminal; into a log
+file only those asked for (a line now and then), so that a log is not filled with half-drawn bars.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """``python -m flax_resnets benchmark``: training and evaluation speed, optionally against PyTorch.
 
-Per model and batch size: compile time, training and evaluation images/s (medians of timed calls
-after warm-up) and peak memory, with the trainer's own programs on random images.
-``--compare_torch``: the same step in PyTorch, timed in alternation, and the Flax/PyTorch ratio.
-``--data_dir``: a second table, the trainer's loop over real epochs against its call alone.
-``--profile_dir``: the ops that took the device's time (``runtime.profiling``).
+Per model and batch size: compile time, training and evaluation images/s and peak memory, with the
+trainer's own programs on random images (``--compare_torch``: PyTorch's step beside; ``--data_dir``:
+the trainer's loop over real epochs; ``--profile_dir``: the ops that took the device's time).
 """
 
 from __future__ import annotations

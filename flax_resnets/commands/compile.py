@@ -1,14 +1,10 @@
 """``python -m flax_resnets compile``: a run's programs compiled for TPU slices, on a machine
-without a TPU, with what each needs of a device.
+without a TPU (libtpu alone: ``pip install "flax-resnets[tpu]"``), with what each needs of a device.
 
-    python -m flax_resnets compile --config=configs/cifar100_resnet50.py --topology=v5e:4x4,v4:2x2x2
     python -m flax_resnets compile --cells=table1 --topology=v4:2x2x1,v5e:2x2,v6e:2x2 --out=tpu.md
 
-The programs are the trainer's own (``training.programs`` over the slice's devices, from shapes
-alone: only libtpu is needed, ``pip install "flax-resnets[tpu]"``). Per device it prints the bytes
-of arguments, outputs, temporaries and code against the HBM, the GFLOPs of a step and a roofline
-estimate of its time (FLOPs at peak or HBM traffic at bandwidth, whichever binds: a lower bound).
-A training call too large for a device is refused naming the largest batch that fits (exit 1).
+Per device: bytes of arguments, outputs, temporaries and code against the HBM, GFLOPs of a step and
+a roofline estimate (a lower bound). A training call too large is refused naming the batch that fits.
 """
 
 from __future__ import annotations
@@ -55,9 +51,8 @@ TRAINING = "training call"
 
 @dataclasses.dataclass(frozen=True)
 class CompiledProgram:
-    """One compiled program's needs on each device: bytes of its arguments (``dataset_bytes`` of
-    them the resident dataset), outputs (less donated buffers), temporaries and code, and the FLOPs
-    of a step's convolutions and matrix products (``models.flops``: forward, backward, every member)."""
+    """One compiled program's needs on each device (arguments, ``dataset_bytes`` of them the dataset;
+    outputs less donated buffers; temporaries; code) and a step's FLOPs (``models.flops``)."""
 
     name: str
     steps: int

@@ -1,8 +1,5 @@
-"""``python -m flax_resnets config [FILE[:ARG]] [--config.FIELD=VALUE ...]``: every field of a config,
-its value and what it means, resolved as ``main.py`` resolves it; a value other than the paper's
-recipe's for that dataset is marked ``*``.
-
-    python -m flax_resnets config configs/cifar10_resnet18.py --config.num_seeds=3
+"""``python -m flax_resnets config [FILE[:ARG]] [--config.FIELD=VALUE ...]``: every field of a config as
+``main.py`` resolves it, its value (``*`` where it is not the paper's recipe's) and what it means.
 """
 
 from __future__ import annotations

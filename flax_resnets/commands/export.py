@@ -1,11 +1,7 @@
 """``python -m flax_resnets export --workdir=W --format=torch --out=model.pt``: a trained run's model
-for other frameworks.
-
-``--format=torch`` writes the PyTorch twin's ``state_dict``, ``model.pt.json`` (the model, its
-architecture, classes, input size and normalisation) and ``flax_resnets_twins.py``, which imports
-torch alone: ``flax_resnets_twins.build(json["architecture"])`` makes the model to load it into.
-``--format=npz`` writes every parameter and BatchNorm statistic by its Flax path, and its JSON. The
-model takes 32x32 images; ``--checkpoint`` and ``--seed`` choose it as ``predict`` does.
+for other frameworks: the PyTorch twin's ``state_dict`` with ``flax_resnets_twins.py`` (torch alone:
+``build(json["architecture"])`` makes the model) and a JSON of what it is and takes (32x32 images,
+their normalisation), or (``--format=npz``) every array by its Flax path.
 """
 
 from __future__ import annotations

@@ -3,11 +3,9 @@
     python -m flax_resnets figures degradation --config.data_dir=DIR --out=results/figures
     python -m flax_resnets figures landscape --workdir=RUN --workdir=OTHER_RUN --grid=21 --out=DIR
 
-**degradation** trains plain and residual networks (He et al.'s recipe, ``--recipe=he``, or the
-paper's) for 4 epochs unless ``--config.FIELD=VALUE`` says otherwise, tests every epoch's
-checkpoint and draws training and test error per epoch (He et al. 2016, Fig. 6). **landscape**
-draws the training loss around each run's checkpoint on a ``--grid`` x ``--grid`` plane of two
-filter-normalised random directions (Li et al. 2018). Both write a PNG and their numbers.
+degradation: plain and residual nets' training and test error per epoch (He et al. 2016, Fig. 6).
+landscape: the training loss around each run's checkpoint on a plane of two filter-normalised random
+directions (Li et al. 2018). Each writes a PNG and its numbers.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""``python -m flax_resnets models``: parameters and forward GFLOPs of every model.
-
-FLOPs count 2 per multiply-accumulate of the convolutions and dense layers over the full
-kernel (padding included), the convention of fvcore/ptflops tables; elementwise work
-(BatchNorm, ReLU, pooling) is left out (``models.flops``).
+"""``python -m flax_resnets models``: parameters and forward GFLOPs of every model (2 FLOPs per
+multiply-accumulate of convolutions and dense layers, padding included; ``models.flops``).
 """
 
 from __future__ import annotations

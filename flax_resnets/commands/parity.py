@@ -1,13 +1,9 @@
 """``python -m flax_resnets parity``: show that each Flax model computes what its PyTorch twin computes.
 
-Each model's fresh initialisation is copied into its twin; both run the same random batches with
-the same dropout masks: the training-mode logits and loss, ``--steps`` steps of the paper's
-optimizer (the trainer's compiled call against ``torch.optim.SGD`` + ``CosineAnnealingLR``), then
-every parameter, update, BatchNorm statistic and the evaluation-mode logits, in float32 and
-float64; the paper's schedule against PyTorch's over 40 epochs; fresh initialisations by the RMS
-of each layer kind. A float32 difference passes within ``NOISE_FACTOR`` x PyTorch's own float32
-error (against its float64) plus ``FLOOR``; float64 within ``FLOAT64_TOLERANCE``. Exit status 0
-when every model passes (the README's "Fidelity" section says more).
+From one set of weights, on the same batches and dropout masks: the logits, the loss, ``--steps``
+steps of the paper's optimizer (every parameter, update and BatchNorm statistic after), in float32
+(within ``NOISE_FACTOR`` x PyTorch's own float32 error plus ``FLOOR``) and float64; the schedule over
+40 epochs; fresh initialisations by their RMS. Exit status 0 when every model passes.
 """
 
 from __future__ import annotations
@@ -136,10 +132,8 @@ def parity_data(config: Any, num_steps: int, channels: int, num_classes: int) ->
 def run_flax(
     config: Any, dataset: Dataset, images: np.ndarray, labels: np.ndarray, *, float64: bool = False
 ) -> tuple[dict[str, Any], Arrays, np.ndarray]:
-    """The trainer's programs (``build_programs``) on ``dataset``, one call of its steps, in float32
-    (as the trainer runs) or float64 (JAX's x64 mode, state cast up after the float32
-    initialisation); also the starting arrays and the state's dropout key. ``images`` and
-    ``labels``: the batches the feed makes (``parity_data``), for the logits before and after."""
+    """The trainer's programs on ``dataset``, one call of the batches' steps, in float32 or float64 (x64,
+    the state cast up after initialising): the outcome, the starting arrays and the dropout key."""
     with jax.enable_x64(float64):
         config = config.copy_and_resolve_references()
         config.dtype = "float64" if float64 else "float32"

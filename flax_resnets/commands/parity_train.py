@@ -1,14 +1,11 @@
 """``python -m flax_resnets parity --train``: the project's trainer against an independent PyTorch
-trainer on the same images, several seeds each.
+trainer (``twins.torch_trainer``, the paper's notebooks' way) on the same images, several seeds each.
 
     python -m flax_resnets parity --train --cell=cifar10_alexnet --config.data_dir=DIR
 
-**ours** is ``train_and_evaluate`` with a Table 1 cell's recipe (``--cell``) or the paper's for
-``--model``, 1 epoch and 3 seeds (as one run's members) unless overridden; **theirs** is
-``twins.torch_trainer``, following the paper's notebooks. ``--config.FIELD=VALUE`` changes both
-sides, for the fields both implement (``FIELDS``). Printed: each seed's accuracies and losses per
-side, their means, and the difference of the mean test accuracies with its standard error; exit
-status 1 beyond 3 standard errors plus half a point.
+A cell's recipe (``--cell``) or the paper's for ``--model``, 1 epoch and 3 seeds unless
+``--config.FIELD=VALUE`` (for fields both sides implement: ``FIELDS``) says otherwise. Exit status 1
+when the mean test accuracies differ by more than 3 standard errors plus half a point.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """``python -m flax_resnets predict --workdir=W IMAGE_OR_FOLDER...``: classify images with a trained run.
 
-    python -m flax_resnets predict --workdir=runs/c10_r18 photos/cat.jpg photos/more/
-
-One line per image (a folder stands for the image files inside it): its path and the ``--top_k``
-classes with their probabilities, or with ``--json`` a list of {"path", "top": [{"class",
-"probability"}]}. A run of several seeds needs ``--seed``.
+One line per image (a folder stands for the image files in it): its path and the ``--top_k`` classes
+with their probabilities (``--json``: as a list). A run of several seeds needs ``--seed``.
 """
 
 from __future__ import annotations

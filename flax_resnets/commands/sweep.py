@@ -1,15 +1,11 @@
 """``python -m flax_resnets sweep``: train a list of Table 1 cells within a time budget, keep what finished.
 
     python -m flax_resnets sweep --cells=cifar10_resnet18,fashion_mnist_alexnet \\
-        --data cifar10=/data/cifar10.npz fashion_mnist=/data/fashion_mnist.npz \\
-        --workdir_root=runs/sweep --budget_seconds=3600 --num_seeds=3 --parallel=2
+        --data cifar10=/data/cifar10.npz --workdir_root=runs/sweep --budget_seconds=3600 --num_seeds=3
 
-Each cell trains in its own process (a log in the workdir root) with its recipe, its dataset's data
-(``--data``; TFDS otherwise), ``--num_seeds`` seeds and the ``--config.FIELD=VALUE`` flags given;
-``--parallel=K`` cells at once share the accelerator. When the budget ends, or on SIGTERM or Ctrl-C,
-running cells save a checkpoint and stop: the same command resumes them. ``--rates`` (a ``benchmark
---json`` file of the device) plans first so that every cell started finishes (``--dry_run``
-prints the plan). Finished cells are kept in ``RESULTS/runs/``, with the table; ``--tar`` packs them.
+Each cell trains in its own process, ``--parallel`` at once; at the budget's end (or SIGTERM, Ctrl-C)
+running cells save a checkpoint and stop, and the same command resumes them. ``--rates`` plans first
+so that every cell started finishes; finished cells are kept in ``RESULTS/runs/`` with the table.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""The sweep's plan: each cell's seconds estimated from a ``benchmark --json`` file of the device,
-and the cells packed longest first into ``--parallel`` slots so that every cell started finishes.
-A cell's estimate is startup + 2 compilations + its training, validation and test images at their
-rates; its training rate is measured for its model, batch, members and cells at once, or its
-model's one-member rate (or a measured model's, scaled down by FLOPs, never up) times the sharing
-measured at its batch, or without it none (erring long). Each estimate says what it rests on.
+"""The sweep's plan: each cell's seconds estimated from a ``benchmark --json`` file of the device
+(startup, compilation, and its images at its rates: measured, or a measured model's scaled down by
+FLOPs, erring long where sharing was not measured), and the cells packed longest first into
+``--parallel`` slots so that every cell started finishes within the budget.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """``python -m flax_resnets table1 [RUN_DIRS...]``: the paper's Table 1, with our runs beside it.
 
-Each cell shows our test accuracy (seeds' mean and spread) beside the one the paper's own run of
-it logged, and for CIFAR-100 VGG19 also the validation accuracy after epoch 20 beside Table 1's 47.9,
-which is that number. A run fills a cell if it read a whole dataset of the paper; one whose recipe
-is not the cell's is marked with the fields it changed. ``--keep WORKDIR...`` copies finished runs
-into ``results/runs/<cell>/<run>/``, whole or not at all, so that the table (``results/table1.md``)
-fills up across machines.
+Each cell: our seeds' test accuracy beside the paper's own run's (for CIFAR-100 VGG19 also the
+validation accuracy after epoch 20, which is Table 1's 47.9), from runs on whole datasets of the
+paper; ``--keep WORKDIR...`` copies finished runs into ``results/runs/<cell>/<run>/``, so that the
+table (``results/table1.md``) fills up across machines.
 """
 
 from __future__ import annotations
@@ -133,8 +131,7 @@ def seed_validation_accuracies(run: RunFiles, epoch: int) -> list[float] | None:
 
 
 def compared(ours: list[float], paper: float, digits: int) -> tuple[str, bool]:
-    """``**mean ± std** (n) / paper (difference)``, and whether the paper's value lies outside
-    mean ± 2 std."""
+    """``**mean ± std** (n) / paper (diff.)``, and whether the paper's lies outside mean ± 2 std."""
     mean = statistics.fmean(ours)
     spread, outside = "", False
     if len(ours) > 1:

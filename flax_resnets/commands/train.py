@@ -1,9 +1,8 @@
-"""Train a model of the paper, or evaluate a run's checkpoint: what ``main.py`` runs.
+"""Train a model of the paper, or evaluate a run's checkpoint (``--mode=eval``): what ``main.py`` runs.
 
-    python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18 [--mode=eval]
+    python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18 --config.num_seeds=3
 
-``--config.FIELD=VALUE`` changes a field of the config (``python -m flax_resnets config FILE`` lists
-them); the same command again in the same workdir resumes the run.
+The same command again in the same workdir resumes the run.
 """
 
 from __future__ import annotations

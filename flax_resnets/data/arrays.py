@@ -1,8 +1,5 @@
-"""A dataset in memory: uint8 images and int32 labels per split, and the array file that holds one.
-
-The array file (``.npz``: the splits, class names, pixel statistics and the dataset's name) is
-both the decoded-image-folder cache and what ``python -m flax_resnets data export`` writes for
-machines without TensorFlow; reading it needs numpy only.
+"""A dataset in memory (uint8 images, int32 labels per split), and the array file that holds one: the
+decoded-image-folder cache and what ``data export`` writes, read with numpy alone.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""The one input pipeline: each split in device memory as uint8 (CIFAR-10's training images are 150
-MB), each batch made inside the compiled step. The host sends each epoch's order once; a step
-gathers its rows by the state's step, pads, crops and flips them (keyed by (seed, epoch, step,
-row): a resumed run draws what it would have drawn) and normalises them (``Feed.train_batch``).
-Evaluation visits every example once, the last batch padded and masked; validation crops are
-drawn from (seed, epoch). Member k's inputs are a one-member feed's of seed ``seed + k``.
+"""The one input pipeline: each split in device memory as uint8, each batch made inside the compiled
+step from the epoch's order (sent once): gathered, padded, cropped and flipped by keys of (seed,
+epoch, step, row), so that a resumed run draws what it would have, and normalised. Evaluation visits
+every example once, the last batch padded and masked. Member k's inputs are those of seed + k.
 """
 
 from __future__ import annotations
@@ -91,8 +89,7 @@ class Feed:
             yield inputs, min(steps_per_call, self.epoch_steps - first)
 
     def epoch_order(self, epoch: int) -> jax.Array:
-        """(steps, batch) example indices of the epoch (per member), each device holding its rows
-        of every batch."""
+        """(steps, batch) example indices of the epoch per member, each device holding its rows."""
         orders = [
             epoch_permutation(len(self.dataset.train), seed, epoch)[: self.epoch_steps * self.batch_size]
             .reshape(self.epoch_steps, self.batch_size)

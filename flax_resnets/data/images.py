@@ -1,9 +1,7 @@
-"""The model's input, defined once: how any image becomes the model's uint8 pixels (``model_pixels``:
-a training folder, ``data export``, ``predict``, TFDS's decoded images), and how pixels become the
-model's floats under a run's normalisation (``model_inputs``: the compiled steps, predict, the loss
-landscape, the PyTorch twins). Pillow brings the image to 8-bit grey or RGB, then to the model's
-channels, then to 32x32 with its bilinear filter, as the paper's torchvision pipeline did; no
-TensorFlow, so the same file gives the same array everywhere.
+"""The model's input, defined once: any image to the model's uint8 pixels (``model_pixels``: Pillow, 8-bit
+grey or RGB, the model's channels, 32x32 bilinear, as the paper's torchvision pipeline), and pixels to
+the model's floats under a run's normalisation (``model_inputs``): for the compiled steps, predict,
+the loss landscape and the PyTorch twins alike.
 """
 
 from __future__ import annotations
@@ -89,8 +87,7 @@ def integer_white(image: Image.Image, values: np.ndarray) -> float:
 
 
 def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
-    """The image file ``path`` as the model's pixels; a file that is no readable image is refused,
-    named."""
+    """The image file ``path`` as the model's pixels; one that is no readable image is refused."""
     try:
         with Image.open(path) as image:
             image.load()

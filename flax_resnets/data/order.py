@@ -1,8 +1,5 @@
-"""Which examples each step and each process sees: split-independent arithmetic shared by the feeds.
-
-Randomness is a pure function of (seed, epoch): the same seed gives the same order, a run can
-resume at any step, and every process of a multi-host run computes the global order and keeps
-its own rows, so results do not depend on the number of hosts.
+"""Which examples each step and each process sees: the order is a function of (seed, epoch), so that a
+run resumes at any step and every host computes the global order and keeps its own rows.
 """
 
 from __future__ import annotations

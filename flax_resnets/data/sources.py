@@ -1,8 +1,6 @@
-"""Datasets as in-memory uint8 arrays, 32x32, split as the paper's code split them: a random
-``validation_fraction`` of the training split (seeded by ``split_seed``) held out, the test split
-as it is. Sources: TFDS's ``fashion_mnist``, ``cifar10``, ``cifar100`` (from a prepared
-``data_dir``, or downloaded), an ``image_folder`` (decoded once, then cached), or an ``.npz``
-that ``python -m flax_resnets data export`` wrote (numpy alone reads it).
+"""Datasets as in-memory uint8 arrays, 32x32, split as the paper's code split them (a seeded random
+``validation_fraction`` of the training split held out), from TFDS, an ``image_folder`` (decoded once,
+then cached) or an ``.npz`` that ``python -m flax_resnets data export`` wrote (numpy reads it).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The loss landscape around a checkpoint (Li et al. 2018): the loss on a grid of the plane of two
-random filter-normalised directions through the trained parameters, each point evaluated by the
-run's own evaluation program on training images its feed makes (its normalisation). Each filter of
-a direction (the kernel's last axis) is scaled to the norm of the weights' same filter; biases and
-BatchNorm do not move, and the model is evaluated as at test time.
+"""The loss landscape around a checkpoint (Li et al. 2018): the loss on a plane of two random directions,
+each filter scaled to the norm of the weights' same filter (biases and BatchNorm still), every point
+evaluated by the run's own evaluation program on training images its feed makes.
 """
 
 from __future__ import annotations

@@ -2,10 +2,6 @@
 
 >>> run = flax_resnets.load_run("runs/c10_r18")            # the best checkpoint, evaluation mode
 >>> probabilities = run.predict(images)                     # uint8 (N, H, W, C) arrays or PIL images
->>> [run.class_names[k] for k in probabilities.argmax(-1)]
-
-``preprocess`` makes the model's input of any images as the run's data pipeline made its test
-images (``data.images``). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -111,8 +107,7 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | No
 
 
 def image_list(images: Any) -> list[Any]:
-    """The images of a batch (a (N, H, W, C) array, a list) or the one image given; none is a
-    ``ValueError``."""
+    """The images of a batch (an (N, H, W, C) array, a list) or the one image given; none: ``ValueError``."""
     if hasattr(images, "ndim") and images.ndim == 4:
         items = list(np.asarray(images))
     elif isinstance(images, (list, tuple)):

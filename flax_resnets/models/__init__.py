@@ -1,8 +1,5 @@
-"""The paper's model zoo in Flax NNX: ``create_model(name, ...)`` builds any of ``MODELS``.
-
->>> model = create_model("resnet18", num_classes=10, input_channels=3, seed=0)
->>> logits = model(images, train=True, dropout_key=key)   # images: (N, 32, 32, C) float, NHWC
-"""
+"""The paper's model zoo in Flax NNX: ``create_model(name, ...)`` builds any of ``MODELS``
+(``registry``), its families in ``resnet``, ``vgg`` and ``alexnet``, their layers in ``layers``."""
 
 from flax_resnets.runtime.compat import require_working_flax
 

@@ -1,9 +1,6 @@
-"""Counting a program's work: the multiply-accumulates of its convolutions and dot products.
-
-FLOPs count 2 per multiply-accumulate over the full kernel (padding included), the convention of
-fvcore/ptflops tables; elementwise work (BatchNorm, ReLU, pooling) is left out. A ``lax.scan``'s
-body counts once per iteration; the gradient of a strided convolution counts the taps that meet
-its input, not the zeros between them.
+"""Counting a program's work: 2 FLOPs per multiply-accumulate of its convolutions and dot products over
+the full kernel (fvcore's convention; elementwise work left out), a scan's body once per iteration,
+a strided convolution's gradient by the taps that meet its input.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""How every model builds its layers: one ``Layers`` value carries the initialisation, the compute
-dtype and the convolution, so that all families initialise, normalise and convolve alike.
-Initialisations: ``"pytorch"`` (PyTorch's layer defaults, the paper's for all but VGG), ``"he"``
-(fan-out normal convolutions with zero biases, the paper's VGG), ``"paper"`` (each model's own,
-``registry.PAPER_INITS``). Dropout and BatchNorm compute what PyTorch's compute (momentum 0.1, eps
-1e-5, the unbiased running variance, the batch variance in two passes for float32's sake).
+"""How every model builds its layers: one ``Layers`` value carries the initialisation (``"pytorch"``,
+``"he"`` or each model's own, ``"paper"``), the compute dtype and the convolution. Dropout and
+BatchNorm compute what PyTorch's compute (momentum 0.1, eps 1e-5, the unbiased running variance,
+the batch variance in two passes for float32's sake).
 """
 
 from __future__ import annotations

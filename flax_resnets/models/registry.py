@@ -1,8 +1,6 @@
-"""The paper's model zoo, built by name from one description per model (the PyTorch twins are built
-from the same): a name for AlexNet and the VGGs, a ``ResNetSpec`` for the residual and plain nets.
-
->>> model = create_model("resnet18", num_classes=10, input_channels=3, seed=0)
->>> logits = model(images, train=True, dropout_key=key)   # images: (N, 32, 32, C) float, NHWC
+"""The paper's model zoo, built by name from one description per model (the PyTorch twins are built from
+the same): ``create_model("resnet18", num_classes=10, input_channels=3, seed=0)``, called on NHWC
+float images with ``train`` (batch statistics, dropout from ``dropout_key``) or not.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""Residual networks and their plain (shortcut-free) twins, CIFAR-style: the ImageNet-depth ResNets
-(18/34 basic, 50/101/152 bottleneck) on 32x32 inputs as in the paper (a 3x3 stride-1 stem, no
-max-pool, 64-512 channels, 1x1 projection shortcuts), and He et al.'s CIFAR ResNets (6n+2 layers,
-16/32/64 channels, parameter-free shortcuts: option A). A plain twin is the same module with
-``shortcut="none"`` (the degradation experiment).
+"""Residual networks and their plain twins (``shortcut="none"``), CIFAR-style: the ImageNet-depth ResNets
+on 32x32 inputs as in the paper (3x3 stem, no max-pool, projection shortcuts), and He et al.'s CIFAR
+ResNets (6n+2 layers, 16/32/64 channels, parameter-free shortcuts).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""VGG19 (Simonyan & Zisserman, 2015) as the paper's code ran it on 32x32 images: sixteen 3x3
-convolutions with bias in five stages, each followed by ReLU (``vgg19``) or BatchNorm and ReLU
-(``vgg19_bn``, the CIFAR-100 cell), each stage closed by 2x2 max-pooling (to 1x1); a classifier of
-dropout(0.5), 512 -> 512, ReLU, dropout(0.5), 512 -> 512, ReLU, 512 -> classes; He fan-out normal
-convolutions with zero biases. 20,554,826 parameters at 10 classes; 20,612,004 with BatchNorm at
-100. ``vgg8``: one convolution per stage (16 to 64 channels) and a 64-64 classifier, for tests.
+"""VGG19 as the paper's code ran it on 32x32 images: sixteen 3x3 convolutions with ReLU (``vgg19``) or
+BatchNorm and ReLU (``vgg19_bn``), 2x2 max-pooling after each of five stages, a dropout(0.5)
+512-512 classifier, He fan-out convolutions: 20,554,826 parameters at 10 classes (20,612,004 with
+BatchNorm at 100). ``vgg8``: one convolution per stage and a 64-64 classifier, for tests.
 """
 
 from __future__ import annotations

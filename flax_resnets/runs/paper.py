@@ -1,8 +1,6 @@
-"""The paper's own runs: every Table 1 cell's per-epoch log, as its public notebooks printed it
-(``paper_runs.json``, package data; its ``about`` names the notebooks). Accuracies are in percent,
-validation ones on augmented images, ``test_acc`` the best-by-validation checkpoint's: 14 of the 15
-Table 1 numbers, rounded; CIFAR-100 VGG19's 47.9 is its validation accuracy after epoch 20
-(``TABLE1_IS_VALIDATION``), its test accuracy after 40 epochs being 58.70.
+"""The paper's own runs: each Table 1 cell's per-epoch log as its public notebooks printed it
+(``paper_runs.json``). 14 of Table 1's numbers are their test accuracies, rounded; CIFAR-100 VGG19's
+47.9 is its validation accuracy after epoch 20 (``TABLE1_IS_VALIDATION``), its test accuracy 58.70.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""The two pictures a run leaves in its workdir: learning curves and the test confusion matrix.
-
-``curves.png`` draws ``metrics.jsonl`` (training and validation loss and accuracy per epoch),
-beside the paper's own logged curves when the run is a Table 1 cell's recipe (``paper_cell``);
-``confusion.png`` draws the confusion matrix in ``eval.json``, each row (true class) as fractions
-of its examples. Matplotlib draws off screen (no display needed) and only here.
+"""The two pictures a run leaves in its workdir, drawn off screen: ``curves.png`` (training and
+validation loss and accuracy per epoch, beside the paper's logged curves for a Table 1 cell's
+recipe) and ``confusion.png`` (the test confusion matrix, rows as fractions of their class).
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""The jax/flax pair must work together: a flax release is made for the jax releases of its time.
-
-flax 0.12.8 cannot even be imported beside jax 0.11.2 (``jax.experimental.hijax`` has no
-``HiPrimitive``): a user who upgrades jax alone would meet a traceback from inside flax. Here it
-is one sentence that names the versions and the fix.
+"""The jax/flax pair must work together (flax 0.12.8 cannot be imported beside jax 0.11.2): where it
+does not, one sentence naming the versions and the fix, not a traceback from inside flax.
 """
 
 from __future__ import annotations

@@ -19,8 +19,7 @@ def member_seeds(seed: int, num_seeds: int) -> list[int]:
 
 
 def join(trees: Sequence[Any], xp: Any = jnp) -> Any:
-    """One tree of the members' trees, stacked on a new leading axis (by ``xp.stack``: ``numpy``
-    on the host)."""
+    """One tree of the members' trees, stacked on a new leading axis (``xp.stack``: numpy on the host)."""
     return jax.tree.map(lambda *leaves: xp.stack(leaves), *trees)
 
 

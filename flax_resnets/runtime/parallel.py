@@ -1,10 +1,7 @@
-"""One mesh over every device of every host, and moving data onto it.
-
-The mesh's axes are ``seed`` x ``data``: a run's members (``runtime.members``) split over ``seed``,
-batches over ``data``; the compiled step sees global arrays, so BatchNorm's statistics are over
-each member's global batch, on one CPU, eight GPUs or a TPU slice alike. The seed axis takes as
-many devices as divide both the members and one host's devices (8 members on 8 devices: one each,
-no communication; 4 on 8: 4 x 2), the data axis the rest; several hosts keep the seed axis at 1.
+"""One mesh over every device of every host, ``seed`` x ``data``: a run's members split over ``seed``,
+batches over ``data`` (the seed axis takes the devices that divide both the members and a host's
+devices); the compiled step sees global arrays, so BatchNorm's statistics are over each member's
+global batch on one CPU, eight GPUs or a TPU slice alike.
 """
 
 from __future__ import annotations
@@ -67,8 +64,7 @@ def state_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharded(mesh: Mesh, batch_axis: int = 0, *, members: bool = False) -> NamedSharding:
-    """Split along ``batch_axis`` over the data axis (and ``members``: the leading axis over the
-    seed axis)."""
+    """Split along ``batch_axis`` over the data axis (``members``: the leading axis over the seed axis)."""
     leading = [SEED_AXIS] if members else []
     return NamedSharding(mesh, P(*leading, *[None] * (batch_axis - len(leading)), DATA_AXIS))
 

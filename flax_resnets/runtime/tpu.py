@@ -1,10 +1,7 @@
-"""TPU slices described on a machine without a TPU (libtpu's topologies: ``v5e:4x4`` is 16 chips on 4
-hosts), to compile a run's programs for ahead of time, and each generation's public figures.
-libtpu would ask a cloud metadata server what it runs on and print errors: ``slice_of`` tells it
-what to assume, and keeps this process's own computations on its CPU. libtpu 0.0.42.1 crashes
-("stack overflow") compiling a residual network's training call for v6e in a process started under
-any finite stack limit, 1 GiB included, and compiles it in one started without (lifting the limit
-once started is too late): ``stack_limit_lifted``, ``require_compiler_stack``.
+"""TPU slices described by libtpu on a machine without a TPU, to compile for ahead of time, and each
+generation's public figures. libtpu 0.0.42.1 crashes compiling a residual network for v6e in a
+process started under any finite stack limit (1 GiB included) and not in one started without; lifting
+it once started is too late (``stack_limit_lifted``, ``require_compiler_stack``).
 """
 
 from __future__ import annotations

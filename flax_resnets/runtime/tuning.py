@@ -1,8 +1,6 @@
-"""How the compiled programs are built for the platform they run on: plain JAX everywhere but on a
-CPU, where ``xla_cpu``'s settings train faster (its module says how much). The one place that
-chooses; ``training.steps`` reads it where it builds every program, for the platform of the
-devices it builds for (a TPU's program compiled ahead of time on a CPU host takes no CPU setting),
-and models take the convolution it names.
+"""How the compiled programs are built for the platform they run on, chosen here alone for the platform
+of the devices they are built for: on a CPU ``xla_cpu``'s settings, which train faster; elsewhere
+plain JAX (a TPU program compiled ahead of time on a CPU host takes no CPU setting).
 """
 
 from __future__ import annotations

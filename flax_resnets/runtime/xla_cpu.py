@@ -1,9 +1,7 @@
-"""What makes training faster on a CPU (``runtime.tuning`` applies it there only), each measured
-against the trainer without it on 2 x86 cores (``results/checks/xla_cpu_settings/``): XLA's own
-convolutions rather than YNNPACK's (1.04-1.36x), steps and members unrolled rather than scanned and
-vmapped (resnet20: 398 images/s against 18.9), and maps smaller than their kernel convolved as one
-matrix product (VGG19: 61 images/s against 15). The option goes to each compilation, never to
-``XLA_FLAGS``, and is left out where a user's ``XLA_FLAGS`` set it or jaxlib does not know it.
+"""What makes training faster on a CPU, each measured on 2 x86 cores (``results/checks/xla_cpu_settings/``):
+XLA's own convolutions rather than YNNPACK's (1.04-1.36x, per compilation, unless ``XLA_FLAGS`` says
+otherwise), steps and members unrolled (resnet20: 398 images/s against 18.9), maps smaller than their
+kernel convolved as one matrix product (VGG19: 61 images/s against 15).
 """
 
 from __future__ import annotations

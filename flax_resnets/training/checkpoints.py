@@ -1,8 +1,6 @@
-"""Checkpoints of a run in ``workdir/checkpoints``, with orbax's CheckpointManager: each holds the
-training state and the history (one record per epoch), everything needed to continue exactly. One
-preservation policy (``LatestAndBest``) keeps the latest ``keep`` and each member's best epoch
-(``runs.metrics.best_steps``). Orbax renames a checkpoint into place when whole; one damaged later
-is moved to ``damaged_checkpoints/`` on resume, and the run goes on from the newest readable one.
+"""Checkpoints of a run (orbax's CheckpointManager): the training state and the history, all that
+continuing exactly needs. One policy (``LatestAndBest``) keeps the latest ``keep`` and each member's
+best epoch (``runs.metrics.best_steps``); a checkpoint damaged later is moved aside on resume.
 """
 
 from __future__ import annotations

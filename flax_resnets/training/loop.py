@@ -1,9 +1,6 @@
-"""The training loop, top to bottom: check, read data, init or resume, train, validate,
-checkpoint, test the best checkpoint.
-
-Every batch is split over all devices of the mesh; a rerun of the same command in the same
-workdir resumes from the latest checkpoint and finishes with the same metrics and parameters
-as a run that never stopped.
+"""The training loop, top to bottom: check, read data, init or resume, train, validate, checkpoint,
+test the best checkpoint. The same command again in the same workdir resumes from the latest
+checkpoint and ends with the metrics and parameters of a run that never stopped.
 """
 
 from __future__ import annotations

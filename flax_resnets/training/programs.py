@@ -1,9 +1,7 @@
-"""Every compiled program of a run, built in one place (``build_programs``: from the config, the
-dataset or its shapes, and the mesh) for the trainer, ``--mode=eval``, ``compile``, ``benchmark``,
-``parity`` and the loss landscape; ``jit_logits`` is ``predict``'s. A batch's path, top to bottom:
-the loop calls ``Programs.train``, whose body asks the feed for each step's batch
-(``Feed.train_batch``: gather, augment, normalise) and gives it to ``steps.train_step``; nothing
-calls back up. The backend's settings (``runtime.tuning``) are chosen here, for the mesh's platform.
+"""Every compiled program of a run, built here alone (``build_programs``, from the config, the dataset or
+its shapes, the mesh; ``jit_logits`` is predict's). A batch's path, top to bottom: the loop calls
+``Programs.train``, whose body asks the feed for each step's batch (gather, augment, normalise) and
+gives it to ``steps.train_step``; nothing calls back up.
 """
 
 from __future__ import annotations
@@ -28,10 +26,8 @@ from flax_resnets.training import steps
 
 @dataclasses.dataclass(frozen=True)
 class Programs:
-    """A run's feed, optimizer, schedule, initial state (or its shapes) and compiled programs:
-    ``train(state, inputs, constants, num_steps)``, ``num_steps`` steps of every member in one call,
-    the old state's buffers donated; ``evaluate(model_state, inputs, constants)``, each member's sums
-    on a shared evaluation batch; ``validate``, the same on each member's own validation crops."""
+    """A run's feed, optimizer, schedule, initial state (or its shapes) and programs: ``train``, steps of
+    every member in one call (the old state donated); ``evaluate`` and ``validate``, members' sums."""
 
     config: ml_collections.ConfigDict
     feed: Feed

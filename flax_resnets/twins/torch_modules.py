@@ -1,8 +1,6 @@
-"""The paper's models as PyTorch modules, written from its description of them and importing torch
-alone, so that the file can be copied beside exported weights. ``build(architecture)`` makes one
-from a JSON-able description (``torch_models.architecture``); inputs are NCHW images normalised as
-the model was trained; initialisation is the paper's. Dropout draws from torch's generator unless
-given the masks to use (``feed_dropout_masks``), as the parity check does.
+"""The paper's models as PyTorch modules, written from its description and importing torch alone (the
+file goes beside exported weights): ``build(architecture)``, NCHW inputs, the paper's initialisation;
+dropout from torch's generator unless fed the masks to use (``feed_dropout_masks``, for parity).
 """
 
 from __future__ import annotations

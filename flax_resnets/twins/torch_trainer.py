@@ -1,11 +1,7 @@
-"""An independent PyTorch trainer, written the way the paper's notebooks train (docs/recipe.md), for
-``python -m flax_resnets parity --train``. It shares nothing with the project's trainer: it reads
-the image folder with Pillow, normalises with the model's input function (``data.images``),
-augments with ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip`` written out in torch, holds
-out a random subset of the augmented training set for validation (so cropped afresh every epoch,
-as a ``random_split`` is), and trains the twin with ``torch.optim.SGD`` and ``CosineAnnealingLR``
-stepped once per epoch (or every batch), testing the first epoch of best validation accuracy. The
-convention it shares is written again: TFDS ImageFolder's order, then the ``split_seed`` cut.
+"""An independent PyTorch trainer for ``parity --train``, written the way the paper's notebooks train
+(docs/recipe.md) and sharing nothing with the project's trainer but the model's input function
+(``data.images``) and the convention of which images are cut for validation (TFDS ImageFolder's
+order, then the ``split_seed`` permutation), both written again here where they are conventions.
 """
 
 from __future__ import annotations
