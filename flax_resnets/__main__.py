@@ -1,18 +1,18 @@
 """``python -m flax_resnets COMMAND [ARGS]``: the project's tools (``COMMAND --help`` describes each).
 
-train           train or evaluate a model (what main.py runs)
-table1          the paper's Table 1 with our kept runs beside it
-sweep           train a list of Table 1 cells within a time budget
-benchmark       training images/s per model and batch size (PyTorch beside it)
-parity          the models and the optimizer against their PyTorch twins
-reports         one row per finished run, or redraw a run's plots
-data            export a dataset as one array file (training then needs no TensorFlow)
-models          parameters and GFLOPs of every model
-figures         the degradation experiment and loss landscapes, as pictures and numbers
-predict         classify image files with a trained run
-export          a trained run's model for PyTorch, or as named arrays
-config          every field of a config (a file's, with overrides), its value and meaning
-compile         a run's programs compiled for TPU slices without a TPU: memory and FLOPs per chip
+    train           train or evaluate a model (what main.py runs)
+    table1          the paper's Table 1 with our kept runs beside it
+    sweep           train a list of Table 1 cells within a time budget
+    benchmark       training images/s per model and batch size (PyTorch beside it)
+    parity          the models and the optimizer against their PyTorch twins
+    reports         one row per finished run, or redraw a run's plots
+    data            export a dataset as one array file (training then needs no TensorFlow)
+    models          parameters and GFLOPs of every model
+    figures         the degradation experiment and loss landscapes, as pictures and numbers
+    predict         classify image files with a trained run
+    export          a trained run's model for PyTorch, or as named arrays
+    config          every field of a config (a file's, with overrides), its value and meaning
+    compile         a run's programs compiled for TPU slices without a TPU: memory and FLOPs per chip
 """
 
 from __future__ import annotations

@@ -236,6 +236,7 @@ import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh
 from flax_resnets.config import default_config
 from flax_resnets.data.sources import SAMPLE_FASHION_MNIST, load_dataset
+from flax_resnets.runtime import parallel
 from flax_resnets.training import programs
 
 jax.config.update("jax_enable_x64", True)

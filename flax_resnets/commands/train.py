@@ -2,7 +2,8 @@
 
     python main.py --config=configs/cifar10_resnet18.py --workdir=runs/c10_r18 --config.num_seeds=3
 
-The same command again in the same workdir resumes the run.
+Any ``--config.FIELD=VALUE`` changes a field (``python -m flax_resnets config`` lists them); the same
+command again in the same workdir resumes the run.
 """
 
 from __future__ import annotations
