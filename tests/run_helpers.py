@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
@@ -68,7 +69,39 @@ def environment(compile_cache, devices=1):
     return env
 
 
-def run_main(args, compile_cache, *, mock_examples=None, devices=1, expect=0):
+def main_in_process(args, *, mock_examples=None):
+    """``python main.py ARGS`` run in this process, as the command runs it (its refusals and
+    failures through ``run_command``): its exit status, stdout and stderr."""
+    from flax_resnets.cli import run_command
+    from flax_resnets.commands import train
+
+    out, err, cwd = io.StringIO(), io.StringIO(), os.getcwd()
+    data = mock_tfds(mock_examples) if mock_examples else contextlib.nullcontext()
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), data:
+            status = run_command(lambda argv: train.main(argv, program="main.py"), list(args))
+    except SystemExit as exit_status:
+        status = exit_status.code
+    finally:
+        os.chdir(cwd)
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
+
+
+def trained_here(args, *, mock_examples=None):
+    """A run that a test only reads, trained in this process (no process to start): main.py ARGS."""
+    result = main_in_process(args, mock_examples=mock_examples)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
+    return result
+
+
+def run_main(args, compile_cache, *, mock_examples=None, devices=1, expect=0, own_process=False):
+    """``python main.py ARGS`` expecting exit status ``expect``: a refusal (2) on one device in this
+    process (it comes before any training), anything else (or ``own_process``) in a process of its own."""
+    if expect == 2 and devices == 1 and not own_process:
+        result = main_in_process(args, mock_examples=mock_examples)
+        assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
+        return result
     result = subprocess.run(
         main_command(args, mock_examples=mock_examples),
         cwd=REPO,
@@ -123,9 +156,9 @@ def tree_fingerprint(root):
     }
 
 
-def run_with_fault(args, compile_cache, fault, signal_name="KILL"):
+def run_with_fault(args, compile_cache, fault, signal_name="KILL", *, check=True):
     """Run main.py with ``fault`` ("MOMENT:N", ``UNDER_FAULTS``); it must have been stopped by the
-    signal."""
+    signal (``check``)."""
     env = {**environment(compile_cache), "SIGNAL_AT": f"{fault}:{signal_name}"}
     result = subprocess.run(
         under_faults("main.py", *args),
@@ -137,7 +170,9 @@ def run_with_fault(args, compile_cache, fault, signal_name="KILL"):
     )
     statuses = {"KILL": -signal.SIGKILL, "TERM": 128 + signal.SIGTERM, "INT": 128 + signal.SIGINT}
     expected = statuses[signal_name]
-    assert result.returncode == expected, f"{fault} did not stop the run:\n{result.stderr[-2000:]}"
+    assert not check or result.returncode == expected, (
+        f"{fault} did not stop the run:\n{result.stderr[-2000:]}"
+    )
     return result
 
 

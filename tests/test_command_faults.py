@@ -10,6 +10,13 @@ while it writes a file) end it with exit status 130 or 143, its last line saying
 a file-size limit (a full disk) is one line naming the file and the reason (exit status 1). In
 every case the files it had written before are unchanged or whole, and no temporary is left.
 
+Every command meets a signal once its own work has begun (``working``, Ctrl-C and SIGTERM
+alternating); a moment whose code every command shares stands for all of them in two: the signal
+while JAX loads (``interrupts.install`` at both entry points: main.py and ``python -m flax_resnets``)
+and while a file is half written (``files.atomic_write``, every command's writer). The file-size
+limit meets each kind of writer once: text (table1), an array file (data), a picture (reports),
+the checkpoints (train).
+
 A command joins by being listed in both (``WRITES_NOTHING`` for ``OUTPUTS``): the first test fails
 for a command missing from either, so a new command gets these guarantees without anyone
 remembering.
@@ -24,7 +31,15 @@ import numpy as np
 import pytest
 from conftest import write_image_folder
 from PIL import Image
-from run_helpers import HANG_GUARD_SECONDS, REPO, TINY, environment, run_main, tree_fingerprint, under_faults
+from run_helpers import (
+    HANG_GUARD_SECONDS,
+    REPO,
+    TINY,
+    environment,
+    trained_here,
+    tree_fingerprint,
+    under_faults,
+)
 
 from flax_resnets.__main__ import COMMANDS
 from flax_resnets.files import WorkdirLock
@@ -162,15 +177,11 @@ RUNS = {
         ["{out}/compile.md"],
     ),
 }
-# One signal per moment, alternating, so that every command meets both and each moment both.
-MOMENTS = ["loading", "working", "writing"]
-SIGNAL_CASES = [
-    (command, moment, ("INT", "TERM")[(k + m) % 2])
-    for k, (command, (_, outputs)) in enumerate(RUNS.items())
-    for m, moment in enumerate(MOMENTS)
-    if moment != "writing" or outputs is not None
-]
-WRITING = [command for command, (_, outputs) in RUNS.items() if outputs is not None]
+# Every command at work, the signals alternating; the shared moments on two commands each.
+SIGNAL_CASES = [(command, "working", ("INT", "TERM")[k % 2]) for k, command in enumerate(RUNS)]
+SIGNAL_CASES += [("train", "loading", "INT"), ("config", "loading", "TERM")]
+SIGNAL_CASES += [("export", "writing", "INT"), ("table1", "writing", "TERM")]
+WRITER_KINDS = ["table1", "data", "reports", "train"]
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +191,7 @@ def a_run(tmp_path_factory, compile_cache):
     root = tmp_path_factory.mktemp("a_run")
     images = write_image_folder(root / "images")
     run_args = ["--config.dataset=image_folder", f"--config.data_dir={images}", "--config.num_epochs=1"]
-    run_main([*TINY, *run_args, f"--workdir={root / 'run'}"], compile_cache)
+    trained_here([*TINY, *run_args, f"--workdir={root / 'run'}"])
     return images, root / "run"
 
 
@@ -277,7 +288,7 @@ def test_fault_a_signal_at_any_moment_ends_the_command_saying_so(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", WRITING)
+@pytest.mark.parametrize("command", WRITER_KINDS)
 def test_fault_a_file_size_limit_is_one_line_and_older_files_stay(command, a_run, tmp_path, compile_cache):
     command_line, root = prepared(command, a_run, tmp_path)
     result, changed = run_under(command_line, root, compile_cache, FILE_SIZE_LIMIT="100")

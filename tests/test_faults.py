@@ -199,38 +199,12 @@ def test_an_evaluation_beside_a_live_training_never_writes_the_trainings_eval_js
     assert "a run is training in" in evaluated.stderr and "(pid 4242)" in evaluated.stderr
 
 
-# main.py with Ctrl-C raising as in a terminal, even where the tests were started with it ignored.
-AS_IN_A_TERMINAL = (
-    "import runpy, signal, sys\n"
-    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-    "sys.argv = ['main.py', *sys.argv[1:]]\n"
-    "runpy.run_path('main.py', run_name='__main__')\n"
-)
-
-
-def interrupted_at(args, compile_cache, delay):
-    """main.py ARGS, sent Ctrl-C (as in a terminal) after ``delay`` seconds unless it has ended."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", AS_IN_A_TERMINAL, *args],
-        cwd=REPO,
-        env=environment(compile_cache),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        process.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=HANG_GUARD_SECONDS)
-    return process.returncode, stdout, stderr
-
-
-def assert_interrupted_in_one_line(status, stdout, stderr):
+def assert_interrupted_in_one_line(result):
     """Exit 130 with one line (a training loop's: the checkpoint it saved); a signal that came after
     the result was printed may also find the program gone (0) or in Python's last teardown, where
     the default action ends it (-SIGINT, 130 in a shell). Never a traceback, a swallowed signal or
     a crash."""
+    status, stdout, stderr = result.returncode, result.stdout, result.stderr
     assert not any(word in stderr for word in ("Traceback", "Exception ignored", "Fatal")), stderr[-3000:]
     if "test accuracy" in stdout and status in (0, -signal.SIGINT, 130):
         return
@@ -239,12 +213,19 @@ def assert_interrupted_in_one_line(status, stdout, stderr):
     assert last in (INTERRUPTED, "Interrupted.") or last.startswith("Stopped at step"), stderr[-3000:]
 
 
+# Ctrl-C at each moment of an evaluation and of a resume (once it crashed the process, was
+# swallowed, or became an ImportError): while the libraries load, once restored (before compiling),
+# while testing, and once the result is printed (Python's teardown): fault points, not timers.
+MOMENTS = {
+    "eval": ["loading:1", "evaluate:1", "working:1"],
+    "resume": ["loading:1", "working:1", "test:1", "working:4"],
+}
+
+
 @pytest.mark.parametrize("mode", ["eval", "resume"])
 def test_ctrl_c_at_any_moment_of_an_evaluation_or_a_resume_exits_130_in_one_line(
     tmp_path, compile_cache, uninterrupted, mode
 ):
-    """Ctrl-C landing anywhere (loading the libraries, restoring, compiling, training, testing,
-    tearing down) once crashed the process, or was swallowed, or became an ImportError."""
     images, reference = uninterrupted
     workdir = shutil.copytree(reference, tmp_path / "run")
     if mode == "resume":
@@ -252,7 +233,7 @@ def test_ctrl_c_at_any_moment_of_an_evaluation_or_a_resume_exits_130_in_one_line
             shutil.rmtree(workdir / "checkpoints" / str(step))
         (workdir / "eval.json").unlink()
     args = run_args(images, workdir) if mode == "resume" else [f"--workdir={workdir}", "--mode=eval"]
-    for delay in (1, 2, 4, 6, 8, 10):
-        assert_interrupted_in_one_line(*interrupted_at(args, compile_cache, delay))
+    for moment in MOMENTS[mode]:
+        assert_interrupted_in_one_line(run_with_fault(args, compile_cache, moment, "INT", check=False))
     run_main(args, compile_cache)
     assert_same_run(workdir, reference)

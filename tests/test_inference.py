@@ -13,7 +13,7 @@ import pytest
 from conftest import write_image_folder
 from flax import nnx
 from PIL import Image
-from run_helpers import TINY, run_main
+from run_helpers import TINY, trained_here
 
 from flax_resnets import load_run
 from flax_resnets.__main__ import main as flax_resnets_main
@@ -40,11 +40,8 @@ def trained(tmp_path_factory, compile_cache, images):
     """A ResNet-8 trained for 3 epochs on the folder, and a VGG-8 (dropout) of two seeds."""
     root = tmp_path_factory.mktemp("runs")
     data = ["--config.dataset=image_folder", f"--config.data_dir={images}", "--config.num_epochs=3"]
-    run_main([*TINY, *data, f"--workdir={root / 'resnet8'}"], compile_cache)
-    run_main(
-        [*TINY, *data, "--config.model=vgg8", "--config.num_seeds=2", f"--workdir={root / 'vgg8'}"],
-        compile_cache,
-    )
+    trained_here([*TINY, *data, f"--workdir={root / 'resnet8'}"])
+    trained_here([*TINY, *data, "--config.model=vgg8", "--config.num_seeds=2", f"--workdir={root / 'vgg8'}"])
     return root
 
 

@@ -17,6 +17,7 @@ from run_helpers import (
     approx_numbers,
     run_main,
     saved_state,
+    trained_here,
     tree_fingerprint,
     without_timing,
 )
@@ -110,19 +111,10 @@ def test_one_and_eight_devices_take_the_same_step(tmp_path, compile_cache, image
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, compile_cache):
+def finished_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("finished") / "run"
-    run_main(
-        [
-            *TINY,
-            "--config.dataset=cifar10",
-            "--config.download=False",
-            "--config.num_epochs=1",
-            f"--workdir={workdir}",
-        ],
-        compile_cache,
-        mock_examples=20,
-    )
+    args = [*TINY, "--config.dataset=cifar10", "--config.download=False", "--config.num_epochs=1"]
+    trained_here([*args, f"--workdir={workdir}"], mock_examples=20)
     return workdir
 
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 from conftest import write_image_folder
-from run_helpers import TINY, run_main, tree_fingerprint
+from run_helpers import TINY, run_main, trained_here, tree_fingerprint
 
 from flax_resnets.files import WorkdirLock
 
@@ -21,7 +21,7 @@ def folder_run(tmp_path_factory, compile_cache):
     root = tmp_path_factory.mktemp("folder_run")
     images = write_image_folder(root / "images")
     workdir = root / "run"
-    run_main([*folder_args(images), "--config.num_epochs=1", f"--workdir={workdir}"], compile_cache)
+    trained_here([*folder_args(images), "--config.num_epochs=1", f"--workdir={workdir}"])
     return images, workdir
 
 
@@ -29,10 +29,10 @@ def folder_args(images):
     return [*TINY, "--config.dataset=image_folder", f"--config.data_dir={images}"]
 
 
-def refused(args, workdir, compile_cache):
+def refused(args, workdir, compile_cache, own_process=False):
     """Run main.py, expecting one refusal that leaves ``workdir`` byte-identical; its line."""
     before = tree_fingerprint(workdir)
-    result = run_main([*args, f"--workdir={workdir}"], compile_cache, expect=2)
+    result = run_main([*args, f"--workdir={workdir}"], compile_cache, expect=2, own_process=own_process)
     assert tree_fingerprint(workdir) == before
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: "), result.stderr[-2000:]
@@ -189,7 +189,7 @@ def test_a_checkpoint_that_changes_while_a_live_run_trains_is_not_called_damaged
     latest = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     damage(workdir / "checkpoints" / str(latest), "empty array files")  # as if half replaced
     with WorkdirLock(workdir):  # this test process is the run training there
-        line = refused(["--mode=eval", "--checkpoint=latest"], workdir, compile_cache)
+        line = refused(["--mode=eval", "--checkpoint=latest"], workdir, compile_cache, own_process=True)
     assert f"The checkpoint at step {latest}" in line and "changed while it was read" in line
     assert "try again" in line and "move that step" not in line
 
