@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from run_helpers import REPO, TINY, environment, run_main
+from run_helpers import REPO, TINY, environment, trained_here
 
 from flax_resnets import load_run
 from flax_resnets.config import default_config
@@ -80,7 +80,7 @@ def test_landscape_of_two_runs_writes_a_picture_and_a_grid_centred_on_each_check
             "--config.dataset=image_folder",
             f"--config.data_dir={image_folder}",
         ]
-        run_main([*args, f"--workdir={workdir}"], compile_cache)
+        trained_here([*args, f"--workdir={workdir}"])
         workdirs.append(workdir)
     out = tmp_path / "figures"
     command = figures_command(
@@ -107,20 +107,12 @@ def test_landscape_of_two_runs_writes_a_picture_and_a_grid_centred_on_each_check
 
 
 @pytest.mark.slow
-def test_degradation_trains_plain_and_residual_nets_and_draws_their_errors(
-    tmp_path, compile_cache, image_folder
-):
+def test_degradation_trains_plain_and_residual_nets_and_draws_their_errors(tmp_path, image_folder):
+    from flax_resnets.commands import figures
+
     out = tmp_path / "figures"
-    command = figures_command(
-        "degradation",
-        "--models=plain8,resnet8",
-        f"--config.data_dir={image_folder}",
-        "--config.num_epochs=2",
-        "--config.batch_size=8",
-        f"--out={out}",
-    )
-    result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
+    flags = ["--models=plain8,resnet8", f"--config.data_dir={image_folder}", "--config.num_epochs=2"]
+    assert figures.main(["degradation", *flags, "--config.batch_size=8", f"--out={out}"]) == 0
     assert (out / "degradation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     figure = json.loads((out / "degradation.json").read_text())
     assert figure["settings"]["recipe"] == "he" and figure["settings"]["batch_size"] == 8

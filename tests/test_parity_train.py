@@ -2,14 +2,11 @@
 command prints both sides' runs and a verdict that follows from its numbers."""
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from conftest import write_image_folder
 from PIL import Image
-from run_helpers import REPO, environment
 
 from flax_resnets.commands.parity_train import compare
 from flax_resnets.config import default_config
@@ -118,20 +115,19 @@ def test_the_verdict_is_three_standard_errors_plus_half_a_point():
 
 
 @pytest.mark.slow
-def test_the_harness_trains_both_sides_and_reports_each_seed(tmp_path, compile_cache):
+def test_the_harness_trains_both_sides_and_reports_each_seed(tmp_path, capsys):
+    from flax_resnets.commands import parity
+
     root = write_image_folder(tmp_path / "images", train_per_class=40, test_per_class=10)
-    command = [
-        *(sys.executable, "-m", "flax_resnets", "parity", "--train"),
-        *(
-            "--model=resnet8",
-            f"--config.data_dir={root}",
-            "--config.num_seeds=2",
-            "--config.learning_rate=0.05",
-        ),
+    flags = [
+        "--model=resnet8",
+        f"--config.data_dir={root}",
+        "--config.num_seeds=2",
+        "--config.learning_rate=0.05",
     ]
-    result = subprocess.run(command, cwd=REPO, env=environment(compile_cache), capture_output=True, text=True)
-    assert result.returncode in (0, 1), result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+    status = parity.main(["--train", *flags])
+    assert status in (0, 1)
+    lines = capsys.readouterr().out.splitlines()
     seeds_and_sides = (["0", "ours"], ["0", "theirs"], ["1", "ours"], ["1", "theirs"])
     rows = [line.split() for line in lines[-9:] if line.split()[:2] in seeds_and_sides]  # the final table
     assert len(rows) == 4 and all(len(row) == 6 for row in rows)
@@ -141,5 +137,5 @@ def test_the_harness_trains_both_sides_and_reports_each_seed(tmp_path, compile_c
     tests = {side: [float(row[2].rstrip("%")) for row in rows if row[1] == side] for side in SIDES}
     difference, limit = (float(number) for number in re.findall(r"([-+]?\d+\.\d+)%", verdict)[::2])
     assert difference == pytest.approx(np.mean(tests["ours"]) - np.mean(tests["theirs"]), abs=0.011)
-    assert result.returncode == (0 if abs(difference) <= limit else 1)
-    assert ("within seed noise" in verdict) == (result.returncode == 0)
+    assert status == (0 if abs(difference) <= limit else 1)
+    assert ("within seed noise" in verdict) == (status == 0)

@@ -4,8 +4,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import time
 
 import jax
@@ -73,7 +71,7 @@ def test_train_two_epochs_then_eval_mode_reproduces_eval_json(tmp_path, compile_
 
     for stale in ("eval.json", "confusion.png"):
         (workdir / stale).unlink()
-    evaluated = run_main([f"--workdir={workdir}", "--mode=eval"], compile_cache, mock_examples=40)
+    evaluated = trained_here([f"--workdir={workdir}", "--mode=eval"], mock_examples=40)  # in this process
     assert json.loads((workdir / "eval.json").read_text()) == at_training_end
     assert json.loads((workdir / "checkpoints" / "best.json").read_text()) == marked
     assert evaluated.stdout.splitlines()[-1].endswith(f"(checkpoint at step {best})")
@@ -82,14 +80,14 @@ def test_train_two_epochs_then_eval_mode_reproduces_eval_json(tmp_path, compile_
     # Another checkpoint than the best is written beside eval.json, never over it.
     other = 4 if best == 8 else 8
     evaluate_other = [f"--workdir={workdir}", "--mode=eval", f"--checkpoint={other}"]
-    run_main(evaluate_other, compile_cache, mock_examples=40)
+    trained_here(evaluate_other, mock_examples=40)
     assert json.loads((workdir / f"eval_step{other}.json").read_text())["checkpoint_step"] == other
     assert json.loads((workdir / "eval.json").read_text()) == at_training_end
 
     (workdir / "curves.png").unlink()
-    command = [sys.executable, "-m", "flax_resnets", "reports", "--plots", str(workdir)]
-    redrawn = subprocess.run(command, capture_output=True, text=True)
-    assert redrawn.returncode == 0 and (workdir / "curves.png").exists(), redrawn.stderr
+    from flax_resnets.commands import reports
+
+    assert reports.main(["--plots", str(workdir)]) == 0 and (workdir / "curves.png").exists()
 
 
 @pytest.mark.slow
@@ -102,7 +100,7 @@ def test_one_and_eight_devices_take_the_same_step(tmp_path, compile_cache, image
         "--config.batch_size=24",
         "--config.num_epochs=1",
     ]
-    run_main([*args, f"--workdir={tmp_path / 'one'}"], compile_cache, devices=1)
+    trained_here([*args, f"--workdir={tmp_path / 'one'}"])  # this process has one device
     eight = run_main([*args, f"--workdir={tmp_path / 'eight'}"], compile_cache, devices=8)
     assert "step 1:" in eight.stdout
     one_state, eight_state = saved_state(tmp_path / "one"), saved_state(tmp_path / "eight")
