@@ -182,6 +182,7 @@ def test_ops_are_told_apart_by_their_xla_and_kernel_names(op, kernel, kind):
     assert op_kind(op, kernel) == kind
 
 
+@pytest.mark.slow
 def test_a_rows_rates_are_its_images_over_the_median_call_on_the_clock(monkeypatch):
     """Timed on a clock that advances a quarter second per reading: every call lasts 0.25 s, so
     each rate is exactly the images of one call (members and steps per call included) over it."""

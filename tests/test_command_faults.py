@@ -26,6 +26,7 @@ import importlib
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,6 +270,25 @@ def run_under(command_line, root, compile_cache, **faults):
     assert left <= hidden, f"temporaries left: {left - hidden}"
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return result, changed
+
+
+# Each command's happy path, once, in this process (the fast lane's; train's is tests/test_progress.py's,
+# compile's tests/test_compile.py's, sweep's tests/test_sweep_plan.py's): exit 0, its files whole.
+HAPPY_PATHS = [command for command in RUNS if command not in ("train", "compile", "sweep")]
+
+
+@pytest.mark.parametrize("command", HAPPY_PATHS)
+def test_every_command_runs_as_a_user_types_it(command, a_run, tmp_path, monkeypatch, capsys):
+    from flax_resnets.__main__ import main
+
+    images, trained = a_run
+    paths = {"images": images, "run": shutil.copytree(trained, tmp_path / "run"), "out": tmp_path / "out"}
+    paths["out"].mkdir()
+    args, outputs = RUNS[command]
+    monkeypatch.chdir(REPO)
+    assert main([arg.format(**paths) for arg in args]) == 0
+    assert capsys.readouterr().out
+    assert all(is_whole(Path(output.format(**paths))) for output in outputs or [])
 
 
 @pytest.mark.slow

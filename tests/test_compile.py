@@ -62,6 +62,7 @@ def test_libtpu_describes_a_multi_host_slice(tpu_slice):
     assert parallel.platform(mesh) == "tpu"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(CELLS))
 @pytest.mark.parametrize("num_seeds", [1, 3])
 def test_the_training_and_evaluation_programs_compile_for_the_slice(compiled, kind, num_seeds):
@@ -82,6 +83,7 @@ def test_the_training_and_evaluation_programs_compile_for_the_slice(compiled, ki
     assert training.dataset_bytes < training.argument_bytes < training.device_bytes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(CELLS))
 def test_three_seeds_hold_three_states_on_every_device(compiled, kind):
     """The arguments but the dataset (each seed's state and batch order) triple, within a tenth: a
@@ -91,6 +93,7 @@ def test_three_seeds_hold_three_states_on_every_device(compiled, kind):
     assert three.argument_bytes - three.dataset_bytes == pytest.approx(3 * state, rel=0.1)
 
 
+@pytest.mark.slow
 def test_a_tpu_program_takes_no_cpu_setting(tpu_slice):
     """Built on a CPU host for a TPU, the steps are a loop and the seeds one vmapped program, as a
     TPU runs them (a CPU's program unrolls both): three seeds convolve as often as one."""
@@ -207,6 +210,7 @@ def test_without_libtpu_the_command_says_what_to_install(monkeypatch):
         tpu.slice_of("v5e:2x2")
 
 
+@pytest.mark.slow
 def test_a_compiler_crash_is_a_row_and_one_line_not_the_end_of_the_command(monkeypatch, tpu_slice, capsys):
     """libtpu's compiler can end its process (a stack overflow); each program compiles in a child,
     so a crash is reported (with the file holding the compiler's own report), the other configs

@@ -1,6 +1,7 @@
 """Reading datasets into memory: TFDS (mocked), image folders, splits, statistics, bad input."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from run_helpers import mock_tfds
 from flax_resnets.data import sources
 from flax_resnets.data.sources import load_dataset
 from flax_resnets.errors import InputError
+from flax_resnets.runs.metrics import read_jsonl
 
 
 @pytest.mark.parametrize(
@@ -169,3 +171,31 @@ def test_a_data_dir_is_read_as_typed_with_its_tilde_and_an_empty_one_is_refused(
     assert len(dataset.train) == 10
     with pytest.raises(InputError, match="data_dir is empty"):
         load_dataset("image_folder", data_dir="")
+
+
+@pytest.mark.slow
+def test_a_small_resnet_learns_real_fashion_mnist_from_10000_images(fashion_mnist_folder, tmp_path):
+    from configs import quickstart
+    from flax_resnets.training.loop import train_and_evaluate
+
+    # 1,250 training images per class: 10,000 to train on, 2,500 held out for validation.
+    subset = tmp_path / "fashion_mnist_12500"
+    for split, per_class in (("train", 1250), ("test", 200)):
+        for label in range(10):
+            folder = subset / split / str(label)
+            folder.mkdir(parents=True)
+            for image in sorted((fashion_mnist_folder / split / str(label)).iterdir())[:per_class]:
+                (folder / image.name).symlink_to(image)
+    # The quickstart's recipe and model (ResNet-8: batch 32, lr 0.05, wd 5e-4) for 2 epochs:
+    # 624 steps take it from 10% (chance) to 79% validation accuracy (measured on a 2-core CPU).
+    config = quickstart.get_config()
+    config.data_dir = str(subset)
+    config.num_epochs = 2
+
+    started = time.perf_counter()
+    result = train_and_evaluate(config, tmp_path / "run")
+    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    seconds = time.perf_counter() - started
+    print(f"resnet8 on 10,000 Fashion-MNIST images: {seconds:.0f}s, {records[-1]}, {result}")
+    assert records[-1]["val_accuracy"] >= 0.75
+    assert result["num_examples"] == 2000 and result["test_accuracy"] >= 0.72

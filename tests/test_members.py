@@ -76,6 +76,7 @@ def test_member_k_sees_the_batches_of_the_one_seed_run_of_seed_k(sample):
     assert not np.array_equal(batches[0]["label"], batches[1]["label"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "unroll, model",
     [(False, "resnet8"), (True, "resnet8"), (False, "vgg8")],

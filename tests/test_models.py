@@ -92,6 +92,7 @@ def test_forward_runs_and_is_finite(name):
         assert np.isfinite(np.asarray(logits)).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["alexnet", "vgg19"])
 def test_dropout_draws_its_masks_from_the_key_in_training_only(name):
     model = create_model(name, num_classes=10, input_channels=3)
@@ -305,6 +306,7 @@ def test_model_table_command_prints_a_row_per_model():
     assert float(rows[0][2]) == pytest.approx(forward_gflops(create_model("resnet20")), abs=5e-4)
 
 
+@pytest.mark.slow
 def test_models_import_and_run_without_tensorflow():
     script = (
         "import sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None\n"
