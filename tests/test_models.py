@@ -59,6 +59,7 @@ def test_every_registered_model_is_covered_by_a_count_or_a_twin():
     assert set(MODELS) == counted | {"resnet101", "resnet152"} | set(RESIDUAL_TWINS)
 
 
+@pytest.mark.slow
 def test_deeper_bottleneck_resnets_grow_with_depth():
     counts = [count_parameters(abstract_model(n)) for n in ("resnet50", "resnet101", "resnet152")]
     assert counts[0] < counts[1] < counts[2]
@@ -138,6 +139,7 @@ def test_alexnet_pools_its_4x4_map_up_to_6x6_with_overlapping_bins():
     np.testing.assert_allclose(pooled, rows @ np.arange(16.0).reshape(4, 4) @ rows.T)
 
 
+@pytest.mark.slow
 def test_vgg_is_initialised_he_fan_out_normal_with_zero_biases_as_the_papers_code():
     model = create_model("vgg19")
     conv = model.stages[3][1].conv  # 3x3, 512 -> 512
@@ -293,14 +295,11 @@ def test_forward_gflops_counts_every_multiply_accumulate_of_alexnet():
     assert forward_gflops(create_model("alexnet")) == pytest.approx(2 * macs / 1e9)
 
 
-def test_model_table_command_prints_a_row_per_model():
-    result = subprocess.run(
-        [sys.executable, "-m", "flax_resnets", "models", "--models", "resnet20,plain20"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+def test_model_table_command_prints_a_row_per_model(capsys):
+    from flax_resnets.commands import models
+
+    assert models.main(["--models", "resnet20,plain20"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
     assert [row[0] for row in rows] == ["resnet20", "plain20"]
     assert rows[0][1] == f"{count_parameters(create_model('resnet20')):,}"
     assert float(rows[0][2]) == pytest.approx(forward_gflops(create_model("resnet20")), abs=5e-4)
