@@ -56,7 +56,7 @@ def test_he_initialisation_draws_convolutions_from_fan_out_normals():
     # BatchNorm in a residual and in a plain network (whose early updates are mostly rounding); a
     # VGG's layers and dropout: test_parity_feeds_the_flax_steps_dropout_masks_to_the_twin (vgg8).
     "name, batch_size, num_steps",
-    [("resnet20", 4, 2), ("plain20", 8, 2)],
+    [("resnet8", 4, 2), ("plain8", 8, 2)],
 )
 def test_flax_and_pytorch_take_the_same_training_steps(name, batch_size, num_steps):
     result = parity.compare_model(

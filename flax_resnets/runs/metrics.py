@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,7 @@ from flax_resnets.errors import InputError, warn
 from flax_resnets.files import write_text
 from flax_resnets.runtime import members
 
-# Fields of an epoch record that measure the machine, not the training: they differ between
-# two runs of the same config, everything else must not.
+# An epoch record's fields that measure the machine: two runs of one config differ in these only.
 TIMING_FIELDS = ("seconds", "images_per_second")
 # What each member of a run measures per epoch (an epoch record's "seeds"); the record's own
 # fields of these names are the members' means.
@@ -117,8 +117,13 @@ class EpochReport:
     """Appends one record per epoch to ``metrics.jsonl`` and to TensorBoard (``tensorboard/``)."""
 
     def __init__(self, workdir: Path, history: list[dict]):
-        from tensorboardX import SummaryWriter  # here: only a training run needs it
-
+        torch_unloaded = "torch" not in sys.modules  # tensorboardX's writer imports torch if installed:
+        sys.modules.setdefault("torch", None)  # a second of every run's start, for tensors never passed
+        try:
+            from tensorboardX import SummaryWriter  # here: only a training run needs it
+        finally:
+            if torch_unloaded:
+                del sys.modules["torch"]
         self.metrics_path = Path(workdir) / "metrics.jsonl"
         write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in history))
         self.writer = SummaryWriter(str(Path(workdir) / "tensorboard"))
@@ -140,9 +145,3 @@ class EpochReport:
 
     def close(self) -> None:
         self.writer.close()
-
-    def __enter__(self) -> EpochReport:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -71,10 +71,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds)
         )
         state, history = resume(program, checkpoints, workdir, is_main)
+        report = None
         if is_main:
             write_json(workdir / "config.json", config_dict(config))
             write_json(workdir / DATA_RECORD, fingerprint)
-        report = exit_stack.enter_context(EpochReport(workdir, history)) if is_main else None
+            report = exit_stack.enter_context(contextlib.closing(EpochReport(workdir, history)))
         trains = int(members.split(state.step, config.num_seeds)[0]) < program.total_steps
         state = train(program, state, history, checkpoints, report)
         return test(program, state, history, checkpoints, workdir, trains=trains)
