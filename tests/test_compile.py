@@ -27,7 +27,8 @@ pytestmark = pytest.mark.skipif(
 
 SLICE = "v4:2x2x2"  # 8 chips, 16 devices (a v4 chip's two TensorCores), on 2 hosts
 # Small programs of two Table 1 cells (the compile time is the model's, not the slice's): a
-# BatchNorm network and one with dropout, each trained in calls of 2 steps.
+# BatchNorm network and one with dropout, each trained in calls of 2 steps, evaluated in batches of
+# 16 (libtpu takes seconds longer per program at the cells' 256).
 CELLS = {"batchnorm": ("cifar10_resnet18", "resnet8"), "dropout": ("fashion_mnist_vgg19", "vgg8")}
 TRAINING_IMAGES = {"batchnorm": 40_000, "dropout": 48_000}  # 80% of CIFAR-10's and Fashion-MNIST's
 
@@ -35,7 +36,7 @@ TRAINING_IMAGES = {"batchnorm": 40_000, "dropout": 48_000}  # 80% of CIFAR-10's 
 def small_config(kind: str, num_seeds: int):
     cell, model = CELLS[kind]
     config = cell_config(cell)
-    config.update(model=model, num_seeds=num_seeds, steps_per_call=2)
+    config.update(model=model, num_seeds=num_seeds, steps_per_call=2, eval_batch_size=16)
     return config
 
 
@@ -147,7 +148,13 @@ def test_the_command_prints_each_programs_row_for_v6e_too(capsys):
     process started under a stack limit: the command starts its child without one."""
     status = compile_command.main(
         # overrides among the command's own flags, in the order a user may type them
-        ["--config.model=resnet8", "--cells=cifar10_resnet18", "--topology=v6e:2x2", "--config.batch_size=8"]
+        [
+            "--config.model=resnet8",
+            "--cells=cifar10_resnet18",
+            "--topology=v6e:2x2",
+            "--config.batch_size=8",
+            "--config.eval_batch_size=8",
+        ]
     )
     assert status == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| cifar10")]
@@ -230,7 +237,12 @@ def test_a_compiler_crash_is_a_row_and_one_line_not_the_end_of_the_command(monke
     monkeypatch.setattr(compile_command, "compiled", compiled)
     monkeypatch.setattr(compile_command, "compile_here", real_compile_here)
     status = compile_command.main(
-        ["--cells=cifar10_resnet18,fashion_mnist_vgg19", f"--topology={SLICE}", "--config.model=resnet8"]
+        [
+            "--cells=cifar10_resnet18,fashion_mnist_vgg19",
+            f"--topology={SLICE}",
+            "--config.model=resnet8",
+            "--config.eval_batch_size=16",
+        ]
     )
     out, err = capsys.readouterr()
     assert status == 1
