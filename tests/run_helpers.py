@@ -209,6 +209,16 @@ def crash_compiling(*args):
     os.abort()
 
 
+def crash_the_first_time(*args):
+    """A compiler that crashes in its first process only (v6e's, now and then), then finds that the
+    program does not fit (None: nothing to compile for the test)."""
+    marker = Path(os.environ["CRASHED_MARKER"])
+    if not marker.exists():
+        marker.touch()
+        os.abort()
+    return None
+
+
 # ``python ARGS`` (``SCRIPT ...`` or ``-m MODULE ...``) under the faults its environment names, set
 # by the child itself before it runs (a preexec_fn would run in a fork of this multithreaded
 # process): FILE_SIZE_LIMIT=BYTES, what a full disk does to a write (Python ignores SIGXFSZ, so a

@@ -2,6 +2,7 @@
 slice; no TPU is needed): a BatchNorm cell and a dropout cell, one seed and three, the scan over
 steps and the vmap over seeds that a TPU runs, and what ``compile`` makes of them."""
 
+import contextlib
 import importlib.util
 import resource
 import subprocess
@@ -214,6 +215,21 @@ def test_without_libtpu_the_command_says_what_to_install(monkeypatch):
     )
     with pytest.raises(InputError, match=r'needs libtpu, which is not installed: pip install "flax-resnets'):
         tpu.slice_of("v5e:2x2")
+
+
+@pytest.mark.slow
+def test_a_child_that_crashed_without_a_stack_limit_is_started_once_more(monkeypatch, tpu_slice, tmp_path):
+    import run_helpers
+
+    monkeypatch.setenv("CRASHED_MARKER", str(tmp_path / "crashed"))
+    monkeypatch.setattr(compile_command, "compile_here", run_helpers.crash_the_first_time)
+    monkeypatch.setattr(tpu, "stack_limit_lifted", lambda: contextlib.nullcontext(True))
+    assert compile_command.compiled(small_config("batchnorm", 1), tpu_slice) is None
+    assert (tmp_path / "crashed").exists()  # the first child crashed; the second answered
+    monkeypatch.setattr(tpu, "stack_limit_lifted", lambda: contextlib.nullcontext(False))
+    (tmp_path / "crashed").unlink()
+    with pytest.raises(compile_command.CompilerCrashError, match="ulimit -s unlimited"):
+        compile_command.compiled(small_config("batchnorm", 1), tpu_slice)  # under a limit: no retry
 
 
 @pytest.mark.slow

@@ -272,11 +272,8 @@ def largest_fitting_batch(config: ml_collections.ConfigDict, tpu_slice: tpu.Slic
     data_devices = len(tpu_slice.devices)  # a multiple of it always shares out over the data axis
 
     def training_bytes(batch_size: int) -> float:
-        programs = compiled(
-            checks.with_overrides(config, [f"--config.batch_size={batch_size}"]),
-            tpu_slice,
-            only_training=True,
-        )
+        overrides = [f"--config.batch_size={batch_size}"]
+        programs = compiled(checks.with_overrides(config, overrides), tpu_slice, only_training=True)
         return float("inf") if programs is None else programs[0].device_bytes
 
     small, larger = data_devices, 8 * data_devices
@@ -297,25 +294,28 @@ class CompilerCrashError(Exception):
 def compiled(
     config: ml_collections.ConfigDict, tpu_slice: tpu.Slice, *, only_training: bool = False
 ) -> list[CompiledProgram] | None:
-    """``compile_run`` in a child process (its messages in a file; started without a stack limit
-    where this one's allows), so that libtpu's compiler crashing is a ``CompilerCrashError``; None
-    where the program does not fit a device's memory."""
+    """``compile_run`` in a child process (its messages in a file; without a stack limit where this one's
+    allows): libtpu's compiler crashing is a ``CompilerCrashError`` (v6e's crashes now and then even so: a
+    crashed child is started once more); None where the program does not fit a device's memory."""
     report = Path(tempfile.mkstemp(prefix="flax_resnets_compile_", suffix=".log")[1])
     context = multiprocessing.get_context("spawn")
-    with (
-        tpu.stack_limit_lifted() as unlimited,
-        concurrent.futures.ProcessPoolExecutor(
-            1, mp_context=context, initializer=messages_to, initargs=(str(report),)
-        ) as child,
-    ):
-        job = child.submit(compile_here, config.to_json(), tpu_slice.name, only_training)
-        try:
-            programs = job.result()
-        except concurrent.futures.process.BrokenProcessPool:
-            hint = "" if unlimited else "; it ran under a stack limit: try again after `ulimit -s unlimited`"
-            raise CompilerCrashError(f"libtpu's compiler crashed (its report: {report}){hint}") from None
-    report.unlink()
-    return programs
+    for attempt in (1, 2):
+        with (
+            tpu.stack_limit_lifted() as unlimited,
+            concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=context, initializer=messages_to, initargs=(str(report),)
+            ) as child,
+        ):
+            job = child.submit(compile_here, config.to_json(), tpu_slice.name, only_training)
+            try:
+                programs = job.result()
+            except concurrent.futures.process.BrokenProcessPool:
+                if attempt == 1 and unlimited:
+                    continue
+                hint = "" if unlimited else "; it had a stack limit: try again after `ulimit -s unlimited`"
+                raise CompilerCrashError(f"libtpu's compiler crashed (its report: {report}){hint}") from None
+        report.unlink()
+        return programs
 
 
 def messages_to(path: str) -> None:
@@ -373,10 +373,8 @@ def main(argv: list[str]) -> int:
                 lines = compile_config(name, config, tpu_slice)
             except CompilerCrashError as error:
                 crashed.append(f"{name} on {tpu_slice.name}: {error}")
-                lines = [
-                    f"{row_start(name, config, tpu_slice)}| does not compile: libtpu's compiler crashed |"
-                    + " |" * 8
-                ]
+                crash = "| does not compile: libtpu's compiler crashed |" + " |" * 8
+                lines = [f"{row_start(name, config, tpu_slice)}{crash}"]
             for line in lines:
                 rows.append(line)
                 print(line, flush=True)
