@@ -204,11 +204,6 @@ def damage(step_dir: Path, kind: str) -> None:
         raise ValueError(kind)
 
 
-def crash_compiling(*args):
-    """What a compiler that crashes does to its process (for the compile command's child)."""
-    os.abort()
-
-
 def crash_the_first_time(*args):
     """A compiler that crashes in its first process only (v6e's, now and then), then finds that the
     program does not fit (None: nothing to compile for the test)."""
