@@ -16,6 +16,15 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_collection_modifyitems(items):
+    """Files with the most end-to-end (slow) tests first: the two workers take whole files in this
+    order, and end together when the long files do not come last."""
+    slow = {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: -slow[item.path])  # stable: each file's tests keep their order
+
+
 @pytest.fixture(scope="session")
 def compile_cache(tmp_path_factory):
     """One persistent JAX compilation cache for a test worker and the main.py processes it starts."""

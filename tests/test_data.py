@@ -186,16 +186,16 @@ def test_a_small_resnet_learns_real_fashion_mnist_from_10000_images(fashion_mnis
             folder.mkdir(parents=True)
             for image in sorted((fashion_mnist_folder / split / str(label)).iterdir())[:per_class]:
                 (folder / image.name).symlink_to(image)
-    # The quickstart's recipe and model (ResNet-8: batch 32, lr 0.05, wd 5e-4) for 2 epochs:
-    # 624 steps take it from 10% (chance) to 79% validation accuracy (measured on a 2-core CPU).
+    # The quickstart's recipe and model (ResNet-8: batch 32, lr 0.05, wd 5e-4) for 1 epoch: 312
+    # steps take it from 10% (chance) to 75.7% validation and 74.9% test accuracy (a 2-core CPU).
     config = quickstart.get_config()
     config.data_dir = str(subset)
-    config.num_epochs = 2
+    config.num_epochs = 1
 
     started = time.perf_counter()
     result = train_and_evaluate(config, tmp_path / "run")
     records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     seconds = time.perf_counter() - started
     print(f"resnet8 on 10,000 Fashion-MNIST images: {seconds:.0f}s, {records[-1]}, {result}")
-    assert records[-1]["val_accuracy"] >= 0.75
-    assert result["num_examples"] == 2000 and result["test_accuracy"] >= 0.72
+    assert records[-1]["val_accuracy"] >= 0.70
+    assert result["num_examples"] == 2000 and result["test_accuracy"] >= 0.70
