@@ -144,6 +144,7 @@ def test_a_v6e_process_under_a_stack_limit_starts_again_without_or_is_refused(mo
         tpu.require_compiler_stack("TPU v6 lite")
 
 
+@pytest.mark.slow
 def test_the_command_prints_each_programs_row_for_v6e_too(capsys):
     """For v6e, whose compiler (libtpu 0.0.42.1) crashes on a residual network's training call in a
     process started under a stack limit: the command starts its child without one."""

@@ -91,17 +91,19 @@ def test_train_two_epochs_then_eval_mode_reproduces_eval_json(tmp_path, compile_
 
 @pytest.mark.slow
 def test_one_and_eight_devices_take_the_same_step(tmp_path, compile_cache, image_folder):
-    # 24 training images, a global batch of 24: exactly one step, split 1 or 8 ways.
+    """24 training images, a batch of 24: exactly one step of two seeds, on one device or on eight
+    (a 2 x 4 mesh: each member on 4 devices, its batch split 4 ways)."""
     args = [
         *TINY,
         "--config.dataset=image_folder",
         f"--config.data_dir={image_folder}",
         "--config.batch_size=24",
         "--config.num_epochs=1",
+        "--config.num_seeds=2",
     ]
     trained_here([*args, f"--workdir={tmp_path / 'one'}"])  # this process has one device
     eight = run_main([*args, f"--workdir={tmp_path / 'eight'}"], compile_cache, devices=8)
-    assert "step 1:" in eight.stdout
+    assert "step 1 (mean of 2 seeds):" in eight.stdout
     one_state, eight_state = saved_state(tmp_path / "one"), saved_state(tmp_path / "eight")
     assert not np.allclose(one_state["params"]["head"]["kernel"]["value"], 0)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6), one_state, eight_state)
