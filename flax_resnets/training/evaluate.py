@@ -35,7 +35,8 @@ def evaluate_split(
         return None
     sums, constants = None, feed.constants(split)
     batches = -(-len(getattr(feed.dataset, split)) // feed.eval_batch_size)
-    with progress(batches, split, "batch", enabled=jax.process_index() == 0) as bar:
+    description = f"{split} of {len(getattr(feed.dataset, split)):,} images"
+    with progress(batches, description, "batch", enabled=jax.process_index() == 0) as bar:
         for inputs in feed.eval_inputs(split, epoch):
             out = eval_fn(model_state, inputs, constants)
             sums = out if sums is None else jax.tree.map(jnp.add, sums, out)

@@ -125,11 +125,12 @@ def train(
     or a first Ctrl-C saves a checkpoint and stops (``TrainingStoppedError``)."""
     config = program.config
     step = int(members.split(state.step, config.num_seeds)[0])
+    compiled: set[int] = set()  # the call lengths compiled so far
     with StopRequests() as stop:  # while training: after it, Ctrl-C is the command's (nothing to save)
         for epoch in range(step // program.feed.epoch_steps, config.num_epochs):
             first_step = step % program.feed.epoch_steps
             started = time.perf_counter()
-            state, step = train_epoch(program, state, epoch, first_step, checkpoints, history, stop)
+            state, step = train_epoch(program, state, epoch, first_step, checkpoints, history, stop, compiled)
             train_seconds = time.perf_counter() - started
             seeds = validate(program, state, epoch, step, checkpoints)
             record = {
@@ -162,9 +163,11 @@ def train_epoch(
     checkpoints: Checkpoints,
     history: list[dict],
     stop: StopRequests,
+    compiled: set[int],
 ) -> tuple[steps.TrainState, int]:
-    """Epoch ``epoch`` from its step ``first_step`` to its end, with a progress bar; the state and
-    the run's step after it."""
+    """Epoch ``epoch`` from its step ``first_step`` to its end, with a progress bar whose rate leaves
+    out compiling (a call of a length not in ``compiled`` compiles: its time is said in a line); the
+    state and the run's step after it."""
     config, num_seeds, epoch_steps = program.config, program.config.num_seeds, program.feed.epoch_steps
     if first_step == 0:
         zero = parallel.place_state(steps.zero_epoch_sums(num_seeds), program.mesh)
@@ -175,7 +178,14 @@ def train_epoch(
     description = f"epoch {epoch + 1}/{config.num_epochs}"
     with progress(epoch_steps, description, "step", initial=first_step, enabled=show, in_logs=True) as bar:
         for inputs, done in calls:
+            began = time.perf_counter()
             state = program.train(state, inputs, program.feed.constants("train"), done)
+            if done not in compiled:  # compiled by this call, before the device ran it
+                compiled.add(done)
+                seconds = time.perf_counter() - began
+                bar.leave_out(seconds)
+                if show:
+                    bar.say(f"compiled the training call of {done} step(s) in {seconds:.1f} s", seconds)
             step += done
             bar.update(done)
             if passed_multiple(step, done, config.log_every_steps):
