@@ -8,7 +8,7 @@ import sys
 
 from flax_resnets import interrupts
 
-interrupts.install()  # before the libraries load: Ctrl-C while they do is one line too
+interrupts.install("train")  # before the libraries load: Ctrl-C while they do is one line too
 
 try:
     from flax_resnets.cli import run_command

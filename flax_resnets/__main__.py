@@ -48,5 +48,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    interrupts.install()  # before the command's libraries load
+    interrupts.install(sys.argv[1] if len(sys.argv) > 1 else "")  # before the command's libraries load
     sys.exit(main(sys.argv[1:]))

@@ -17,8 +17,14 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
-INTERRUPTED = "Interrupted: files already written are whole; run the same command to resume or evaluate."
-TERMINATED = "Terminated: files already written are whole; run the same command to resume or evaluate."
+RESUMING_COMMANDS = ("train", "sweep")  # the same command again goes on where they stopped
+
+
+def last_line(number: int, command: str) -> str:
+    """What a command ends with on Ctrl-C (SIGINT) or SIGTERM."""
+    name = "Interrupted" if number == signal.SIGINT else "Terminated"
+    advice = "; run the same command to resume or evaluate" if command in RESUMING_COMMANDS else ""
+    return f"{name}: files already written are whole{advice}."
 
 
 class WritesInProgress:
@@ -49,7 +55,7 @@ def exit_when_files_are_whole(exit_now: Callable[[], NoReturn]) -> None:
         exit_now()
 
 
-def exit_interrupted(status: int = EXIT_INTERRUPTED, message: str = INTERRUPTED) -> NoReturn:
+def exit_interrupted(status: int, message: str) -> NoReturn:
     try:
         sys.stdout.flush()
     except RuntimeError:  # the signal came in the middle of a print: its line is lost, not the rest
@@ -64,13 +70,14 @@ STOP_WITH_PARENT = "FLAX_RESNETS_STOP_WITH_PARENT"
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends (Linux)
 
 
-def install() -> None:
-    """At the entry point: Ctrl-C and SIGTERM end the command at once, once the files being written
-    are whole; a sweep's cell gets SIGTERM when the sweep ends (``STOP_WITH_PARENT``)."""
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, lambda number, frame: exit_when_files_are_whole(exit_interrupted))
-    terminated = functools.partial(exit_interrupted, 128 + signal.SIGTERM, TERMINATED)
-    signal.signal(signal.SIGTERM, lambda number, frame: exit_when_files_are_whole(terminated))
+def install(command: str) -> None:
+    """At the entry point of ``command``: Ctrl-C and SIGTERM end it at once, once the files being
+    written are whole; a sweep's cell gets SIGTERM when the sweep ends (``STOP_WITH_PARENT``)."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        if number == signal.SIGINT and signal.getsignal(number) is signal.SIG_IGN:
+            continue  # started in the background by a shell: Ctrl-C is not its to answer
+        end = functools.partial(exit_interrupted, 128 + number, last_line(number, command))
+        signal.signal(number, lambda number, frame, end=end: exit_when_files_are_whole(end))
     parent = os.environ.get(STOP_WITH_PARENT)
     if parent and sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -79,8 +86,9 @@ def install() -> None:
 
 
 TRAINING_STOPS = (
-    "{signal}: stopping after the call in flight (an epoch that has just ended is validated first); "
-    "its checkpoint is saved, then the run exits. Ctrl-C again stops at once."
+    "{signal}: stopping once the steps already sent to the device are done (an epoch that has just "
+    "ended is validated first) and a checkpoint is saved: seconds on a fast device, a call or two of "
+    "steps and a save on a slow one. Ctrl-C again stops at once."
 )
 
 

@@ -24,7 +24,7 @@ from run_helpers import (
     under_faults,
 )
 
-from flax_resnets.interrupts import INTERRUPTED
+from flax_resnets.interrupts import last_line
 from flax_resnets.runs.metrics import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -210,7 +210,8 @@ def assert_interrupted_in_one_line(result):
         return
     last = stderr.strip().splitlines()[-1]
     assert status == 130, f"exit {status}\n{stderr[-3000:]}"
-    assert last in (INTERRUPTED, "Interrupted.") or last.startswith("Stopped at step"), stderr[-3000:]
+    ended = last in (last_line(signal.SIGINT, "train"), "Interrupted.") or last.startswith("Stopped at step")
+    assert ended, stderr[-3000:]
 
 
 # Ctrl-C at each moment of an evaluation and of a resume (once it crashed the process, was

@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from flax_resnets.files import atomic_write, write_json
-from flax_resnets.interrupts import StopRequests, WritesInProgress, exit_when_files_are_whole
+from flax_resnets.interrupts import TRAINING_STOPS, StopRequests, WritesInProgress, exit_when_files_are_whole
 
 
 def test_a_first_signal_is_a_request_a_second_goes_to_the_handler_it_replaced(capsys):
@@ -22,10 +22,8 @@ def test_a_first_signal_is_a_request_a_second_goes_to_the_handler_it_replaced(ca
             signal.raise_signal(signal.SIGTERM)  # in this thread, so handled before the next line
             assert stop.requested(step=2) and stop.exit_status() == 128 + signal.SIGTERM
             said = capsys.readouterr().err.splitlines()  # at once, while the call is in flight
-            assert said == [
-                "SIGTERM: stopping after the call in flight (an epoch that has just ended is validated "
-                "first); its checkpoint is saved, then the run exits. Ctrl-C again stops at once."
-            ]
+            assert said == [TRAINING_STOPS.format(signal="SIGTERM")]
+            assert said[0].startswith("SIGTERM: stopping once the steps already sent to the device are done")
             signal.raise_signal(signal.SIGINT)  # the command's own handler, e.g. exit at once
             assert seen == [signal.SIGINT]
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # both restored

@@ -8,13 +8,14 @@ command again in the same workdir resumes the run.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from flax_resnets import checks
 from flax_resnets.cli import EXIT_FAILED, command_parser, load_config_file, parse_command, refuse, user_path
-from flax_resnets.interrupts import EXIT_INTERRUPTED, INTERRUPTED
+from flax_resnets.interrupts import EXIT_INTERRUPTED, last_line
 
 
 def main(argv: list[str], program: str | None = None) -> int:
@@ -60,7 +61,7 @@ def train_or_evaluate(config: Any, workdir: Path, mode: str, checkpoint: str) ->
         print(str(error), file=sys.stderr)
         return error.exit_status
     except KeyboardInterrupt:  # a second SIGTERM while training (``interrupts.StopRequests``)
-        print(INTERRUPTED, file=sys.stderr)
+        print(last_line(signal.SIGINT, "train"), file=sys.stderr)
         return EXIT_INTERRUPTED
     if jax.process_index() == 0:
         run_config = config_dict(config) if config else read_run(workdir).config
