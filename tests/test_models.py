@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_resnets.models import MODELS, RESIDUAL_TWINS, count_parameters, create_model
+from flax_resnets.models import MODELS, RESIDUAL_TWINS, abstract_model, count_parameters, create_model
 from flax_resnets.models.flops import forward_gflops
 from flax_resnets.models.layers import Dropout, Layers, adaptive_average_pool, dropout_mask
 
@@ -36,11 +36,6 @@ EXPECTED_PARAMETERS = {
 }
 # CIFAR-100's VGG19 has BatchNorm; the paper's code printed no count there, computed from its modules.
 PARAMETERS_AT_100_CLASSES = {"vgg19_bn": 20_612_004, "alexnet": 57_195_428, "resnet18": 11_220_132}
-
-
-def abstract_model(name, num_classes=10, input_channels=3):
-    """The model's structure with shapes only: no parameter is initialised."""
-    return nnx.eval_shape(lambda: create_model(name, num_classes=num_classes, input_channels=input_channels))
 
 
 @pytest.mark.parametrize("name", EXPECTED_PARAMETERS)
@@ -74,7 +69,7 @@ SHAPE_CASES = [(name, channels, classes) for name in FAMILIES for channels, clas
 
 @pytest.mark.parametrize("name, input_channels, num_classes", SHAPE_CASES)
 def test_output_shape_in_both_modes(name, input_channels, num_classes):
-    model = abstract_model(name, num_classes, input_channels)
+    model = abstract_model(name, num_classes=num_classes, input_channels=input_channels)
     images = jax.ShapeDtypeStruct((2, 32, 32, input_channels), jnp.float32)
     key = jax.random.key(0)
     for train in (True, False):

@@ -1,11 +1,12 @@
 """``python -m flax_resnets models``: parameters and forward GFLOPs of every model (2 FLOPs per
-multiply-accumulate of convolutions and dense layers, padding included; ``models.flops``).
+multiply-accumulate of convolutions and dense layers, padding included; ``models.flops``), from
+the models' shapes alone: nothing is initialised.
 """
 
 from __future__ import annotations
 
 from flax_resnets.cli import command_parser, positive_int
-from flax_resnets.models import MODELS, count_parameters, create_model, require_models
+from flax_resnets.models import MODELS, abstract_model, count_parameters, require_models
 from flax_resnets.models.flops import forward_gflops
 
 
@@ -20,7 +21,7 @@ def main(argv: list[str]) -> int:
     require_models(names)
     print(f"{'model':<10} {'parameters':>12} {'GFLOPs/image':>13}")
     for name in names:
-        model = create_model(name, num_classes=args.num_classes, input_channels=args.input_channels)
+        model = abstract_model(name, num_classes=args.num_classes, input_channels=args.input_channels)
         gflops = forward_gflops(model, (32, 32, args.input_channels))
         print(f"{name:<10} {count_parameters(model):>12,} {gflops:>13.3f}", flush=True)
     return 0

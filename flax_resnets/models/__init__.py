@@ -9,6 +9,7 @@ from flax_resnets.models.registry import MODELS as MODELS
 from flax_resnets.models.registry import RESIDUAL_TWINS as RESIDUAL_TWINS
 from flax_resnets.models.registry import VGGS as VGGS
 from flax_resnets.models.registry import ResNetSpec as ResNetSpec
+from flax_resnets.models.registry import abstract_model as abstract_model
 from flax_resnets.models.registry import count_parameters as count_parameters
 from flax_resnets.models.registry import create_model as create_model
 from flax_resnets.models.registry import layer_init as layer_init

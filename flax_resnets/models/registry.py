@@ -138,6 +138,11 @@ def create_model(
     )
 
 
+def abstract_model(name: str, *, num_classes: int = 10, input_channels: int = 3) -> nnx.Module:
+    """Model ``name`` with shapes for arrays, nothing initialised: its counts in a moment."""
+    return nnx.eval_shape(lambda: create_model(name, num_classes=num_classes, input_channels=input_channels))
+
+
 def count_parameters(model: nnx.Module) -> int:
     """Trainable parameters (BatchNorm running statistics excluded), as PyTorch counts them."""
     return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
