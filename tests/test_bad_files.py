@@ -11,6 +11,7 @@ import pytest
 from conftest import write_image_folder
 from PIL import Image
 
+from flax_resnets.data import image_folder as folders
 from flax_resnets.data import sources
 from flax_resnets.data.sources import load_dataset
 from flax_resnets.errors import InputError
@@ -97,6 +98,32 @@ def test_folders_that_cannot_be_trained_on_are_refused(image_folder, damage, mes
     damage(image_folder)
     with pytest.raises(InputError, match=re.escape(message)):
         load(image_folder)
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ("class_0 cat\nclass_1 dog\nclass_2 hot dog\n", None),
+        ("class_0 cat\nclass_1 dog\n", "must name each class folder once"),
+        ("class_0 cat\nclass_1 dog\nclass_2\n", "must name each class folder once"),
+        ("class_0 cat\nclass_0 dog\nclass_1 a\nclass_2 b\n", "must name each class folder once"),
+        ("class_0 cat\nclass_1 dog\nclass_7 b\n", "must name each class folder once"),
+    ],
+    ids=["named", "one missing", "one without a name", "one twice", "an unknown label"],
+)
+def test_classes_txt_names_each_class_folder_or_is_refused(image_folder, lines, message):
+    (image_folder / "classes.txt").write_text(lines)
+    if message is None:
+        assert load(image_folder).class_names == ("cat", "dog", "hot dog")
+    else:
+        with pytest.raises(InputError, match=f"classes.txt {message}"):
+            load(image_folder)
+
+
+def test_the_fashion_mnist_sample_names_its_garments():
+    labels = tuple(sorted(p.name for p in (sources.SAMPLE_FASHION_MNIST / "train").iterdir()))
+    names = folders.class_names(sources.SAMPLE_FASHION_MNIST / "classes.txt", labels)
+    assert names[0] == "T-shirt/top" and names[9] == "Ankle boot" and len(set(names)) == 10
 
 
 @pytest.mark.parametrize(

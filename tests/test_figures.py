@@ -47,6 +47,7 @@ def test_the_centre_of_the_grid_is_what_predict_gives_on_the_same_images(tmp_pat
     config.update(data_dir=str(SAMPLE_FASHION_MNIST), train_images=64, num_epochs=1, batch_size=16)
     train_and_evaluate(config, tmp_path / "run")
     run = load_run(tmp_path / "run")
+    assert run.class_names[0] == "T-shirt/top"  # the sample's classes.txt, into predict's answers
     dataset = load_config_dataset(run.config)
     dataset = dataclasses.replace(dataset, train=dataset.train.take(np.arange(40)))
     _, params, batch_stats = nnx.split(run.model, nnx.Param, nnx.BatchStat)

@@ -1,7 +1,8 @@
 """The files of an image folder, ``ROOT/{train,test}/<label>/<image>``, in TFDS ``ImageFolder``'s
 order (the same examples and validation cut), checked before any decoding: what is not an image
 is skipped with one warning; an unreadable image, an empty class, a class only in ``test/`` or a
-split without classes is refused in one line; the channels are 3 if any image has colour.
+split without classes is refused in one line; the channels are 3 if any image has colour. An
+optional ``ROOT/classes.txt`` names the classes, a line ``<label> <name>`` each (``3 Dress``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flax_resnets.errors import InputError, shown, warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 SPLITS = ("train", "test")
+CLASS_NAMES = "classes.txt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,4 +87,23 @@ def decode_image_folder(root: Path) -> dict[str, Any]:
         )
         splits[split] = Split(images, np.array([label for _, label in examples], np.int32))
     mean, std = pixel_statistics(splits["train"].images)
-    return {**splits, "dataset": "image_folder", "class_names": listing.labels, "mean": mean, "std": std}
+    names = class_names(root / CLASS_NAMES, listing.labels)
+    return {**splits, "dataset": "image_folder", "class_names": names, "mean": mean, "std": std}
+
+
+def class_names(path: Path, labels: tuple[str, ...]) -> tuple[str, ...]:
+    """Each label's name from ``path`` (``classes.txt``: ``<label> <name>`` lines), or the labels
+    themselves where there is no such file; one that does not name each label once is refused."""
+    if not path.exists():
+        return labels
+    try:
+        lines = [line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path} cannot be read ({error}): fix it or remove it.") from error
+    names = {line[0]: line[-1].strip() for line in lines}
+    if any(len(line) != 2 for line in lines) or len(names) != len(lines) or set(names) != set(labels):
+        raise InputError(
+            f"{path} must name each class folder once, a line '<label> <name>' each, for the labels "
+            f"{', '.join(labels)}: fix it or remove it."
+        )
+    return tuple(names[label] for label in labels)
