@@ -33,6 +33,7 @@ def main(argv: list[str]) -> int:
         except ImportError as error:
             raise InputError('--format=torch needs PyTorch: pip install -e ".[bench]" (or torch).') from error
     run = load_run(args.workdir, args.checkpoint, args.seed)
+    print(f"exporting {args.workdir}'s {args.checkpoint} checkpoint to {args.out.resolve()}", flush=True)
     for path in export(run, args.out):
-        print(f"wrote {path}")
+        print(f"wrote {path.resolve()}")
     return 0

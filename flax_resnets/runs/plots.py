@@ -125,8 +125,10 @@ def plot_degradation(runs: dict[str, dict], title: str, path: Path) -> Path:
         family = "plain" if name.startswith("plain") else "resnet"
         depth = int("".join(filter(str.isdigit, name)))
         axes = panels[family]
-        axes.plot(run["epoch"], np.multiply(run["train_error"], 100), "--", color=colours[depth])
-        axes.plot(run["epoch"], np.multiply(run["test_error"], 100), "-", color=colours[depth], label=name)
+        # Markers: a run of one epoch is a point, not an invisible line.
+        epochs, colour = run["epoch"], colours[depth]
+        axes.plot(epochs, np.multiply(run["train_error"], 100), "--o", ms=3, color=colour)
+        axes.plot(epochs, np.multiply(run["test_error"], 100), "-o", ms=3, color=colour, label=name)
     for family, axes in panels.items():
         axes.set_title("plain networks" if family == "plain" else "residual networks")
         axes.set_xlabel("epoch")
