@@ -35,7 +35,7 @@ FIELDS = {
     "download": "let TFDS download a dataset that `data_dir` lacks",
     "validation_fraction": 'a random subset of the training split held out (0: none; "best" is the latest)',
     "split_seed": "the permutation the validation subset is cut from",
-    "train_images": "> 0: train on only the first N training images after the cut (quick checks)",
+    "train_images": "> 0: a quick check: at most N images in each split (training, validation, test)",
     "image_channels": "`3`: grey images as 3 identical channels (the paper's Fashion-MNIST); `0`: as is",
     "augment": "pad-4 random crop and horizontal flip",
     "pad_after_normalization": "crops padded with 0 after normalising (mid-grey), not with black pixels",
@@ -156,6 +156,22 @@ def cell_config(cell: str) -> ml_collections.ConfigDict:
     config = default_config(dataset=dataset, model=model)
     config.update(paper_cell=cell, **TABLE1_CELLS[cell])
     return config
+
+
+def named_cells(names: str) -> list[str]:
+    """The Table 1 cells ``names`` (comma-separated) names: cells, datasets (their five cells) or
+    ``table1`` (all fifteen), each once, in Table 1's order within a name."""
+    cells: list[str] = []
+    for name in names.split(","):
+        named = [cell for cell in TABLE1_CELLS if name in ("table1", cell, cell.rpartition("_")[0])]
+        if not named:
+            raise InputError(
+                f"--cells: {name!r} names no Table 1 cell: give cells <dataset>_<model> (e.g. "
+                f"cifar10_resnet18), datasets ({', '.join(TABLE1_DATASETS)}: their five cells) or "
+                "table1 (all fifteen)."
+            )
+        cells += [cell for cell in named if cell not in cells]
+    return cells
 
 
 def get_config(cell: str) -> ml_collections.ConfigDict:

@@ -71,20 +71,20 @@ def image_folder(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def fashion_mnist_folder(tmp_path_factory):
-    """The real Fashion-MNIST PNGs unzipped from ../shared/data; skips when that is absent."""
+def fashion_mnist_subset(tmp_path_factory):
+    """The first 1,250 training and 200 test images of each class of the real Fashion-MNIST, unzipped
+    from ../shared/data; skips when that is absent."""
     archive = SHARED_DATA / "fashion_mnist_png.zip"
     if not archive.exists():
         pytest.skip(f"real data not available: {archive} is absent (it ships beside the CI clone only)")
     root = tmp_path_factory.mktemp("real")
     with zipfile.ZipFile(archive) as zf:
-        zf.extractall(root)
+        names = sorted(zf.namelist())  # fashion_mnist/<split>/<label>/NNNN.png
+        wanted = [
+            name
+            for split, per_class in (("train", 1250), ("test", 200))
+            for label in range(10)
+            for name in [n for n in names if n.startswith(f"fashion_mnist/{split}/{label}/")][:per_class]
+        ]
+        zf.extractall(root, members=wanted)
     return root / "fashion_mnist"
-
-
-@pytest.fixture(scope="session")
-def real_fashion_mnist(fashion_mnist_folder):
-    """The real Fashion-MNIST, decoded once for every test that reads it whole (~20 s)."""
-    from flax_resnets.data.sources import load_dataset
-
-    return load_dataset("image_folder", data_dir=str(fashion_mnist_folder))

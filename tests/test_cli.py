@@ -104,7 +104,7 @@ BAD_ARGUMENTS = [
         "needs plain and residual",
     ),
     (["figures", "landscape", "--workdir=/nonexistent/run", "--out=/tmp/never"], "holds no run"),
-    (["compile", "--cells=cifar10_resnet19", "--topology=v5e:2x2"], "no Table 1 cell 'cifar10_resnet19'"),
+    (["compile", "--cells=cifar10_resnet19", "--topology=v5e:2x2"], "names no Table 1 cell"),
     (["compile", "--topology=v5e:2x2"], "pass either --config=FILE or --cells=CELL"),
     (["config", "--config.model", "resnet8"], "write an override as --config.model=VALUE, in one word"),
 ]

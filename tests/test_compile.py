@@ -260,4 +260,9 @@ def test_a_compiler_crash_is_a_row_and_one_line_not_the_end_of_the_command(monke
     assert status == 1
     assert "| cifar10_resnet18 | resnet8, 16, 1, float32 | v4:2x2x2 | 16 (2) | does not compile" in out
     assert "| fashion_mnist_vgg19 | resnet8, 16, 1, float32 | v4:2x2x2 | 16 (2) | training call |" in out
-    assert err.strip() == f"error: cifar10_resnet18 on {SLICE}: libtpu's compiler crashed (its report: r.log)"
+    # Each config says when its compiling starts (a log is not silent for minutes), then the error.
+    assert err.splitlines() == [
+        f"cifar10_resnet18 on {SLICE}: compiling the training call and evaluation step",
+        f"fashion_mnist_vgg19 on {SLICE}: compiling the training call and evaluation step",
+        f"error: cifar10_resnet18 on {SLICE}: libtpu's compiler crashed (its report: r.log)",
+    ]

@@ -60,8 +60,9 @@ def test_an_estimate_is_startup_compilation_training_and_evaluation(tmp_path):
     # An evaluation step measured faster than twice the training step counts at twice it.
     fast_eval = Rates.read(rates_file(tmp_path, [("resnet18", 16, 1, 1000.0, 9000.0, 5.0)]))
     assert fast_eval.estimate(fashion, seeds=1, cells=1).seconds == pytest.approx(expected)
+    # A quick check of 1,600 images: as many validated and tested (1,792 in batches of 256).
     shorter = rates.estimate(work("fashion_mnist_resnet18", train_images=1600, num_epochs=2), 1, 1)
-    assert shorter.seconds == pytest.approx(40 + 2 * 1600 / 1000 + (2 * 12_032 + 10_240) / 2000)
+    assert shorter.seconds == pytest.approx(40 + 2 * 1600 / 1000 + (2 * 1792 + 1792) / 2000)
 
 
 def test_sharing_measured_on_one_model_carries_to_another_and_flops_only_ever_slow_a_guess(tmp_path):
@@ -121,16 +122,43 @@ def test_the_plan_packs_longest_first_and_lowers_seeds_before_it_leaves_a_cell_o
     ]
 
 
+def data_of_both(tmp_path):
+    """--data for CIFAR-10 and Fashion-MNIST: a folder (read by the cells, which these tests never start)."""
+    return ["--data", f"cifar10={tmp_path}", f"fashion_mnist={tmp_path}"]
+
+
 def test_a_dry_run_prints_the_plan_and_starts_nothing(tmp_path, capsys):
     path = rates_file(tmp_path, [("resnet18", 16, 1, 1000.0, 2000.0, 5.0)])
     root = tmp_path / "sweep"
     args = ["--cells=cifar10_resnet18,fashion_mnist_resnet18", f"--workdir_root={root}", f"--rates={path}"]
+    args += data_of_both(tmp_path)
     assert sweep.main([*args, "--budget_seconds=1200", "--num_seeds=3", "--dry_run"]) == 0
     printed = capsys.readouterr().out
     assert "plan for 1200 s on Test GPU x1, 1 cell(s) at once (estimates):" in printed
     assert re.search(r"fashion_mnist_resnet18: 1 seed\(s\), slot 1, 0-\d+ s", printed)
     assert "cifar10_resnet18: left out, needs" in printed
     assert not root.exists()
+
+
+def test_a_dry_run_of_table1_costs_the_cells_it_has_data_for_and_names_the_others(tmp_path, capsys):
+    """No --rates: the committed H100 rates; the CIFAR datasets neither given nor prepared for TFDS
+    (downloading off): their ten cells left out, with how to give their data."""
+    argv = ["--cells=table1", "--dry_run", "--budget_seconds=540", "--num_seeds=3"]
+    argv += ["--data", f"fashion_mnist={tmp_path}", "--", "--config.download=False"]
+    assert sweep.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"rates: {sweep.COMMITTED_RATES} (one H100)" in printed
+    assert all(cell in printed for cell in sweep.table1.CELLS)
+    for dataset in ("cifar10", "cifar100"):
+        cells = ", ".join(cell for cell in sweep.table1.CELLS if cell.startswith(f"{dataset}_"))
+        assert f"{cells}: left out, no data: Dataset '{dataset}' is not prepared" in printed
+        assert f"Or give --data {dataset}=FILE.npz" in printed
+    costs = re.findall(r"^  (fashion_mnist_\w+): ([\d,]+) s$", printed, re.MULTILINE)
+    assert [cell for cell, _ in costs] == [c for c in sweep.table1.CELLS if c.startswith("fashion_mnist_")]
+    total = sum(float(seconds.replace(",", "")) for _, seconds in costs)
+    calls = -(-total // 540)
+    in_all = rf"in all 5 cell\(s\), [\d,]+ s \([\d.]+ h\): at least {calls:.0f} call\(s\) of 540 s"
+    assert re.search(in_all, printed)
 
 
 def test_the_sweep_starts_planned_cells_only_with_their_seeds_and_none_past_its_budget(
@@ -153,6 +181,7 @@ def test_the_sweep_starts_planned_cells_only_with_their_seeds_and_none_past_its_
     monkeypatch.setattr(sweep.table1, "main", lambda argv: 0)
     path = rates_file(tmp_path, [("resnet18", 16, 1, 1000.0, 2000.0, 5.0)])
     args = [f"--workdir_root={tmp_path / 'sweep'}", f"--rates={path}", f"--results={tmp_path / 'results'}"]
+    args += data_of_both(tmp_path)
     cells = "--cells=cifar10_resnet18,fashion_mnist_resnet18"
     # 1,125 s for fashion_mnist_resnet18 with 1 seed (2,211 s with 2), 948 s for cifar10_resnet18:
     # 2,300 s fit both with 1 seed rather than one with 2.
@@ -209,7 +238,7 @@ def test_overrides_apply_as_the_trainer_reads_them_and_bad_ones_are_refused_befo
     assert not (tmp_path / "sweep").exists()
 
 
-def test_rates_that_are_not_a_benchmarks_or_miss_the_batch_or_dtype_are_refused(tmp_path):
+def test_rates_that_are_not_a_benchmarks_or_miss_the_batch_or_dtype_are_refused(tmp_path, monkeypatch):
     not_rates = tmp_path / "other.json"
     not_rates.write_text(json.dumps({"rows": []}))
     with pytest.raises(InputError, match="holds no benchmark rates"):
@@ -221,7 +250,6 @@ def test_rates_that_are_not_a_benchmarks_or_miss_the_batch_or_dtype_are_refused(
         rates.estimate(work("cifar10_vgg19"), 1, 1)
     with pytest.raises(InputError, match="measured float32, not bfloat16"):
         rates.estimate(work("cifar10_resnet18", dtype="bfloat16", batch_size=128), 1, 1)
-    with pytest.raises(InputError, match="--dry_run prints the plan made from --rates"):
-        sweep.main(
-            ["--cells=cifar10_resnet18", f"--workdir_root={tmp_path}", "--budget_seconds=10", "--dry_run"]
-        )
+    monkeypatch.setattr(sweep, "COMMITTED_RATES", tmp_path / "none.json")  # an installed package's case
+    with pytest.raises(InputError, match="--dry_run plans from measured rates: give --rates=FILE"):
+        sweep.main(["--cells=cifar10_resnet18", f"--workdir_root={tmp_path}", "--dry_run"])

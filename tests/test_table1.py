@@ -149,13 +149,18 @@ def test_a_cell_shows_the_papers_recipe_before_a_changed_one_then_the_latest(tmp
 
 
 def test_runs_on_part_of_a_dataset_are_left_out_with_the_reason(tmp_path, capsys):
-    folder = fake_run(tmp_path / "subset", "fashion_mnist", "resnet18", 0.87)
-    record = json.loads((folder / "run.json").read_text())
-    record["data"]["train"] = 3200  # the quickstart's sample
-    (folder / "run.json").write_text(json.dumps(record))
-    lines = table_lines(tmp_path, capsys, [folder])
+    folders = [
+        fake_run(tmp_path / "subset", "fashion_mnist", "resnet18", 0.87),
+        fake_run(tmp_path / "quick", "fashion_mnist", "resnet18", 0.5, train_images=1000),
+    ]
+    for folder, train in zip(folders, (3200, 1000), strict=True):  # the quickstart's sample; a quick check
+        record = json.loads((folder / "run.json").read_text())
+        record["data"]["train"] = train
+        (folder / "run.json").write_text(json.dumps(record))
+    lines = table_lines(tmp_path, capsys, folders)
     assert row(lines, "Fashion-MNIST")[2] == "- / 93.38"
-    assert any("not a whole dataset of the paper" in line for line in lines)
+    assert any("subset: trained on data that is not a whole dataset of the paper" in line for line in lines)
+    assert any("quick: trained with train_images=1000 (a quick check)" in line for line in lines)
 
 
 def test_run_dirs_are_previewed_beside_the_kept_runs_and_nothing_is_written(tmp_path, capsys):
@@ -238,13 +243,16 @@ def test_a_keep_that_fails_midway_leaves_the_results_as_they_were(tmp_path, monk
 
 
 @pytest.mark.slow
-def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(tmp_path, image_folder, monkeypatch):
-    """A GPU sweep tried on a CPU: a tiny model on a tiny folder stands in for a cell."""
+def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(
+    tmp_path, image_folder, monkeypatch, capsys
+):
+    """A GPU sweep tried on a CPU: a tiny model on a tiny folder stands in for a cell; CIFAR-100's
+    cells, without data here, are left out."""
     monkeypatch.setattr(table1, "paper_dataset", lambda run: "fashion_mnist")  # the folder is no dataset
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     tiny = ["--config.model=resnet8", "--config.batch_size=8", "--config.eval_batch_size=16"]
     args = [
-        "--cells=fashion_mnist_resnet18",
+        "--cells=fashion_mnist_resnet18,cifar100",
         "--data",
         f"fashion_mnist={image_folder}",
         f"--workdir_root={tmp_path / 'sweep'}",
@@ -255,8 +263,11 @@ def test_the_sweep_keeps_finished_cells_and_stops_the_rest_at_the_budget(tmp_pat
         "--",
         *tiny,
         "--config.num_epochs=1",
+        "--config.download=False",
     ]
     assert sweep.main(args) == 0
+    left_out = "cifar100_alexnet, cifar100_vgg19, cifar100_resnet18, cifar100_resnet34, cifar100_resnet50"
+    assert f"{left_out}: left out, no data" in capsys.readouterr().out
     (kept,) = (tmp_path / "results" / "runs" / "fashion_mnist_resnet8").iterdir()
     report = json.loads((kept / "eval.json").read_text())
     assert report["num_examples"] == 12 and [m["seed"] for m in report["seeds"]] == [0, 1]
@@ -368,7 +379,7 @@ from flax_resnets.commands import sweep
 folder = Path(sys.argv[1])
 cell = (  # a trainer's entry point first, as main.py's
     "from flax_resnets import interrupts\\n"
-    "interrupts.install()\\n"
+    "interrupts.install('train')\\n"
     "import signal, sys, time\\n"
     "def stop(number, frame):\\n"
     f"    open({str(folder / 'cell_stopped')!r}, 'w').write(signal.Signals(number).name)\\n"
@@ -420,7 +431,7 @@ def test_a_budget_ending_before_the_first_checkpoint_says_nothing_can_resume(tmp
 
 def test_the_sweep_refuses_unknown_cells_and_missing_data(tmp_path):
     for args, message in (
-        (["--cells=cifar10_resnet19"], "no Table 1 cell 'cifar10_resnet19'"),
+        (["--cells=cifar10_resnet19"], "'cifar10_resnet19' names no Table 1 cell"),
         (["--cells=cifar10_resnet18", "--data", "cifar10=/nowhere"], "--data 'cifar10=/nowhere'"),
     ):
         with pytest.raises(InputError, match=re.escape(message)):

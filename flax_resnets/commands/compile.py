@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 
 from flax_resnets import checks
 from flax_resnets.cli import command_parser, load_config_file, output_file, parse_command
-from flax_resnets.config import TABLE1_CELLS, cell_config
+from flax_resnets.config import cell_config, named_cells
 from flax_resnets.data.arrays import IMAGE_SIZE, Dataset, Split
 from flax_resnets.data.feeds import Feed
 from flax_resnets.data.order import check_batch_size
@@ -38,7 +38,7 @@ from flax_resnets.data.sources import (
     TFDS_STATISTICS,
     normalized_as_configured,
     require_dataset,
-    training_images,
+    split_sizes,
 )
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_text
@@ -142,7 +142,6 @@ def dataset_shapes(config: ml_collections.ConfigDict) -> Dataset:
         )
     require_dataset(config.dataset, config.validation_fraction)
     num_classes, channels, num_train, num_test = TFDS_SIZES[config.dataset]
-    train = training_images(num_train, config.validation_fraction)
     channels = 3 if config.image_channels == 3 else channels
     mean, std = (statistics * (channels // len(statistics)) for statistics in TFDS_STATISTICS[config.dataset])
 
@@ -151,7 +150,8 @@ def dataset_shapes(config: ml_collections.ConfigDict) -> Dataset:
         return Split(images, np.zeros((num_images,), np.int32))
 
     names = tuple(str(label) for label in range(num_classes))
-    splits = zeros(min(train, config.train_images or train)), zeros(num_train - train), zeros(num_test)
+    sizes = split_sizes(num_train, num_test, config.validation_fraction, config.train_images)
+    splits = (zeros(size) for size in sizes)
     return normalized_as_configured(config, Dataset(config.dataset, names, mean, std, *splits))
 
 
@@ -225,8 +225,7 @@ def configs_of(args: Any, overrides: list[str]) -> dict[str, ml_collections.Conf
     if args.config:
         named = {args.config: load_config_file(args.config)}
     else:
-        names = list(TABLE1_CELLS) if args.cells == "table1" else args.cells.split(",")
-        named = {name: cell_config(name) for name in names}
+        named = {name: cell_config(name) for name in named_cells(args.cells)}
     configured = {name: checks.with_overrides(config, overrides) for name, config in named.items()}
     for config in configured.values():
         checks.validate_config(config)
@@ -339,6 +338,7 @@ def compile_config(name: str, config: ml_collections.ConfigDict, tpu_slice: tpu.
     """The table's rows of ``config`` on ``tpu_slice``; a training call too large for a device is
     refused naming the batch that fits."""
     hbm = tpu_slice.chip.hbm_bytes / tpu_slice.devices_per_chip
+    print(f"{name} on {tpu_slice.name}: compiling the training call and evaluation step", file=sys.stderr)
     programs = compiled(config, tpu_slice)
     if programs is None or programs[0].device_bytes > hbm:
         print(f"{name}: batch_size={config.batch_size} does not fit {tpu_slice.name}; finding one that does.")
@@ -359,7 +359,7 @@ def main(argv: list[str]) -> int:
     parser = command_parser("compile", __doc__)
     add = parser.add_argument
     add("--config", help="a config file, e.g. configs/cifar10_resnet18.py (or FILE:ARG)")
-    add("--cells", help="Table 1 cells, comma-separated, or 'table1' for all 15")
+    add("--cells", help="Table 1 cells, comma-separated: cells, datasets (their 5 cells) or table1 (all 15)")
     add("--topology", required=True, help="TPU slices GENERATION:TOPOLOGY, e.g. v5e:4x4,v4:2x2x2,v6e:2x2")
     add("--out", type=output_file, help="also write the table to this Markdown file")
     args, overrides = parse_command(parser, argv)

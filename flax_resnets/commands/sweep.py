@@ -1,11 +1,14 @@
-"""``python -m flax_resnets sweep``: train a list of Table 1 cells within a time budget, keep what finished.
+"""``python -m flax_resnets sweep``: train Table 1's cells (within a time budget), keep what finished.
 
-    python -m flax_resnets sweep --cells=cifar10_resnet18,fashion_mnist_alexnet \\
-        --data cifar10=/data/cifar10.npz --workdir_root=runs/sweep --budget_seconds=3600 --num_seeds=3
+    python -m flax_resnets sweep --cells=table1 --num_seeds=3 --dry_run
+    python -m flax_resnets sweep --cells=table1 --num_seeds=3 --data cifar10=/data/cifar10.npz
 
+Cells whose dataset is neither given (``--data``) nor readable through TFDS are left out, saying why.
 Each cell trains in its own process, ``--parallel`` at once; at the budget's end (or SIGTERM, Ctrl-C)
 running cells save a checkpoint and stop, and the same command resumes them. ``--rates`` plans first
-so that every cell started finishes; finished cells are kept in ``RESULTS/runs/`` with the table.
+so that every cell started finishes (``--dry_run``: the plan and the whole list's cost only, from
+the committed H100 rates where no ``--rates`` is given); finished cells are kept in
+``RESULTS/runs/`` with the table.
 """
 
 from __future__ import annotations
@@ -31,15 +34,17 @@ from flax_resnets.cli import (
     user_path,
 )
 from flax_resnets.commands import table1
-from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, make_plan
+from flax_resnets.commands.sweep_plan import Plan, Rates, cell_work, cost_lines, make_plan
 from flax_resnets.data.arrays import UnreadableArraysError, load_arrays
-from flax_resnets.data.sources import TFDS_SIZES, is_array_file
+from flax_resnets.data.sources import TFDS_SIZES, is_array_file, tfds_builder
 from flax_resnets.errors import InputError
 from flax_resnets.files import atomic_write
 from flax_resnets.interrupts import STOP_WITH_PARENT, StopRequests
 from flax_resnets.runs.workdir import checkpoint_steps, read_run
 
 CELL_CONFIG = Path(config.__file__)  # its get_config(cell): the paper's recipe for a cell
+# What a dry run plans from where no --rates is given: one H100's measured rates (in a clone).
+COMMITTED_RATES = Path(__file__).parents[2] / "results" / "gpu_h100" / "benchmark_float32.json"
 STOP_GRACE_SECONDS = 60  # for the trainer to save its checkpoint after SIGTERM
 POLL_SECONDS = 1.0  # how often running cells and the budget are looked at
 MEMORY_IN_USE = 0.9  # of the accelerator's memory, shared out between parallel cells
@@ -170,6 +175,8 @@ def main(argv: list[str]) -> int:
     args, data, flags = parse_arguments(argv)
     if not args.dry_run:
         args.cells = [cell for cell in args.cells if not kept_if_finished(cell, args)]
+    for line in without_data(args, data, flags):
+        print(line, flush=True)
     plan = None
     if args.rates:
         plan = plan_cells(args, flags)
@@ -198,26 +205,24 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
     cell's training gets (the ``--config.FIELD=VALUE`` after ``--``); anything wrong refused."""
     parser = command_parser("sweep", __doc__)
     add = parser.add_argument
-    add("--cells", required=True, help="comma-separated <dataset>_<model>, e.g. cifar10_resnet18")
+    add("--cells", required=True, help="comma-separated: cells (cifar10_resnet18), datasets, or table1")
     add("--data", nargs="*", default=[], help="DATASET=PATH (.npz or image folder) per dataset")
-    add("--workdir_root", type=output_folder, required=True, help="one workdir per cell inside it")
-    add("--budget_seconds", type=float, required=True, help="stop cells still running after it")
+    add("--workdir_root", type=output_folder, default="runs/sweep", help="one workdir per cell inside it")
+    add("--budget_seconds", type=float, default=math.inf, help="stop cells still running after it")
     add("--results", type=output_folder, default=Path("results"), help="where finished cells are kept")
     add("--tar", type=output_file, help="also pack the kept runs, the table and the logs here")
     add("--parallel", type=positive_int, default=1, help="cells trained at once, sharing the accelerator")
     add("--num_seeds", type=positive_int, default=1, help="seeds per cell, trained as one (config.num_seeds)")
     add("--rates", type=user_path, help="a `benchmark --json` file of this device: plan the cells first")
-    add("--dry_run", action="store_true", help="print the plan (needs --rates) and exit")
+    add("--dry_run", action="store_true", help="print the plan and the cost of every cell, and exit")
     args, overrides = parse_command(parser, argv)
-    if not math.isfinite(args.budget_seconds) or args.budget_seconds <= 0:
+    if not args.budget_seconds > 0:
         raise InputError(f"--budget_seconds must be a positive number of seconds, got {args.budget_seconds}.")
     if args.dry_run and not args.rates:
-        raise InputError(
-            "--dry_run prints the plan made from --rates: give --rates=FILE (a benchmark --json)."
-        )
-    args.cells = args.cells.split(",")
-    for cell in args.cells:
-        config.cell_config(cell)  # refuses a cell that is not one of Table 1's
+        if not COMMITTED_RATES.exists():
+            raise InputError("--dry_run plans from measured rates: give --rates=FILE (a benchmark --json).")
+        args.rates = COMMITTED_RATES
+    args.cells = config.named_cells(args.cells)
     data = {}
     for item in args.data:
         dataset, _, path = item.partition("=")
@@ -230,6 +235,26 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
     for cell in args.cells:
         checks.with_overrides(config.cell_config(cell), overrides)  # a bad field or value, refused now
     return args, data, overrides
+
+
+def without_data(args: Any, data: dict[str, list[str]], flags: list[str]) -> list[str]:
+    """Leave out of ``args.cells`` the cells of each dataset that is neither in ``data`` nor
+    readable through TFDS here (as its cells' config says: data_dir, download); a line each saying
+    why and how to give it."""
+    lines = []
+    for dataset in dict.fromkeys(table1.CELLS[cell][0] for cell in args.cells):
+        recipe = checks.with_overrides(config.cell_config(f"{dataset}_resnet18"), flags)
+        try:
+            if dataset not in data:
+                tfds_builder(dataset, data_dir=recipe.data_dir, download=recipe.download)
+        except InputError as error:
+            cells = [cell for cell in args.cells if table1.CELLS[cell][0] == dataset]
+            args.cells = [cell for cell in args.cells if cell not in cells]
+            lines.append(
+                f"{', '.join(cells)}: left out, no data: {error} Or give --data {dataset}=FILE.npz "
+                "(`python -m flax_resnets data export` of it) or an image folder."
+            )
+    return lines
 
 
 def kept_if_finished(cell: str, args: Any) -> bool:
@@ -250,7 +275,12 @@ def plan_cells(args: Any, flags: list[str]) -> Plan:
     rates = Rates.read(args.rates)
     works = [cell_work(cell, checks.with_overrides(config.cell_config(cell), flags)) for cell in args.cells]
     plan = make_plan(works, rates, args.num_seeds, args.parallel, args.budget_seconds)
-    print("\n".join(plan.lines(args.budget_seconds, rates.device)), flush=True)
+    lines = plan.lines(args.budget_seconds, rates.device)
+    if args.rates == COMMITTED_RATES:
+        lines.insert(0, f"rates: {COMMITTED_RATES} (one H100): --rates=FILE plans from your device's")
+    if args.dry_run:
+        lines += cost_lines(works, rates, args.num_seeds, args.budget_seconds)
+    print("\n".join(lines), flush=True)
     args.cells = [planned.cell for planned in plan.planned]
     args.parallel = plan.cells_at_once
     return plan

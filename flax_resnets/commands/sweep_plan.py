@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
 from flax_resnets.commands import table1
-from flax_resnets.data.sources import TFDS_SIZES
+from flax_resnets.data.sources import TFDS_SIZES, split_sizes
 from flax_resnets.errors import InputError
 
 STARTUP_SECONDS = 30.0  # a cell's process: imports, reading the data, placing it on the device
@@ -43,11 +44,10 @@ class CellWork:
 
 
 def cell_work(cell: str, config: ml_collections.ConfigDict) -> CellWork:
-    """``cell``'s work under ``config``, on its Table 1 dataset's full split sizes."""
+    """``cell``'s work under ``config``, on its Table 1 dataset's split sizes."""
     dataset = table1.CELLS[cell][0]
     classes, channels, images, test = TFDS_SIZES[dataset]
-    validation = int(round(images * config.validation_fraction))
-    train = min(images - validation, config.train_images or images)
+    train, validation, test = split_sizes(images, test, config.validation_fraction, config.train_images)
     padded = lambda count: -(-count // config.eval_batch_size) * config.eval_batch_size  # noqa: E731
     return CellWork(
         cell=cell,
@@ -66,12 +66,10 @@ def cell_work(cell: str, config: ml_collections.ConfigDict) -> CellWork:
 @functools.cache
 def forward_gflops(model: str, num_classes: int, channels: int) -> float:
     """The model's forward GFLOPs per 32x32 image, from its shapes alone (nothing allocated)."""
-    from flax import nnx
-
-    from flax_resnets.models import create_model
+    from flax_resnets.models import abstract_model
     from flax_resnets.models.flops import forward_gflops as gflops_of
 
-    abstract = nnx.eval_shape(lambda: create_model(model, num_classes=num_classes, input_channels=channels))
+    abstract = abstract_model(model, num_classes=num_classes, input_channels=channels)
     return gflops_of(abstract, (32, 32, channels))
 
 
@@ -219,7 +217,8 @@ class Plan:
 
     def lines(self, budget: float, device: str) -> list[str]:
         """The plan as printed: one line per cell, then the cells left out and why."""
-        lines = [f"plan for {budget:.0f} s on {device}, {self.cells_at_once} cell(s) at once (estimates):"]
+        limit = f"for {budget:.0f} s" if math.isfinite(budget) else "with no time limit"
+        lines = [f"plan {limit} on {device}, {self.cells_at_once} cell(s) at once (estimates):"]
         for p in self.planned:
             lines.append(
                 f"  {p.cell}: {p.seeds} seed(s), slot {p.slot + 1}, {p.start:.0f}-{p.end:.0f} s ({p.basis})"
@@ -232,12 +231,27 @@ class Plan:
         return lines
 
 
+def cost_lines(works: list[CellWork], rates: Rates, num_seeds: int, budget: float) -> list[str]:
+    """Every cell's device time with ``num_seeds`` seeds, one cell at a time, and in all; and how
+    many calls of ``budget`` seconds that is at least (a cell stopped by a call's end resumes in the
+    next, starting and compiling again)."""
+    seconds = {work.cell: rates.estimate(work, num_seeds, 1).seconds for work in works}
+    total = sum(seconds.values())
+    lines = [f"every cell with {num_seeds} seed(s), one at a time (estimates on {rates.device}):"]
+    lines += [f"  {cell}: {cell_seconds:,.0f} s" for cell, cell_seconds in seconds.items()]
+    calls = ""
+    if math.isfinite(budget):
+        calls = f": at least {math.ceil(total / budget)} call(s) of {budget:.0f} s"
+    lines.append(f"  in all {len(seconds)} cell(s), {total:,.0f} s ({total / 3600:.1f} h){calls}")
+    return lines
+
+
 def make_plan(works: list[CellWork], rates: Rates, num_seeds: int, parallel: int, budget: float) -> Plan:
     """The best of the plans with 1 to ``parallel`` cells at once and 1 to ``num_seeds`` seeds a cell
     (``Plan.rank``: seeds are lowered before a cell is left out)."""
     plans = [
         pack(works, rates, num_seeds, most, cells, budget)
-        for cells in range(1, min(parallel, len(works)) + 1)
+        for cells in range(1, max(min(parallel, len(works)), 1) + 1)
         for most in range(num_seeds, 0, -1)
     ]
     return max(plans, key=Plan.rank)

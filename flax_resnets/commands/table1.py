@@ -77,6 +77,13 @@ def paper_dataset(run: RunFiles) -> str | None:
     return None
 
 
+def not_whole(run: RunFiles) -> str:
+    """Why a run whose data is not a whole dataset of the paper fills no cell."""
+    if run.config.get("train_images"):
+        return f"trained with train_images={run.config['train_images']} (a quick check), not a whole dataset"
+    return "trained on data that is not a whole dataset of the paper"
+
+
 def column(model: str) -> str:
     """The Table 1 column a model's run fills (or the model itself, if none)."""
     return COLUMNS.get(model, model)
@@ -251,7 +258,7 @@ def collect(folders: list[Path]) -> tuple[list[CellRun], list[str]]:
             continue
         cell = f"{dataset}_{column(run.config['model'])}"
         if dataset is None:
-            skipped.append(f"{folder}: trained on data that is not a whole dataset of the paper")
+            skipped.append(f"{folder}: {not_whole(run)}")
         elif cell not in CELLS:
             skipped.append(f"{folder}: {run.config['model']} is not a model of Table 1")
         else:
@@ -281,7 +288,7 @@ def keep(workdir: Path, results: Path) -> Path:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise InputError(f"{error}: only finished runs on the paper's datasets can be kept.") from error
     if dataset is None:
-        raise InputError(f"{workdir} did not train on a whole dataset of the paper: it cannot be kept.")
+        raise InputError(f"{workdir} {not_whole(run)}: it cannot be kept.")
     cell = f"{dataset}_{column(run.config['model'])}"
     changes = recipe_changes(run.config, cell) if cell in CELLS else [f"model={run.config['model']}"]
     target = results / "runs" / cell / kept_name(run, changes)

@@ -74,7 +74,7 @@ def load_dataset(
     train_images: int = 0,
 ) -> Dataset:
     """Dataset ``name`` in memory, split into train, validation and test (``train_images`` > 0: the
-    first that many after the cut); ``data_dir`` as typed (``~`` expanded, empty refused)."""
+    most that many in each, ``split_sizes``); ``data_dir`` as typed (``~`` expanded, empty refused)."""
     require_dataset(name, validation_fraction)
     if data_dir is not None:
         if not str(data_dir).strip():
@@ -88,23 +88,31 @@ def load_dataset(
         source = read_image_folder(data_dir)
     else:
         source = read_tfds(name, data_dir=data_dir, download=download)
-    full_train = source["train"]
+    full_train, test = source["train"], source["test"]
     order = np.random.default_rng(split_seed).permutation(len(full_train))
-    num_train = training_images(len(full_train), validation_fraction)
+    num_train, num_validation, num_test = split_sizes(
+        len(full_train), len(test), validation_fraction, train_images
+    )
     return Dataset(
         name=name,
         class_names=source["class_names"],
         mean=source["mean"],
         std=source["std"],
-        train=full_train.take(order[:num_train][: train_images or None]),
-        validation=full_train.take(order[num_train:]),
-        test=source["test"],
+        train=full_train.take(order[:num_train]),
+        validation=full_train.take(order[len(full_train) - num_validation :]),
+        test=test.take(np.arange(num_test)),
     )
 
 
-def training_images(num_images: int, validation_fraction: float) -> int:
-    """How many of ``num_images`` are trained on, the rest held out for validation."""
-    return num_images - int(round(num_images * validation_fraction))
+def split_sizes(
+    num_images: int, num_test: int, validation_fraction: float, train_images: int = 0
+) -> tuple[int, int, int]:
+    """Training, validation and test images of a dataset of ``num_images`` training and ``num_test``
+    test images: ``validation_fraction`` of the training images held out for validation, and where
+    ``train_images`` > 0 (a quick check), at most that many in each split."""
+    validation = int(round(num_images * validation_fraction))
+    cap = train_images or max(num_images, num_test)
+    return min(num_images - validation, cap), min(validation, cap), min(num_test, cap)
 
 
 # config.image_channels: 0 keeps the data's channels; 3 repeats a greyscale image into 3 identical
@@ -166,6 +174,22 @@ def decode_to_arrays(ds: Any, channels: int, description: str = "decoding") -> S
 
 
 def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, Any]:
+    builder = tfds_builder(name, data_dir=data_dir, download=download)
+    if not builder.is_prepared():
+        builder.download_and_prepare()
+    splits = {}
+    for split in ("train", "test"):
+        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+        channels = builder.info.features["image"].shape[-1]
+        splits[split] = decode_to_arrays(ds, channels, f"reading {name} {split}")
+    mean, std = TFDS_STATISTICS[name]
+    names = tuple(builder.info.features["label"].names)
+    return {**splits, "dataset": name, "class_names": names, "mean": mean, "std": std}
+
+
+def tfds_builder(name: str, *, data_dir: str | None, download: bool) -> Any:
+    """TFDS's builder of ``name``, refused at once where its data is neither prepared in ``data_dir``
+    nor to be downloaded (``download`` off, or its host unreachable)."""
     tensorflow()
     import tensorflow_datasets as tfds
 
@@ -181,15 +205,7 @@ def read_tfds(name: str, *, data_dir: str | None, download: bool) -> dict[str, A
         )
     if not prepared:
         require_download_host(name, builder.data_dir)
-        builder.download_and_prepare()
-    splits = {}
-    for split in ("train", "test"):
-        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-        channels = builder.info.features["image"].shape[-1]
-        splits[split] = decode_to_arrays(ds, channels, f"reading {name} {split}")
-    mean, std = TFDS_STATISTICS[name]
-    names = tuple(builder.info.features["label"].names)
-    return {**splits, "dataset": name, "class_names": names, "mean": mean, "std": std}
+    return builder
 
 
 def require_download_host(name: str, data_dir: str) -> None:

@@ -118,12 +118,15 @@ def accuracy(model: nn.Module, data: Images) -> float:
 
 def split(root: Path, recipe: Recipe) -> tuple[Images, Images, Images, int, int]:
     """(training, validation, test) data, channels and classes: the validation cut after a
-    permutation by ``split_seed``, the first ``train_images`` training images kept."""
+    permutation by ``split_seed``; ``train_images`` > 0: at most that many in each split (the
+    first training and test images, the last of those held out)."""
     images, labels, names = read_split(root, "train", recipe.image_channels)
     test_images, test_labels, _ = read_split(root, "test", recipe.image_channels)
     order = np.random.default_rng(recipe.split_seed).permutation(len(labels))
     cut = len(order) - int(round(len(order) * recipe.validation_fraction))
-    train, validation = order[:cut][: recipe.train_images or None], order[cut:]
+    kept = slice(recipe.train_images or None)
+    train, validation = order[:cut][kept], order[cut:][::-1][kept][::-1]
+    test_images, test_labels = test_images[kept], test_labels[kept]
     channels = images.shape[-1]
     pixels = images.reshape(-1, channels) / 255.0
     normalization = normalization_constants(
