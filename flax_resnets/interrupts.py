@@ -112,7 +112,11 @@ class StopRequests:
         return self
 
     def several_hosts(self) -> bool:
-        return self.across_hosts and process_count() > 1
+        if not self.across_hosts:
+            return False
+        import jax  # loaded by then: only a training loop asks
+
+        return jax.process_count() > 1
 
     def handle(self, number: int, frame: object) -> None:
         if self.received is not None:
@@ -139,8 +143,3 @@ class StopRequests:
         for number, handler in self.previous.items():
             signal.signal(number, handler)
 
-
-def process_count() -> int:
-    import jax  # loaded by then: only a training loop asks
-
-    return jax.process_count()

@@ -32,16 +32,13 @@ class Bar(tqdm):
         self.say_if_long()
         return super().update(n)
 
-    def say(self, line: str, seconds: float) -> None:
-        """``line`` above the bar (or into the log) where ``seconds`` make it worth one."""
-        if seconds >= LOGGED_AFTER_SECONDS:
-            self.write(line, sys.stderr)
-
-    def leave_out(self, seconds: float) -> None:
-        """Leave ``seconds`` just spent (compiling) out of the rate and the time left."""
+    def compiled(self, what: str, seconds: float) -> None:
+        """``what`` was compiled in the ``seconds`` just spent: left out of the rate and the time
+        left, and said above the bar (or in the log) where it took long."""
         if not self.disable:
-            self.start_t += seconds
-            self.last_print_t += seconds
+            self.start_t, self.last_print_t = self.start_t + seconds, self.last_print_t + seconds
+        if seconds >= LOGGED_AFTER_SECONDS:
+            self.write(f"compiled {what} in {seconds:.1f} s", sys.stderr)
 
     def close(self) -> None:
         self.say_if_long()
@@ -64,14 +61,6 @@ def progress(
     ``in_logs``: drawn even where stderr is not a terminal."""
     terminal = sys.stderr.isatty()
     drawn = enabled and (terminal or in_logs)
-    return Bar(
-        total=total,
-        initial=initial,
-        desc=description,
-        unit=unit,
-        disable=not drawn,
-        logged=enabled and not drawn,
-        dynamic_ncols=True,
-        leave=in_logs,
-        mininterval=1 if terminal else 30,  # a log file gets a line now and then
-    )
+    shown = dict(disable=not drawn, logged=enabled and not drawn, dynamic_ncols=True, leave=in_logs)
+    every = 1 if terminal else 30  # a log file gets a line of a drawn bar now and then
+    return Bar(total=total, initial=initial, desc=description, unit=unit, mininterval=every, **shown)

@@ -98,90 +98,6 @@ def test_table_cells_show_accuracies_as_percentages_and_small_numbers_with_two_d
     assert second.split() == ["vgg19", "50.00%", "1.00", "2.00", "1.50"]
 
 
-def test_profile_of_a_cpu_step_names_its_convolutions(tmp_path):
-    import jax
-
-    from flax_resnets.runtime import profiling, xla_cpu
-
-    images = jax.random.normal(jax.random.key(0), (8, 16, 16, 32))
-    kernel = jax.random.normal(jax.random.key(1), (3, 3, 32, 32)) / 17
-
-    def two_convolutions(x, k):
-        for _ in range(2):
-            x = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            x = jax.nn.relu(x)
-        return x
-
-    # Compiled as the trainer compiles (on a CPU: XLA's own convolutions, named as such).
-    step = jax.jit(two_convolutions, compiler_options=xla_cpu.compiler_options())
-    step(images, kernel).block_until_ready()
-    trace_file = profiling.trace(lambda: step(images, kernel), 3, tmp_path)
-    summary = profiling.summary(trace_file, calls=3, wall_seconds_per_call=1.0)
-    assert 0 < summary["device busy ms"] < 1e3
-    assert sum(kind["ms"] for kind in summary["kinds"]) == pytest.approx(summary["device busy ms"])
-    convolutions = [op for op in summary["top ops"] if op["kind"] == "convolution/matmul"]
-    assert len(convolutions) == 2  # XLA:CPU runs them asynchronously: their order by time says little
-
-
-def test_profile_of_a_gpu_trace_reads_kernels_inside_cuda_graphs(tmp_path):
-    """A trace shaped as the H100's: kernels on the device's process, most inside command
-    buffers (CUDA graphs) whose kernels carry their fusion's name; host events are left out."""
-    import gzip
-    import json
-
-    from flax_resnets.runtime import profiling
-
-    def kernel(name, op, microseconds, pid=1):
-        return {
-            "ph": "X",
-            "pid": pid,
-            "tid": 1,
-            "ts": 0,
-            "dur": microseconds,
-            "name": name,
-            "args": {"hlo_op": op},
-        }
-
-    events = [
-        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
-        {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "/host:CPU"}},
-        kernel("sm90_xmma_fprop_implicit_gemm", "cudnn-conv.3", 600),
-        kernel("input_reduce_fusion_7", "command_buffer_1", 300),
-        kernel("input_reduce_fusion_7", "command_buffer_2", 100),
-        kernel("loop_transpose_fusion", "command_buffer_1", 200),
-        kernel("host_side_work", "ynn_fusion", 10_000, pid=2),
-    ]
-    trace_file = tmp_path / "perfetto_trace.json.gz"
-    trace_file.write_bytes(gzip.compress(json.dumps({"traceEvents": events}).encode()))
-    summary = profiling.summary(trace_file, calls=2, wall_seconds_per_call=1e-3)
-    assert summary["device busy ms"] == pytest.approx(0.6)  # 1.2 ms of kernels over 2 calls
-    assert [(op["op"], op["kind"], op["ms"]) for op in summary["top ops"]] == [
-        ("cudnn-conv.3", "convolution/matmul", pytest.approx(0.3)),
-        ("input_reduce_fusion_7", "reduction", pytest.approx(0.2)),
-        ("loop_transpose_fusion", "transpose/copy", pytest.approx(0.1)),
-    ]
-
-
-@pytest.mark.parametrize(
-    ("op", "kernel", "kind"),
-    [
-        ("convolution.12", "sm90_xmma_fprop_implicit_gemm_bf16", "convolution/matmul"),
-        ("fusion.3", "cutlass_gemm_relu", "convolution/matmul"),
-        ("transpose.7", "transpose_kernel", "transpose/copy"),
-        ("input_reduce_fusion", "input_reduce_fusion", "reduction"),
-        ("loop_add_fusion", "loop_add_fusion", "fusion"),
-        ("loop_convert_fusion_2", "loop_convert_fusion_2", "fusion"),
-        ("input_convert_reduce_fusion_6", "input_convert_reduce_fusion_6", "reduction"),
-        ("dot.4", "dot.4", "convolution/matmul"),
-        ("custom-call.2", "rng_kernel", "other"),
-    ],
-)
-def test_ops_are_told_apart_by_their_xla_and_kernel_names(op, kernel, kind):
-    from flax_resnets.runtime.profiling import op_kind
-
-    assert op_kind(op, kernel) == kind
-
-
 @pytest.mark.slow
 def test_a_rows_rates_are_its_images_over_the_median_call_on_the_clock(monkeypatch):
     """Timed on a clock that advances a quarter second per reading: every call lasts 0.25 s, so
@@ -195,7 +111,7 @@ def test_a_rows_rates_are_its_images_over_the_median_call_on_the_clock(monkeypat
     monkeypatch.setattr(benchmark.time, "perf_counter", lambda: next(ticks) * 0.25)
     args = argparse.Namespace(
         warmup=1, steps=3, rounds=2, dtype="float32", steps_per_call=2, input_channels=3,
-        compare_torch=True, profile_dir=None,
+        compare_torch=True,
     )  # fmt: skip
     row = benchmark.benchmark_row(args, "resnet8", 4, 1)
     assert row["compile s"] == 0.25

@@ -127,7 +127,6 @@ BAD_PATHS = [
     (["reports", ""], "expected a path, got an empty value"),
     # An output that cannot be written where asked, refused before any work (not after a benchmark).
     (["benchmark", "--json=/tmp"], "argument --json: /tmp is a folder, not a file to write"),
-    (["benchmark", "--profile_dir=README.md"], "README.md is a file, not a folder to write into"),
     (["table1", "--out=/tmp"], "argument --out: /tmp is a folder"),
     (["compile", "--cells=cifar10_resnet18", "--topology=v5e:2x2", "--out=/tmp"], "argument --out: /tmp is"),
     (["parity", "--seed=-5"], "argument --seed: expected a seed from 0 to 2147483647, got '-5'"),

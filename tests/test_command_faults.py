@@ -55,7 +55,7 @@ OUTPUTS = {
         ("--results", "folder", ["--cells=cifar10_resnet18", "--budget_seconds=1"]),
         ("--tar", "file", ["--cells=cifar10_resnet18", "--budget_seconds=1"]),
     ],
-    "benchmark": [("--json", "file", []), ("--profile_dir", "folder", [])],
+    "benchmark": [("--json", "file", [])],
     "parity": [("--workdir_root", "folder", ["--train"])],
     "data": [("--out", "file", ["export", "--dataset=image_folder"])],
     "figures": [("--out", "folder", ["degradation"])],

@@ -141,23 +141,6 @@ def test_each_member_keeps_its_own_best_checkpoint(tmp_path):
         assert choose_steps(checkpoints, "best", num_seeds=2) == [1, 2]
 
 
-def test_a_one_seed_checkpoint_saved_without_the_member_axis_is_restored_with_it(tmp_path):
-    config = tiny_config()
-    optimizer, _ = make_optimizer(config, total_steps=10)
-    _, state = create_train_state(config, num_classes=10, input_channels=1, optimizer=optimizer)
-    (without_axis,) = members.split(state, 1)  # how a one-seed run was saved before the member axis
-    mesh = parallel.make_mesh()
-    with Checkpoints(tmp_path / "checkpoints") as checkpoints:
-        checkpoints.save(3, without_axis, [{"step": 3}])
-        checkpoints.wait()
-        restored, history = checkpoints.restore(3, parallel.abstract(state, mesh))
-        fields = checkpoints.restore_fields(3, parallel.abstract(state.model_state(), mesh))
-    jax.tree.map(np.testing.assert_array_equal, restored, state)
-    jax.tree.map(np.testing.assert_array_equal, fields, state.model_state())
-    assert history == [{"step": 3}]
-    assert {leaf.sharding for leaf in jax.tree.leaves(restored)} == {parallel.state_sharding(mesh)}
-
-
 # 24 images in batches of 8: 3 steps per epoch, 9 in all; a checkpoint after every step.
 RUN = [*TINY, "--config.num_epochs=3", "--config.checkpoint_every_steps=1", "--config.keep_checkpoints=20"]
 

@@ -11,6 +11,7 @@ import sys
 import termios
 import threading
 
+import pytest
 from run_helpers import HANG_GUARD_SECONDS, REPO, TINY, environment, trained_here
 
 from flax_resnets import progress as progress_module
@@ -25,6 +26,7 @@ def test_bars_are_drawn_on_a_terminal_and_only_trainings_into_a_log(capsys, monk
         assert ("validation:   0%" in capsys.readouterr().err) == drawn  # too quick to say in a log
 
 
+@pytest.mark.slow
 def test_a_run_sent_to_a_file_says_when_each_long_part_starts_and_ends(tmp_path, image_folder, monkeypatch):
     monkeypatch.setattr(progress_module, "LOGGED_AFTER_SECONDS", 0.0)  # every part counts as long
     args = [*TINY, "--config.num_epochs=1", "--config.dataset=image_folder"]

@@ -70,15 +70,15 @@ def test_sharing_measured_on_one_model_carries_to_another_and_flops_only_ever_sl
     rows.append(("vgg19", 16, 1, 500.0, 1500.0, 4.0))
     rates = Rates.read(rates_file(tmp_path, rows, cells_rows=[("resnet18", 16, 1, 2, 800.0)]))
     vgg = work("cifar10_vgg19")
-    assert rates.training_rate(vgg, 3, 1) == pytest.approx(500 * 2.4)
-    assert rates.training_rate(vgg, 1, 2) == pytest.approx(500 * 0.8)
-    assert rates.training_rate(work("cifar10_resnet18"), 3, 1) == pytest.approx(2400)  # its own
-    assert rates.training_rate(vgg, 3, 2) == pytest.approx(500 / 2)  # not measured: as many runs
+    assert rates.cell_rates(vgg, 3, 1)[0] == pytest.approx(500 * 2.4)
+    assert rates.cell_rates(vgg, 1, 2)[0] == pytest.approx(500 * 0.8)
+    assert rates.cell_rates(work("cifar10_resnet18"), 3, 1)[0] == pytest.approx(2400)  # its own
+    assert rates.cell_rates(vgg, 3, 2)[0] == pytest.approx(500 / 2)  # not measured: as many runs
     assert "measured on resnet18" in rates.estimate(vgg, 3, 1).basis
     # resnet50 (not measured) from resnet18 by FLOPs, slower; alexnet (fewer FLOPs) no faster.
-    resnet50 = rates.training_rate(work("cifar10_resnet50"), 1, 1)
+    resnet50 = rates.cell_rates(work("cifar10_resnet50"), 1, 1)[0]
     assert 300 < resnet50 < 1000
-    assert rates.training_rate(work("cifar10_alexnet"), 1, 1) == pytest.approx(1000)
+    assert rates.cell_rates(work("cifar10_alexnet"), 1, 1)[0] == pytest.approx(1000)
     assert "(FLOPs)" in rates.estimate(work("cifar10_resnet50"), 1, 1).basis
 
 

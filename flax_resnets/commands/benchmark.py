@@ -2,7 +2,7 @@
 
 Per model and batch size: compile time, training and evaluation images/s and peak memory, with the
 trainer's own programs on random images (``--compare_torch``: PyTorch's step beside; ``--data_dir``:
-the trainer's loop over real epochs; ``--profile_dir``: the ops that took the device's time).
+the trainer's loop over real epochs).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from flax_resnets.cli import (
     CommandParser,
     command_parser,
     output_file,
-    output_folder,
     positive_int,
     positive_ints,
     user_path,
@@ -45,7 +44,7 @@ from flax_resnets.models import require_models
 from flax_resnets.progress import progress
 from flax_resnets.runs.provenance import provenance
 from flax_resnets.runs.summary import format_table
-from flax_resnets.runtime import parallel, profiling
+from flax_resnets.runtime import parallel
 from flax_resnets.training.programs import build_programs
 
 # ``--parallel=K``: K benchmark processes at once on the accelerator, as ``sweep --parallel=K`` runs
@@ -229,16 +228,6 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int, num_see
     if args.compare_torch:  # PyTorch's one-seed step (a row of several seeds has none to compare)
         row["torch img/s"] = batch_size / statistics.median(torch_train) if torch else None
         row["flax/torch"] = row["train img/s"] / row["torch img/s"] if torch else None
-    if args.profile_dir:
-        name = f"{model}_b{batch_size}_{args.dtype}"
-        trace_file = profiling.trace(flax.train_call, args.steps, Path(args.profile_dir) / name)
-        row["profile"] = profiling.summary(trace_file, args.steps, statistics.median(flax_train))
-        print(
-            f"{name}: device busy {row['profile']['device busy ms']:.2f} ms of "
-            f"{row['profile']['wall ms']:.2f} ms per call ({trace_file})"
-        )
-        print(format_table(row["profile"]["kinds"]))
-        print(format_table(row["profile"]["top ops"]), flush=True)
     return row
 
 
@@ -292,7 +281,6 @@ def argument_parser() -> CommandParser:
     add("--data_dir", type=user_path, help="also time the trainer's loop on this image folder or .npz")
     add("--dataset", default="image_folder", choices=DATASET_NAMES, help="what --data_dir holds")
     add("--loop_steps", type=positive_int, default=200, help="training steps timed in the loop")
-    add("--profile_dir", type=output_folder, help="trace each row's training calls here, print the top ops")
     add("--num_seeds", type=positive_ints, default="1", help="members as one program (a row each K)")
     add("--parallel", type=positive_ints, default="1", help="also time K processes at once, as sweep's")
     add("--json", default="benchmark.json", type=output_file, help="where to write the rows")
@@ -330,15 +318,10 @@ def main(argv: list[str]) -> int:
 
 
 def table(combinations: list[tuple], row: Callable[..., dict]) -> list[dict]:
-    """``row(*combination)`` for each combination, printed as it comes, then as one table (of the
-    numbers: nested results, such as a profile, are printed by whoever makes them)."""
+    """``row(*combination)`` for each combination, printed as it comes, then as one table."""
     rows = []
     for combination in combinations:
         rows.append(row(*combination))
-        print(format_table(numbers(rows[-1:])).splitlines()[-1], flush=True)
-    print(format_table(numbers(rows)))
+        print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+    print(format_table(rows))
     return rows
-
-
-def numbers(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in rows]

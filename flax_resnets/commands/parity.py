@@ -3,7 +3,8 @@
 From one set of weights, on the same batches and dropout masks: the logits, the loss, ``--steps``
 steps of the paper's optimizer (every parameter, update and BatchNorm statistic after), in float32
 (within ``NOISE_FACTOR`` x PyTorch's own float32 error plus ``FLOOR``) and float64; the schedule over
-40 epochs; fresh initialisations by their RMS. Exit status 0 when every model passes.
+40 epochs; fresh initialisations by their RMS. Exit status 0 when every model passes. The five
+default models take about 10 minutes on 2 CPU cores (614 s measured); fewer ``--models``, less.
 """
 
 from __future__ import annotations

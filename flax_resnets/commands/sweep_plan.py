@@ -124,10 +124,6 @@ class Rates:
         seconds = STARTUP_SECONDS + 2 * compile_seconds + images / training + evaluated / evaluation
         return Estimate(seconds, basis)
 
-    def training_rate(self, work: CellWork, seeds: int, cells: int) -> float:
-        """The cell's training images/s, its members' summed."""
-        return self.cell_rates(work, seeds, cells)[0]
-
     def cell_rates(self, work: CellWork, seeds: int, cells: int) -> tuple[float, float, str]:
         """The cell's training and evaluation images/s (its members' summed) and what they rest on:
         one member's rates times the sharing of ``seeds`` members among ``cells`` cells."""
@@ -239,11 +235,8 @@ def cost_lines(works: list[CellWork], rates: Rates, num_seeds: int, budget: floa
     total = sum(seconds.values())
     lines = [f"every cell with {num_seeds} seed(s), one at a time (estimates on {rates.device}):"]
     lines += [f"  {cell}: {cell_seconds:,.0f} s" for cell, cell_seconds in seconds.items()]
-    calls = ""
-    if math.isfinite(budget):
-        calls = f": at least {math.ceil(total / budget)} call(s) of {budget:.0f} s"
-    lines.append(f"  in all {len(seconds)} cell(s), {total:,.0f} s ({total / 3600:.1f} h){calls}")
-    return lines
+    calls = f": at least {math.ceil(total / budget)} call(s) of {budget:.0f} s" * math.isfinite(budget)
+    return [*lines, f"  in all {len(seconds)} cell(s), {total:,.0f} s ({total / 3600:.1f} h){calls}"]
 
 
 def make_plan(works: list[CellWork], rates: Rates, num_seeds: int, parallel: int, budget: float) -> Plan:

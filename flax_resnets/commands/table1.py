@@ -113,11 +113,9 @@ def cell_runs(runs: list[CellRun]) -> dict[str, CellRun]:
 
 def parameter_counts() -> dict[str, int]:
     """Our models' parameters at 10 classes and 3 channels, from their shapes only."""
-    from flax import nnx
+    from flax_resnets.models import abstract_model, count_parameters
 
-    from flax_resnets.models import count_parameters, create_model
-
-    return {name: count_parameters(nnx.eval_shape(lambda n=name: create_model(n))) for name in TABLE_MODELS}
+    return {name: count_parameters(abstract_model(name)) for name in TABLE_MODELS}
 
 
 def markdown_row(cells: list[str]) -> str:
@@ -307,15 +305,10 @@ def keep(workdir: Path, results: Path) -> Path:
 
 
 def kept_runs(results: Path) -> list[Path]:
-    """Every kept run's folder: ``runs/<cell>/<run>/`` (and a cell folder that holds one run's
-    files itself, as kept before cells held several)."""
-    folders = []
-    for cell in sorted(p for p in (results / "runs").glob("*") if p.is_dir()):
-        if any((cell / name).exists() for name in FINISHED_RUN_FILES):
-            folders.append(cell)
-        else:
-            folders += sorted(p for p in cell.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return folders
+    """Every kept run's folder: ``runs/<cell>/<run>/``."""
+    cells = sorted(p for p in (results / "runs").glob("*") if p.is_dir())
+    runs = [run for cell in cells for run in sorted(cell.iterdir())]
+    return [run for run in runs if run.is_dir() and not run.name.startswith(".")]
 
 
 def main(argv: list[str]) -> int:

@@ -90,9 +90,8 @@ def load_dataset(
         source = read_tfds(name, data_dir=data_dir, download=download)
     full_train, test = source["train"], source["test"]
     order = np.random.default_rng(split_seed).permutation(len(full_train))
-    num_train, num_validation, num_test = split_sizes(
-        len(full_train), len(test), validation_fraction, train_images
-    )
+    sizes = split_sizes(len(full_train), len(test), validation_fraction, train_images)
+    num_train, num_validation, num_test = sizes
     return Dataset(
         name=name,
         class_names=source["class_names"],

@@ -65,7 +65,7 @@ class TrainedModel:
 def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | None = None) -> TrainedModel:
     """The model of a run in ``workdir``: its best checkpoint by validation accuracy ("best"), the
     latest ("latest") or a step. A run of several seeds needs ``seed``: which member."""
-    run = read_run(workdir)
+    run = read_run(Path(workdir).expanduser())  # "~/run" as the command line takes it
     workdir, config = run.folder, ml_collections.ConfigDict(run.config)
     validate_config(config)
     seeds = members.member_seeds(config.seed, config.num_seeds)
@@ -75,7 +75,7 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best", seed: int | No
             "seed=K (--seed=K)."
         )
     if seed is not None and seed not in seeds:
-        raise InputError(f"{workdir} has no seed {seed}; its seeds are {', '.join(map(str, seeds))}.")
+        raise InputError(f"{workdir} has no seed {seed!r}; its seeds are {', '.join(map(str, seeds))}.")
     member = seeds.index(seed) if seed is not None else 0
     class_names, channels = run.classes()
     statistics = run.pixel_statistics() if config.normalization == "data" else ((), ())

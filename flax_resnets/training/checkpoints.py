@@ -114,36 +114,27 @@ class Checkpoints:
             )
         return step
 
-    def require_shapes(self, step: int, abstract_state: Any, *, partial: bool = False) -> bool:
+    def require_shapes(self, step: int, abstract_state: Any, *, partial: bool = False) -> None:
         """Refuse, as other data or another model, a checkpoint whose arrays lack the shapes
         ``abstract_state`` wants (``partial``: among others); unreadable metadata is left to the
-        restore. True for a one-seed checkpoint of earlier versions, without the member axis."""
+        restore."""
         try:
             with only_logged_errors():  # orbax's notice that a step-level metadata file is elsewhere
                 item = ocp.PyTreeCheckpointer().metadata(self.directory / str(step) / "state")
-            metadata = item.item_metadata
+            leaves = jax.tree.leaves(item.item_metadata)
         except Exception:  # orbax raises many types for unreadable files
-            return False
-        leaves = jax.tree.leaves(metadata)
+            return
         saved = collections.Counter(tuple(leaf.shape) for leaf in leaves if hasattr(leaf, "shape"))
-        if not saved:
-            return False
-        wanted_shapes = [tuple(leaf.shape) for leaf in jax.tree.leaves(abstract_state)]
-        if all(shape[:1] == (1,) for shape in wanted_shapes):
-            one_member = collections.Counter(shape[1:] for shape in wanted_shapes)
-            if not one_member - saved and (partial or not saved - one_member):
-                return True
-        wanted = collections.Counter(wanted_shapes)
+        wanted = collections.Counter(tuple(leaf.shape) for leaf in jax.tree.leaves(abstract_state))
         missing, extra = wanted - saved, saved - wanted
-        if missing or (extra and not partial):
+        if saved and (missing or (extra and not partial)):
             there = ", ".join(map(str, sorted(extra)[:3])) or "none"
             now = ", ".join(map(str, sorted(missing)[:3])) or "none"
             raise InputError(
                 f"The checkpoint at step {step} in {self.directory} holds a model of other shapes than this "
                 f"config and data make (arrays {there} there, {now} now): train or evaluate it with the "
-                "config and data it was made with, or use a new --workdir."
+                "config and data (and the version) it was made with, or use a new --workdir."
             )
-        return False
 
     def _restore(self, step: int, **items: Any) -> Any:
         self.require_step(step)
@@ -183,13 +174,10 @@ class Checkpoints:
     def _restore_state(
         self, step: int, abstract: Any, *, partial: bool = False, **items: Any
     ) -> tuple[Any, Any]:
-        """The saved state laid out like ``abstract`` (a one-seed checkpoint of the format without
-        the member axis given it back), and everything restored with it (``items``)."""
-        legacy = self.require_shapes(step, abstract, partial=partial)
-        target = without_member_axis(abstract) if legacy else abstract
-        restored = self._restore(step, state=pytree_restore(target, partial=partial), **items)
-        state = with_member_axis(restored["state"], abstract) if legacy else restored["state"]
-        return state, restored
+        """The saved state laid out like ``abstract``, and everything restored with it (``items``)."""
+        self.require_shapes(step, abstract, partial=partial)
+        restored = self._restore(step, state=pytree_restore(abstract, partial=partial), **items)
+        return restored["state"], restored
 
     def history(self, step: int) -> list[dict]:
         """The epoch records saved with the checkpoint at ``step``."""
@@ -304,25 +292,6 @@ def pytree_restore(abstract: Any, *, partial: bool = False) -> ocp.args.PyTreeRe
     ``partial``: only the fields ``abstract`` has."""
     restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
     return ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=partial)
-
-
-def without_member_axis(abstract: Any) -> Any:
-    """``abstract`` (of one member) without its member axis, replicated: what a one-seed run's
-    checkpoint of the format before the member axis holds."""
-
-    def one(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
-        sharding = x.sharding
-        if isinstance(sharding, jax.sharding.NamedSharding):
-            sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
-        return jax.ShapeDtypeStruct(x.shape[1:], x.dtype, sharding=sharding)
-
-    return jax.tree.map(one, abstract)
-
-
-def with_member_axis(restored: Any, abstract: Any) -> Any:
-    """``without_member_axis``' arrays given back their member axis, laid out like ``abstract``."""
-    shardings = jax.tree.map(lambda x: x.sharding, abstract)
-    return jax.jit(lambda tree: jax.tree.map(lambda a: a[None], tree), out_shardings=shardings)(restored)
 
 
 def unused_path(path: Path) -> Path:

@@ -180,12 +180,9 @@ def train_epoch(
         for inputs, done in calls:
             began = time.perf_counter()
             state = program.train(state, inputs, program.feed.constants("train"), done)
-            if done not in compiled:  # compiled by this call, before the device ran it
-                compiled.add(done)
-                seconds = time.perf_counter() - began
-                bar.leave_out(seconds)
-                if show:
-                    bar.say(f"compiled the training call of {done} step(s) in {seconds:.1f} s", seconds)
+            if done not in compiled and show:  # compiled by this call, before the device ran it
+                bar.compiled(f"the training call of {done} step(s)", time.perf_counter() - began)
+            compiled.add(done)
             step += done
             bar.update(done)
             if passed_multiple(step, done, config.log_every_steps):
