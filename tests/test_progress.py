@@ -41,6 +41,7 @@ def test_a_run_sent_to_a_file_says_when_each_long_part_starts_and_ends(tmp_path,
     assert "epoch 1/1: 100%" in logged  # the training's own bar, drawn into logs too
 
 
+@pytest.mark.slow
 def test_a_run_on_a_terminal_shows_decoding_validation_and_test_progress(
     tmp_path, compile_cache, image_folder
 ):
