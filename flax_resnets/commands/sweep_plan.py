@@ -221,10 +221,7 @@ class Plan:
             )
         lines += [f"  {note}" for note in self.notes]
         lines += [f"  {cell}: left out, {reason}" for cell, reason in self.left_out]
-        lines.append(
-            f"  estimated end {self.end():.0f} s of {budget:.0f}; {len(self.planned)} cell(s) planned"
-        )
-        return lines
+        return [*lines, f"  estimated end {self.end():.0f} s ({limit}); {len(self.planned)} cell(s) planned"]
 
 
 def cost_lines(works: list[CellWork], rates: Rates, num_seeds: int, budget: float) -> list[str]:
