@@ -80,24 +80,13 @@ def check_types(config: ml_collections.ConfigDict) -> None:
 
 
 # Each field's condition and what it must be, checked in this order (its value named in the refusal).
+POSITIVE, NOT_NEGATIVE = (lambda v: v > 0, "positive"), (lambda v: v >= 0, "0 or more")
 RANGES = {
-    **dict.fromkeys(
-        ("seed", "split_seed", "train_images", "cosine_period_epochs"), (lambda v: v >= 0, "0 or more")
-    ),
-    **dict.fromkeys(
-        (
-            "learning_rate",
-            "num_epochs",
-            "batch_size",
-            "eval_batch_size",
-            "keep_checkpoints",
-            "steps_per_call",
-        ),
-        (lambda v: v > 0, "positive"),
-    ),
-    "num_seeds": (lambda v: v > 0, "positive"),
+    **dict.fromkeys(("seed", "split_seed", "train_images", "cosine_period_epochs"), NOT_NEGATIVE),
+    **dict.fromkeys(("learning_rate", "num_epochs", "batch_size", "eval_batch_size"), POSITIVE),
+    **dict.fromkeys(("keep_checkpoints", "steps_per_call", "num_seeds"), POSITIVE),
     "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "weight_decay": (lambda v: v >= 0, "0 or more"),
+    "weight_decay": NOT_NEGATIVE,
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "checkpoint_every_steps": (lambda v: v >= 0, "0 or more (0: at epoch ends only)"),
 }

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+import ml_collections
+
 from flax_resnets.errors import InputError, shown
 from flax_resnets.files import require_writable
 
@@ -132,9 +134,12 @@ def load_config_file(spec: str) -> Any:
     if not callable(getattr(module, "get_config", None)):
         refuse(f"--config={spec} defines no get_config(), so it is not a config file; {example}.")
     try:
-        return module.get_config(argument) if argument else module.get_config()
+        config = module.get_config(argument) if argument else module.get_config()
     except Exception as error:
         refuse(f"--config={spec}: get_config() failed ({type(error).__name__}: {first_line(error)}).")
+    if not isinstance(config, ml_collections.ConfigDict):
+        refuse(f"--config={spec}: get_config() gave a {type(config).__name__}, not a ConfigDict; {example}.")
+    return config
 
 
 def first_line(error: BaseException) -> str:

@@ -213,3 +213,15 @@ def test_a_reader_that_closes_early_ends_the_command_quietly():
             text=True,
         )
     assert result.returncode == 141 and result.stderr == "", result.stderr
+
+
+@pytest.mark.parametrize("value", ["None", "{'model': 'resnet8'}"])
+def test_a_config_file_whose_get_config_gives_no_configdict_is_refused(value, tmp_path, capsys, monkeypatch):
+    config_file = tmp_path / "handmade.py"
+    config_file.write_text(f"def get_config():\n    return {value}\n")
+    result = run_in_process(["config", str(config_file)], capsys, monkeypatch)
+    kind = "NoneType" if value == "None" else "dict"
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: --config={config_file}: get_config() gave a {kind}, not a ConfigDict; e.g. "
+        "--config=configs/quickstart.py (the files in configs/)."
+    ]

@@ -224,6 +224,7 @@ def test_overrides_apply_as_the_trainer_reads_them_and_bad_ones_are_refused_befo
         ("--config.num_epoch=2", "the config has no field 'num_epoch'"),
         ("--config.num_epochs=two", "'two' is not a valid int for config.num_epochs"),
         ("--config.augment=maybe", "'maybe' is not a valid bool for config.augment"),
+        ("--config.batch_size=0", "config.batch_size must be positive"),  # before any plan divides by it
     ):
         with pytest.raises(InputError, match=re.escape(message)):
             sweep.main(
@@ -250,6 +251,16 @@ def test_rates_that_are_not_a_benchmarks_or_miss_the_batch_or_dtype_are_refused(
         rates.estimate(work("cifar10_vgg19"), 1, 1)
     with pytest.raises(InputError, match="measured float32, not bfloat16"):
         rates.estimate(work("cifar10_resnet18", dtype="bfloat16", batch_size=128), 1, 1)
+    # Rates a plan cannot rest on: the file is named, nothing is planned with them.
+    good = {"model": "resnet18", "batch": 16, "dtype": "float32", "train img/s": 1000.0, "compile s": 5.0}
+    for change in (
+        {"train img/s": -1000.0}, {"train img/s": 0}, {"train img/s": float("nan")}, {"compile s": "5"},
+        {"batch": "16"}, {"eval img/s": -2.0}, {"model": "resnet19"},
+    ):  # fmt: skip
+        bad = tmp_path / "bad_rates.json"
+        bad.write_text(json.dumps({"rows": [{**good, **change}]}))
+        with pytest.raises(InputError, match=re.escape(f"--rates={bad}")):
+            Rates.read(bad)
     monkeypatch.setattr(sweep, "COMMITTED_RATES", tmp_path / "none.json")  # an installed package's case
     with pytest.raises(InputError, match="--dry_run plans from measured rates: give --rates=FILE"):
         sweep.main(["--cells=cifar10_resnet18", f"--workdir_root={tmp_path}", "--dry_run"])

@@ -232,8 +232,8 @@ def parse_arguments(argv: list[str]) -> tuple[Any, dict[str, list[str]], list[st
                 "and PATH an existing .npz file or image folder."
             )
         data[dataset] = data_flags(dataset, Path(path).absolute())
-    for cell in args.cells:
-        checks.with_overrides(config.cell_config(cell), overrides)  # a bad field or value, refused now
+    for cell in args.cells:  # a bad field or value (batch_size=0), refused now
+        checks.validate_config(checks.with_overrides(config.cell_config(cell), overrides))
     return args, data, overrides
 
 

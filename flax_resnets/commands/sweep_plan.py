@@ -103,8 +103,15 @@ class Rates:
                 for r in result.get("cells_rows", [])
             }
             float(next(iter(alone.values()))["train img/s"])
+            from flax_resnets.models import require_models  # its own model names, or the file named
+
+            require_models([model for model, _, _ in alone])
         except (OSError, ValueError, KeyError, TypeError, StopIteration) as error:
             raise InputError(f"--rates={path} holds no benchmark rates ({error!r}): {fix}.") from error
+        measured = ("batch", "train img/s", "eval img/s", "compile s")
+        numbers = [r[k] for r in rows for k in measured if r.get(k) is not None] + list(shared.values())
+        if not all(type(n) in (int, float) and math.isfinite(n) and n > 0 for n in numbers):
+            raise InputError(f"--rates={path}: its batches, rates and compile times must be numbers above 0.")
         for (model, batch, seeds), row in alone.items():
             shared.setdefault((model, batch, seeds, 1), row["train img/s"])
         device = f"{result.get('device', 'an unnamed device')} x{result.get('device_count', 1)}"
