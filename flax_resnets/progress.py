@@ -1,6 +1,5 @@
-"""Progress for a command's long parts, one look for all: every bar on a terminal; into a log
-file, bars asked for (a line now and then) and, for the others, a line when the part starts and one
-when it ends, so that a log says what a run is doing without filling with half-drawn bars.
+"""Progress for a command's long parts, one look for all: every bar on a terminal; into a log file,
+the bars asked for (a line now and then) and, for the other long parts, a line at their start and end.
 """
 
 from __future__ import annotations

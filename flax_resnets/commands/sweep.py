@@ -3,12 +3,10 @@
     python -m flax_resnets sweep --cells=table1 --num_seeds=3 --dry_run
     python -m flax_resnets sweep --cells=table1 --num_seeds=3 --data cifar10=/data/cifar10.npz
 
-Cells whose dataset is neither given (``--data``) nor readable through TFDS are left out, saying why.
-Each cell trains in its own process, ``--parallel`` at once; at the budget's end (or SIGTERM, Ctrl-C)
-running cells save a checkpoint and stop, and the same command resumes them. ``--rates`` plans first
-so that every cell started finishes (``--dry_run``: the plan and the whole list's cost only, from
-the committed H100 rates where no ``--rates`` is given); finished cells are kept in
-``RESULTS/runs/`` with the table.
+Cells of a dataset neither given (``--data``) nor readable through TFDS are left out, saying why. Each
+cell trains in its own process, ``--parallel`` at once; at the budget's end (or SIGTERM, Ctrl-C) they
+save a checkpoint and stop, and the same command resumes them. ``--rates`` plans first so that every
+cell started finishes (``--dry_run``: plan and cost only, from the H100's rates without ``--rates``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ class Checkpoints:
         try:
             yield
         except Exception as error:
-            self.noise.failed = True
+            self.noise.fail()
             saved = checkpoint_steps(self.directory)
             kept = f"the checkpoint of step {saved[-1]} is kept" if saved else "no checkpoint was saved"
             self.failed_write = CheckpointWriteError(
@@ -141,7 +142,7 @@ class Checkpoints:
         try:
             return self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # orbax raises many types for unreadable files
-            self.noise.failed = True
+            self.noise.fail()
             training = WorkdirLock.holder(self.directory.parent)
             if training is not None:
                 raise InputError(
@@ -256,6 +257,11 @@ class OrbaxFailureNoise:
         sys.unraisablehook, sys.excepthook = self.unraisable_hook, self.except_hook
         logging.getLogger("absl").addFilter(not_an_orbax_error)  # orbax logs through absl
         logging.getLogger("asyncio").addFilter(not_an_unretrieved_future)
+
+    def fail(self) -> None:
+        """After a failure: for good, also the warnings of orbax's coroutines it left unawaited."""
+        self.failed = True
+        warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
 
     def restore(self) -> None:
         if self.failed:
