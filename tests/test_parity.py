@@ -52,15 +52,12 @@ def test_he_initialisation_draws_convolutions_from_fan_out_normals():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    # BatchNorm in a residual and in a plain network (whose early updates are mostly rounding); a
-    # VGG's layers and dropout: test_parity_feeds_the_flax_steps_dropout_masks_to_the_twin (vgg8).
-    "name, batch_size, num_steps",
-    [("resnet8", 4, 2), ("plain8", 8, 2)],
-)
-def test_flax_and_pytorch_take_the_same_training_steps(name, batch_size, num_steps):
+def test_flax_and_pytorch_take_the_same_training_steps():
+    """BatchNorm in a plain network (whose early updates are mostly rounding); in a residual one:
+    the parity command's own run in tests/test_command_faults.py (resnet8, batch 4, 2 steps, exit 0
+    only if every check passes); a VGG's layers and dropout: the dropout test below (vgg8)."""
     result = parity.compare_model(
-        name, batch_size=batch_size, num_steps=num_steps, input_channels=3, num_classes=10, seed=0
+        "plain8", batch_size=8, num_steps=2, input_channels=3, num_classes=10, seed=0
     )
     assert result["failures"] == []
     # In float64 the two frameworks agree to rounding: the same computation, step for step.
