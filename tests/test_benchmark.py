@@ -15,13 +15,13 @@ BENCHMARK = [sys.executable, "-m", "flax_resnets", "benchmark"]
 
 
 @pytest.mark.slow
-def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_folder, capsys):
+def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, capsys):
     from flax_resnets.commands import benchmark
 
     out = tmp_path / "bench.json"
     argv = [
         *("--models=resnet8", "--batch_sizes=4,8", "--steps=2", "--rounds=1", "--warmup=1"),
-        *("--steps_per_call=2", "--compare_torch", f"--data_dir={image_folder}", "--loop_steps=5"),
+        *("--steps_per_call=2", "--compare_torch"),
         f"--json={out}",
     ]
     assert benchmark.main(argv) == 0
@@ -36,14 +36,6 @@ def test_benchmark_prints_and_writes_a_row_per_model_and_batch(tmp_path, image_f
         assert row["torch img/s"] > 0  # the PyTorch twin ran the same step
     assert written["device"] and written["commit"] and written["versions"]["torch"]
     assert "train img/s" in printed
-    # 5 loop steps round up to 3 calls of 2 steps; with 24 training images, batches of 8 make
-    # 3-step epochs, so the loop crosses epochs and skips their last, 1-step calls.
-    loop_rows = written["loop_rows"]
-    assert [(r["model"], r["batch"]) for r in loop_rows] == [("resnet8", 4), ("resnet8", 8)]
-    assert [r["steps"] for r in loop_rows] == [6, 6]
-    for row in loop_rows:
-        assert row["loop img/s"] > 0 and row["step img/s"] > 0
-    assert "loop img/s" in printed
 
 
 @pytest.mark.slow
@@ -64,15 +56,6 @@ def test_benchmark_sums_the_images_of_seeds_and_of_cells_sharing_the_device(tmp_
     for row in written["cells_rows"]:
         assert row["train img/s"] == pytest.approx(row["cells"] * row["per cell"]) and row["per cell"] > 0
     assert "cells  train img/s  per cell" in result.stdout
-
-
-def test_benchmark_refuses_missing_loop_data_before_compiling(tmp_path, capsys):
-    from flax_resnets.__main__ import main
-
-    with pytest.raises(SystemExit) as status:
-        main(["benchmark", "--models=resnet8", f"--data_dir={tmp_path}/none"])
-    printed = capsys.readouterr()
-    assert status.value.code == 2 and "none" in printed.err and "train img/s" not in printed.out
 
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet50", "plain20", "vgg19", "alexnet"])

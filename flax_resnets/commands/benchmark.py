@@ -1,15 +1,13 @@
 """``python -m flax_resnets benchmark``: training and evaluation speed, optionally against PyTorch.
 
 Per model and batch size: compile time, training and evaluation images/s and peak memory, with the
-trainer's own programs on random images (``--compare_torch``: PyTorch's step beside; ``--data_dir``:
-the trainer's loop over real epochs).
+trainer's own programs on random images (``--compare_torch``: PyTorch's step beside).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import json
 import os
 import resource
@@ -31,17 +29,14 @@ from flax_resnets.cli import (
     output_file,
     positive_int,
     positive_ints,
-    user_path,
 )
 from flax_resnets.commands.sweep import cell_environment
 from flax_resnets.config import DTYPES, default_config
 from flax_resnets.data.arrays import IMAGE_SIZE, Dataset, Split
 from flax_resnets.data.order import check_batch_size
-from flax_resnets.data.sources import DATASET_NAMES, load_dataset
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_json
 from flax_resnets.models import require_models
-from flax_resnets.progress import progress
 from flax_resnets.runs.provenance import provenance
 from flax_resnets.runs.summary import format_table
 from flax_resnets.runtime import parallel
@@ -139,13 +134,8 @@ def timed_calls(call: Callable[[], Any], repeats: int) -> list[float]:
 def bench_config(model: str, batch_size: int, dtype: str, steps_per_call: int, num_seeds: int = 1) -> Any:
     """The paper's recipe for ``model`` at this batch size, dtype, steps per call and members."""
     config = default_config(model=model)
-    config.update(
-        batch_size=batch_size,
-        eval_batch_size=batch_size,
-        dtype=dtype,
-        steps_per_call=steps_per_call,
-        num_seeds=num_seeds,
-    )
+    config.update(batch_size=batch_size, eval_batch_size=batch_size, dtype=dtype)
+    config.update(steps_per_call=steps_per_call, num_seeds=num_seeds)
     return config
 
 
@@ -180,8 +170,8 @@ class FlaxBench:
         self.train = self.program.train.lower(self.state, self.inputs, self.constants, size).compile()
         self.compile_seconds = time.perf_counter() - started
 
-    def train_call(self, inputs: Any = None) -> Any:
-        self.state = self.train(self.state, self.inputs if inputs is None else inputs, self.constants)
+    def train_call(self) -> Any:
+        self.state = self.train(self.state, self.inputs, self.constants)
         return self.state
 
     def eval_call(self) -> Any:
@@ -231,40 +221,6 @@ def benchmark_row(args: argparse.Namespace, model: str, batch_size: int, num_see
     return row
 
 
-def loop_row(args: argparse.Namespace, dataset: Dataset, model: str, batch_size: int) -> dict[str, Any]:
-    """The trainer's loop over real epochs against its compiled call alone on one call's inputs (the
-    same calls, one wait at the end): the difference is what the host costs between calls."""
-    flax = FlaxBench(bench_config(model, batch_size, args.dtype, args.steps_per_call), dataset)
-    size, feed = args.steps_per_call, flax.program.feed
-    # Epoch after epoch; an epoch's last, shorter call would compile anew inside the timing, so
-    # it is made but not run.
-    chunks = (
-        inputs
-        for epoch in itertools.count()
-        for inputs, num_steps in feed.train_calls(epoch=epoch, start_step=0, steps_per_call=size)
-        if num_steps == size
-    )
-    calls = -(-args.loop_steps // size)
-    timed_calls(flax.train_call, args.warmup)
-    step_seconds = sum(timed_calls(lambda: [flax.train_call() for _ in range(calls)][-1], 1))
-    started = time.perf_counter()
-    with progress(calls, f"{model} loop", "call") as bar:
-        for inputs in itertools.islice(chunks, calls):
-            flax.train_call(inputs)
-            bar.update()
-    jax.block_until_ready(flax.state)
-    loop_seconds = time.perf_counter() - started
-    images = calls * size * batch_size
-    return {
-        "model": model,
-        "batch": batch_size,
-        "steps": calls * size,
-        "step img/s": images / step_seconds,
-        "loop img/s": images / loop_seconds,
-        "loop/step": step_seconds / loop_seconds,
-    }
-
-
 def argument_parser() -> CommandParser:
     """The benchmark's flags."""
     parser = command_parser("benchmark", __doc__)
@@ -278,9 +234,6 @@ def argument_parser() -> CommandParser:
     add("--steps_per_call", type=positive_int, default=1)
     add("--input_channels", type=positive_int, default=3)
     add("--compare_torch", action="store_true", help="time the same step in PyTorch (CUDA when present)")
-    add("--data_dir", type=user_path, help="also time the trainer's loop on this image folder or .npz")
-    add("--dataset", default="image_folder", choices=DATASET_NAMES, help="what --data_dir holds")
-    add("--loop_steps", type=positive_int, default=200, help="training steps timed in the loop")
     add("--num_seeds", type=positive_ints, default="1", help="members as one program (a row each K)")
     add("--parallel", type=positive_ints, default="1", help="also time K processes at once, as sweep's")
     add("--json", default="benchmark.json", type=output_file, help="where to write the rows")
@@ -294,8 +247,6 @@ def main(argv: list[str]) -> int:
     for batch_size in args.batch_sizes:
         for num_seeds in args.num_seeds:
             check_batch_size(batch_size, jax.process_count(), jax.local_device_count(), num_seeds)
-    # Read (and check) the data before anything is printed or compiled, not after minutes of it.
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=False) if args.data_dir else None
     devices = jax.device_count()
     print(f"{jax.devices()[0].device_kind} x{devices}, jax {jax.__version__}", flush=True)
     rows = [(m, b, s) for m in models for b in args.batch_sizes for s in args.num_seeds]
@@ -304,9 +255,6 @@ def main(argv: list[str]) -> int:
         "command": " ".join(["python -m flax_resnets benchmark", *argv]),
         "rows": table(rows, functools.partial(benchmark_row, args)),
     }
-    if dataset:
-        loop_rows = [(m, b) for m in models for b in args.batch_sizes]
-        result["loop_rows"] = table(loop_rows, functools.partial(loop_row, args, dataset))
     if any(k > 1 for k in args.parallel):
         result["cells_rows"] = cells_table(args, result["rows"])
     if args.compare_torch:
