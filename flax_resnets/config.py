@@ -119,19 +119,6 @@ def shown_value(value: Any) -> str:
     return "none" if value is None else f"`{json.dumps(value) if value == '' else value}`"
 
 
-def fields_table() -> list[str]:
-    """The README's table of fields: each field, its default (the dataset's where it depends on it)
-    and its meaning."""
-    cifar, fashion = default_config(), default_config(dataset="fashion_mnist")
-    rows = ["| field | default | meaning |", "| --- | --- | --- |"]
-    for field, meaning in FIELDS.items():
-        default = shown_value(cifar[field])
-        if field != "dataset" and fashion[field] != cifar[field]:
-            default = f"{shown_value(fashion[field])} for Fashion-MNIST, else {default}"
-        rows.append(f"| `{field}` | {default} | {meaning} |")
-    return rows
-
-
 # How each Table 1 cell, as the paper's notebooks ran it, differs from ``default_config`` of its
 # dataset and model (docs/recipe.md: no weight decay for three CIFAR-100 cells; its VGG19 is the
 # BatchNorm variant, trained for 40 epochs).

@@ -46,20 +46,15 @@ def provenance() -> dict[str, Any]:
     import optax
     import orbax.checkpoint
 
+    libraries = (jax, jaxlib, flax, optax, orbax.checkpoint)
+    versions = {library.__name__.replace(".", "-"): library.__version__ for library in libraries}
     return {
         "device": jax.devices()[0].device_kind,
         "processor": processor_name(),
         "platform": jax.default_backend(),
         "device_count": jax.device_count(),
         "process_count": jax.process_count(),
-        "versions": {
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__,
-            "flax": flax.__version__,
-            "optax": optax.__version__,
-            "orbax-checkpoint": orbax.checkpoint.__version__,
-        },
+        "versions": {"python": platform.python_version(), **versions},
         "commit": source_commit(),
     }
 

@@ -131,6 +131,7 @@ def train(
             first_step = step % program.feed.epoch_steps
             started = time.perf_counter()
             state, step = train_epoch(program, state, epoch, first_step, checkpoints, history, stop, compiled)
+            images = (program.feed.epoch_steps - first_step) * config.batch_size * config.num_seeds
             train_seconds = time.perf_counter() - started
             seeds = validate(program, state, epoch, step, checkpoints)
             record = {
@@ -139,11 +140,7 @@ def train(
                 **member_means(seeds),
                 "learning_rate": float(program.schedule(step - 1)),  # the epoch's last step's
                 "seconds": time.perf_counter() - started,
-                # Summed over the members: what the device did.
-                "images_per_second": (program.feed.epoch_steps - first_step)
-                * config.batch_size
-                * config.num_seeds
-                / train_seconds,
+                "images_per_second": images / train_seconds,  # summed over the members: the device's
                 "seeds": seeds,
             }
             history.append(record)
