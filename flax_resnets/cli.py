@@ -102,6 +102,26 @@ def run_command(main: Callable[[list[str]], int | None], argv: list[str]) -> int
     except OSError as error:
         print(f"error: {system_failure(error)}", file=sys.stderr, flush=True)
         return EXIT_FAILED
+    except (RuntimeError, AssertionError):  # JAX's, where the backend it was told to use fails
+        reason = backend_failure()
+        if reason is None:
+            raise
+        refuse(
+            f"JAX_PLATFORMS={os.environ['JAX_PLATFORMS']} names a backend this machine cannot start{reason}: "
+            "unset it to use the machine's devices, or install JAX for that device (README: GPUs and TPUs)."
+        )
+
+
+def backend_failure() -> str | None:
+    """Why JAX_PLATFORMS's backend fails to start (" (JAX's reason)" or ""), or None where it does."""
+    if "jax" not in sys.modules or not os.environ.get("JAX_PLATFORMS"):
+        return None
+    try:
+        sys.modules["jax"].devices()
+    except (RuntimeError, AssertionError) as error:
+        reason = str(error).split(" (set JAX_PLATFORMS")[0]
+        return f" ({first_line(reason)})" if reason else ""
+    return None
 
 
 def system_failure(error: OSError) -> str:
@@ -112,8 +132,9 @@ def system_failure(error: OSError) -> str:
 
 def load_config_file(spec: str) -> Any:
     """The ConfigDict of ``--config=PATH[:ARG]``, or a refusal that says what is wrong with it."""
-    path_text, _, argument = spec.partition(":")
-    path = Path(path_text)
+    whole = ":" not in spec or Path(spec).expanduser().is_file()  # a folder's name may hold a colon
+    path_text, _, argument = (spec, "", "") if whole else spec.rpartition(":")
+    path = Path(path_text).expanduser()
     example = "e.g. --config=configs/quickstart.py (the files in configs/)"
     if not path.is_file():
         refuse(f"--config={spec}: there is no such file; pass a config file, {example}.")

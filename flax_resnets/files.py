@@ -104,11 +104,26 @@ def write_json(path: Path, value: Any) -> None:
     write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+RUN_FILES_BYTES = 200  # what a run's deepest file adds to its workdir's path (checkpoints' ~80)
+TEMPORARY_NAME_BYTES = 10  # what ``atomic_write``'s hidden name adds to a file's name
+
+
 def require_writable(path: Path, fix: str = "", *, folder: bool = True) -> None:
-    """The one check of a place to write (every output flag, every workdir), before any work: a
-    folder where a file is wanted, a file where a folder is or above it, or a nearest existing folder
-    that refuses a probe file (read-only, full) is one ``InputError`` ending in ``fix``."""
+    """The one check of a place to write (every output flag, every workdir), before any work: a path
+    too long for the file system, a link to nothing, a folder where a file is wanted, a file where a
+    folder is or above it, or a nearest existing folder that refuses a probe file (read-only, full)
+    is one ``InputError`` ending in ``fix``."""
     path, fix = Path(path), f": {fix}." if fix else ""
+    absolute = path.absolute()  # a name or path over the system's limits fails only at the first write
+    names, whole = os.pathconf(absolute.anchor, "PC_NAME_MAX"), os.pathconf(absolute.anchor, "PC_PATH_MAX")
+    longest = max(len(os.fsencode(part)) for part in absolute.parts) + TEMPORARY_NAME_BYTES
+    if longest > names or len(os.fsencode(absolute)) + RUN_FILES_BYTES * folder > whole:
+        raise InputError(
+            f"{shown(path)[:80]}... is too long for this file system ({names} bytes a name, {whole} a path, "
+            f"{RUN_FILES_BYTES} of them for the files written inside a folder); choose a shorter path{fix}"
+        )
+    if path.is_symlink() and not path.exists():
+        raise InputError(f"{shown(path)} is a link to {shown(os.readlink(path))}, which does not exist{fix}")
     if path.is_dir() and not folder:
         raise InputError(f"{shown(path)} is a folder, not a file to write{fix}")
     candidates = (path, *path.absolute().parents) if folder else path.absolute().parents

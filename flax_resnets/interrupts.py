@@ -78,11 +78,16 @@ def install(command: str) -> None:
             continue  # started in the background by a shell: Ctrl-C is not its to answer
         end = functools.partial(exit_interrupted, 128 + number, last_line(number, command))
         signal.signal(number, lambda number, frame, end=end: exit_when_files_are_whole(end))
-    parent = os.environ.get(STOP_WITH_PARENT)
-    if parent and sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if str(os.getppid()) != parent:  # it ended before the line above took effect
-            os.kill(os.getpid(), signal.SIGTERM)
+    if os.environ.get(STOP_WITH_PARENT):
+        end_with_parent(int(os.environ[STOP_WITH_PARENT]), signal.SIGTERM)
+
+
+def end_with_parent(parent: int, number: int) -> None:
+    """This process gets signal ``number`` when its parent ``parent`` ends, kill -9 included (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, number)
+        if os.getppid() != parent:  # it ended before the line above took effect
+            os.kill(os.getpid(), number)
 
 
 TRAINING_STOPS = (

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -144,7 +145,8 @@ def without_timing(records):
 
 
 def tree_fingerprint(root):
-    """Every file under ``root`` with its size, mtime and content hash."""
+    """Every file under ``root`` with its size, mtime and content hash (a run's lock file aside: it
+    holds the pid of whoever held it last, an evaluation writing its result too)."""
     return {
         str(p.relative_to(root)): (
             p.stat().st_size,
@@ -152,7 +154,7 @@ def tree_fingerprint(root):
             hashlib.sha256(p.read_bytes()).hexdigest(),
         )
         for p in sorted(Path(root).rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != ".lock"
     }
 
 
@@ -212,6 +214,15 @@ def crash_the_first_time(*args):
         marker.touch()
         os.abort()
     return None
+
+
+def refuse_or_wait(config_json, slice_name, only_training):
+    """A compiling child that refuses its config (slice "refused") or compiles for ever."""
+    if slice_name == "refused":
+        from flax_resnets.errors import InputError
+
+        raise InputError("refused")
+    time.sleep(HANG_GUARD_SECONDS)
 
 
 # ``python ARGS`` (``SCRIPT ...`` or ``-m MODULE ...``) under the faults its environment names, set

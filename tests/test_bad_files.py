@@ -67,14 +67,16 @@ def test_hidden_entries_folders_and_other_files_are_skipped_with_one_warning(ima
     assert dataset.fingerprint() == reference.fingerprint()
 
 
-def test_bmp_gif_and_webp_images_are_read_beside_png(image_folder):
+def test_bmp_gif_and_webp_images_and_a_name_that_is_not_utf8_are_read_beside_png(image_folder):
     reference = load(image_folder)
     extra = Image.fromarray(np.full((28, 28, 3), 200, np.uint8))
     for index, suffix in enumerate((".bmp", ".gif", ".webp")):
         extra.save(first_class(image_folder) / f"9{index}{suffix}")
+    with open(os.fsencode(first_class(image_folder)) + b"/\xff\xfe.png", "wb") as latin1_name:
+        extra.save(latin1_name, format="PNG")  # once a UnicodeEncodeError in the folder's fingerprint
     dataset = load(image_folder)
     images = len(dataset.train) + len(dataset.validation)
-    assert images == len(reference.train) + len(reference.validation) + 3
+    assert images == len(reference.train) + len(reference.validation) + 4
     assert dataset.channels == 3
 
 

@@ -82,7 +82,6 @@ BAD_ARGUMENTS = [
     (["benchmark", "--models=resnet19"], "Unknown model(s) resnet19"),
     (["benchmark", "--batch_sizes=abc"], "expected comma-separated positive integers, got 'abc'"),
     (["benchmark", "--steps=0"], "expected a positive integer, got '0'"),
-    (["benchmark", "--data_dir=/nonexistent/images"], "'/nonexistent/images' is not one"),
     (["parity", "--num_classes=0"], "got '0'"),
     (["parity", "--models=resnet19"], "Unknown model(s) resnet19"),
     (["reports", "/nonexistent/run"], "/nonexistent/run holds no run"),
@@ -225,3 +224,16 @@ def test_a_config_file_whose_get_config_gives_no_configdict_is_refused(value, tm
         f"error: --config={config_file}: get_config() gave a {kind}, not a ConfigDict; e.g. "
         "--config=configs/quickstart.py (the files in configs/)."
     ]
+
+
+def test_a_config_file_in_a_folder_whose_name_holds_a_colon_is_read_whole(tmp_path, capsys, monkeypatch):
+    """``FILE:ARG`` is split at its last colon only where FILE:ARG is no file (once: "no such file")."""
+    config_file = tmp_path / "a:b" / "handmade.py"
+    config_file.parent.mkdir()
+    config_file.write_text(
+        "from flax_resnets.config import default_config\n\n"
+        "def get_config(model='resnet8'):\n    return default_config(model=model)\n"
+    )
+    for spec, model in ((config_file, "resnet8"), (f"{config_file}:vgg8", "vgg8")):
+        result = run_in_process(["config", str(spec)], capsys, monkeypatch)
+        assert result.returncode == 0 and f" {model} " in result.stdout.splitlines()[0], result

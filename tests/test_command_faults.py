@@ -1,14 +1,16 @@
 """Every command under the same faults, from two tables.
 
 ``OUTPUTS``: each output a command writes, given an empty path, a path of the wrong kind, a path
-under a file or one typed with ``~``, is refused in one line (exit status 2) before any work,
-writing nothing.
+under a file, one typed with ``~``, one too long for the file system or a link to nothing, is
+refused in one line (exit status 2) before any work, writing nothing.
 
 ``RUNS``: each command (``main.py`` as ``train``) run as a user runs it, on a tiny trained run and
 image folder: Ctrl-C and SIGTERM at several moments (while JAX loads, once it has printed,
 while it writes a file) end it with exit status 130 or 143, its last line saying so, no traceback;
 a file-size limit (a full disk) is one line naming the file and the reason (exit status 1). In
 every case the files it had written before are unchanged or whole, and no temporary is left.
+Each command that needs a device, told by ``JAX_PLATFORMS`` to use one the machine lacks, says so
+in one line.
 
 Every command meets a signal once its own work has begun (``working``, Ctrl-C and SIGTERM
 alternating); a moment whose code every command shares stands for all of them in two: the signal
@@ -24,9 +26,11 @@ remembering.
 
 import importlib
 import json
+import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +71,7 @@ OUTPUTS = {
 WRITES_NOTHING = {"train", "reports", "models", "predict", "config"}
 
 CASES = [(command, flag, kind, args) for command, outputs in OUTPUTS.items() for flag, kind, args in outputs]
-FAULTS = ["empty", "wrong kind", "under a file", "tilde"]
+FAULTS = ["empty", "wrong kind", "under a file", "tilde", "too long", "a dangling link"]
 
 
 def test_fault_tables_list_every_command():
@@ -85,6 +89,10 @@ def faulty_path(fault, kind, tmp_path):
         return str(wrong), f"{wrong} is a {'folder' if kind == 'file' else 'file'}"
     if fault == "under a file":
         return f"{a_file}/out", f"{a_file} is a file, not a folder to write into"
+    if fault == "too long":  # more than a name may hold (255 bytes); the error would come at the first write
+        return f"{tmp_path}/{'x' * 250}", "is too long for this file system (255 bytes a name"
+    if fault == "a dangling link":
+        return str(tmp_path / "a_link"), f"{tmp_path / 'a_link'} is a link to {tmp_path / 'nowhere'}, which"
     home_wrong = tmp_path / "home" / wrong.name  # ~ is HOME: the wrong kind there too
     return f"~/{wrong.name}", f"{home_wrong} is a {'folder' if kind == 'file' else 'file'}"
 
@@ -99,6 +107,7 @@ def test_fault_of_an_output_path_is_one_line_before_any_work(
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "a_file").write_text("kept")
     (tmp_path / "home" / "a_folder").mkdir()
+    (tmp_path / "a_link").symlink_to(tmp_path / "nowhere")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(REPO)
     before = sorted(str(p) for p in tmp_path.rglob("*"))
@@ -320,3 +329,56 @@ def test_fault_a_file_size_limit_is_one_line_and_older_files_stay(command, a_run
     assert last.startswith(f"error: {root}") and last.endswith(": File too large."), result.stderr[-3000:]
     assert not [line for line in before_it if line.startswith("error")], before_it
     assert changed == []
+
+
+# Run one after another in one process (no backend ever starts in it, so each command meets the
+# failure afresh): each command's args from argv, its exit status and stderr as a JSON line.
+EVERY_COMMAND = """
+import contextlib, io, json, os, sys
+import jax
+from flax_resnets.__main__ import main
+for platform, args in json.loads(sys.argv[1]):
+    os.environ["JAX_PLATFORMS"] = platform
+    jax.config.update("jax_platforms", platform)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = main(args)
+        except SystemExit as exit:
+            status = exit.code
+    print(json.dumps([status, err.getvalue().strip().splitlines()]), flush=True)
+"""
+NEEDS_NO_DEVICE = {"table1", "sweep", "reports", "data", "config"}  # the sweep's cells would need one
+
+
+@pytest.mark.slow
+def test_fault_a_backend_the_machine_lacks_is_one_line_for_every_command_that_needs_one(a_run, tmp_path):
+    """JAX_PLATFORMS naming a platform unknown to JAX, a GPU where none is visible (JAX asserts), a
+    TPU where none is attached: every command that needs a device says so in one line (exit 2), the
+    others work (compile needs none either: libtpu describes its slices, tests/test_compile.py)."""
+    images, trained = a_run
+    paths = {"images": images, "run": shutil.copytree(trained, tmp_path / "run"), "out": tmp_path / "out"}
+    paths["out"].mkdir()
+    commands = [command for command in RUNS if command != "compile"]
+    platforms = [("bogus", "cuda", "tpu")[k % 3] for k in range(len(commands))]
+    runs = [
+        (platform, ["train", *RUNS[command][0][1:]] if command == "train" else RUNS[command][0])
+        for platform, command in zip(platforms, commands, strict=True)
+    ]
+    runs = [(platform, [arg.format(**paths) for arg in args]) for platform, args in runs]
+    result = subprocess.run(
+        [sys.executable, "-c", EVERY_COMMAND, json.dumps(runs)],
+        cwd=REPO,
+        env={**os.environ, "JAX_PLATFORMS": "bogus"},
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+    )
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(answers) == len(commands), result.stderr[-3000:]
+    for command, platform, (status, lines) in zip(commands, platforms, answers, strict=True):
+        if command in NEEDS_NO_DEVICE:
+            assert status == 0, (command, lines)
+        else:
+            assert status == 2 and len(lines) == 1, (command, lines)
+            assert lines[0].startswith(f"error: JAX_PLATFORMS={platform} names a backend this"), lines

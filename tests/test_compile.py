@@ -5,13 +5,16 @@ of them."""
 
 import contextlib
 import importlib.util
+import os
 import resource
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import jax
 import pytest
-from run_helpers import REPO
+from run_helpers import HANG_GUARD_SECONDS, REPO
 
 from flax_resnets.cli import EXIT_REFUSED, run_command
 from flax_resnets.commands import compile as compile_command
@@ -267,3 +270,57 @@ def test_a_compiler_crash_is_a_row_and_one_line_not_the_end_of_the_command(monke
         f"fashion_mnist_vgg19 on {SLICE}: compiling the training call and evaluation step",
         f"error: cifar10_resnet18 on {SLICE}: libtpu's compiler crashed (its report: r.log)",
     ]
+
+
+KILLED_PARENT = """
+import glob, os, sys, tempfile, types
+sys.path.insert(0, {tests!r})
+import run_helpers
+from flax_resnets.commands import compile as compile_command
+from flax_resnets.config import cell_config
+from flax_resnets.errors import InputError
+compile_command.compile_here = run_helpers.refuse_or_wait
+try:
+    compile_command.compiled(cell_config("cifar10_resnet18"), types.SimpleNamespace(name="refused"))
+except InputError:
+    print(len(glob.glob(os.path.join(tempfile.gettempdir(), "flax_resnets_compile_*"))), flush=True)
+compile_command.compiled(cell_config("cifar10_resnet18"), types.SimpleNamespace(name="waits"))
+"""
+
+
+def until(condition):
+    """``condition()``'s first true value, asked every 0.1 s (a bound only against a hang)."""
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
+def compiling_child(pid):
+    tasks = Path(f"/proc/{pid}/task").glob("*/children")
+    children = [int(child) for task in tasks for child in task.read_text().split()]
+    return next((c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()), None)
+
+
+def has_ended(pid):
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # gone, or a zombie
+
+
+@pytest.mark.slow
+def test_compiles_children_leave_no_report_when_refused_and_end_with_a_killed_parent(tmp_path):
+    """A child that refuses its config leaves no empty report behind; a child still compiling when
+    its parent is killed outright (kill -9: no handler of the parent runs) ends with it."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PARENT.format(tests=str(REPO / "tests"))],
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout.readline() == "0\n"
+        child = until(lambda: compiling_child(parent.pid))
+    finally:
+        parent.kill()
+        parent.wait()
+    assert until(lambda: has_ended(child))

@@ -18,6 +18,7 @@ from run_helpers import (
     assert_same_run,
     damage,
     environment,
+    main_in_process,
     run_main,
     run_with_fault,
     tree_fingerprint,
@@ -177,7 +178,7 @@ def test_an_evaluation_beside_a_live_training_never_writes_the_trainings_eval_js
     tmp_path, compile_cache, uninterrupted
 ):
     """The training writes eval.json when it ends; an evaluation that finished after it once
-    replaced it with an earlier step's."""
+    replaced it with an earlier step's. Whether it may is decided when it writes, under the lock."""
     _, reference = uninterrupted
     workdir = shutil.copytree(reference, tmp_path / "run")
     before = (workdir / "eval.json").read_bytes()
@@ -197,6 +198,14 @@ def test_an_evaluation_beside_a_live_training_never_writes_the_trainings_eval_js
         == json.loads(before)["test_accuracy"]
     )
     assert "a run is training in" in evaluated.stderr and "(pid 4242)" in evaluated.stderr
+    # Decided as it writes: a training that ended meanwhile left eval.json of a later step, kept too.
+    later = {**json.loads(before), "checkpoint_step": step + 1}
+    (workdir / "eval.json").write_text(json.dumps(later))
+    (workdir / f"eval_step{step}.json").unlink()
+    evaluated = main_in_process([f"--workdir={workdir}", "--mode=eval"])
+    assert evaluated.returncode == 0 and json.loads((workdir / "eval.json").read_text()) == later
+    assert (workdir / f"eval_step{step}.json").is_file()
+    assert f"eval.json records a later step ({step + 1})" in evaluated.stderr
 
 
 def assert_interrupted_in_one_line(result):

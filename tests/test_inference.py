@@ -3,6 +3,7 @@ logits elsewhere (PyTorch without JAX, named arrays)."""
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -134,6 +135,24 @@ def test_a_run_of_several_seeds_is_refused_without_a_seed_and_gives_each_member(
         assert accuracy == pytest.approx(member["test_accuracy"])
 
 
+def test_the_python_api_takes_what_the_command_line_takes_and_refuses_the_rest_in_one_line(
+    trained, images, monkeypatch
+):
+    monkeypatch.setenv("HOME", str(trained))
+    run = load_run("~/resnet8")  # ~ as the command line expands it
+    image = sorted((images / "test").rglob("*.png"))[0]
+    expected = run.predict(np.asarray(Image.open(image)))
+    np.testing.assert_array_equal(run.predict([str(image), image]), np.concatenate([expected, expected]))
+    assert run.predict(Image.open(image).convert("LA")).shape == expected.shape  # grey with alpha
+    for batch_size in (0, -1, 2.5, True):
+        with pytest.raises(InputError, match=rf"batch_size must be a positive integer, not {batch_size!r}\."):
+            run.predict(image, batch_size=batch_size)
+    with pytest.raises(InputError, match="missing.png is not a readable image"):
+        run.predict(images / "missing.png")
+    with pytest.raises(InputError, match="has no seed '0'; its seeds are 0, 1"):
+        load_run(trained / "vgg8", seed="0")
+
+
 # A Python with torch and without JAX (or this project) loads the exported model and writes its logits.
 IN_PLAIN_TORCH = """
 import json, sys
@@ -181,6 +200,20 @@ def test_the_pytorch_export_gives_the_same_logits_without_jax(trained, tmp_path)
         np.testing.assert_allclose(theirs, run.logits(pixels), rtol=1e-5, atol=1e-5)
         spec = json.loads((folder / "model.pt.json").read_text())
         assert spec["model"] == run.name and spec["normalization"]["mean"] == list(run.mean)
+
+
+def test_an_export_under_a_file_size_limit_is_one_line_and_writes_nothing(trained, tmp_path, capsys):
+    """A limit reached inside the file (what a full disk does): once PyTorch's own RuntimeError."""
+    out = tmp_path / "model.pt"
+    args = ["export", f"--workdir={trained / 'resnet8'}", "--format=torch", f"--out={out}"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))  # the ResNet-8's state is 15 times that
+    try:
+        status = flax_resnets_main(args)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert status == 1 and capsys.readouterr().err.strip() == f"error: {out}: File too large."
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_npz_export_holds_every_parameter_and_statistic_by_its_path(trained, tmp_path):

@@ -1,13 +1,14 @@
 """The sweep's plan: estimates from measured rates, cells packed so that every one started finishes."""
 
 import json
+import math
 import re
 
 import pytest
 
 from flax_resnets.checks import with_overrides
 from flax_resnets.commands import sweep, sweep_plan
-from flax_resnets.commands.sweep_plan import Estimate, Rates, cell_work, make_plan
+from flax_resnets.commands.sweep_plan import MOST_SEEDS, Estimate, Plan, Rates, cell_work, make_plan, pack
 from flax_resnets.config import cell_config
 from flax_resnets.errors import InputError
 
@@ -120,6 +121,13 @@ def test_the_plan_packs_longest_first_and_lowers_seeds_before_it_leaves_a_cell_o
         ("cifar10_vgg19", 1),
         ("cifar10_resnet18", 1),
     ]
+    # The search leaves out the caps on seeds that cannot change or better the plan: the best of all.
+    for seeds, slots, budget in ((5, 3, 250), (9, 2, 900), (4, 4, math.inf)):
+        caps = [(cells, most) for cells in range(1, slots + 1) for most in range(seeds, 0, -1)]
+        every = [pack(works, FixedRates(per_seed), seeds, most, cells, budget) for cells, most in caps]
+        assert make_plan(works, FixedRates(per_seed), seeds, slots, budget) == max(every, key=Plan.rank)
+    with pytest.raises(InputError, match=f"--num_seeds={MOST_SEEDS + 1}: a cell trains at most {MOST_SEEDS}"):
+        make_plan(works, FixedRates(per_seed), MOST_SEEDS + 1, 2, math.inf)  # once, it ran for minutes
 
 
 def data_of_both(tmp_path):

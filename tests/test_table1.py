@@ -206,6 +206,16 @@ def test_a_cell_keeps_several_runs_and_the_table_chooses_by_its_rule(tmp_path, c
     later = fake_run(tmp_path / "c", "cifar10", "resnet18", 0.85, finished="2026-11-29T10:00:00+00:00")
     later = table1.keep(later, results)
     assert changed.name == "learning_rate=0.05_seed0_20261128100000"
+    # Two runs of long recipes that differ in their first change only: readable, and kept apart.
+    tail = dict(eval_flip=True, label_smoothing=0.1, momentum=0.8, nesterov=True, warmup_epochs=2)
+    tail.update(weight_decay=0.001, learning_rate=0.05, split_seed=3, validation_fraction=0.1)
+    long_ones = [
+        fake_run(tmp_path / f"long{k}", "cifar10", "resnet18", 0.9, cosine_period_epochs=k, **tail)
+        for k in (7, 8)
+    ]
+    long_ones = [table1.keep(workdir, results) for workdir in long_ones]
+    assert [p.name[:24] for p in long_ones] == ["cosine_period_epochs=7+e", "cosine_period_epochs=8+e"]
+    assert long_ones[0] != long_ones[1] and all(len(p.name) <= 140 for p in long_ones)
     assert len({recipe, changed, later}) == 3 and all(p.parent == recipe.parent for p in (changed, later))
     before = tree(results)
     assert table1.keep(later, results) == later and table1.keep(tmp_path / "c", results) == later

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 from conftest import write_image_folder
-from run_helpers import TINY, run_main, trained_here, tree_fingerprint
+from run_helpers import TINY, main_in_process, run_main, trained_here, tree_fingerprint
 
 from flax_resnets.files import WorkdirLock
 
@@ -80,28 +80,49 @@ def test_checkpoints_that_cannot_be_written_stop_the_run_at_once(folder_run, tmp
     (workdir / "checkpoints").write_text("a file in the way")  # as a read-only or full disk would
     line = refused([*folder_args(images), "--config.num_epochs=1"], workdir, compile_cache)
     assert line.startswith(f"error: {workdir / 'checkpoints'} is a file, not a folder to write into")
+    line = refused(["--mode=eval"], workdir, compile_cache)
+    assert line.endswith("checkpoints is a file, not the run's checkpoints folder: restore it.")
+
+
+@pytest.mark.parametrize("fault", ["a name too long", "a path too long", "a dangling link"])
+def test_a_workdir_the_file_system_cannot_hold_is_refused_before_any_work(folder_run, tmp_path, fault):
+    """Once, such a workdir trained an epoch before its first checkpoint failed (ENAMETOOLONG)."""
+    images, _ = folder_run
+    workdir = {
+        "a name too long": tmp_path / ("x" * 250),
+        "a path too long": tmp_path.joinpath(*["y" * 200] * 20),  # its checkpoints' paths over 4,096 bytes
+        "a dangling link": tmp_path / "link",
+    }[fault]
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    result = main_in_process([*folder_args(images), "--config.num_epochs=1", f"--workdir={workdir}"])
+    expected = "which does not exist" if fault == "a dangling link" else "is too long for this file system"
+    assert result.returncode == 2 and expected in result.stderr.strip(), result.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+
+
+FOLDERS_IN_PLACE = {".lock": "cannot be opened as the run's lock", "eval.json": "is a folder, not a file"}
 
 
 @pytest.mark.parametrize(
     "name, mode",
-    [("config.json", "eval"), ("data.json", "train"), ("data.json", "eval"), (".lock", "train")],
+    [("config.json", "eval"), ("data.json", "train"), ("data.json", "eval"), (".lock", "train")]
+    + [("eval.json", "eval")],
 )
 def test_a_run_file_that_is_not_what_it_should_be_is_one_line(
     folder_run, tmp_path, compile_cache, name, mode
 ):
-    """A JSON file that parses but is no record (``[]``), a lock that is a folder: refused, named."""
+    """A JSON file that parses but is no record (``[]``), a lock or eval.json that is a folder (once
+    named by a temporary file, after the whole evaluation): refused, named."""
     images, finished = folder_run
     workdir = shutil.copytree(finished, tmp_path / "run")
-    if name == ".lock":
-        (workdir / ".lock").unlink(missing_ok=True)
-        (workdir / ".lock").mkdir()
+    if name in FOLDERS_IN_PLACE:
+        (workdir / name).unlink(missing_ok=True)
+        (workdir / name).mkdir()
     else:
         (workdir / name).write_text("[]")
     args = [*folder_args(images), "--config.num_epochs=1"] if mode == "train" else []
     line = refused([*args, f"--mode={mode}"], workdir, compile_cache)
-    expected = (
-        "cannot be opened as the run's lock file" if name == ".lock" else "holds a JSON list, not an object"
-    )
+    expected = FOLDERS_IN_PLACE.get(name, "holds a JSON list, not an object")
     assert f"{workdir / name}" in line and expected in line
 
 

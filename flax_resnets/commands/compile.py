@@ -15,6 +15,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ from flax_resnets.data.sources import (
 )
 from flax_resnets.errors import InputError
 from flax_resnets.files import write_text
+from flax_resnets.interrupts import end_with_parent
 from flax_resnets.models.flops import jaxpr_macs
 from flax_resnets.runtime import parallel, tpu
 from flax_resnets.training import programs
@@ -192,14 +194,9 @@ def compile_run(
     traced = trace_run(config, mesh)
     if only_training:
         traced = {TRAINING: traced[TRAINING]}
+    steps = {name: config.steps_per_call if name == TRAINING else 1 for name in traced}
     return [
-        analysed(
-            name,
-            program,
-            steps=config.steps_per_call if name == TRAINING else 1,
-            devices=len(devices),
-            dataset_bytes=dataset_bytes,
-        )
+        analysed(name, program, steps=steps[name], devices=len(devices), dataset_bytes=dataset_bytes)
         for name, (program, dataset_bytes) in traced.items()
     ]
 
@@ -302,7 +299,7 @@ def compiled(
         with (
             tpu.stack_limit_lifted() as unlimited,
             concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=context, initializer=messages_to, initargs=(str(report),)
+                1, mp_context=context, initializer=start_child, initargs=(str(report), os.getpid())
             ) as child,
         ):
             job = child.submit(compile_here, config.to_json(), tpu_slice.name, only_training)
@@ -313,13 +310,18 @@ def compiled(
                     continue
                 hint = "" if unlimited else "; it had a stack limit: try again after `ulimit -s unlimited`"
                 raise CompilerCrashError(f"libtpu's compiler crashed (its report: {report}){hint}") from None
+            except BaseException:  # refused: its report says nothing more
+                report.unlink()
+                raise
         report.unlink()
         return programs
 
 
-def messages_to(path: str) -> None:
-    """In the child: its stderr (libtpu's, XLA's) into ``path``."""
-    os.dup2(os.open(path, os.O_WRONLY | os.O_APPEND), 2)
+def start_child(report: str, parent: int) -> None:
+    """In the child: it ends with its parent (SIGKILL: it writes nothing), its stderr (libtpu's,
+    XLA's) into ``report``."""
+    end_with_parent(parent, signal.SIGKILL)
+    os.dup2(os.open(report, os.O_WRONLY | os.O_APPEND), 2)
 
 
 def compile_here(config_json: str, slice_name: str, only_training: bool) -> list[CompiledProgram] | None:

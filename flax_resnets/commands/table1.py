@@ -9,6 +9,7 @@ table (``results/table1.md``) fills up across machines.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import statistics
 import sys
@@ -35,21 +36,11 @@ PAPER_PARAMETERS = {"alexnet": "56M", "vgg19": "20M", "resnet18": "11M", "resnet
 # training pixels' mean within MEAN_TOLERANCE of the published one.
 MEAN_TOLERANCE = 0.02
 # Fields that do not change what a run computes (where its data is, how it is fed, how often it
-# saves or prints, which seeds), and paper_cell, its label: every other field is the recipe.
+# saves or prints, which seeds), and paper_cell, its label: every other field is the recipe. A run
+# on part of the data (train_images) is no whole dataset: it fills no cell.
 NOT_RECIPE = (
-    "dataset",
-    "data_dir",
-    "download",
-    "train_images",  # a part of the data is no whole dataset: such a run fills no cell
-    "split_seed",
-    "seed",
-    "num_seeds",
-    "steps_per_call",
-    "eval_batch_size",
-    "checkpoint_every_steps",
-    "keep_checkpoints",
-    "log_every_steps",
-    "distributed",
+    *("dataset", "data_dir", "download", "train_images", "split_seed", "seed", "num_seeds", "steps_per_call"),
+    *("eval_batch_size", "checkpoint_every_steps", "keep_checkpoints", "log_every_steps", "distributed"),
     "paper_cell",
 )
 
@@ -151,23 +142,18 @@ def format_cell(cell: str, shown: CellRun | None) -> str:
     cell whose Table 1 number is a validation accuracy, that one too."""
     logged = paper_runs()[cell]
     validation_epoch = TABLE1_IS_VALIDATION.get(cell)
-    texts = []
+    texts, outside = [f"- / {logged['test_acc']:.2f}"], False
+    if shown:
+        texts[0], outside = compared(seed_accuracies(shown.files), logged["test_acc"], 2)
+    if validation_epoch:
+        ours = shown and seed_validation_accuracies(shown.files, validation_epoch)
+        paper = logged["table1_value"]
+        text, outside_too = compared(ours, paper, 1) if ours else (f"- / {paper:.1f}", False)
+        texts.append(f"val. ep. {validation_epoch}: {text}")
+        outside = outside or outside_too
     if shown is None:
-        texts.append(f"- / {logged['test_acc']:.2f}")
-        if validation_epoch:
-            texts.append(f"val. ep. {validation_epoch}: - / {logged['table1_value']:.1f}")
         return "; ".join(texts)
     run = shown.files
-    text, outside = compared(seed_accuracies(run), logged["test_acc"], 2)
-    texts.append(text)
-    if validation_epoch:
-        ours = seed_validation_accuracies(run, validation_epoch)
-        if ours is None:
-            texts.append(f"val. ep. {validation_epoch}: - / {logged['table1_value']:.1f}")
-        else:
-            text, outside_val = compared(ours, logged["table1_value"], 1)
-            texts.append(f"val. ep. {validation_epoch}: {text}")
-            outside = outside or outside_val
     marks = (
         ("†" if cell.startswith("cifar10_") and run.record["data"]["dataset"] == "image_folder" else "")
         + ("*" if shown.changes else "")
@@ -264,16 +250,21 @@ def collect(folders: list[Path]) -> tuple[list[CellRun], list[str]]:
     return runs, skipped
 
 
+KEPT_RECIPE_CHARACTERS = 100  # of a kept run's folder name: with its seeds and time, at most ~140
+
+
 def kept_name(run: RunFiles, changes: list[str]) -> str:
     """A kept run's folder in its cell: what differs from the cell's recipe ("paper_recipe" when
-    nothing does), its seeds and when it finished, in characters any file system takes."""
+    nothing does; a long list, its start and a hash of it whole), its seeds and when it finished,
+    in characters any file system takes."""
     config = run.config
     first, count = int(config.get("seed", 0)), int(config.get("num_seeds", 1))
     seeds = f"seed{first}" if count == 1 else f"seeds{first}-{first + count - 1}"
     finished = re.sub(r"[^0-9]", "", str(run.record["finished"]))[:14]
     recipe = "+".join(changes).replace("'", "").replace('"', "") or "paper_recipe"
-    name = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{recipe}_{seeds}_{finished}").strip("._")
-    return name[-120:]
+    if len(recipe) > KEPT_RECIPE_CHARACTERS:
+        recipe = f"{recipe[:KEPT_RECIPE_CHARACTERS - 11]}+{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
+    return re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{recipe}_{seeds}_{finished}").strip("._")
 
 
 def keep(workdir: Path, results: Path) -> Path:

@@ -35,8 +35,10 @@ ARRAY_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
 
 
 def model_pixels(image: Any, channels: int) -> np.ndarray:
-    """One image (a PIL image, or a uint8 (H, W) or (H, W, 1, 3 or 4) array) as the model's uint8
-    (32, 32, ``channels``) pixels; anything else is an ``InputError`` saying what is expected."""
+    """One image (a file, a PIL image, or a uint8 (H, W) or (H, W, 1, 3 or 4) array) as the model's
+    uint8 (32, 32, ``channels``) pixels; anything else is an ``InputError`` saying what is expected."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(os.path.expanduser(image), channels)
     pillow = eight_bit(image if isinstance(image, Image.Image) else from_array(image))
     pillow = pillow.convert("L" if channels == 1 else "RGB")
     if pillow.size != (IMAGE_SIZE, IMAGE_SIZE):

@@ -275,11 +275,11 @@ def read_image_folder(data_dir: str | None) -> dict[str, Any]:
 def folder_fingerprint(root: Path) -> str:
     """Hash of every file's path, size and modification time, through symbolic links as the reader
     goes through them: changes whenever the images read do."""
-    digest = hashlib.sha256(str(root.resolve()).encode())
+    digest = hashlib.sha256(os.fsencode(root.resolve()))
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         for filename in sorted(filenames):
             path = os.path.join(dirpath, filename)
             stat = os.stat(path) if os.path.exists(path) else os.lstat(path)  # a broken link too
-            digest.update(f"{path}:{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            digest.update(os.fsencode(f"{path}:{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}"))
     return digest.hexdigest()[:20]

@@ -6,6 +6,7 @@ torch alone) to build the model in, or every parameter and BatchNorm statistic a
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,9 @@ def export_torch(run: TrainedModel, out: Path) -> list[Path]:
 
     twin = torch_model(run.name, run.channels, len(run.class_names))
     load_flax_weights(twin, model_arrays(run))
-    state = twin.state_dict()
-    atomic_write(out, lambda f: torch.save(state, f), binary=True)
+    serialized = io.BytesIO()  # torch's writer fails a short write with a RuntimeError: ours says why
+    torch.save(twin.state_dict(), serialized)
+    atomic_write(out, lambda f: f.write(serialized.getvalue()), binary=True)
     module = out.parent / TWIN_MODULE
     atomic_write(module, lambda f: f.write(Path(torch_modules.__file__).read_text()))
     record = {

@@ -1,7 +1,7 @@
 """A trained run in Python: ``load_run(workdir)`` gives its model and what using it needs.
 
 >>> run = flax_resnets.load_run("runs/c10_r18")            # the best checkpoint, evaluation mode
->>> probabilities = run.predict(images)                     # uint8 (N, H, W, C) arrays or PIL images
+>>> probabilities = run.predict(images)   # image files, PIL images or uint8 (N, H, W, C) arrays
 """
 
 from __future__ import annotations
@@ -44,13 +44,15 @@ class TrainedModel:
     image_size = IMAGE_SIZE
 
     def preprocess(self, images: Any) -> np.ndarray:
-        """Images (PIL images, uint8 (H, W), (H, W, C) or (N, H, W, C) arrays, or a list) as the model's
-        float32 (N, 32, 32, channels) input; anything else is a ``ValueError``."""
+        """Images (files, PIL images, uint8 (H, W), (H, W, C) or (N, H, W, C) arrays, or a list) as the
+        model's float32 (N, 32, 32, channels) input; anything else is a ``ValueError``."""
         pixels = np.stack([model_pixels(image, self.channels) for image in image_list(images)])
         return model_inputs(pixels, (self.mean, self.std))
 
     def logits(self, images: Any, *, batch_size: int = 256) -> np.ndarray:
         """The model's logits for the images, (N, classes), in batches of ``batch_size``."""
+        if type(batch_size) is not int or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, not {batch_size!r}.")
         inputs = self.preprocess(images)
         graphdef, params, batch_stats = nnx.split(self.model, nnx.Param, nnx.BatchStat)
         forward, state = jit_logits(graphdef), {"params": params, "batch_stats": batch_stats}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ from flax_resnets.checks import validate_config
 from flax_resnets.data.feeds import Feed
 from flax_resnets.data.sources import load_config_dataset
 from flax_resnets.errors import InputError
-from flax_resnets.files import WorkdirLock, write_json
+from flax_resnets.files import WorkdirLock, require_writable, write_json
 from flax_resnets.progress import progress
 from flax_resnets.runs.metrics import best_steps
 from flax_resnets.runs.plots import write_plots
@@ -59,6 +61,8 @@ def choose_steps(checkpoints: Checkpoints, which: str, num_seeds: int = 1) -> li
     """The checkpoint of each member: 'best' by its validation accuracy (the latest if the run has
     no validation), 'latest', or a step."""
     latest = checkpoints.latest_step()
+    if latest is None and checkpoints.directory.exists() and not checkpoints.directory.is_dir():
+        raise InputError(f"{checkpoints.directory} is a file, not the run's checkpoints folder: restore it.")
     if latest is None:
         raise InputError(f"There is no checkpoint in {checkpoints.directory}: train first (--mode=train).")
     if which == "latest":
@@ -135,15 +139,15 @@ def test_report(
 def evaluate_workdir(
     config: ml_collections.ConfigDict | None, workdir: Path, which: str = "best"
 ) -> dict[str, Any]:
-    """``--mode=eval``: test a checkpoint of a run (its model's fields only). The best checkpoint's
-    result is ``eval.json``; another's, or the best's while a run trains there, is
-    ``eval_step<N>.json`` beside it, so that eval.json is never replaced by a worse step."""
+    """``--mode=eval``: test a checkpoint of a run (its model's fields only); the result is written
+    by ``write_report``."""
     run = read_run(workdir)
     workdir = run.folder
     if config is None:
         config = ml_collections.ConfigDict(run.config)
     validate_config(config)
     check_same_run(config, workdir, "leave out --config to evaluate the run as it was trained")
+    require_writable(workdir / "eval.json", "move it away, the evaluation writes its result", folder=False)
     with Checkpoints(
         workdir / "checkpoints", keep=config.keep_checkpoints, num_seeds=config.num_seeds, read_only=True
     ) as checkpoints:
@@ -160,17 +164,35 @@ def evaluate_workdir(
         report = test_report(member_steps, model_state, program.evaluate, program.feed, config)
         mark_best(checkpoints, program.feed.seeds())
     if jax.process_index() == 0:
-        training = WorkdirLock.holder(workdir)
-        if is_best and training is None:
+        write_report(workdir, report, is_best)
+    return report
+
+
+def write_report(workdir: Path, report: dict[str, Any], is_best: bool) -> None:
+    """eval.json if the best checkpoint was tested, decided as it is written, under the workdir's
+    lock: not while a run trains there (eval.json is the run's to write), nor over a record of a
+    later step (a run that ended meanwhile); otherwise ``eval_step<N>.json`` beside it."""
+    step = int(np.max(report["checkpoint_step"]))
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(WorkdirLock(workdir))
+            training = None
+        except InputError:
+            training = WorkdirLock.holder(workdir) or "unknown"
+        try:
+            later = int(np.max(json.loads((workdir / "eval.json").read_text())["checkpoint_step"]))
+        except (OSError, ValueError, KeyError, TypeError):  # none, or no record: its place is free
+            later = 0
+        if training:
+            why = f"a run is training in {workdir} (pid {training}), and its eval.json is that run's to write"
+        elif later > step:
+            why = f"eval.json records a later step ({later}): a run that ended meanwhile wrote it"
+        elif not is_best:
+            why = "eval.json keeps the best checkpoint's result"
+        else:
             write_json(workdir / "eval.json", report)
             write_plots(workdir)
-        else:
-            path = workdir / f"eval_step{member_steps[0]}.json"
-            write_json(path, report)
-            why = (
-                f"a run is training in {workdir} (pid {training}), and its eval.json is that run's to write"
-                if training
-                else "eval.json keeps the best checkpoint's result"
-            )
-            print(f"wrote {path}: {why}", file=sys.stderr)
-    return report
+            return
+        path = workdir / f"eval_step{step}.json"
+        write_json(path, report)
+    print(f"wrote {path}: {why}", file=sys.stderr)
