@@ -1,6 +1,7 @@
 """The benchmark command, and the PyTorch twins it compares against (when PyTorch is installed)."""
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 from flax import nnx
 from run_helpers import environment
 
+from flax_resnets.errors import InputError
 from flax_resnets.models import count_parameters, create_model
 from flax_resnets.runs.summary import format_table
 
@@ -56,6 +58,23 @@ def test_benchmark_sums_the_images_of_seeds_and_of_cells_sharing_the_device(tmp_
     for row in written["cells_rows"]:
         assert row["train img/s"] == pytest.approx(row["cells"] * row["per cell"]) and row["per cell"] > 0
     assert "cells  train img/s  per cell" in result.stdout
+
+
+def test_a_failing_process_of_several_ends_the_others_waiting_for_it_and_is_named(monkeypatch):
+    """The others would wait at the barrier for the one that failed (a crash, out of memory)."""
+    from flax_resnets.commands import benchmark
+
+    started, real_popen = [], subprocess.Popen
+    stand_ins = ["import sys; sys.exit('out of device memory')", "import time; time.sleep(3600)"]
+
+    def popen(command, **kwargs):  # the K processes, in their order: the first fails, the second waits
+        started.append(real_popen([sys.executable, "-c", stand_ins[len(started)]], **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(benchmark.subprocess, "Popen", popen)
+    with pytest.raises(InputError, match="a benchmark process of --parallel=2 failed: out of device memory"):
+        benchmark.cells_rows(["--models=resnet8"], 2)
+    assert [process.returncode for process in started] == [1, -signal.SIGKILL]
 
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet50", "plain20", "vgg19", "alexnet"])

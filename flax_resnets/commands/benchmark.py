@@ -7,6 +7,7 @@ trainer's own programs on random images (``--compare_torch``: PyTorch's step bes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -63,7 +64,7 @@ def wait_for_the_other_cells(row: str) -> None:
 def cells_rows(argv: list[str], parallel: int) -> list[dict[str, Any]]:
     """Run the benchmark ``argv`` (one row set) in ``parallel`` processes at once; per row, the
     summed training images/s and each process's share."""
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as logs:
         env = {**cell_environment(parallel), BARRIER: f"{scratch}:{parallel}"}
         outputs = [Path(scratch) / f"cell{index}.json" for index in range(parallel)]
         processes = [
@@ -71,31 +72,26 @@ def cells_rows(argv: list[str], parallel: int) -> list[dict[str, Any]]:
                 [sys.executable, "-m", "flax_resnets", "benchmark", *argv, "--parallel=1", f"--json={out}"],
                 env=env,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
+                stderr=logs.enter_context(open(out.with_suffix(".log"), "w")),
             )
             for out in outputs
         ]
-        errors = [process.communicate()[1] for process in processes]
-        failed = [error for process, error in zip(processes, errors, strict=True) if process.returncode]
+        # Until all end or one fails: the others would wait for it at the barrier for ever.
+        while any(p.poll() is None for p in processes) and not any(p.poll() for p in processes):
+            time.sleep(POLL_SECONDS)
+        failed = [out for out, process in zip(outputs, processes, strict=True) if process.poll()]
+        for process in processes:
+            process.kill()
+            process.wait()
         if failed:
-            reason = failed[0].strip().splitlines()[-1] if failed[0].strip() else "no output"
-            raise InputError(f"a benchmark process of --parallel={parallel} failed: {reason}")
+            reason = failed[0].with_suffix(".log").read_text().strip().splitlines() or ["no output"]
+            raise InputError(f"a benchmark process of --parallel={parallel} failed: {reason[-1]}")
         results = [json.loads(out.read_text())["rows"] for out in outputs]
     rows = []
     for same_rows in zip(*results, strict=True):
-        first = same_rows[0]
         total = sum(row["train img/s"] for row in same_rows)
-        rows.append(
-            {
-                "model": first["model"],
-                "batch": first["batch"],
-                "seeds": first["seeds"],
-                "cells": parallel,
-                "train img/s": total,
-                "per cell": total / parallel,
-            }
-        )
+        row = {key: same_rows[0][key] for key in ("model", "batch", "seeds")}
+        rows.append({**row, "cells": parallel, "train img/s": total, "per cell": total / parallel})
     return rows
 
 
