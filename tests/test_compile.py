@@ -310,11 +310,13 @@ def has_ended(pid):
 @pytest.mark.slow
 def test_compiles_children_leave_no_report_when_refused_and_end_with_a_killed_parent(tmp_path):
     """A child that refuses its config leaves no empty report behind; a child still compiling when
-    its parent is killed outright (kill -9: no handler of the parent runs) ends with it."""
+    its parent is killed outright (kill -9: no handler of the parent runs) ends with it, and the
+    pool's resource tracker cleans up after them without a word on the command's stderr."""
     parent = subprocess.Popen(
         [sys.executable, "-c", KILLED_PARENT.format(tests=str(REPO / "tests"))],
         env={**os.environ, "TMPDIR": str(tmp_path)},
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     try:
@@ -324,3 +326,4 @@ def test_compiles_children_leave_no_report_when_refused_and_end_with_a_killed_pa
         parent.kill()
         parent.wait()
     assert until(lambda: has_ended(child))
+    assert "resource_tracker" not in parent.stderr.read()  # read to its end: the tracker's too

@@ -294,6 +294,9 @@ def compiled(
     allows): libtpu's compiler crashing is a ``CompilerCrashError`` (v6e's crashes now and then even so: a
     crashed child is started once more); None where the program does not fit a device's memory."""
     report = Path(tempfile.mkstemp(prefix="flax_resnets_compile_", suffix=".log")[1])
+    # The pool's semaphores, left by a compile ended by a signal, are its resource tracker's to remove:
+    # without a warning on the command's stderr after its last line.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:multiprocessing.resource_tracker")
     context = multiprocessing.get_context("spawn")
     for attempt in (1, 2):
         with (
