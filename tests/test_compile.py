@@ -296,15 +296,23 @@ def until(condition):
     return value
 
 
+def proc_file(pid, name):
+    """``/proc/PID/NAME``'s bytes, or b"" where the process has gone."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return b""
+
+
 def compiling_child(pid):
-    tasks = Path(f"/proc/{pid}/task").glob("*/children")
-    children = [int(child) for task in tasks for child in task.read_text().split()]
-    return next((c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()), None)
+    threads = [task.name for task in Path(f"/proc/{pid}/task").glob("*")]
+    children = [int(c) for thread in threads for c in proc_file(pid, f"task/{thread}/children").split()]
+    return next((child for child in children if b"spawn_main" in proc_file(child, "cmdline")), None)
 
 
 def has_ended(pid):
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # gone, or a zombie
+    stat = proc_file(pid, "stat")
+    return not stat or stat.rsplit(b")", 1)[1].split()[0] == b"Z"  # gone, or a zombie
 
 
 @pytest.mark.slow
