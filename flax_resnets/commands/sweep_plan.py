@@ -245,11 +245,11 @@ def cost_lines(works: list[CellWork], rates: Rates, num_seeds: int, budget: floa
 
 
 def make_plan(works: list[CellWork], rates: Rates, num_seeds: int, parallel: int, budget: float) -> Plan:
-    """The best of the plans with 1 to ``parallel`` cells at once and at most 1 to ``num_seeds`` seeds
-    a cell (``Plan.rank``: seeds are lowered before a cell is left out). A lower cap is tried only
-    where it changes the plan (below the most seeds the last gave) and could outrank the best:
-    at most ``parallel`` x ``num_seeds`` packs of ``num_seeds`` estimates a cell, under two seconds
-    for Table 1 at ``MOST_SEEDS`` with 15 cells at once (and most searches end after a few packs)."""
+    """The best of the plans with 1 to ``parallel`` cells at once, a cell's seeds capped at 1 to
+    ``num_seeds`` (``Plan.rank``: seeds are lowered before a cell is left out). A lower cap is packed
+    only where it changes the plan (below the most seeds the last plan gave) and could outrank the
+    best: at most ``parallel`` x ``num_seeds`` packs of ``num_seeds`` estimates a cell, under two
+    seconds for Table 1 at ``MOST_SEEDS`` and 15 cells at once (most searches end in a few packs)."""
     if num_seeds > MOST_SEEDS:
         raise InputError(
             f"--num_seeds={num_seeds}: a cell trains at most {MOST_SEEDS} seeds, as one program on one "
