@@ -126,7 +126,7 @@ def require_writable(path: Path, fix: str = "", *, folder: bool = True) -> None:
         raise InputError(f"{shown(path)} is a link to {shown(os.readlink(path))}, which does not exist{fix}")
     if path.is_dir() and not folder:
         raise InputError(f"{shown(path)} is a folder, not a file to write{fix}")
-    candidates = (path, *path.absolute().parents) if folder else path.absolute().parents
+    candidates = (path, *absolute.parents) if folder else absolute.parents
     existing = next(p for p in candidates if p.exists())
     if not existing.is_dir():
         raise InputError(f"{shown(existing)} is a file, not a folder to write into{fix}")

@@ -241,10 +241,11 @@ def without_data(args: Any, data: dict[str, list[str]], flags: list[str]) -> lis
     why and how to give it."""
     lines = []
     for dataset in dict.fromkeys(table1.CELLS[cell][0] for cell in args.cells):
+        if dataset in data:
+            continue
         recipe = checks.with_overrides(config.cell_config(f"{dataset}_resnet18"), flags)
         try:
-            if dataset not in data:
-                tfds_builder(dataset, data_dir=recipe.data_dir, download=recipe.download)
+            tfds_builder(dataset, data_dir=recipe.data_dir, download=recipe.download)
         except InputError as error:
             cells = [cell for cell in args.cells if table1.CELLS[cell][0] == dataset]
             args.cells = [cell for cell in args.cells if cell not in cells]

@@ -240,7 +240,7 @@ def cost_lines(works: list[CellWork], rates: Rates, num_seeds: int, budget: floa
     total = sum(seconds.values())
     lines = [f"every cell with {num_seeds} seed(s), one at a time (estimates on {rates.device}):"]
     lines += [f"  {cell}: {cell_seconds:,.0f} s" for cell, cell_seconds in seconds.items()]
-    calls = f": at least {math.ceil(total / budget)} call(s) of {budget:.0f} s" * math.isfinite(budget)
+    calls = f": at least {math.ceil(total / budget)} call(s) of {budget:.0f} s" if budget < math.inf else ""
     return [*lines, f"  in all {len(seconds)} cell(s), {total:,.0f} s ({total / 3600:.1f} h){calls}"]
 
 
